@@ -1,0 +1,23 @@
+//! Compiles the gRPC API in `proto/` with the protoc shipped by `protoc-bin-vendored`, so no system protoc is needed.
+//! Also writes the file descriptor set that server reflection serves.
+
+use std::path::PathBuf;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let protoc = protoc_bin_vendored::protoc_bin_path()?;
+    let well_known_types = protoc_bin_vendored::include_path()?;
+    // SAFETY: build scripts are single-threaded; prost-build reads PROTOC from the environment.
+    unsafe {
+        std::env::set_var("PROTOC", protoc);
+    }
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    let protos: Vec<PathBuf> = ["types", "booking_service", "admin_service"]
+        .iter()
+        .map(|name| PathBuf::from(format!("proto/antrean/v1/{name}.proto")))
+        .collect();
+    tonic_prost_build::configure()
+        .file_descriptor_set_path(out_dir.join("antrean_v1_descriptor.bin"))
+        .compile_protos(&protos, &[PathBuf::from("proto"), well_known_types])?;
+    println!("cargo:rerun-if-changed=proto");
+    Ok(())
+}

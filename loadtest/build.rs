@@ -1,0 +1,24 @@
+//! Compiles the client side of the gRPC API in `../proto/antrean/v1` with the protoc shipped by
+//! `protoc-bin-vendored`, so the load generator does not depend on the server crate.
+
+use std::path::PathBuf;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let protoc = protoc_bin_vendored::protoc_bin_path()?;
+    let well_known_types = protoc_bin_vendored::include_path()?;
+    // SAFETY: build scripts are single-threaded; prost-build reads PROTOC from the environment.
+    unsafe {
+        std::env::set_var("PROTOC", protoc);
+    }
+    let proto_root = PathBuf::from("../proto");
+    let protos: Vec<PathBuf> = ["types", "booking_service", "admin_service"]
+        .iter()
+        .map(|name| proto_root.join(format!("antrean/v1/{name}.proto")))
+        .collect();
+    tonic_prost_build::configure()
+        .build_server(false)
+        .build_client(true)
+        .compile_protos(&protos, &[proto_root.clone(), well_known_types])?;
+    println!("cargo:rerun-if-changed=../proto");
+    Ok(())
+}

@@ -1,0 +1,361 @@
+//! The command line: flags, their defaults and limits, and the checks that refuse an unsafe or unbounded run.
+//!
+//! This module owns parsing and validation only; it must not open connections or start anything.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, ValueEnum};
+
+/// Longest run accepted, whatever `--duration` says.
+pub const DURATION_MAX: Duration = Duration::from_secs(10 * 60);
+/// Most calls one run may start, whatever `--max-requests` says.
+pub const REQUESTS_MAX: u64 = 20_000_000;
+/// Most closed-loop tasks.
+pub const CONCURRENCY_MAX: usize = 10_000;
+/// Highest open-loop rate in calls per second.
+pub const RATE_MAX: f64 = 1_000_000.0;
+/// Most HTTP/2 connections to the server.
+pub const CONNECTIONS_MAX: usize = 64;
+/// Most simulated users in `spike`.
+pub const USERS_MAX: u64 = 1_000_000;
+/// Most slots a run may create.
+pub const SLOTS_MAX: u64 = 10_000_000;
+/// Most offices a run may create.
+pub const OFFICES_MAX: u32 = 100;
+/// Most dates per office; the test offices allow booking 60 days ahead.
+pub const DAYS_MAX: u32 = 59;
+/// Most open-loop calls in flight at once.
+pub const OUTSTANDING_MAX: usize = 100_000;
+
+/// A load scenario.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scenario {
+    /// `grpc.health.v1.Health/Check`: the ceiling of the gRPC stack.
+    Ping,
+    /// Holds only, on a fresh quota.
+    Hold,
+    /// Hold then confirm, cancel or abandon, with late payments.
+    Lifecycle,
+    /// Many users arrive around a release instant for few slots.
+    Spike,
+    /// Steady mixed load of reads, holds, confirms and cancels.
+    Soak,
+}
+
+impl Scenario {
+    /// The lowercase name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Ping => "ping",
+            Scenario::Hold => "hold",
+            Scenario::Lifecycle => "lifecycle",
+            Scenario::Spike => "spike",
+            Scenario::Soak => "soak",
+        }
+    }
+}
+
+/// Load generator for antrean: drives one scenario against a server, then checks the server's state.
+#[derive(Debug, Parser)]
+#[command(name = "loadtest", version, about)]
+pub struct Cli {
+    /// The scenario to run.
+    #[arg(value_enum)]
+    pub scenario: Scenario,
+    /// Address of a running server, host:port or http://host:port; loopback only unless --allow-non-loopback.
+    #[arg(long, default_value = "127.0.0.1:50051", conflicts_with = "spawn")]
+    pub target: String,
+    /// Start the server binary on a free loopback port with a fresh data directory, and stop it at the end.
+    #[arg(long)]
+    pub spawn: bool,
+    /// Server binary for --spawn; default: `antrean` next to this binary.
+    #[arg(long, value_name = "PATH")]
+    pub server_bin: Option<PathBuf>,
+    /// Extra argument for the spawned server (repeatable), e.g. --server-arg=--fsync --server-arg=batch.
+    #[arg(long = "server-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub server_args: Vec<String>,
+    /// Keep the spawned server's data directory and log.
+    #[arg(long)]
+    pub keep_data: bool,
+    /// Allow a target that is not on a loopback address.
+    #[arg(long)]
+    pub allow_non_loopback: bool,
+    /// How long to generate load, e.g. 10s, 500ms, 2m (at most 10m); spike's default covers its arrivals.
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Closed loop: this many tasks, each sending its next call when the previous one returns (default 64).
+    #[arg(long, conflicts_with = "rate")]
+    pub concurrency: Option<usize>,
+    /// Open loop: this many calls per second on a fixed timetable.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Open loop: calls in flight at most; a call that finds no room is counted as dropped.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_outstanding: usize,
+    /// Start at most this many calls (scenario journeys).
+    #[arg(long, default_value_t = 5_000_000)]
+    pub max_requests: u64,
+    /// Number of HTTP/2 connections (tonic channels) to the server.
+    #[arg(long, default_value_t = 4)]
+    pub connections: usize,
+    /// Deadline of each call.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub call_timeout: Duration,
+    /// Users in spike.
+    #[arg(long, default_value_t = 10_000)]
+    pub users: u64,
+    /// Total slots the scenario creates (default: 1000 for spike, 100000 otherwise).
+    #[arg(long)]
+    pub slots: Option<u64>,
+    /// Offices the scenario creates (default: 4, spike 1).
+    #[arg(long)]
+    pub offices: Option<u32>,
+    /// Bookable dates per office, from tomorrow on.
+    #[arg(long, default_value_t = 7)]
+    pub days: u32,
+    /// Spike: users arrive spread over this window, starting 2 s before the release instant.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub arrival_window: Duration,
+    /// Payment window of the test offices (default: 5s for lifecycle, spike and soak; 2h for hold).
+    #[arg(long, value_parser = parse_duration)]
+    pub payment_window: Option<Duration>,
+    /// Skip the correctness check against the server after the load.
+    #[arg(long)]
+    pub no_check: bool,
+    /// Write the report as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Write throughput and latency per second as an SVG chart to this file.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+    /// Seed of every random choice (applicants, sessions, outcomes); default: from the clock.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// How calls are paced.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "lowercase", tag = "mode")]
+pub enum Pacing {
+    /// `tasks` tasks, each sending its next call when the previous one returns.
+    Closed {
+        /// Number of tasks.
+        tasks: usize,
+    },
+    /// Calls scheduled at `rate_per_s` per second, whatever the answers do.
+    Open {
+        /// Calls per second.
+        rate_per_s: f64,
+        /// Calls in flight at most.
+        outstanding_max: usize,
+    },
+}
+
+impl Cli {
+    /// Checks every flag against its limit and the target against the loopback rule.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if let Some(duration) = self.duration {
+            if duration.is_zero() || duration > DURATION_MAX {
+                bail!("--duration must be between 1ms and {}s", DURATION_MAX.as_secs());
+            }
+        }
+        if self.max_requests == 0 || self.max_requests > REQUESTS_MAX {
+            bail!("--max-requests must be between 1 and {REQUESTS_MAX}");
+        }
+        if let Some(tasks) = self.concurrency {
+            if tasks == 0 || tasks > CONCURRENCY_MAX {
+                bail!("--concurrency must be between 1 and {CONCURRENCY_MAX}");
+            }
+        }
+        if let Some(rate) = self.rate {
+            if !(rate > 0.0 && rate <= RATE_MAX) {
+                bail!("--rate must be above 0 and at most {RATE_MAX}");
+            }
+        }
+        if self.max_outstanding == 0 || self.max_outstanding > OUTSTANDING_MAX {
+            bail!("--max-outstanding must be between 1 and {OUTSTANDING_MAX}");
+        }
+        if self.connections == 0 || self.connections > CONNECTIONS_MAX {
+            bail!("--connections must be between 1 and {CONNECTIONS_MAX}");
+        }
+        if self.users == 0 || self.users > USERS_MAX {
+            bail!("--users must be between 1 and {USERS_MAX}");
+        }
+        if self.slots() == 0 || self.slots() > SLOTS_MAX {
+            bail!("--slots must be between 1 and {SLOTS_MAX}");
+        }
+        if self.offices() == 0 || self.offices() > OFFICES_MAX {
+            bail!("--offices must be between 1 and {OFFICES_MAX}");
+        }
+        if self.days == 0 || self.days > DAYS_MAX {
+            bail!("--days must be between 1 and {DAYS_MAX}");
+        }
+        if self.arrival_window > DURATION_MAX / 2 {
+            bail!("--arrival-window must be at most {}s", DURATION_MAX.as_secs() / 2);
+        }
+        let window = self.payment_window();
+        if window < Duration::from_secs(1) || window > Duration::from_secs(7 * 24 * 3600) {
+            bail!("--payment-window must be between 1s and 7 days");
+        }
+        if !self.spawn {
+            check_target(&self.target, self.allow_non_loopback)?;
+        }
+        Ok(())
+    }
+
+    /// The pacing chosen by `--concurrency` or `--rate`.
+    pub fn pacing(&self) -> Pacing {
+        match self.rate {
+            Some(rate_per_s) => Pacing::Open { rate_per_s, outstanding_max: self.max_outstanding },
+            None => Pacing::Closed { tasks: self.concurrency.unwrap_or(64) },
+        }
+    }
+
+    /// How long load is generated.
+    pub fn duration(&self) -> Duration {
+        let default = match self.scenario {
+            // Arrivals start at setup and the release is 2 s later; leave time to pay after the last arrival.
+            Scenario::Spike => self.arrival_window + Duration::from_secs(20),
+            _ => Duration::from_secs(10),
+        };
+        self.duration.unwrap_or(default).min(DURATION_MAX)
+    }
+
+    /// Total slots the scenario creates.
+    pub fn slots(&self) -> u64 {
+        self.slots.unwrap_or(match self.scenario {
+            Scenario::Spike => 1_000,
+            _ => 100_000,
+        })
+    }
+
+    /// Offices the scenario creates.
+    pub fn offices(&self) -> u32 {
+        self.offices.unwrap_or(match self.scenario {
+            Scenario::Spike => 1,
+            _ => 4,
+        })
+    }
+
+    /// Payment window of the test offices.
+    pub fn payment_window(&self) -> Duration {
+        self.payment_window.unwrap_or(match self.scenario {
+            Scenario::Hold | Scenario::Ping => Duration::from_secs(7200),
+            _ => Duration::from_secs(5),
+        })
+    }
+}
+
+/// Parses `250ms`, `10s`, `2m`, `1h` or a bare number of seconds.
+pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number.parse().with_context(|| format!("invalid duration {text:?}"))?;
+    let seconds = match unit {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => bail!("invalid duration unit in {text:?}; use ms, s, m or h"),
+    };
+    if !seconds.is_finite() || seconds < 0.0 || seconds > 365.0 * 24.0 * 3600.0 {
+        bail!("duration {text:?} out of range");
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// Turns `host:port` or `http://host:port` into a URI for tonic.
+pub fn target_uri(target: &str) -> String {
+    if target.contains("://") { target.to_string() } else { format!("http://{target}") }
+}
+
+/// Refuses a target whose host is not a loopback address (127.0.0.0/8, ::1, localhost) unless `allow` is set.
+pub fn check_target(target: &str, allow: bool) -> anyhow::Result<()> {
+    let host = target_host(target).with_context(|| format!("cannot read a host in --target {target:?}"))?;
+    if allow || is_loopback_host(&host) {
+        return Ok(());
+    }
+    bail!(
+        "refusing to load non-loopback target {host:?}: load tests run against 127.0.0.0/8, ::1 or localhost only; \
+         pass --allow-non-loopback if you own that server and mean it"
+    )
+}
+
+/// The host part of `host:port`, `[v6]:port` or `scheme://host:port/...`.
+fn target_host(target: &str) -> Option<String> {
+    let rest = target.split_once("://").map_or(target, |(_, rest)| rest);
+    let authority = rest.split('/').next()?;
+    let host = if let Some(bracketed) = authority.strip_prefix('[') {
+        bracketed.split_once(']')?.0
+    } else if authority.matches(':').count() > 1 {
+        authority // a bare IPv6 address without port
+    } else {
+        authority.split(':').next()?
+    };
+    (!host.is_empty()).then(|| host.to_string())
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost") || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_targets_pass() {
+        for target in [
+            "127.0.0.1:50051",
+            "127.1.2.3:1",
+            "localhost:50051",
+            "LOCALHOST:1",
+            "http://127.0.0.1:50051",
+            "[::1]:50051",
+            "http://[::1]:50051/",
+            "::1",
+        ] {
+            check_target(target, false).unwrap_or_else(|error| panic!("{target}: {error}"));
+        }
+    }
+
+    #[test]
+    fn other_targets_are_refused_unless_allowed() {
+        for target in ["10.0.0.1:50051", "example.com:443", "http://192.168.1.2:1", "[2001:db8::1]:50051", "0.0.0.0:1"] {
+            let error = check_target(target, false).unwrap_err().to_string();
+            assert!(error.contains("--allow-non-loopback"), "{target}: {error}");
+            check_target(target, true).unwrap();
+        }
+        assert!(check_target("", false).is_err());
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert!(parse_duration("10x").is_err());
+        assert!(parse_duration("s").is_err());
+    }
+
+    #[test]
+    fn duration_is_capped_and_validated() {
+        let cli = Cli::parse_from(["loadtest", "ping", "--duration", "11m"]);
+        assert!(cli.validate().is_err());
+        let cli = Cli::parse_from(["loadtest", "ping", "--target", "10.1.1.1:5"]);
+        assert!(cli.validate().is_err());
+        let cli = Cli::parse_from(["loadtest", "hold", "--rate", "100"]);
+        cli.validate().unwrap();
+        assert!(matches!(cli.pacing(), Pacing::Open { .. }));
+    }
+}

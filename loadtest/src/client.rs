@@ -1,0 +1,157 @@
+//! Connections to the server and the small conversions every scenario needs: a pool of tonic channels (one HTTP/2
+//! connection each, many calls multiplexed on each), typed clients taken round-robin from it, and the mapping of a
+//! `tonic::Status` to an [`Outcome`].
+//!
+//! This module must not decide what to call; scenarios do.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+use tonic_health::pb::health_client::HealthClient;
+use tonic_types::StatusExt;
+
+use crate::calendar::CivilDate;
+use crate::proto;
+use crate::proto::admin_service_client::AdminServiceClient;
+use crate::proto::booking_service_client::BookingServiceClient;
+use crate::recorder::Outcome;
+
+/// Requests a channel queues before callers wait; large so the client is not the bottleneck.
+const CHANNEL_BUFFER_MAX: usize = 16_384;
+
+/// A fixed pool of channels to one server.
+pub struct Clients {
+    channels: Vec<Channel>,
+    next: AtomicUsize,
+}
+
+impl Clients {
+    /// Opens `connections` HTTP/2 connections to `uri`; every call made through them gets `call_timeout`.
+    pub async fn connect(uri: &str, connections: usize, call_timeout: Duration) -> anyhow::Result<Clients> {
+        let endpoint = Endpoint::from_shared(uri.to_string())
+            .with_context(|| format!("invalid server address {uri:?}"))?
+            .connect_timeout(Duration::from_secs(3))
+            .timeout(call_timeout)
+            .tcp_nodelay(true)
+            .buffer_size(CHANNEL_BUFFER_MAX);
+        let mut channels = Vec::with_capacity(connections);
+        for _ in 0..connections {
+            channels.push(endpoint.connect().await.with_context(|| format!("cannot connect to {uri}"))?);
+        }
+        Ok(Clients { channels, next: AtomicUsize::new(0) })
+    }
+
+    /// The next channel, round-robin.
+    pub fn channel(&self) -> Channel {
+        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.channels.len();
+        self.channels[index].clone()
+    }
+
+    /// A booking client on the next channel.
+    pub fn booking(&self) -> BookingServiceClient<Channel> {
+        BookingServiceClient::new(self.channel())
+    }
+
+    /// An admin client on the next channel.
+    pub fn admin(&self) -> AdminServiceClient<Channel> {
+        AdminServiceClient::new(self.channel())
+    }
+
+    /// A health client on the next channel.
+    pub fn health(&self) -> HealthClient<Channel> {
+        HealthClient::new(self.channel())
+    }
+}
+
+/// The outcome of a failed call: its code name and the reason from `google.rpc.ErrorInfo`, or else an
+/// `UPPER_SNAKE_CASE` word in the message.
+pub fn outcome_of(status: &Status) -> Outcome {
+    let reason = status
+        .get_details_error_info()
+        .map(|info| info.reason)
+        .filter(|reason| !reason.is_empty())
+        .or_else(|| reason_in_message(status.message()));
+    Outcome { code: code_name(status.code()), reason }
+}
+
+/// Whether a failure leaves it unknown if the server applied the call (so its effect cannot be checked).
+pub fn is_ambiguous(code: Code) -> bool {
+    matches!(code, Code::DeadlineExceeded | Code::Unavailable | Code::Cancelled | Code::Unknown | Code::Internal)
+}
+
+/// The canonical name of a gRPC status code.
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// The first word of at least two `_`-joined upper-case parts, e.g. `SESSION_FULL`.
+fn reason_in_message(message: &str) -> Option<String> {
+    message
+        .split(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+        .find(|word| word.len() >= 4 && word.contains('_') && word.starts_with(|c: char| c.is_ascii_uppercase()))
+        .map(str::to_string)
+}
+
+/// A calendar date as the API's `Date`.
+pub fn proto_date(date: CivilDate) -> proto::Date {
+    proto::Date { year: date.year, month: date.month as i32, day: date.day as i32 }
+}
+
+/// The API's `Date` as a calendar date.
+pub fn civil_date(date: &proto::Date) -> CivilDate {
+    CivilDate { year: date.year, month: date.month.max(0) as u32, day: date.day.max(0) as u32 }
+}
+
+/// A wall-clock instant as a protobuf timestamp.
+pub fn timestamp(time: SystemTime) -> prost_types::Timestamp {
+    let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    prost_types::Timestamp { seconds: since_epoch.as_secs() as i64, nanos: since_epoch.subsec_nanos() as i32 }
+}
+
+/// A protobuf timestamp as a wall-clock instant (the epoch when unset).
+pub fn system_time(timestamp: Option<&prost_types::Timestamp>) -> SystemTime {
+    timestamp.map_or(UNIX_EPOCH, |timestamp| {
+        UNIX_EPOCH + Duration::new(timestamp.seconds.max(0) as u64, timestamp.nanos.max(0) as u32)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_come_from_the_message_when_no_details() {
+        let status = Status::failed_precondition("session full: SESSION_FULL (office x)");
+        let outcome = outcome_of(&status);
+        assert_eq!(outcome.code, "FAILED_PRECONDITION");
+        assert_eq!(outcome.reason.as_deref(), Some("SESSION_FULL"));
+        assert_eq!(outcome_of(&Status::not_found("no such booking")).reason, None);
+    }
+
+    #[test]
+    fn timestamps_round_trip() {
+        let time = UNIX_EPOCH + Duration::new(1_700_000_000, 123_000);
+        assert_eq!(system_time(Some(&timestamp(time))), time);
+    }
+}

@@ -1,0 +1,139 @@
+//! The scenarios and what they share: the run context, the load phase with its progress bar, and the result handed
+//! to the check and the report. Each scenario module sets up its quota, then drives its journey.
+
+pub mod fixture;
+pub mod hold;
+pub mod lifecycle;
+pub mod ping;
+pub mod soak;
+pub mod spike;
+pub mod steps;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::check::Ledger;
+use crate::cli::{Cli, Pacing, Scenario};
+use crate::client::Clients;
+use crate::driver::{self, Call, DriverStats, Plan, Timetable};
+use crate::nik::ApplicantGenerator;
+use crate::progress::Progress;
+use crate::recorder::Recorder;
+use fixture::{Fixture, FixtureSpec, ReleaseAt};
+use steps::Steps;
+
+/// What every scenario gets.
+pub struct Context {
+    /// The command line.
+    pub cli: Cli,
+    /// Connections to the server.
+    pub clients: Arc<Clients>,
+    /// Seed of every random choice.
+    pub seed: u64,
+    /// Short id of this run, in every id it creates.
+    pub run_id: String,
+}
+
+/// What a scenario leaves for the check and the report.
+pub struct ScenarioRun {
+    /// Measurements of the load phase.
+    pub recorder: Arc<Recorder>,
+    /// What the driver did.
+    pub driver: DriverStats,
+    /// The quota created, if any (`ping` creates none).
+    pub fixture: Option<Arc<Fixture>>,
+    /// Bookings answered OK.
+    pub ledger: Arc<Ledger>,
+}
+
+/// Runs the scenario named on the command line.
+pub async fn run(context: &Context) -> anyhow::Result<ScenarioRun> {
+    match context.cli.scenario {
+        Scenario::Ping => ping::run(context).await,
+        Scenario::Hold => hold::run(context).await,
+        Scenario::Lifecycle => lifecycle::run(context).await,
+        Scenario::Spike => spike::run(context).await,
+        Scenario::Soak => soak::run(context).await,
+    }
+}
+
+impl Context {
+    /// The driver plan of `--concurrency` / `--rate`.
+    pub fn plan(&self) -> Plan {
+        match self.cli.pacing() {
+            Pacing::Closed { tasks } => Plan::Closed { tasks },
+            Pacing::Open { rate_per_s, outstanding_max } => {
+                Plan::Open { timetable: Timetable::Rate(rate_per_s), outstanding_max }
+            }
+        }
+    }
+
+    /// Creates the quota described by the flags, opening `release` after setup.
+    pub async fn create_fixture(&self, release: ReleaseAt) -> anyhow::Result<Arc<Fixture>> {
+        let spec = FixtureSpec {
+            offices: self.cli.offices(),
+            days: self.cli.days,
+            slots: self.cli.slots(),
+            payment_window: self.cli.payment_window(),
+            release_after_setup: release,
+        };
+        let fixture = fixture::create(&self.clients, &self.run_id, &spec).await?;
+        if !self.cli.quiet {
+            eprintln!(
+                "fixture: {} offices x {} dates x {} sessions = {} slots, payment window {}s",
+                fixture.offices.len(),
+                fixture.dates.len(),
+                fixture::SESSIONS.len(),
+                fixture.slots(),
+                fixture.payment_window.as_secs()
+            );
+        }
+        Ok(Arc::new(fixture))
+    }
+
+    /// The steps of a journey against `fixture`, measured by `recorder`.
+    pub fn steps(&self, fixture: Arc<Fixture>, recorder: Arc<Recorder>, ledger: Arc<Ledger>) -> Arc<Steps> {
+        Arc::new(Steps {
+            clients: self.clients.clone(),
+            recorder,
+            ledger,
+            fixture,
+            run_id: self.run_id.clone(),
+            applicants: ApplicantGenerator::new(self.seed),
+        })
+    }
+
+    /// Runs the load phase: `call` paced by `plan` for the run's duration, with a progress bar.
+    pub async fn drive<F, Fut>(&self, plan: Plan, recorder: Arc<Recorder>, call: F) -> DriverStats
+    where
+        F: Fn(Call) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let duration = self.cli.duration();
+        let progress = Progress::start(self.cli.scenario.name(), duration, recorder.clone(), self.cli.quiet);
+        let stats = driver::run(plan, recorder.start(), duration, self.cli.max_requests, recorder, call).await;
+        progress.finish();
+        stats
+    }
+}
+
+/// A recorder starting now.
+pub fn new_recorder() -> Arc<Recorder> {
+    Arc::new(Recorder::new(driver::now()))
+}
+
+/// Sleeps until `until` unless that is after `deadline`; returns false when the deadline came first.
+pub async fn sleep_before(until: Instant, deadline: Instant) -> bool {
+    if until >= deadline {
+        tokio::time::sleep_until(deadline.into()).await;
+        return false;
+    }
+    tokio::time::sleep_until(until.into()).await;
+    true
+}
+
+/// A short pause with jitter in `[base, 2 * base)`, derived from `(seed, index)`.
+pub fn backoff(seed: u64, index: u64, base: Duration) -> Duration {
+    base.mul_f64(1.0 + crate::random::unit(seed, 0xbac, index))
+}

@@ -1,0 +1,352 @@
+//! Applying: the one place state changes. Every event is a fact; applying it never fails and reads no clock, so the
+//! live path and replay produce the same state.
+//!
+//! Programmer errors (an event naming a booking that does not exist) panic: they mean the log and the code disagree,
+//! and continuing would corrupt state.
+
+use super::access::ShardAccess;
+use super::booking::{Booking, BookingState, SlotRef, payment_code_for};
+use super::command::{Event, Outcome, Rejection, Reply, Stamp};
+use super::ids::BookingId;
+use super::office::{Catalog, Office, ScheduleRule};
+use super::shard::{DayKey, DayLedger, OfficeCounters, PoolLedger, Refund, SessionLedger, ShardKey};
+use super::time::Timestamp;
+use std::sync::Arc;
+
+/// What applying an event did, beyond the state change itself.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// The request the event answers and the answer, to remember for retries.
+    pub answered: Option<(Stamp, Outcome)>,
+    /// Bookings created.
+    pub bookings_created: u64,
+    /// Highest booking id the event uses.
+    pub highest_booking_id: Option<BookingId>,
+    /// Request records dropped.
+    pub requests_forgotten: u64,
+}
+
+/// Applies `event`. Admin events replace the catalogue through `catalog`.
+pub fn apply(access: &mut impl ShardAccess, catalog: &mut Arc<Catalog>, event: &Event) -> Applied {
+    match event {
+        Event::Held { stamp, hold, first_booking_id, group_id, payment_deadline, session_starts_at } => {
+            let mut bookings = Vec::with_capacity(hold.applicants.len());
+            let day = day_key(&hold.slot);
+            ensure_day(access, catalog, &day);
+            for (offset, applicant) in hold.applicants.iter().enumerate() {
+                let booking_id = BookingId(first_booking_id.0 + offset as u64);
+                let booking = Booking {
+                    booking_id,
+                    state: BookingState::AwaitingPayment,
+                    slot: hold.slot.clone(),
+                    service: hold.service,
+                    applicant: applicant.clone(),
+                    account_id: hold.account_id.clone(),
+                    payment_deadline: *payment_deadline,
+                    payment_code: payment_code_for(booking_id),
+                    payment_reference: None,
+                    created_at: stamp.at,
+                    updated_at: stamp.at,
+                    reschedules_used: 0,
+                    group_id: *group_id,
+                    session_starts_at: *session_starts_at,
+                };
+                insert_booking(access, &day, booking.clone());
+                bookings.push(booking);
+            }
+            counters(access, &day).holds_total += bookings.len() as u64;
+            let created = bookings.len() as u64;
+            let highest = bookings.last().map(|booking| booking.booking_id);
+            let reply = Ok(Reply::Held { bookings, group_id: *group_id });
+            Applied {
+                answered: Some((stamp.clone(), reply)),
+                bookings_created: created,
+                highest_booking_id: highest,
+                requests_forgotten: 0,
+            }
+        }
+        Event::PaymentConfirmed { stamp, booking_id, payment_reference, revived } => {
+            let day = transition(access, *booking_id, BookingState::Confirmed, stamp.at);
+            booking_mut(access, *booking_id).payment_reference = Some(payment_reference.clone());
+            if *revived {
+                counters(access, &day).revivals_total += 1;
+            }
+            let booking = booking(access, *booking_id).clone();
+            answered(stamp, Ok(Reply::Paid { booking, revived: *revived }))
+        }
+        Event::PaymentRefused { stamp, booking_id, payment_reference, reason } => {
+            let booking = booking(access, *booking_id).clone();
+            let refund = Refund {
+                booking_id: *booking_id,
+                office_id: booking.slot.office_id.clone(),
+                payment_reference: payment_reference.clone(),
+                reason: *reason,
+                recorded_at: stamp.at,
+            };
+            access.shard_mut(booking_id.shard_index()).refunds.push(refund);
+            counters(access, &day_key(&booking.slot)).refunds_total += 1;
+            let rejection = match reason {
+                super::command::RefundReason::PaymentExpired => Rejection::PaymentExpired { booking_id: *booking_id },
+                super::command::RefundReason::DuplicatePayment => Rejection::AlreadyPaid { booking_id: *booking_id },
+                super::command::RefundReason::Cancelled => {
+                    Rejection::InvalidState { state: booking.state, action: "pay for a cancelled booking".into() }
+                }
+            };
+            answered(stamp, Err(rejection))
+        }
+        Event::Cancelled { stamp, booking_id } => {
+            let day = transition(access, *booking_id, BookingState::Cancelled, stamp.at);
+            counters(access, &day).cancellations_total += 1;
+            answered(stamp, Ok(Reply::Booking(booking(access, *booking_id).clone())))
+        }
+        Event::CheckedIn { stamp, booking_id } => {
+            let day = transition(access, *booking_id, BookingState::CheckedIn, stamp.at);
+            counters(access, &day).check_ins_total += 1;
+            answered(stamp, Ok(Reply::Booking(booking(access, *booking_id).clone())))
+        }
+        Event::Expired { booking_id, at } => {
+            let day = transition(access, *booking_id, BookingState::Expired, *at);
+            counters(access, &day).expiries_total += 1;
+            Applied::default()
+        }
+        Event::Rescheduled { stamp, booking_id, to, session_starts_at, payment_deadline } => {
+            move_booking(access, catalog, *booking_id, to, *session_starts_at, *payment_deadline, stamp.at);
+            counters(access, &day_key(to)).reschedules_total += 1;
+            answered(stamp, Ok(Reply::Booking(booking(access, *booking_id).clone())))
+        }
+        Event::RequestsForgotten { recorded_before } => forget_requests(access, *recorded_before),
+        Event::OfficeUpserted { stamp, settings } => {
+            let catalog = Arc::make_mut(catalog);
+            let created = !catalog.offices.contains_key(&settings.office_id);
+            let office = catalog.offices.remove(&settings.office_id);
+            let mut updated = Office::new(settings.clone()).expect("time zone was checked before the event was made");
+            if let Some(previous) = office {
+                updated.rules = previous.rules;
+                updated.closed = previous.closed;
+            }
+            catalog.offices.insert(settings.office_id.clone(), updated);
+            resize_days(access, catalog, &settings.office_id);
+            answered(stamp, Ok(Reply::OfficeUpserted { created }))
+        }
+        Event::ScheduleSet { stamp, office_id, rule } => {
+            let catalog = Arc::make_mut(catalog);
+            let office = catalog.offices.get_mut(office_id).expect("office was checked before the event was made");
+            office.rules.push(rule.clone());
+            let dates_scheduled = scheduled_days(office, rule);
+            resize_days(access, catalog, office_id);
+            answered(stamp, Ok(Reply::ScheduleSet { dates_scheduled }))
+        }
+        Event::DateClosed { stamp, office_id, date, reason, reopen } => {
+            let office = Arc::make_mut(catalog).offices.get_mut(office_id).expect("office was checked");
+            if *reopen {
+                office.closed.remove(date);
+            } else {
+                office.closed.insert(*date, reason.clone());
+            }
+            let key = DayKey { office_id: office_id.clone(), date: *date };
+            let bookings_affected = access.shard(key.shard_index()).days.get(&key).map_or(0, |day| {
+                day.sessions.iter().flat_map(|session| &session.pools).map(|pool| pool.awaiting + pool.confirmed).sum()
+            });
+            answered(stamp, Ok(Reply::DateClosed { bookings_affected: bookings_affected as i32 }))
+        }
+    }
+}
+
+fn answered(stamp: &Stamp, outcome: Outcome) -> Applied {
+    Applied { answered: Some((stamp.clone(), outcome)), ..Applied::default() }
+}
+
+/// The day key of a slot.
+#[must_use]
+pub fn day_key(slot: &SlotRef) -> DayKey {
+    DayKey { office_id: slot.office_id.clone(), date: slot.date }
+}
+
+/// The booking, which must exist.
+pub fn booking(access: &impl ShardAccess, booking_id: BookingId) -> &Booking {
+    match access.shard(booking_id.shard_index()).bookings.get(&booking_id) {
+        Some(booking) => booking,
+        None => panic!("event names booking {booking_id}, which does not exist"),
+    }
+}
+
+fn booking_mut(access: &mut impl ShardAccess, booking_id: BookingId) -> &mut Booking {
+    match access.shard_mut(booking_id.shard_index()).bookings.get_mut(&booking_id) {
+        Some(booking) => booking,
+        None => panic!("event names booking {booking_id}, which does not exist"),
+    }
+}
+
+fn counters<'access>(access: &'access mut impl ShardAccess, day: &DayKey) -> &'access mut OfficeCounters {
+    access.shard_mut(day.shard_index()).counters.entry(day.office_id.clone()).or_default()
+}
+
+/// Makes the day's ledger from the catalogue's plan the first time the date is booked.
+fn ensure_day(access: &mut impl ShardAccess, catalog: &Catalog, day: &DayKey) {
+    let shard = access.shard_mut(day.shard_index());
+    if shard.days.contains_key(day) {
+        return;
+    }
+    let plan = catalog.office(&day.office_id).and_then(|office| office.plan(day.date));
+    let sessions = plan.map_or(&[][..], |plan| plan.sessions);
+    let sessions = sessions
+        .iter()
+        .map(|template| SessionLedger {
+            session_id: template.session_id.clone(),
+            pools: template
+                .capacities
+                .iter()
+                .filter(|(_, capacity)| *capacity > 0)
+                .map(|(pool, capacity)| PoolLedger { pool: Some(*pool), capacity: *capacity, ..PoolLedger::default() })
+                .collect(),
+        })
+        .collect();
+    shard.days.insert(day.clone(), DayLedger { sessions, booking_ids: Default::default() });
+}
+
+fn insert_booking(access: &mut impl ShardAccess, day: &DayKey, booking: Booking) {
+    let booking_id = booking.booking_id;
+    let nik = booking.applicant.nik;
+    let ledger = access.shard_mut(day.shard_index()).days.get_mut(day).expect("day ensured");
+    ledger.booking_ids.insert(booking_id);
+    let pool = ledger.pool_mut(&booking.slot.session_id, booking.slot.pool).expect("hold was decided on this plan");
+    pool.awaiting += 1;
+    assert!(pool.taken() <= pool.capacity, "overbooked {day:?}: {pool:?}");
+    let applicant = access.shard_mut(nik.shard_index()).applicants.entry(nik).or_default();
+    applicant.booking_ids.push(booking_id);
+    applicant.active.push(booking_id);
+    let shard = access.shard_mut(booking_id.shard_index());
+    shard.deadlines.insert((booking.payment_deadline, booking_id));
+    let previous = shard.bookings.insert(booking_id, booking);
+    assert!(previous.is_none(), "booking {booking_id} created twice");
+}
+
+/// Moves a booking to `to`, keeping all counts in step: the one way a booking's state changes. Returns the day.
+fn transition(access: &mut impl ShardAccess, booking_id: BookingId, to: BookingState, at: Timestamp) -> DayKey {
+    let current = booking(access, booking_id);
+    let (from, slot, nik, deadline) =
+        (current.state, current.slot.clone(), current.applicant.nik, current.payment_deadline);
+    let day = day_key(&slot);
+    let ledger = access.shard_mut(day.shard_index()).days.get_mut(&day).expect("a booked day has a ledger");
+    let pool = ledger.pool_mut(&slot.session_id, slot.pool).expect("a booked session has its pool");
+    if let Some(count) = pool.count_mut(from) {
+        *count -= 1;
+    }
+    if let Some(count) = pool.count_mut(to) {
+        *count += 1;
+    }
+    assert!(pool.taken() <= pool.capacity, "overbooked {day:?}: {pool:?}");
+    if from.is_active() != to.is_active() {
+        let applicant = access.shard_mut(nik.shard_index()).applicants.entry(nik).or_default();
+        if to.is_active() {
+            applicant.active.push(booking_id);
+        } else {
+            applicant.active.retain(|active| *active != booking_id);
+        }
+    }
+    let shard = access.shard_mut(booking_id.shard_index());
+    if from == BookingState::AwaitingPayment {
+        shard.deadlines.remove(&(deadline, booking_id));
+    }
+    if to == BookingState::AwaitingPayment {
+        shard.deadlines.insert((deadline, booking_id));
+    }
+    let booking = shard.bookings.get_mut(&booking_id).expect("checked above");
+    booking.state = to;
+    booking.updated_at = at;
+    day
+}
+
+fn move_booking(
+    access: &mut impl ShardAccess,
+    catalog: &Catalog,
+    booking_id: BookingId,
+    to: &SlotRef,
+    session_starts_at: Timestamp,
+    payment_deadline: Timestamp,
+    at: Timestamp,
+) {
+    let current = booking(access, booking_id);
+    let (state, from, old_deadline) = (current.state, current.slot.clone(), current.payment_deadline);
+    let old_day = day_key(&from);
+    let new_day = day_key(to);
+    ensure_day(access, catalog, &new_day);
+    {
+        let ledger = access.shard_mut(old_day.shard_index()).days.get_mut(&old_day).expect("booked day");
+        ledger.booking_ids.remove(&booking_id);
+        let pool = ledger.pool_mut(&from.session_id, from.pool).expect("booked pool");
+        *pool.count_mut(state).expect("an active booking holds a slot") -= 1;
+    }
+    let ledger = access.shard_mut(new_day.shard_index()).days.get_mut(&new_day).expect("ensured");
+    ledger.booking_ids.insert(booking_id);
+    let pool = ledger.pool_mut(&to.session_id, to.pool).expect("reschedule was decided on this plan");
+    *pool.count_mut(state).expect("an active booking holds a slot") += 1;
+    assert!(pool.taken() <= pool.capacity, "overbooked {new_day:?}: {pool:?}");
+    let shard = access.shard_mut(booking_id.shard_index());
+    if state == BookingState::AwaitingPayment {
+        shard.deadlines.remove(&(old_deadline, booking_id));
+        shard.deadlines.insert((payment_deadline, booking_id));
+    }
+    let booking = shard.bookings.get_mut(&booking_id).expect("checked above");
+    booking.slot = to.clone();
+    booking.session_starts_at = session_starts_at;
+    booking.payment_deadline = payment_deadline;
+    booking.reschedules_used += 1;
+    booking.updated_at = at;
+}
+
+fn forget_requests(access: &mut impl ShardAccess, recorded_before: Timestamp) -> Applied {
+    let mut forgotten = 0;
+    for index in 0..crate::limits::SHARD_COUNT {
+        let stale = access.shard(index).requests.values().any(|record| record.recorded_at < recorded_before);
+        if stale {
+            let requests = &mut access.shard_mut(index).requests;
+            let before = requests.len();
+            requests.retain(|_, record| record.recorded_at >= recorded_before);
+            forgotten += (before - requests.len()) as u64;
+        }
+    }
+    Applied { requests_forgotten: forgotten, ..Applied::default() }
+}
+
+/// Working days a schedule covers.
+fn scheduled_days(office: &Office, rule: &ScheduleRule) -> i32 {
+    let days = rule.last_date.days_since(rule.first_date);
+    (0..=days).filter(|offset| office.plan(rule.first_date.plus_days(*offset)).is_some()).count() as i32
+}
+
+/// Brings every existing day ledger of an office in line with the catalogue's current plans. The decision step has
+/// already checked that no booking loses its slot.
+fn resize_days(access: &mut impl ShardAccess, catalog: &Catalog, office_id: &super::ids::OfficeId) {
+    let Some(office) = catalog.office(office_id) else { return };
+    for index in 0..crate::limits::SHARD_COUNT {
+        let keys: Vec<DayKey> =
+            access.shard(index).days.keys().filter(|key| &key.office_id == office_id).cloned().collect();
+        for key in keys {
+            let plan = office.plan(key.date);
+            let sessions = plan.map_or(&[][..], |plan| plan.sessions);
+            let ledger = access.shard_mut(index).days.get_mut(&key).expect("listed above");
+            resize_day(ledger, sessions);
+        }
+    }
+}
+
+fn resize_day(ledger: &mut DayLedger, sessions: &[super::office::SessionTemplate]) {
+    let mut resized = Vec::with_capacity(sessions.len());
+    for template in sessions {
+        let old = ledger.sessions.iter().find(|session| session.session_id == template.session_id);
+        let pools = super::office::Pool::ALL
+            .iter()
+            .filter_map(|pool| {
+                let mut ledger = old
+                    .and_then(|old| old.pools.iter().find(|ledger| ledger.pool == Some(*pool)).cloned())
+                    .unwrap_or(PoolLedger { pool: Some(*pool), ..PoolLedger::default() });
+                ledger.capacity = template.capacity(*pool);
+                assert!(ledger.taken() <= ledger.capacity, "replan left bookings without a slot: {ledger:?}");
+                (ledger.capacity > 0).then_some(ledger)
+            })
+            .collect();
+        resized.push(SessionLedger { session_id: template.session_id.clone(), pools });
+    }
+    ledger.sessions = resized;
+}

@@ -1,0 +1,404 @@
+//! The quota book: the allocation state machine. Holds every office's days, bookings and applicants in lock shards,
+//! decides each command under the locks of exactly the shards it touches, applies the resulting event, and hands the
+//! event to the log before the locks are released, so log order agrees with the order of every pair of conflicting
+//! changes.
+//!
+//! Architecture invariant: no I/O, no clock, no randomness. Time is the `now` argument; the log is the [`EventLog`]
+//! trait the caller implements.
+
+use super::access::{Exclusive, Guards, ShardAccess};
+use super::apply::{self, Applied, day_key};
+use super::booking::Booking;
+use super::command::{Command, Event, Outcome, Rejection, Reply, Stamp};
+use super::decide;
+use super::ids::{BookingId, RequestId};
+use super::office::{Catalog, Office};
+use super::shard::{DayKey, RequestRecord, Shard, ShardKey};
+use super::time::Timestamp;
+use crate::limits::SHARD_COUNT;
+use parking_lot::{Mutex, RwLock};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Where the quota book sends its events. Called with shard locks held: it must not block.
+pub trait EventLog {
+    /// Appends `event` and returns its log position.
+    fn append(&self, event: &Event) -> u64;
+}
+
+/// Policy knobs of the quota book (from configuration).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BookRules {
+    /// Most active bookings one applicant may have across all offices.
+    pub applicant_active_bookings_max: u32,
+    /// Most times a booking may be rescheduled.
+    pub reschedules_max: u32,
+    /// A reschedule must happen at least this many days before the appointment.
+    pub reschedule_days_before_min: i32,
+    /// How long request ids are remembered, in milliseconds.
+    pub request_retention_ms: i64,
+    /// Most request records kept; beyond it new mutations are refused until old ones are forgotten.
+    pub requests_max: u64,
+    /// Most bookings kept.
+    pub bookings_max: u64,
+}
+
+impl Default for BookRules {
+    fn default() -> BookRules {
+        BookRules {
+            applicant_active_bookings_max: 1,
+            reschedules_max: 1,
+            reschedule_days_before_min: 1,
+            request_retention_ms: 24 * 3_600_000,
+            requests_max: 5_000_000,
+            bookings_max: 20_000_000,
+        }
+    }
+}
+
+/// The result of executing a command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Execution {
+    /// The answer.
+    pub outcome: Outcome,
+    /// Log position the answer depends on: wait until it is durable before answering. `None` when nothing was logged
+    /// (a refusal, or a no-op).
+    pub log_position: Option<u64>,
+    /// The answer is a remembered one (a retry).
+    pub repeated: bool,
+}
+
+impl Execution {
+    fn refused(rejection: Rejection) -> Execution {
+        Execution { outcome: Err(rejection), log_position: None, repeated: false }
+    }
+}
+
+/// The allocation state machine.
+pub struct QuotaBook {
+    rules: BookRules,
+    shards: Box<[Mutex<Arc<Shard>>]>,
+    catalog: RwLock<Arc<Catalog>>,
+    next_booking_id: AtomicU64,
+    bookings_count: AtomicU64,
+    requests_count: AtomicU64,
+}
+
+/// A consistent copy of the whole state at one log position, taken without copying: shards are shared until written.
+pub struct Capture {
+    /// The shards.
+    pub shards: Vec<Arc<Shard>>,
+    /// The catalogue.
+    pub catalog: Arc<Catalog>,
+    /// Next booking number.
+    pub next_booking_id: u64,
+    /// The log position the capture reflects exactly.
+    pub log_position: u64,
+}
+
+impl QuotaBook {
+    /// An empty book.
+    #[must_use]
+    pub fn new(rules: BookRules) -> QuotaBook {
+        QuotaBook {
+            rules,
+            shards: (0..SHARD_COUNT).map(|_| Mutex::new(Arc::new(Shard::default()))).collect(),
+            catalog: RwLock::new(Arc::new(Catalog::default())),
+            next_booking_id: AtomicU64::new(1),
+            bookings_count: AtomicU64::new(0),
+            requests_count: AtomicU64::new(0),
+        }
+    }
+
+    /// A book from captured parts (snapshot loading).
+    #[must_use]
+    pub fn from_parts(rules: BookRules, shards: Vec<Shard>, catalog: Catalog, next_booking_id: u64) -> QuotaBook {
+        assert_eq!(shards.len(), SHARD_COUNT, "a book has exactly SHARD_COUNT shards");
+        let bookings: usize = shards.iter().map(|shard| shard.bookings.len()).sum();
+        let requests: usize = shards.iter().map(|shard| shard.requests.len()).sum();
+        QuotaBook {
+            rules,
+            shards: shards.into_iter().map(|shard| Mutex::new(Arc::new(shard))).collect(),
+            catalog: RwLock::new(Arc::new(catalog)),
+            next_booking_id: AtomicU64::new(next_booking_id.max(1)),
+            bookings_count: AtomicU64::new(bookings as u64),
+            requests_count: AtomicU64::new(requests as u64),
+        }
+    }
+
+    /// The policy knobs.
+    #[must_use]
+    pub fn rules(&self) -> &BookRules {
+        &self.rules
+    }
+
+    /// The current catalogue.
+    #[must_use]
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.read().clone()
+    }
+
+    /// Executes a caller's command at `now`, logging its event through `log`.
+    pub fn execute(&self, request_id: &RequestId, command: &Command, now: Timestamp, log: &impl EventLog) -> Execution {
+        let stamp = Stamp { request_id: request_id.clone(), fingerprint: command.fingerprint(), at: now };
+        match command {
+            Command::Hold(_) => self.execute_hold(command, stamp, log),
+            Command::UpsertOffice(_) | Command::SetSchedule { .. } | Command::CloseDate { .. } => {
+                self.execute_admin(command, stamp, log)
+            }
+            Command::ConfirmPayment { .. }
+            | Command::Cancel { .. }
+            | Command::Reschedule { .. }
+            | Command::CheckIn { .. } => self.execute_on_booking(command, stamp, log),
+        }
+    }
+
+    fn execute_hold(&self, command: &Command, stamp: Stamp, log: &impl EventLog) -> Execution {
+        let Command::Hold(hold) = command else { unreachable!("dispatched on Hold") };
+        let wanted = hold.applicants.len() as u64;
+        let first = BookingId(self.next_booking_id.fetch_add(wanted, Ordering::Relaxed));
+        let mut indices = vec![stamp.request_id.shard_index(), day_key(&hold.slot).shard_index()];
+        indices.extend(hold.applicants.iter().map(|applicant| applicant.nik.shard_index()));
+        indices.extend((0..wanted).map(|offset| BookingId(first.0 + offset).shard_index()));
+        let mut guards = Guards::lock(&self.shards, indices);
+        if let Some(known) = self.remembered(&guards, &stamp) {
+            return known;
+        }
+        if let Err(rejection) = self.check_room(wanted) {
+            return Execution::refused(rejection);
+        }
+        let catalog = self.catalog();
+        match decide::hold(&guards, &catalog, &self.rules, hold, stamp, first) {
+            Ok(event) => self.commit(&mut guards, catalog, event, log),
+            Err(rejection) => Execution::refused(rejection),
+        }
+    }
+
+    fn execute_on_booking(&self, command: &Command, stamp: Stamp, log: &impl EventLog) -> Execution {
+        let booking_id = command.booking_id().expect("dispatched on booking commands");
+        loop {
+            // Peek at the booking to learn which other shards it needs, then lock them all and check nothing moved.
+            let Some(peeked) = self.booking(booking_id) else {
+                return match self.remembered(&Guards::lock(&self.shards, vec![stamp.request_id.shard_index()]), &stamp)
+                {
+                    Some(known) => known,
+                    None => Execution::refused(Rejection::BookingNotFound(booking_id)),
+                };
+            };
+            let mut indices = vec![
+                stamp.request_id.shard_index(),
+                booking_id.shard_index(),
+                peeked.applicant.nik.shard_index(),
+                day_key(&peeked.slot).shard_index(),
+            ];
+            if let Command::Reschedule { date, .. } = command {
+                indices.push(DayKey { office_id: peeked.slot.office_id.clone(), date: *date }.shard_index());
+            }
+            let mut guards = Guards::lock(&self.shards, indices);
+            if let Some(known) = self.remembered(&guards, &stamp) {
+                return known;
+            }
+            let booking = apply::booking(&guards, booking_id).clone();
+            if booking.slot != peeked.slot {
+                continue;
+            }
+            let catalog = self.catalog();
+            let decided = match command {
+                Command::ConfirmPayment { payment_reference, .. } => {
+                    decide::confirm_payment(&guards, &catalog, &self.rules, &booking, payment_reference, stamp)
+                }
+                Command::Cancel { .. } => decide::cancel(&booking, stamp).map(Some),
+                Command::CheckIn { .. } => decide::check_in(&catalog, &booking, stamp).map(Some),
+                Command::Reschedule { date, session_id, .. } => {
+                    decide::reschedule(&guards, &catalog, &self.rules, &booking, *date, session_id, stamp).map(Some)
+                }
+                _ => unreachable!("dispatched on booking commands"),
+            };
+            return match decided {
+                Ok(Some(event)) => {
+                    if let Err(rejection) = self.check_room(0) {
+                        return Execution::refused(rejection);
+                    }
+                    self.commit(&mut guards, catalog, event, log)
+                }
+                Ok(None) => Execution {
+                    outcome: Ok(Reply::Paid { booking, revived: false }),
+                    log_position: None,
+                    repeated: false,
+                },
+                Err(rejection) => Execution::refused(rejection),
+            };
+        }
+    }
+
+    fn execute_admin(&self, command: &Command, stamp: Stamp, log: &impl EventLog) -> Execution {
+        let mut guards = Guards::lock(&self.shards, (0..SHARD_COUNT).collect());
+        if let Some(known) = self.remembered(&guards, &stamp) {
+            return known;
+        }
+        if let Err(rejection) = self.check_room(0) {
+            return Execution::refused(rejection);
+        }
+        let catalog = self.catalog();
+        match super::admin::decide(&guards, &catalog, command, stamp) {
+            Ok(event) => self.commit(&mut guards, catalog, event, log),
+            Err(rejection) => Execution::refused(rejection),
+        }
+    }
+
+    /// Applies a decided event under the held locks, logs it, and remembers the answer.
+    fn commit(&self, guards: &mut Guards<'_>, catalog: Arc<Catalog>, event: Event, log: &impl EventLog) -> Execution {
+        let mut catalog_after = catalog.clone();
+        let applied = apply::apply(guards, &mut catalog_after, &event);
+        if !Arc::ptr_eq(&catalog, &catalog_after) {
+            *self.catalog.write() = catalog_after;
+        }
+        let position = log.append(&event);
+        self.account(&applied);
+        let outcome = match applied.answered {
+            Some((stamp, outcome)) => {
+                remember(&self.requests_count, guards, stamp, outcome.clone(), position);
+                outcome
+            }
+            None => unreachable!("caller commands always answer"),
+        };
+        Execution { outcome, log_position: Some(position), repeated: false }
+    }
+
+    fn account(&self, applied: &Applied) {
+        self.bookings_count.fetch_add(applied.bookings_created, Ordering::Relaxed);
+        if let Some(highest) = applied.highest_booking_id {
+            self.next_booking_id.fetch_max(highest.0 + 1, Ordering::Relaxed);
+        }
+        self.requests_count.fetch_sub(applied.requests_forgotten, Ordering::Relaxed);
+    }
+
+    /// The remembered answer to `stamp`'s request id: the first answer for a retry, a refusal for a reused id.
+    fn remembered(&self, access: &impl ShardAccess, stamp: &Stamp) -> Option<Execution> {
+        let record = access.shard(stamp.request_id.shard_index()).requests.get(&stamp.request_id)?;
+        if record.recorded_at.plus_ms(self.rules.request_retention_ms) <= stamp.at {
+            return None;
+        }
+        if record.fingerprint != stamp.fingerprint {
+            return Some(Execution::refused(Rejection::RequestIdReused));
+        }
+        let log_position = (record.log_position > 0).then_some(record.log_position);
+        Some(Execution { outcome: record.outcome.clone(), log_position, repeated: true })
+    }
+
+    fn check_room(&self, new_bookings: u64) -> Result<(), Rejection> {
+        if self.requests_count.load(Ordering::Relaxed) >= self.rules.requests_max {
+            return Err(Rejection::LimitReached { limit: "requests_max".into() });
+        }
+        if self.bookings_count.load(Ordering::Relaxed) + new_bookings > self.rules.bookings_max {
+            return Err(Rejection::LimitReached { limit: "bookings_max".into() });
+        }
+        Ok(())
+    }
+
+    /// Expires `booking_id` if it is still awaiting payment and its deadline is at or before `now`. Returns the
+    /// expired booking.
+    pub fn expire(&self, booking_id: BookingId, now: Timestamp, log: &impl EventLog) -> Option<(Booking, u64)> {
+        let peeked = self.booking(booking_id)?;
+        let indices =
+            vec![booking_id.shard_index(), peeked.applicant.nik.shard_index(), day_key(&peeked.slot).shard_index()];
+        let mut guards = Guards::lock(&self.shards, indices);
+        let booking = guards.shard(booking_id.shard_index()).bookings.get(&booking_id)?;
+        let due = booking.state == super::booking::BookingState::AwaitingPayment && booking.payment_deadline <= now;
+        if !due || booking.slot != peeked.slot {
+            return None;
+        }
+        let event = Event::Expired { booking_id, at: booking.payment_deadline };
+        let mut catalog = self.catalog();
+        apply::apply(&mut guards, &mut catalog, &event);
+        let position = log.append(&event);
+        Some((apply::booking(&guards, booking_id).clone(), position))
+    }
+
+    /// Bookings whose payment deadline is at or before `now`, soonest first, at most `limit`.
+    #[must_use]
+    pub fn due_expiries(&self, now: Timestamp, limit: usize) -> Vec<BookingId> {
+        let mut due = Vec::new();
+        for shard in self.shards.iter() {
+            let shard = shard.lock();
+            let ready = shard.deadlines.iter().take_while(|(deadline, _)| *deadline <= now);
+            due.extend(ready.map(|(deadline, booking_id)| (*deadline, *booking_id)).take(limit));
+        }
+        due.sort_unstable();
+        due.into_iter().take(limit).map(|(_, booking_id)| booking_id).collect()
+    }
+
+    /// Drops request records older than the retention window, if any. Returns the log position when something was
+    /// logged.
+    pub fn forget_requests(&self, now: Timestamp, log: &impl EventLog) -> Option<u64> {
+        let recorded_before = now.plus_ms(-self.rules.request_retention_ms);
+        let stale = self
+            .shards
+            .iter()
+            .any(|shard| shard.lock().requests.values().any(|record| record.recorded_at < recorded_before));
+        if !stale {
+            return None;
+        }
+        let mut guards = Guards::lock(&self.shards, (0..SHARD_COUNT).collect());
+        let event = Event::RequestsForgotten { recorded_before };
+        let mut catalog = self.catalog();
+        let applied = apply::apply(&mut guards, &mut catalog, &event);
+        self.account(&applied);
+        Some(log.append(&event))
+    }
+
+    /// Applies a logged event during recovery, before serving. Needs `&mut self`: nothing else may run.
+    pub fn replay(&mut self, event: &Event) {
+        let mut catalog = self.catalog.get_mut().clone();
+        let applied = apply::apply(&mut Exclusive::new(&mut self.shards), &mut catalog, event);
+        *self.catalog.get_mut() = catalog;
+        self.account(&applied);
+        if let Some((stamp, outcome)) = applied.answered {
+            remember(&self.requests_count, &mut Exclusive::new(&mut self.shards), stamp, outcome, 0);
+        }
+    }
+
+    /// Captures the state for a snapshot. `log_position` is called while every shard is locked, so it reads the exact
+    /// position the capture reflects.
+    pub fn capture(&self, log_position: impl FnOnce() -> u64) -> Capture {
+        let guards: Vec<_> = self.shards.iter().map(|shard| shard.lock()).collect();
+        Capture {
+            shards: guards.iter().map(|guard| Arc::clone(guard)).collect(),
+            catalog: self.catalog(),
+            next_booking_id: self.next_booking_id.load(Ordering::Relaxed),
+            log_position: log_position(),
+        }
+    }
+
+    /// One booking, copied.
+    #[must_use]
+    pub fn booking(&self, booking_id: BookingId) -> Option<Booking> {
+        self.shards[booking_id.shard_index()].lock().bookings.get(&booking_id).cloned()
+    }
+
+    /// Runs `read` on the shard at `index` under its lock.
+    pub fn read_shard<T>(&self, index: usize, read: impl FnOnce(&Shard) -> T) -> T {
+        read(&self.shards[index].lock())
+    }
+
+    /// Number of bookings and remembered requests.
+    #[must_use]
+    pub fn sizes(&self) -> (u64, u64) {
+        (self.bookings_count.load(Ordering::Relaxed), self.requests_count.load(Ordering::Relaxed))
+    }
+
+    /// The office with `office_id`, if any.
+    #[must_use]
+    pub fn office(&self, office_id: &super::ids::OfficeId) -> Option<Office> {
+        self.catalog().office(office_id).cloned()
+    }
+}
+
+/// Remembers the first answer to a request, so a retry gets it again.
+fn remember(count: &AtomicU64, access: &mut impl ShardAccess, stamp: Stamp, outcome: Outcome, log_position: u64) {
+    let record = RequestRecord { fingerprint: stamp.fingerprint, recorded_at: stamp.at, outcome, log_position };
+    let previous = access.shard_mut(stamp.request_id.shard_index()).requests.insert(stamp.request_id, record);
+    if previous.is_none() {
+        count.fetch_add(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,140 @@
+//! A booking: one applicant's slot through its life, and the applicant who comes.
+
+use super::ids::{AccountId, BookingId, GroupId, OfficeId, PaymentReference, SessionId};
+use super::nik::Nik;
+use super::office::{Pool, ServiceType};
+use super::time::{Date, Timestamp};
+use serde::{Deserialize, Serialize};
+
+/// Where a booking is in its life. Numbers mirror `antrean.v1.BookingState`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum BookingState {
+    /// Holds a slot until the payment deadline.
+    AwaitingPayment = 1,
+    /// Paid; holds a slot.
+    Confirmed = 2,
+    /// Arrived on the day; holds a slot.
+    CheckedIn = 3,
+    /// Cancelled; no slot.
+    Cancelled = 4,
+    /// Deadline passed unpaid; no slot.
+    Expired = 5,
+}
+
+impl BookingState {
+    /// Whether a booking in this state occupies a slot of its session.
+    #[must_use]
+    pub fn holds_slot(self) -> bool {
+        matches!(self, BookingState::AwaitingPayment | BookingState::Confirmed | BookingState::CheckedIn)
+    }
+
+    /// Whether it counts against the applicant's limit of active bookings (an appointment still to come).
+    #[must_use]
+    pub fn is_active(self) -> bool {
+        matches!(self, BookingState::AwaitingPayment | BookingState::Confirmed)
+    }
+
+    /// Uppercase name, as in the API.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            BookingState::AwaitingPayment => "AWAITING_PAYMENT",
+            BookingState::Confirmed => "CONFIRMED",
+            BookingState::CheckedIn => "CHECKED_IN",
+            BookingState::Cancelled => "CANCELLED",
+            BookingState::Expired => "EXPIRED",
+        }
+    }
+}
+
+/// The person who comes to the office.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applicant {
+    /// National identity number.
+    pub nik: Nik,
+    /// Full name as on the identity card.
+    pub full_name: String,
+    /// Birth date, matching the NIK.
+    pub birth_date: Date,
+    /// Has a disability (eligible for the priority pool).
+    pub has_disability: bool,
+}
+
+/// Where a booking's slot is: office, date, session and pool.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SlotRef {
+    /// The office.
+    pub office_id: OfficeId,
+    /// The date.
+    pub date: Date,
+    /// The session.
+    pub session_id: SessionId,
+    /// The pool.
+    pub pool: Pool,
+}
+
+/// One applicant's appointment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Booking {
+    /// The booking.
+    pub booking_id: BookingId,
+    /// Where it is in its life.
+    pub state: BookingState,
+    /// Its slot (kept after cancellation or expiry, for the record and for revival).
+    pub slot: SlotRef,
+    /// What the applicant comes for.
+    pub service: ServiceType,
+    /// Who comes.
+    pub applicant: Applicant,
+    /// Who booked.
+    pub account_id: AccountId,
+    /// Pay before this instant.
+    pub payment_deadline: Timestamp,
+    /// The 15-digit code to pay with.
+    pub payment_code: u64,
+    /// The accepted payment, once confirmed.
+    pub payment_reference: Option<PaymentReference>,
+    /// When the hold was taken.
+    pub created_at: Timestamp,
+    /// When the state last changed.
+    pub updated_at: Timestamp,
+    /// Times rescheduled.
+    pub reschedules_used: u32,
+    /// Shared with the other bookings of a group hold.
+    pub group_id: Option<GroupId>,
+    /// When the session starts.
+    pub session_starts_at: Timestamp,
+}
+
+impl Booking {
+    /// The payment code as its 15 digits.
+    #[must_use]
+    pub fn payment_code_text(&self) -> String {
+        format!("{:015}", self.payment_code)
+    }
+}
+
+/// The payment code of booking number `sequence`: 15 digits, unique per booking, starting with 8 so it never has a
+/// leading zero. Derived, not random, so that replay produces the same code.
+#[must_use]
+pub fn payment_code_for(booking_id: BookingId) -> u64 {
+    // Multiplying by an odd constant modulo 10^14 permutes the sequence so consecutive bookings do not get
+    // consecutive codes; 10^14 and the multiplier are coprime, so distinct bookings get distinct codes.
+    const MODULUS: u64 = 100_000_000_000_000;
+    const MULTIPLIER: u64 = 48_271_371_313;
+    let scrambled = ((u128::from(booking_id.0) * u128::from(MULTIPLIER)) % u128::from(MODULUS)) as u64;
+    800_000_000_000_000 + scrambled
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn payment_codes_are_fifteen_digits_and_distinct() {
+        let codes: HashSet<u64> = (1..=100_000).map(|n| payment_code_for(BookingId(n))).collect();
+        assert_eq!(codes.len(), 100_000);
+        assert!(codes.iter().all(|code| (100_000_000_000_000..1_000_000_000_000_000).contains(code)));
+    }
+}

@@ -1,0 +1,271 @@
+//! Deciding: whether a command may happen, and if so the event that records it. Reads state, never writes it.
+//!
+//! Each function here is pure given the locked shards, the catalogue and `now`: the same inputs always give the same
+//! event or the same refusal.
+
+use super::access::ShardAccess;
+use super::book::BookRules;
+use super::booking::{Booking, BookingState, SlotRef};
+use super::command::{Event, FieldViolation, HoldCommand, RefundReason, Rejection, Stamp};
+use super::ids::{BookingId, GroupId, PaymentReference, SessionId};
+use super::office::{Catalog, Office, Pool, SessionTemplate};
+use super::shard::{DayKey, ShardKey};
+use super::time::{Date, Timestamp};
+
+/// A bookable session: what [`check_bookable`] found.
+pub struct Bookable<'office> {
+    /// The session's template.
+    pub session: &'office SessionTemplate,
+    /// When it starts.
+    pub starts_at: Timestamp,
+}
+
+/// Checks that `slot` can take new bookings at `now`: the office works that day, the session and pool exist, the date
+/// is inside the booking window, released, not closed, and the session has not started.
+pub fn check_bookable<'office>(
+    office: &'office Office,
+    slot_date: Date,
+    session_id: &SessionId,
+    pool: Pool,
+    now: Timestamp,
+) -> Result<Bookable<'office>, Rejection> {
+    let today = office.today(now);
+    if slot_date < today {
+        return Err(Rejection::invalid("date", format!("{slot_date} is in the past at this office")));
+    }
+    let horizon = office.settings.booking_horizon_days;
+    if slot_date.days_since(today) > horizon {
+        return Err(Rejection::invalid("date", format!("{slot_date} is beyond the booking window of {horizon} days")));
+    }
+    let not_found = || Rejection::SessionNotFound { date: slot_date, session_id: session_id.clone() };
+    let plan = office.plan(slot_date).ok_or_else(not_found)?;
+    let session = plan.sessions.iter().find(|session| &session.session_id == session_id).ok_or_else(not_found)?;
+    if session.capacity(pool) == 0 {
+        return Err(Rejection::invalid("pool", format!("session {session_id} has no {} pool", pool.name())));
+    }
+    if let Some(reason) = plan.closed {
+        return Err(Rejection::DateClosed { reason: reason.to_owned() });
+    }
+    if now < plan.release_at {
+        return Err(Rejection::NotYetOpen { opens_at: plan.release_at });
+    }
+    let starts_at = office.session_start(slot_date, session);
+    if now >= starts_at {
+        return Err(Rejection::invalid("session_id", format!("session {session_id} on {slot_date} has started")));
+    }
+    Ok(Bookable { session, starts_at })
+}
+
+/// Slots left in `slot`'s pool: from the day's ledger once it exists, else the plan's full capacity.
+pub fn remaining(access: &impl ShardAccess, slot: &SlotRef, session: &SessionTemplate) -> u32 {
+    let key = DayKey { office_id: slot.office_id.clone(), date: slot.date };
+    match access.shard(key.shard_index()).days.get(&key) {
+        Some(day) => day.pool(&slot.session_id, slot.pool).map_or(0, |ledger| ledger.remaining()),
+        None => session.capacity(slot.pool),
+    }
+}
+
+/// Decides a hold of one or more applicants.
+pub fn hold(
+    access: &impl ShardAccess,
+    catalog: &Catalog,
+    rules: &BookRules,
+    hold: &HoldCommand,
+    stamp: Stamp,
+    first_booking_id: BookingId,
+) -> Result<Event, Rejection> {
+    let slot = &hold.slot;
+    let office = catalog.office(&slot.office_id).ok_or_else(|| Rejection::OfficeNotFound(slot.office_id.clone()))?;
+    if !office.offers(hold.service) {
+        return Err(Rejection::invalid("service", "the office does not offer this service"));
+    }
+    let bookable = check_bookable(office, slot.date, &slot.session_id, slot.pool, stamp.at)?;
+    if slot.pool == Pool::Priority {
+        check_priority_eligible(hold, slot.date)?;
+    }
+    for applicant in &hold.applicants {
+        let record = access.shard(applicant.nik.shard_index()).applicants.get(&applicant.nik);
+        if let Some(record) =
+            record.filter(|record| record.active.len() >= rules.applicant_active_bookings_max as usize)
+        {
+            return Err(Rejection::ApplicantHasBooking { booking_id: record.active[0] });
+        }
+    }
+    let wanted = hold.applicants.len() as u32;
+    let left = remaining(access, slot, bookable.session);
+    if left < wanted {
+        return Err(Rejection::SessionFull { remaining: left });
+    }
+    let payment_deadline = stamp.at.plus_ms(office.settings.payment_window_ms).min(bookable.starts_at);
+    let group_id = hold.group.then_some(GroupId(first_booking_id.0));
+    Ok(Event::Held {
+        stamp,
+        hold: hold.clone(),
+        first_booking_id,
+        group_id,
+        payment_deadline,
+        session_starts_at: bookable.starts_at,
+    })
+}
+
+/// Priority slots are for applicants over 60 or under 5 on the appointment date, or with a disability.
+fn check_priority_eligible(hold: &HoldCommand, on: Date) -> Result<(), Rejection> {
+    let violations: Vec<FieldViolation> = hold
+        .applicants
+        .iter()
+        .enumerate()
+        .filter(|(_, applicant)| {
+            let age = age_on(applicant.birth_date, on);
+            !(applicant.has_disability || age >= 60 || age < 5)
+        })
+        .map(|(index, _)| {
+            let field = if hold.group { format!("applicants[{index}]") } else { "applicant".to_owned() };
+            FieldViolation::new(field, "not eligible for the priority pool (over 60, under 5, or with a disability)")
+        })
+        .collect();
+    if violations.is_empty() { Ok(()) } else { Err(Rejection::Invalid(violations)) }
+}
+
+/// Whole years from `birth` to `on`.
+#[must_use]
+pub fn age_on(birth: Date, on: Date) -> i32 {
+    let had_birthday = (on.month, on.day) >= (birth.month, birth.day);
+    i32::from(on.year) - i32::from(birth.year) - i32::from(!had_birthday)
+}
+
+/// Decides a payment: confirm, revive a lapsed booking whose slot is still free, or refuse and record a refund.
+/// `Ok(None)` means nothing changes (the same payment arrived twice).
+pub fn confirm_payment(
+    access: &impl ShardAccess,
+    catalog: &Catalog,
+    rules: &BookRules,
+    booking: &Booking,
+    payment_reference: &PaymentReference,
+    stamp: Stamp,
+) -> Result<Option<Event>, Rejection> {
+    let booking_id = booking.booking_id;
+    let refuse = |reason| {
+        Ok(Some(Event::PaymentRefused {
+            stamp: stamp.clone(),
+            booking_id,
+            payment_reference: payment_reference.clone(),
+            reason,
+        }))
+    };
+    match booking.state {
+        BookingState::Confirmed | BookingState::CheckedIn => {
+            if booking.payment_reference.as_ref() == Some(payment_reference) {
+                return Ok(None);
+            }
+            refuse(RefundReason::DuplicatePayment)
+        }
+        BookingState::Cancelled => refuse(RefundReason::Cancelled),
+        BookingState::AwaitingPayment => {
+            let revived = stamp.at >= booking.payment_deadline;
+            let payment_reference = payment_reference.clone();
+            Ok(Some(Event::PaymentConfirmed { stamp, booking_id, payment_reference, revived }))
+        }
+        BookingState::Expired => {
+            if can_revive(access, catalog, rules, booking, stamp.at) {
+                let payment_reference = payment_reference.clone();
+                Ok(Some(Event::PaymentConfirmed { stamp, booking_id, payment_reference, revived: true }))
+            } else {
+                refuse(RefundReason::PaymentExpired)
+            }
+        }
+    }
+}
+
+/// A lapsed booking comes back only if its own slot is still free, the date still bookable and the applicant has room.
+fn can_revive(
+    access: &impl ShardAccess,
+    catalog: &Catalog,
+    rules: &BookRules,
+    booking: &Booking,
+    now: Timestamp,
+) -> bool {
+    let slot = &booking.slot;
+    let Some(office) = catalog.office(&slot.office_id) else { return false };
+    let Some(plan) = office.plan(slot.date) else { return false };
+    let Some(session) = plan.sessions.iter().find(|session| session.session_id == slot.session_id) else {
+        return false;
+    };
+    let applicant_room = access
+        .shard(booking.applicant.nik.shard_index())
+        .applicants
+        .get(&booking.applicant.nik)
+        .is_none_or(|record| record.active.len() < rules.applicant_active_bookings_max as usize);
+    plan.closed.is_none() && now < booking.session_starts_at && applicant_room && remaining(access, slot, session) >= 1
+}
+
+/// Decides a cancellation.
+pub fn cancel(booking: &Booking, stamp: Stamp) -> Result<Event, Rejection> {
+    if !booking.state.is_active() {
+        return Err(Rejection::InvalidState { state: booking.state, action: "cancel".into() });
+    }
+    Ok(Event::Cancelled { stamp, booking_id: booking.booking_id })
+}
+
+/// Decides a check-in: confirmed, on the appointment's date in the office's time zone.
+pub fn check_in(catalog: &Catalog, booking: &Booking, stamp: Stamp) -> Result<Event, Rejection> {
+    if booking.state != BookingState::Confirmed {
+        return Err(Rejection::InvalidState { state: booking.state, action: "check in".into() });
+    }
+    let office = catalog.office(&booking.slot.office_id);
+    let today = office.map(|office| office.today(stamp.at));
+    if today != Some(booking.slot.date) {
+        return Err(Rejection::InvalidState {
+            state: booking.state,
+            action: format!("check in on a day other than the appointment ({})", booking.slot.date),
+        });
+    }
+    Ok(Event::CheckedIn { stamp, booking_id: booking.booking_id })
+}
+
+/// Decides a reschedule: active, within the allowed count and deadline (both waived when the office closed the
+/// booking's date), to a bookable session of the same office and pool with a free slot.
+pub fn reschedule(
+    access: &impl ShardAccess,
+    catalog: &Catalog,
+    rules: &BookRules,
+    booking: &Booking,
+    to_date: Date,
+    to_session: &SessionId,
+    stamp: Stamp,
+) -> Result<Event, Rejection> {
+    if !booking.state.is_active() {
+        return Err(Rejection::InvalidState { state: booking.state, action: "reschedule".into() });
+    }
+    let slot = &booking.slot;
+    let office = catalog.office(&slot.office_id).ok_or_else(|| Rejection::OfficeNotFound(slot.office_id.clone()))?;
+    let date_closed = office.closed.contains_key(&slot.date);
+    if !date_closed {
+        if booking.reschedules_used >= rules.reschedules_max {
+            let why = format!("already rescheduled {} time(s), the most allowed", booking.reschedules_used);
+            return Err(Rejection::RescheduleNotAllowed { why });
+        }
+        let latest = slot.date.plus_days(-rules.reschedule_days_before_min);
+        if office.today(stamp.at) > latest {
+            let why =
+                format!("must be done by {latest}, {} day(s) before the appointment", rules.reschedule_days_before_min);
+            return Err(Rejection::RescheduleNotAllowed { why });
+        }
+    }
+    if to_date == slot.date && to_session == &slot.session_id {
+        return Err(Rejection::invalid("session_id", "is the booking's current session"));
+    }
+    let bookable = check_bookable(office, to_date, to_session, slot.pool, stamp.at)?;
+    let to =
+        SlotRef { office_id: slot.office_id.clone(), date: to_date, session_id: to_session.clone(), pool: slot.pool };
+    let left = remaining(access, &to, bookable.session);
+    if left == 0 {
+        return Err(Rejection::SessionFull { remaining: 0 });
+    }
+    Ok(Event::Rescheduled {
+        stamp,
+        booking_id: booking.booking_id,
+        to,
+        session_starts_at: bookable.starts_at,
+        payment_deadline: booking.payment_deadline.min(bookable.starts_at),
+    })
+}

@@ -1,0 +1,179 @@
+//! The whole state as one value: what a snapshot stores, and what tests compare to prove that replay and snapshots
+//! rebuild exactly the state that was running.
+//!
+//! The image is flat and sorted, independent of how many shards the running book has, so a snapshot taken by one
+//! build loads in another with a different shard count.
+
+use super::book::{BookRules, Capture, QuotaBook};
+use super::booking::{Booking, BookingState};
+use super::ids::{OfficeId, RequestId};
+use super::nik::Nik;
+use super::office::{Catalog, Office, OfficeSettings, ScheduleRule};
+use super::reads::add_counters;
+use super::shard::{ApplicantRecord, DayKey, DayLedger, OfficeCounters, Refund, RequestRecord, Shard, ShardKey};
+use super::time::Date;
+use crate::limits::SHARD_COUNT;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Version of the image layout inside a snapshot payload; bumped on any incompatible change.
+pub const IMAGE_VERSION: u16 = 1;
+
+/// An office in an image.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OfficeImage {
+    /// Settings.
+    pub settings: OfficeSettings,
+    /// Schedules in the order set.
+    pub rules: Vec<ScheduleRule>,
+    /// Closed dates.
+    pub closed: Vec<(Date, String)>,
+}
+
+/// The whole state, flat and sorted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Image {
+    /// [`IMAGE_VERSION`] when written.
+    pub version: u16,
+    /// Log position the image reflects.
+    pub log_position: u64,
+    /// Next booking number.
+    pub next_booking_id: u64,
+    /// Offices by id.
+    pub offices: Vec<OfficeImage>,
+    /// Day ledgers by key.
+    pub days: Vec<(DayKey, DayLedger)>,
+    /// Bookings by id.
+    pub bookings: Vec<Booking>,
+    /// Applicants by NIK.
+    pub applicants: Vec<(Nik, ApplicantRecord)>,
+    /// Request records by id.
+    pub requests: Vec<(RequestId, RequestRecord)>,
+    /// Refunds in the order recorded.
+    pub refunds: Vec<Refund>,
+    /// Running totals per office.
+    pub counters: Vec<(OfficeId, OfficeCounters)>,
+}
+
+impl Capture {
+    /// The captured state as an image (sorting copies of every record: run it off the request path).
+    #[must_use]
+    pub fn to_image(&self) -> Image {
+        let shards = &self.shards;
+        let mut days: Vec<(DayKey, DayLedger)> =
+            shards.iter().flat_map(|shard| shard.days.iter().map(|(key, day)| (key.clone(), day.clone()))).collect();
+        days.sort_by(|left, right| left.0.cmp(&right.0));
+        let mut bookings: Vec<Booking> = shards.iter().flat_map(|shard| shard.bookings.values().cloned()).collect();
+        bookings.sort_by_key(|booking| booking.booking_id);
+        let mut applicants: Vec<(Nik, ApplicantRecord)> = shards
+            .iter()
+            .flat_map(|shard| shard.applicants.iter().map(|(nik, record)| (*nik, record.clone())))
+            .collect();
+        applicants.sort_by_key(|(nik, _)| *nik);
+        let mut requests: Vec<(RequestId, RequestRecord)> = shards
+            .iter()
+            .flat_map(|shard| shard.requests.iter().map(|(id, record)| (id.clone(), record.clone())))
+            .collect();
+        requests.sort_by(|left, right| left.0.cmp(&right.0));
+        let mut refunds: Vec<Refund> = shards.iter().flat_map(|shard| shard.refunds.iter().cloned()).collect();
+        refunds.sort_by_key(|refund| (refund.recorded_at, refund.booking_id));
+        let mut counters: BTreeMap<OfficeId, OfficeCounters> = BTreeMap::new();
+        for (office_id, more) in shards.iter().flat_map(|shard| shard.counters.iter()) {
+            add_counters(counters.entry(office_id.clone()).or_default(), more);
+        }
+        Image {
+            version: IMAGE_VERSION,
+            log_position: self.log_position,
+            next_booking_id: self.next_booking_id,
+            offices: catalog_image(&self.catalog),
+            days,
+            bookings,
+            applicants,
+            requests,
+            refunds,
+            counters: counters.into_iter().collect(),
+        }
+    }
+}
+
+fn catalog_image(catalog: &Catalog) -> Vec<OfficeImage> {
+    catalog
+        .offices
+        .values()
+        .map(|office| OfficeImage {
+            settings: office.settings.clone(),
+            rules: office.rules.clone(),
+            closed: office.closed.iter().map(|(date, reason)| (*date, reason.clone())).collect(),
+        })
+        .collect()
+}
+
+/// Why an image could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    /// Written by a newer build.
+    #[error("snapshot image version {found} is not supported (this build reads {IMAGE_VERSION})")]
+    UnsupportedVersion {
+        /// Version found.
+        found: u16,
+    },
+    /// An office's time zone is unknown to this build's tz database.
+    #[error("office {office_id} has unknown time zone {time_zone}")]
+    UnknownTimeZone {
+        /// The office.
+        office_id: OfficeId,
+        /// Its zone.
+        time_zone: String,
+    },
+}
+
+impl QuotaBook {
+    /// Rebuilds a book from an image.
+    pub fn from_image(rules: BookRules, image: Image) -> Result<QuotaBook, ImageError> {
+        if image.version != IMAGE_VERSION {
+            return Err(ImageError::UnsupportedVersion { found: image.version });
+        }
+        let mut catalog = Catalog::default();
+        for office_image in image.offices {
+            let settings = office_image.settings;
+            let Some(mut office) = Office::new(settings.clone()) else {
+                return Err(ImageError::UnknownTimeZone {
+                    office_id: settings.office_id,
+                    time_zone: settings.time_zone,
+                });
+            };
+            office.rules = office_image.rules;
+            office.closed = office_image.closed.into_iter().collect();
+            catalog.offices.insert(settings.office_id, office);
+        }
+        let mut shards: Vec<Shard> = (0..SHARD_COUNT).map(|_| Shard::default()).collect();
+        for (key, day) in image.days {
+            shards[key.shard_index()].days.insert(key, day);
+        }
+        for booking in image.bookings {
+            let shard = &mut shards[booking.booking_id.shard_index()];
+            if booking.state == BookingState::AwaitingPayment {
+                shard.deadlines.insert((booking.payment_deadline, booking.booking_id));
+            }
+            shard.bookings.insert(booking.booking_id, booking);
+        }
+        for (nik, record) in image.applicants {
+            shards[nik.shard_index()].applicants.insert(nik, record);
+        }
+        for (request_id, record) in image.requests {
+            shards[request_id.shard_index()].requests.insert(request_id, record);
+        }
+        for refund in image.refunds {
+            shards[refund.booking_id.shard_index()].refunds.push(refund);
+        }
+        // Totals are summed over shards when read, so one shard can carry each office's whole total.
+        shards[0].counters = image.counters.into_iter().collect();
+        Ok(QuotaBook::from_parts(rules, shards, catalog, image.next_booking_id))
+    }
+
+    /// The current state as an image at `log_position` (for tests and tools; snapshots use [`QuotaBook::capture`]).
+    #[must_use]
+    pub fn image(&self, log_position: u64) -> Image {
+        self.capture(|| log_position).to_image()
+    }
+}

@@ -1,0 +1,249 @@
+//! Offices, their services, session plans, release instants and closed dates: the catalogue every booking is checked
+//! against.
+//!
+//! The catalogue changes only through admin commands, which the quota book applies while holding every shard lock, so
+//! a hold always sees one consistent catalogue.
+
+use super::ids::{OfficeId, SessionId};
+use super::time::{Date, TimeOfDay, Timestamp, Zone};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// What the applicant comes for. Numbers mirror `antrean.v1.ServiceType`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum ServiceType {
+    /// A first passport.
+    NewPassport = 1,
+    /// A replacement passport.
+    Replacement = 2,
+}
+
+/// A share of a session's capacity. Numbers mirror `antrean.v1.Pool`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Pool {
+    /// The ordinary online quota.
+    Regular = 1,
+    /// Same-day express service, a paid extra.
+    Express = 2,
+    /// Applicants over 60, under 5, or with a disability.
+    Priority = 3,
+}
+
+impl Pool {
+    /// Every pool, in number order.
+    pub const ALL: [Pool; 3] = [Pool::Regular, Pool::Express, Pool::Priority];
+
+    /// Lowercase name for labels and logs.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Pool::Regular => "regular",
+            Pool::Express => "express",
+            Pool::Priority => "priority",
+        }
+    }
+}
+
+/// One session of a day and the capacity of each pool.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionTemplate {
+    /// Unique within the office.
+    pub session_id: SessionId,
+    /// Local start time.
+    pub starts_at: TimeOfDay,
+    /// Local end time, after the start.
+    pub ends_at: TimeOfDay,
+    /// Capacity per pool; absent pools have none.
+    pub capacities: Vec<(Pool, u32)>,
+}
+
+impl SessionTemplate {
+    /// The capacity of `pool` (0 when absent).
+    #[must_use]
+    pub fn capacity(&self, pool: Pool) -> u32 {
+        self.capacities.iter().find(|(each, _)| *each == pool).map_or(0, |(_, capacity)| *capacity)
+    }
+}
+
+/// An office's settings, as set by `UpsertOffice` or the configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OfficeSettings {
+    /// The office.
+    pub office_id: OfficeId,
+    /// Name shown to applicants.
+    pub display_name: String,
+    /// IANA time zone name.
+    pub time_zone: String,
+    /// City, for display.
+    pub city: String,
+    /// Province, for display.
+    pub province: String,
+    /// Services offered.
+    pub services: Vec<ServiceType>,
+    /// Sessions of a working day without a schedule of its own, ordered by start.
+    pub sessions: Vec<SessionTemplate>,
+    /// ISO weekdays the office works (1 = Monday).
+    pub working_weekdays: Vec<i8>,
+    /// Time to pay after a hold.
+    pub payment_window_ms: i64,
+    /// How many days ahead dates can be booked.
+    pub booking_horizon_days: i32,
+    /// Dates without a schedule open this many days before ...
+    pub release_days_before: i32,
+    /// ... at this local time.
+    pub release_time: TimeOfDay,
+}
+
+/// A `SetSchedule`: a range of dates with their release instant and, optionally, their own sessions.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleRule {
+    /// First date, inclusive.
+    pub first_date: Date,
+    /// Last date, inclusive.
+    pub last_date: Date,
+    /// When these dates become bookable.
+    pub release_at: Timestamp,
+    /// Sessions for these dates; `None` keeps the office's default sessions.
+    pub sessions: Option<Vec<SessionTemplate>>,
+}
+
+/// An office with its schedules and closed dates.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Office {
+    /// The settings.
+    pub settings: OfficeSettings,
+    /// The resolved time zone.
+    pub zone: Zone,
+    /// Schedules, later ones taking precedence over earlier ones for the dates they share.
+    pub rules: Vec<ScheduleRule>,
+    /// Closed dates and why.
+    pub closed: BTreeMap<Date, String>,
+}
+
+/// What an office offers on one date.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DayPlan<'office> {
+    /// When the date's slots become bookable.
+    pub release_at: Timestamp,
+    /// The date's sessions.
+    pub sessions: &'office [SessionTemplate],
+    /// Why the date is closed, if it is.
+    pub closed: Option<&'office str>,
+}
+
+impl Office {
+    /// The office from its settings, or `None` when the time zone is unknown.
+    #[must_use]
+    pub fn new(settings: OfficeSettings) -> Option<Office> {
+        let zone = Zone::resolve(&settings.time_zone)?;
+        Some(Office { settings, zone, rules: Vec::new(), closed: BTreeMap::new() })
+    }
+
+    /// The plan for `date`, or `None` when the office does not work that day.
+    #[must_use]
+    pub fn plan(&self, date: Date) -> Option<DayPlan<'_>> {
+        let closed = self.closed.get(&date).map(String::as_str);
+        let rule = self.rules.iter().rev().find(|rule| rule.first_date <= date && date <= rule.last_date);
+        if let Some(rule) = rule {
+            let sessions = rule.sessions.as_deref().unwrap_or(&self.settings.sessions);
+            return Some(DayPlan { release_at: rule.release_at, sessions, closed });
+        }
+        if !self.settings.working_weekdays.contains(&date.iso_weekday()) {
+            return None;
+        }
+        let release_date = date.plus_days(-self.settings.release_days_before);
+        let release_at = self.zone.instant_of(release_date, self.settings.release_time);
+        Some(DayPlan { release_at, sessions: &self.settings.sessions, closed })
+    }
+
+    /// The office's local date at `now`.
+    #[must_use]
+    pub fn today(&self, now: Timestamp) -> Date {
+        self.zone.date_at(now)
+    }
+
+    /// The instant a session starts on `date`.
+    #[must_use]
+    pub fn session_start(&self, date: Date, session: &SessionTemplate) -> Timestamp {
+        self.zone.instant_of(date, session.starts_at)
+    }
+
+    /// Whether the office offers `service`.
+    #[must_use]
+    pub fn offers(&self, service: ServiceType) -> bool {
+        self.settings.services.contains(&service)
+    }
+}
+
+/// Every office, by id.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Catalog {
+    /// Offices by id.
+    pub offices: BTreeMap<OfficeId, Office>,
+}
+
+impl Catalog {
+    /// The office with `office_id`.
+    #[must_use]
+    pub fn office(&self, office_id: &OfficeId) -> Option<&Office> {
+        self.offices.get(office_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn office() -> Office {
+        let session = SessionTemplate {
+            session_id: SessionId::parse("0800-1000").expect("id"),
+            starts_at: TimeOfDay::new(8, 0).expect("time"),
+            ends_at: TimeOfDay::new(10, 0).expect("time"),
+            capacities: vec![(Pool::Regular, 10)],
+        };
+        Office::new(OfficeSettings {
+            office_id: OfficeId::parse("kanim-batam").expect("id"),
+            display_name: "Batam".into(),
+            time_zone: "Asia/Jakarta".into(),
+            city: String::new(),
+            province: String::new(),
+            services: vec![ServiceType::NewPassport],
+            sessions: vec![session],
+            working_weekdays: vec![1, 2, 3, 4, 5],
+            payment_window_ms: 7_200_000,
+            booking_horizon_days: 30,
+            release_days_before: 7,
+            release_time: TimeOfDay::new(9, 0).expect("time"),
+        })
+        .expect("known zone")
+    }
+
+    #[test]
+    fn weekends_have_no_plan_and_weekdays_release_days_before() {
+        let office = office();
+        let saturday = Date::new(2026, 12, 5).expect("date");
+        assert!(office.plan(saturday).is_none());
+        let monday = Date::new(2026, 12, 7).expect("date");
+        let plan = office.plan(monday).expect("monday plan");
+        let release_day = Date::new(2026, 11, 30).expect("date");
+        assert_eq!(plan.release_at, office.zone.instant_of(release_day, TimeOfDay::new(9, 0).expect("time")));
+    }
+
+    #[test]
+    fn later_rules_override_earlier_ones_and_closures_show() {
+        let mut office = office();
+        let monday = Date::new(2026, 12, 7).expect("date");
+        for release in [Timestamp(1), Timestamp(2)] {
+            office.rules.push(ScheduleRule {
+                first_date: monday,
+                last_date: monday,
+                release_at: release,
+                sessions: None,
+            });
+        }
+        office.closed.insert(monday, "holiday".into());
+        let plan = office.plan(monday).expect("plan");
+        assert_eq!(plan.release_at, Timestamp(2));
+        assert_eq!(plan.closed, Some("holiday"));
+    }
+}

@@ -1,0 +1,210 @@
+//! One shard of the quota book: the days, bookings, applicants, request records and refunds whose keys hash to it.
+//!
+//! A shard is plain data behind one lock. Which shard a key lives in depends only on the key, so every command can name
+//! the shards it needs before it takes any lock.
+
+use super::booking::{Booking, BookingState};
+use super::command::{Outcome, RefundReason};
+use super::ids::{BookingId, OfficeId, PaymentReference, RequestId, SessionId};
+use super::nik::Nik;
+use super::office::Pool;
+use super::time::{Date, Timestamp};
+use crate::limits::SHARD_COUNT;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeSet, HashMap};
+
+/// The key of a day ledger: an office's date.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct DayKey {
+    /// The office.
+    pub office_id: OfficeId,
+    /// The date.
+    pub date: Date,
+}
+
+/// Slot counts of one pool of one session.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolLedger {
+    /// The pool.
+    pub pool: Option<Pool>,
+    /// Slots.
+    pub capacity: u32,
+    /// Bookings awaiting payment.
+    pub awaiting: u32,
+    /// Bookings confirmed.
+    pub confirmed: u32,
+    /// Bookings checked in.
+    pub checked_in: u32,
+}
+
+impl PoolLedger {
+    /// Slots occupied.
+    #[must_use]
+    pub fn taken(&self) -> u32 {
+        self.awaiting + self.confirmed + self.checked_in
+    }
+
+    /// Slots free.
+    #[must_use]
+    pub fn remaining(&self) -> u32 {
+        self.capacity.saturating_sub(self.taken())
+    }
+
+    /// The counter of bookings in `state` (only slot-holding states have one).
+    pub fn count_mut(&mut self, state: BookingState) -> Option<&mut u32> {
+        match state {
+            BookingState::AwaitingPayment => Some(&mut self.awaiting),
+            BookingState::Confirmed => Some(&mut self.confirmed),
+            BookingState::CheckedIn => Some(&mut self.checked_in),
+            BookingState::Cancelled | BookingState::Expired => None,
+        }
+    }
+}
+
+/// Slot counts of one session.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionLedger {
+    /// The session.
+    pub session_id: SessionId,
+    /// One ledger per pool with capacity.
+    pub pools: Vec<PoolLedger>,
+}
+
+/// The slots of one office's date, made from the catalogue's plan the first time the date is booked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DayLedger {
+    /// Sessions of the day.
+    pub sessions: Vec<SessionLedger>,
+    /// Bookings on this date, whatever their state.
+    pub booking_ids: BTreeSet<BookingId>,
+}
+
+impl DayLedger {
+    /// The pool ledger of `session_id`/`pool`.
+    pub fn pool_mut(&mut self, session_id: &SessionId, pool: Pool) -> Option<&mut PoolLedger> {
+        let session = self.sessions.iter_mut().find(|session| &session.session_id == session_id)?;
+        session.pools.iter_mut().find(|ledger| ledger.pool == Some(pool))
+    }
+
+    /// The pool ledger of `session_id`/`pool`, read-only.
+    #[must_use]
+    pub fn pool(&self, session_id: &SessionId, pool: Pool) -> Option<&PoolLedger> {
+        let session = self.sessions.iter().find(|session| &session.session_id == session_id)?;
+        session.pools.iter().find(|ledger| ledger.pool == Some(pool))
+    }
+}
+
+/// An applicant's bookings.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplicantRecord {
+    /// Every booking of the applicant, oldest first.
+    pub booking_ids: Vec<BookingId>,
+    /// Those that are active (awaiting payment or confirmed).
+    pub active: Vec<BookingId>,
+}
+
+/// The first answer to a request, kept so a retry gets it again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    /// Digest of the command, to tell a retry from a reused id.
+    pub fingerprint: u64,
+    /// When the first answer was given.
+    pub recorded_at: Timestamp,
+    /// The answer.
+    pub outcome: Outcome,
+    /// Log position of the change (0 after recovery, when everything is durable). Not part of the state proper.
+    #[serde(skip)]
+    pub log_position: u64,
+}
+
+/// A payment to return.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refund {
+    /// The booking paid for.
+    pub booking_id: BookingId,
+    /// The office.
+    pub office_id: OfficeId,
+    /// The payment.
+    pub payment_reference: PaymentReference,
+    /// Why.
+    pub reason: RefundReason,
+    /// When recorded.
+    pub recorded_at: Timestamp,
+}
+
+/// Running totals of one office, kept in the shard of each of its days and summed when read.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OfficeCounters {
+    /// Holds taken.
+    pub holds_total: u64,
+    /// Cancellations.
+    pub cancellations_total: u64,
+    /// Expiries.
+    pub expiries_total: u64,
+    /// Late payments that revived a booking.
+    pub revivals_total: u64,
+    /// Refunds recorded.
+    pub refunds_total: u64,
+    /// Reschedules (counted at the new date).
+    pub reschedules_total: u64,
+    /// Check-ins.
+    pub check_ins_total: u64,
+}
+
+/// Everything whose key hashes to one shard.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Shard {
+    /// Day ledgers by office and date.
+    pub days: HashMap<DayKey, DayLedger>,
+    /// Bookings by id.
+    pub bookings: HashMap<BookingId, Booking>,
+    /// Payment deadlines of bookings awaiting payment, soonest first.
+    pub deadlines: BTreeSet<(Timestamp, BookingId)>,
+    /// Applicants by NIK.
+    pub applicants: HashMap<Nik, ApplicantRecord>,
+    /// First answers by request id.
+    pub requests: HashMap<RequestId, RequestRecord>,
+    /// Refunds recorded for bookings in this shard, oldest first.
+    pub refunds: Vec<Refund>,
+    /// Totals per office, for days in this shard.
+    pub counters: HashMap<OfficeId, OfficeCounters>,
+}
+
+/// The shard of a key. Keys are hashed with FNV-1a so the mapping is the same in every process.
+pub trait ShardKey {
+    /// Bytes that identify the key.
+    fn shard_index(&self) -> usize;
+}
+
+fn index_of(hash: u64) -> usize {
+    // Fold the high bits in: FNV's low bits alone are weak for short keys.
+    ((hash ^ (hash >> 29) ^ (hash >> 47)) as usize) & (SHARD_COUNT - 1)
+}
+
+impl ShardKey for DayKey {
+    fn shard_index(&self) -> usize {
+        let mut bytes = self.office_id.as_str().as_bytes().to_vec();
+        bytes.extend_from_slice(&self.date.year.to_le_bytes());
+        bytes.push(self.date.month as u8);
+        bytes.push(self.date.day as u8);
+        index_of(super::command::fnv1a(&bytes))
+    }
+}
+
+impl ShardKey for BookingId {
+    fn shard_index(&self) -> usize {
+        index_of(super::command::fnv1a(&self.0.to_le_bytes()))
+    }
+}
+
+impl ShardKey for Nik {
+    fn shard_index(&self) -> usize {
+        index_of(super::command::fnv1a(&self.value().to_le_bytes()))
+    }
+}
+
+impl ShardKey for RequestId {
+    fn shard_index(&self) -> usize {
+        index_of(super::command::fnv1a(self.as_str().as_bytes()))
+    }
+}

@@ -1,0 +1,14 @@
+//! antrean hands out passport-appointment slots from immigration-office quotas, fairly and without losing a booking,
+//! over gRPC.
+//!
+//! Layout (dependencies point down the list, never up):
+//! - `main.rs`: the binary (flags, configuration, tracing, metrics exporter, signals).
+//! - [`grpc`]: thin tonic layer: conversions, one status mapping, handlers without business logic.
+//! - [`engine`]: validate -> apply -> log -> await durability -> reply; the expiry ticker and snapshots.
+//! - [`storage`]: the write-ahead log with group commit, snapshots and recovery, over opaque bytes.
+//! - [`domain`]: the deterministic allocation state machine (no I/O, no clock).
+//! - [`config`], [`limits`]: settings and named maxima.
+
+pub mod domain;
+pub mod limits;
+pub mod proto;

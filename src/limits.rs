@@ -1,0 +1,59 @@
+//! Named maxima, in one place, with the relationships between them checked at compile time.
+//!
+//! Every queue, map and message in antrean has a bound; hitting one is an answer to the caller (RESOURCE_EXHAUSTED
+//! with a retry hint), never unbounded growth.
+
+/// Lock shards of the quota book. A power of two so a hash maps to a shard with a mask; 64 keeps the chance that two
+/// unrelated commands share a lock small on machines with tens of cores, while a lock-everything admin command stays
+/// cheap.
+pub const SHARD_COUNT: usize = 64;
+
+/// Most applicants in one group hold (one account books for a family).
+pub const GROUP_APPLICANTS_MAX: usize = 5;
+
+/// Most days one availability query may span.
+pub const AVAILABILITY_DAYS_MAX: i32 = 62;
+
+/// Most days one schedule may span.
+pub const SCHEDULE_DAYS_MAX: i32 = 366;
+
+/// Most sessions in one office's day.
+pub const SESSIONS_PER_DAY_MAX: usize = 24;
+
+/// Most slots in one pool of one session.
+pub const POOL_CAPACITY_MAX: u32 = 100_000;
+
+/// Most characters of an applicant's full name.
+pub const FULL_NAME_CHARS_MAX: usize = 100;
+
+/// Most characters of display texts (office name, city, province, closure reason).
+pub const DISPLAY_TEXT_CHARS_MAX: usize = 200;
+
+/// Most offices.
+pub const OFFICES_MAX: usize = 1_000;
+
+/// Most schedules one office keeps.
+pub const SCHEDULES_PER_OFFICE_MAX: usize = 1_000;
+
+/// Most results in one page of a list.
+pub const PAGE_SIZE_MAX: usize = 1_000;
+
+/// Page size when the caller does not choose.
+pub const PAGE_SIZE_DEFAULT: usize = 100;
+
+/// Largest gRPC message accepted or sent, in bytes: a group hold is well under 4 KiB; a full page of bookings is
+/// about 400 KiB.
+pub const GRPC_MESSAGE_BYTES_MAX: usize = 1024 * 1024;
+
+/// Largest log record, in bytes: a group hold of the most applicants with the longest names is about 2 KiB; admin
+/// records with many sessions stay well under this.
+pub const LOG_RECORD_BYTES_MAX: u32 = 256 * 1024;
+
+/// Most expiries applied in one tick of the expiry ticker, so a backlog after downtime does not starve callers.
+pub const EXPIRIES_PER_TICK_MAX: usize = 10_000;
+
+const _: () = assert!(SHARD_COUNT.is_power_of_two());
+const _: () = assert!(PAGE_SIZE_DEFAULT <= PAGE_SIZE_MAX);
+const _: () = assert!(GROUP_APPLICANTS_MAX >= 1);
+// A page of the largest bookings must fit in one message: about 400 bytes encoded per booking.
+const _: () = assert!(PAGE_SIZE_MAX * 400 < GRPC_MESSAGE_BYTES_MAX);

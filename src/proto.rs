@@ -1,0 +1,8 @@
+//! The generated gRPC API (`antrean.v1`), shared by the server, the tests and the load generator.
+
+#![allow(missing_docs, clippy::all, clippy::pedantic)]
+
+tonic::include_proto!("antrean.v1");
+
+/// Serialized file descriptors of `antrean.v1`, served by gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("antrean_v1_descriptor");

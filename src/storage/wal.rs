@@ -1,0 +1,254 @@
+//! The write-ahead log handle: opening, appending, waiting for durability, closing.
+//!
+//! Owns the [`Wal`] type, its options and their validation, and the [`LogSink`] implementation over the writer thread
+//! in `writer.rs`. `append` only takes a short mutex and never does I/O; all I/O happens on the writer thread. It must
+//! not be opened on a directory that [`read_log`](super::read_log) has not just recovered.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use parking_lot::{Condvar, Mutex};
+
+use super::durability::Durability;
+use super::file::{FileOpener, StdFileOpener};
+use super::record::{RECORD_PAYLOAD_BYTES_LIMIT, frame_bytes};
+use super::recovery::LogReadReport;
+use super::segment::{SEGMENT_HEADER_BYTES, create_segment};
+use super::stats::{StatsCounters, WalObserver, WalStats};
+use super::writer::{ActiveSegment, Pending, Shared, Writer, WriterState};
+use super::{DurableFuture, LogPosition, LogSink, Result, StorageError};
+
+/// How the writer makes batches durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FsyncMode {
+    /// fdatasync after every batch; a waiter is released by the fsync that covers its record.
+    Always,
+    /// fdatasync at most once every `interval_ms`; waiters are still released only by an fsync that covers them, so
+    /// this trades latency for fewer fsyncs.
+    Batch {
+        /// Minimum milliseconds between fsyncs; at least 1.
+        interval_ms: u64,
+    },
+    /// Never fsync; waiters are released once their record is written to the operating system. A power cut can lose
+    /// acknowledged records. For tests and benchmarks only.
+    None,
+}
+
+/// Options for [`Wal::open`]. There are no defaults: durability settings are always chosen explicitly.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WalOptions {
+    /// Directory holding the segment files.
+    pub dir: PathBuf,
+    /// Largest size of a segment file, header included. Must fit the segment header plus the largest record.
+    pub segment_bytes_max: u64,
+    /// How batches are made durable.
+    pub fsync: FsyncMode,
+    /// Most records the writer takes into one batch; at least 1.
+    pub batch_records_max: u32,
+    /// Most frame bytes the writer takes into one batch (a batch always holds at least one record); at least 1.
+    pub batch_bytes_max: u64,
+    /// Largest payload `append` accepts; at most `RECORD_PAYLOAD_BYTES_LIMIT`.
+    pub record_bytes_max: u32,
+}
+
+impl WalOptions {
+    /// Checks every option, naming the first bad one and why.
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |field, reason: String| Err(StorageError::InvalidOptions { field, reason });
+        if self.record_bytes_max == 0 || self.record_bytes_max > RECORD_PAYLOAD_BYTES_LIMIT {
+            return invalid("record_bytes_max", format!("must be between 1 and {RECORD_PAYLOAD_BYTES_LIMIT}"));
+        }
+        let segment_bytes_min = SEGMENT_HEADER_BYTES + frame_bytes(u64::from(self.record_bytes_max));
+        if self.segment_bytes_max < segment_bytes_min {
+            return invalid("segment_bytes_max", format!("must be at least {segment_bytes_min} to hold the largest record"));
+        }
+        if self.batch_records_max == 0 {
+            return invalid("batch_records_max", "must be at least 1".to_owned());
+        }
+        if self.batch_bytes_max == 0 {
+            return invalid("batch_bytes_max", "must be at least 1".to_owned());
+        }
+        if self.fsync == (FsyncMode::Batch { interval_ms: 0 }) {
+            return invalid("fsync", "batch interval_ms must be at least 1".to_owned());
+        }
+        Ok(())
+    }
+}
+
+/// A local-file write-ahead log with group commit. Share it as `Arc<Wal>` or `Arc<dyn LogSink>`.
+pub struct Wal {
+    shared: Arc<Shared>,
+    record_bytes_max: u32,
+    writer_thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Wal {
+    /// Opens the log in `options.dir` for appending after `recovered`, the report of the [`read_log`](super::read_log)
+    /// call that just recovered that directory, and starts the writer thread.
+    pub fn open(
+        options: WalOptions,
+        recovered: &LogReadReport,
+        observer: Option<Arc<dyn WalObserver>>,
+    ) -> Result<Wal> {
+        Wal::open_with_files(options, recovered, observer, Arc::new(StdFileOpener))
+    }
+
+    /// [`Wal::open`] with the segment files opened through `opener`, so tests can inject faults.
+    pub fn open_with_files(
+        options: WalOptions,
+        recovered: &LogReadReport,
+        observer: Option<Arc<dyn WalObserver>>,
+        opener: Arc<dyn FileOpener>,
+    ) -> Result<Wal> {
+        options.validate()?;
+        if recovered.dir != options.dir {
+            let reason = format!("is {} but the log was recovered from {}", options.dir.display(), recovered.dir.display());
+            return Err(StorageError::InvalidOptions { field: "dir", reason });
+        }
+        if options.fsync == FsyncMode::None {
+            tracing::warn!(dir = %options.dir.display(),
+                "LOG FSYNC IS OFF: acknowledged records can be lost on a crash or power cut; use only for tests");
+        }
+        let segment = open_active_segment(&options, recovered, opener.as_ref())?;
+        let last_position = recovered.last_position;
+        let shared = Arc::new(Shared {
+            pending: Mutex::new(Pending {
+                records: Vec::new(),
+                bytes: 0,
+                last_position,
+                state: WriterState::Open,
+            }),
+            work_ready: Condvar::new(),
+            durability: Durability::new(last_position),
+            stats: StatsCounters::default(),
+        });
+        let writer = Writer {
+            shared: Arc::clone(&shared),
+            options: options.clone(),
+            opener,
+            observer,
+            segment,
+            written_position: last_position,
+            synced_position: last_position,
+            batch: Vec::new(),
+            encoded: Vec::new(),
+            last_sync: None,
+        };
+        let writer_thread = std::thread::Builder::new()
+            .name("antrean-wal".to_owned())
+            .spawn(move || writer.run())
+            .map_err(|source| StorageError::io("spawn writer thread for", &options.dir, source))?;
+        tracing::info!(dir = %options.dir.display(), next_position = last_position.0 + 1, fsync = ?options.fsync,
+            "log opened");
+        Ok(Wal { shared, record_bytes_max: options.record_bytes_max, writer_thread: Mutex::new(Some(writer_thread)) })
+    }
+
+    /// Largest payload [`LogSink::append`] accepts.
+    pub fn record_bytes_max(&self) -> u32 {
+        self.record_bytes_max
+    }
+
+    /// Totals since the log was opened.
+    pub fn stats(&self) -> WalStats {
+        self.shared.stats.snapshot()
+    }
+
+    /// Writes and fsyncs every record appended before this call, stops the writer thread and waits for it. Records
+    /// appended afterwards are dropped and their waiters get [`StorageError::LogClosed`]. Blocks: call it from
+    /// `spawn_blocking` in async code. Calling it again does nothing more. Returns the failure if the log had failed.
+    pub fn close(&self) -> Result<()> {
+        {
+            let mut pending = self.shared.pending.lock();
+            if pending.state == WriterState::Open {
+                pending.state = WriterState::Closing;
+            }
+        }
+        self.shared.work_ready.notify_one();
+        if let Some(writer_thread) = self.writer_thread.lock().take()
+            && writer_thread.join().is_err()
+        {
+            tracing::error!("log writer thread panicked");
+        }
+        match self.shared.durability.failure() {
+            Some(failure) => Err(failure.to_error()),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}
+
+impl LogSink for Wal {
+    /// # Panics
+    /// If `payload` is longer than [`Wal::record_bytes_max`]: the caller bounds its records.
+    fn append(&self, payload: Vec<u8>) -> LogPosition {
+        assert!(
+            payload.len() <= self.record_bytes_max as usize,
+            "log record of {} bytes exceeds record_bytes_max {}",
+            payload.len(),
+            self.record_bytes_max
+        );
+        let frame = frame_bytes(payload.len() as u64);
+        let (position, was_idle) = {
+            let mut pending = self.shared.pending.lock();
+            pending.last_position = LogPosition(pending.last_position.0 + 1);
+            let position = pending.last_position;
+            let was_idle = pending.records.is_empty();
+            if pending.state == WriterState::Open {
+                pending.records.push((position, payload));
+                pending.bytes += frame;
+            }
+            (position, was_idle)
+        };
+        if was_idle {
+            self.shared.work_ready.notify_one();
+        }
+        position
+    }
+
+    fn wait_durable(&self, position: LogPosition) -> DurableFuture<'_> {
+        Box::pin(self.shared.durability.wait(position))
+    }
+
+    fn durable_position(&self) -> LogPosition {
+        self.shared.durability.position()
+    }
+
+    fn last_position(&self) -> LogPosition {
+        self.shared.pending.lock().last_position
+    }
+}
+
+/// Opens the recovered tail segment, or creates the first segment of an empty log.
+fn open_active_segment(
+    options: &WalOptions,
+    recovered: &LogReadReport,
+    opener: &dyn FileOpener,
+) -> Result<ActiveSegment> {
+    std::fs::create_dir_all(&options.dir).map_err(|source| StorageError::io("create directory", &options.dir, source))?;
+    let (path, length_bytes) = match &recovered.tail {
+        Some(tail) => {
+            let metadata = std::fs::metadata(&tail.path).map_err(|source| StorageError::io("stat", &tail.path, source))?;
+            if metadata.len() != tail.length_bytes {
+                return Err(StorageError::CorruptLog {
+                    segment: tail.path.clone(),
+                    offset: tail.length_bytes,
+                    detail: format!("segment is {} bytes but recovery left it at {}", metadata.len(), tail.length_bytes),
+                });
+            }
+            (tail.path.clone(), tail.length_bytes)
+        }
+        None => {
+            let first_position = LogPosition(recovered.last_position.0 + 1);
+            let sync = options.fsync != FsyncMode::None;
+            (create_segment(&options.dir, first_position, sync)?, SEGMENT_HEADER_BYTES)
+        }
+    };
+    let file = opener.open_append(&path).map_err(|source| StorageError::io("open", &path, source))?;
+    Ok(ActiveSegment { file, path, length_bytes })
+}
