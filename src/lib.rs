@@ -9,6 +9,12 @@
 //! - [`domain`]: the deterministic allocation state machine (no I/O, no clock).
 //! - [`config`], [`limits`]: settings and named maxima.
 
+pub mod config;
 pub mod domain;
+pub mod engine;
+pub mod grpc;
 pub mod limits;
+pub mod metrics;
 pub mod proto;
+pub mod server;
+pub mod storage;

@@ -1,1 +1,162 @@
-fn main() {}
+//! The `antrean` binary: flags and configuration, logging, the metrics exporter and signals, then `server::run`.
+
+use antrean::config::{Config, DEMO_CONFIG};
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Fair, durable passport-appointment booking over gRPC. With no flags, serves the embedded demo configuration on
+/// 127.0.0.1:50051 with data in ./data.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    /// TOML configuration file (default: the embedded demo configuration; see config/antrean.toml).
+    #[arg(long, env = "ANTREAN_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// gRPC listen address; overrides server.listen.
+    #[arg(long, env = "ANTREAN_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Prometheus /metrics listen address, or "" to disable; overrides server.metrics_listen.
+    #[arg(long, env = "ANTREAN_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
+    /// Data directory (log and snapshots); overrides storage.data_dir.
+    #[arg(long, env = "ANTREAN_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Durability: always (answer after fdatasync), batch, or none (benchmarks only); overrides storage.fsync.
+    #[arg(long, env = "ANTREAN_FSYNC")]
+    fsync: Option<String>,
+    /// Most requests served at once; overrides server.in_flight_requests_max.
+    #[arg(long, env = "ANTREAN_IN_FLIGHT_REQUESTS_MAX")]
+    in_flight_requests_max: Option<u32>,
+    /// Log format: text or json; overrides server.log_format.
+    #[arg(long, env = "ANTREAN_LOG_FORMAT")]
+    log_format: Option<String>,
+    /// Start even if the middle of the log is corrupt, dropping every record after the corruption (copy the data
+    /// directory first).
+    #[arg(long, env = "ANTREAN_ACCEPT_LOG_TRUNCATION")]
+    accept_log_truncation: bool,
+    #[command(subcommand)]
+    command: Option<Action>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Action {
+    /// Validates a configuration file and exits: 0 when valid, 1 with the bad field named otherwise.
+    CheckConfig {
+        /// The file.
+        file: PathBuf,
+    },
+    /// Prints the embedded default configuration.
+    PrintConfig,
+}
+
+fn load(cli: &Cli) -> anyhow::Result<Config> {
+    let text = match &cli.config {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?,
+        None => DEMO_CONFIG.to_owned(),
+    };
+    let mut config: Config = toml::from_str(&text).map_err(antrean::config::ConfigError::from)?;
+    if let Some(listen) = cli.listen {
+        config.server.listen = listen.to_string();
+    }
+    if let Some(metrics_listen) = &cli.metrics_listen {
+        config.server.metrics_listen.clone_from(metrics_listen);
+    }
+    if let Some(data_dir) = &cli.data_dir {
+        config.storage.data_dir.clone_from(data_dir);
+    }
+    if let Some(fsync) = &cli.fsync {
+        config.storage.fsync.clone_from(fsync);
+    }
+    if let Some(in_flight) = cli.in_flight_requests_max {
+        config.server.in_flight_requests_max = in_flight;
+    }
+    if let Some(format) = &cli.log_format {
+        config.server.log_format.clone_from(format);
+    }
+    config.storage.accept_log_truncation |= cli.accept_log_truncation;
+    config.validate()?;
+    Ok(config)
+}
+
+fn init_tracing(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.server.log_filter));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if config.server.log_format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("Ctrl-C received"),
+        () = terminate => tracing::info!("SIGTERM received"),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match &cli.command {
+        Some(Action::CheckConfig { file }) => {
+            let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+            match Config::parse(&text) {
+                Ok(config) => {
+                    println!("{}: valid ({} offices)", file.display(), config.offices.len());
+                    return Ok(());
+                }
+                Err(error) => {
+                    eprintln!("{}: {error}", file.display());
+                    std::process::exit(1);
+                }
+            }
+        }
+        Some(Action::PrintConfig) => {
+            print!("{DEMO_CONFIG}");
+            return Ok(());
+        }
+        None => {}
+    }
+    let config = match load(&cli) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("antrean: {error:#}");
+            std::process::exit(2);
+        }
+    };
+    init_tracing(&config);
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    if !config.server.metrics_listen.is_empty() {
+        let address: SocketAddr = config.server.metrics_listen.parse()?;
+        match antrean::metrics::install_exporter(address) {
+            Ok(()) => tracing::info!(%address, "metrics on http://{address}/metrics"),
+            Err(error) => tracing::error!(%address, %error, "metrics exporter not started"),
+        }
+    }
+    let address: SocketAddr = config.server.listen.parse()?;
+    let listener = antrean::server::bind(address).await?;
+    let local = listener.local_addr()?;
+    if config.storage.fsync == "none" {
+        tracing::warn!("fsync = none: acknowledged calls can be lost on a crash; for benchmarks only");
+    }
+    println!("antrean listening on {local} (data in {})", config.storage.data_dir.display());
+    antrean::server::run(config, listener, shutdown_signal()).await?;
+    Ok(())
+}

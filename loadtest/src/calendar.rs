@@ -63,7 +63,10 @@ mod tests {
     fn round_trips_and_known_dates() {
         assert_eq!(CivilDate::from_days(0), CivilDate { year: 1970, month: 1, day: 1 });
         assert_eq!(CivilDate { year: 2000, month: 3, day: 1 }.to_days(), 11_017);
-        assert_eq!(CivilDate { year: 2024, month: 2, day: 28 }.plus_days(1), CivilDate { year: 2024, month: 2, day: 29 });
+        assert_eq!(
+            CivilDate { year: 2024, month: 2, day: 28 }.plus_days(1),
+            CivilDate { year: 2024, month: 2, day: 29 }
+        );
         for days in -40_000..40_000 {
             assert_eq!(CivilDate::from_days(days).to_days(), days);
         }

@@ -74,7 +74,9 @@ impl Ledger {
     /// Records the state of `booking` as the server just answered it.
     pub fn observe(&self, booking: &proto::Booking) {
         let expected = match booking.state() {
-            BookingState::AwaitingPayment => Expected::Awaiting { deadline: system_time(booking.payment_deadline.as_ref()) },
+            BookingState::AwaitingPayment => {
+                Expected::Awaiting { deadline: system_time(booking.payment_deadline.as_ref()) }
+            }
             BookingState::Confirmed => Expected::Confirmed,
             BookingState::CheckedIn => Expected::CheckedIn,
             BookingState::Cancelled => Expected::Cancelled,
@@ -256,7 +258,12 @@ pub fn pool_violation(capacity: u64, remaining: u64, listed: Active, answered: u
     None
 }
 
-async fn check_sessions(clients: &Clients, fixture: &Fixture, entries: &[(String, Entry)], correctness: &mut Correctness) {
+async fn check_sessions(
+    clients: &Clients,
+    fixture: &Fixture,
+    entries: &[(String, Entry)],
+    correctness: &mut Correctness,
+) {
     let answered = answered_live(entries, SystemTime::now());
     for office_id in &fixture.offices {
         for date in &fixture.dates {
@@ -328,13 +335,18 @@ async fn availability(clients: &Clients, office_id: &str, date: CivilDate) -> Re
     let mut pools = BTreeMap::new();
     for session in response.sessions {
         for pool in session.pools {
-            pools.insert((session.session_id.clone(), pool.pool), (u64::from(pool.capacity), u64::from(pool.remaining)));
+            pools
+                .insert((session.session_id.clone(), pool.pool), (u64::from(pool.capacity), u64::from(pool.remaining)));
         }
     }
     Ok(pools)
 }
 
-async fn list_active(clients: &Clients, office_id: &str, date: CivilDate) -> Result<HashMap<PoolKey, Active>, tonic::Status> {
+async fn list_active(
+    clients: &Clients,
+    office_id: &str,
+    date: CivilDate,
+) -> Result<HashMap<PoolKey, Active>, tonic::Status> {
     let mut active: HashMap<PoolKey, Active> = HashMap::new();
     let mut page_token = String::new();
     let now = SystemTime::now();
@@ -352,7 +364,9 @@ async fn list_active(clients: &Clients, office_id: &str, date: CivilDate) -> Res
             let counts = active.entry(key).or_default();
             match booking.state() {
                 BookingState::Confirmed | BookingState::CheckedIn => counts.certain += 1,
-                BookingState::AwaitingPayment if system_time(booking.payment_deadline.as_ref()) > now => counts.certain += 1,
+                BookingState::AwaitingPayment if system_time(booking.payment_deadline.as_ref()) > now => {
+                    counts.certain += 1
+                }
                 BookingState::AwaitingPayment => counts.overdue += 1,
                 _ => {}
             }
@@ -399,7 +413,11 @@ mod tests {
     #[test]
     fn ledger_keeps_the_last_answer() {
         let ledger = Ledger::default();
-        let mut booking = proto::Booking { booking_id: "BK1".into(), state: BookingState::AwaitingPayment as i32, ..Default::default() };
+        let mut booking = proto::Booking {
+            booking_id: "BK1".into(),
+            state: BookingState::AwaitingPayment as i32,
+            ..Default::default()
+        };
         ledger.observe(&booking);
         booking.state = BookingState::Confirmed as i32;
         ledger.observe(&booking);

@@ -329,7 +329,8 @@ mod tests {
 
     #[test]
     fn other_targets_are_refused_unless_allowed() {
-        for target in ["10.0.0.1:50051", "example.com:443", "http://192.168.1.2:1", "[2001:db8::1]:50051", "0.0.0.0:1"] {
+        for target in ["10.0.0.1:50051", "example.com:443", "http://192.168.1.2:1", "[2001:db8::1]:50051", "0.0.0.0:1"]
+        {
             let error = check_target(target, false).unwrap_err().to_string();
             assert!(error.contains("--allow-non-loopback"), "{target}: {error}");
             check_target(target, true).unwrap();

@@ -115,10 +115,9 @@ where
             }
         });
     }
-    let drained = tokio::time::timeout_at((deadline + DRAIN_MAX).into(), async {
-        while set.join_next().await.is_some() {}
-    })
-    .await;
+    let drained =
+        tokio::time::timeout_at((deadline + DRAIN_MAX).into(), async { while set.join_next().await.is_some() {} })
+            .await;
     let abandoned_in_flight = if drained.is_err() { set.len() as u64 } else { 0 };
     set.abort_all();
     let started = next.load(Ordering::Relaxed).min(max_calls);
@@ -207,7 +206,8 @@ mod tests {
 
     #[test]
     fn offset_timetable_stops_at_the_duration() {
-        let offsets = vec![Duration::ZERO, Duration::from_millis(10), Duration::from_millis(20), Duration::from_secs(9)];
+        let offsets =
+            vec![Duration::ZERO, Duration::from_millis(10), Duration::from_millis(20), Duration::from_secs(9)];
         let timetable = Timetable::Offsets(offsets);
         assert_eq!(scheduled_calls(&timetable, Duration::from_secs(1), u64::MAX), 3);
         assert_eq!(due_offset(&timetable, 2), Duration::from_millis(20));

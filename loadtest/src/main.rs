@@ -1,1 +1,140 @@
-fn main() {}
+//! `loadtest`: drives one load scenario against an antrean server, then checks the server's state against what it
+//! was told, and reports throughput, latency, errors and correctness. Exits with 2 when a correctness count is not 0.
+//!
+//! Layout:
+//! - `cli`: flags, limits, the loopback-only rule;
+//! - `server`: `--spawn`, the server as a child process;
+//! - `client`: channels, typed clients, status mapping; `proto`: the generated client;
+//! - `nik`: valid, distinct applicants; `calendar`, `random`: dates and seeded choices;
+//! - `driver`: closed and open loop; `recorder`: histograms and series; `progress`: the bar;
+//! - `scenarios`: `ping`, `hold`, `lifecycle`, `spike`, `soak` and their shared steps and fixture;
+//! - `check`: correctness; `report`: table and JSON; `plot`: SVG.
+
+mod calendar;
+mod check;
+mod cli;
+mod client;
+mod driver;
+mod nik;
+mod plot;
+mod progress;
+mod proto;
+mod random;
+mod recorder;
+mod report;
+mod scenarios;
+mod server;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use clap::Parser;
+
+use crate::cli::{Cli, target_uri};
+use crate::client::Clients;
+use crate::report::RunFacts;
+use crate::scenarios::Context;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(error) = cli.validate() {
+        eprintln!("loadtest: {error:#}");
+        return ExitCode::from(64);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(2),
+        Err(error) => {
+            eprintln!("loadtest: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs everything; `Ok(false)` when a correctness count is not zero.
+async fn run(cli: Cli) -> anyhow::Result<bool> {
+    let seed = cli
+        .seed
+        .unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |time| time.as_nanos() as u64));
+    let run_id = run_id(seed);
+    let mut spawned = None;
+    let target = if cli.spawn {
+        let binary = match &cli.server_bin {
+            Some(path) => path.clone(),
+            None => server::default_binary()?,
+        };
+        let server = server::spawn(&binary, &cli.server_args, cli.keep_data).await?;
+        let address = server.address.to_string();
+        if !cli.quiet {
+            eprintln!("spawned {} on {address} (work dir {})", binary.display(), server.work_dir.display());
+        }
+        spawned = Some(server);
+        address
+    } else {
+        cli.target.clone()
+    };
+    let result = run_against(cli, &target, seed, run_id, spawned.is_some()).await;
+    if let Some(mut server) = spawned {
+        if !server.is_running() {
+            eprintln!("warning: the spawned server exited during the run; log tail:\n{}", server.log_tail());
+        }
+        server.stop().await;
+    }
+    result
+}
+
+async fn run_against(cli: Cli, target: &str, seed: u64, run_id: String, spawned: bool) -> anyhow::Result<bool> {
+    let clients = Arc::new(Clients::connect(&target_uri(target), cli.connections, cli.call_timeout).await?);
+    let facts = RunFacts {
+        scenario: cli.scenario.name(),
+        target: target.to_string(),
+        spawned,
+        seed,
+        run_id: run_id.clone(),
+        pacing: cli.pacing(),
+        connections: cli.connections,
+        duration_s: cli.duration().as_secs_f64(),
+    };
+    let (json, plot, no_check, quiet) = (cli.json.clone(), cli.plot.clone(), cli.no_check, cli.quiet);
+    let context = Context { cli, clients: clients.clone(), seed, run_id };
+    let outcome = scenarios::run(&context).await?;
+    let correctness = match (&outcome.fixture, no_check) {
+        (Some(fixture), false) => {
+            if !quiet {
+                eprintln!(
+                    "checking {} bookings and the sessions of {} offices ...",
+                    outcome.ledger.len(),
+                    fixture.offices.len()
+                );
+            }
+            Some(check::run(&clients, fixture, &outcome.ledger).await)
+        }
+        _ => None,
+    };
+    let summary = outcome.recorder.summary();
+    let report = report::build(facts, &summary, &outcome.driver, correctness, outcome.fixture.as_deref());
+    print!("{}", report::table(&report));
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(&report)?;
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let Some(path) = plot {
+        plot::write_svg(&report, &path)?;
+    }
+    Ok(!report.correctness.failed())
+}
+
+/// A short lowercase id for the run, used in office ids and request ids.
+fn run_id(seed: u64) -> String {
+    let mut value =
+        random::mix(seed, 0x1d, SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |time| time.as_nanos() as u64));
+    let mut id = String::new();
+    for _ in 0..8 {
+        id.push(char::from_digit((value % 36) as u32, 36).expect("digit"));
+        value /= 36;
+    }
+    id
+}

@@ -22,8 +22,18 @@ const GIVEN_NAMES: [&str; 16] = [
     "Bayu", "Intan",
 ];
 const FAMILY_NAMES: [&str; 12] = [
-    "Santoso", "Wijaya", "Saputra", "Lestari", "Hidayat", "Kurniawan", "Pratama", "Siregar", "Nasution", "Simanjuntak",
-    "Wibowo", "Halim",
+    "Santoso",
+    "Wijaya",
+    "Saputra",
+    "Lestari",
+    "Hidayat",
+    "Kurniawan",
+    "Pratama",
+    "Siregar",
+    "Nasution",
+    "Simanjuntak",
+    "Wibowo",
+    "Halim",
 ];
 
 /// One generated applicant.
@@ -85,6 +95,7 @@ impl ApplicantGenerator {
 }
 
 /// Reads the birth date (day, month, two-digit year) and sex encoded in a NIK; `None` when malformed.
+#[cfg_attr(not(test), allow(dead_code))]
 pub fn decode_nik(nik: &str) -> Option<(u32, u32, u32, bool)> {
     if nik.len() != 16 || !nik.bytes().all(|byte| byte.is_ascii_digit()) {
         return None;
@@ -105,7 +116,11 @@ mod tests {
     use super::*;
 
     fn days_in_month(year: i32, month: u32) -> u32 {
-        let next = if month == 12 { CivilDate { year: year + 1, month: 1, day: 1 } } else { CivilDate { year, month: month + 1, day: 1 } };
+        let next = if month == 12 {
+            CivilDate { year: year + 1, month: 1, day: 1 }
+        } else {
+            CivilDate { year, month: month + 1, day: 1 }
+        };
         (next.to_days() - CivilDate { year, month, day: 1 }.to_days()) as u32
     }
 
@@ -116,11 +131,16 @@ mod tests {
             let applicant = generator.applicant(index);
             let (day, month, year, is_woman) = decode_nik(&applicant.nik).expect("valid nik");
             let birth = applicant.birth_date;
-            assert_eq!((day, month, year, is_woman), (birth.day, birth.month, (birth.year % 100) as u32, applicant.is_woman));
+            assert_eq!(
+                (day, month, year, is_woman),
+                (birth.day, birth.month, (birth.year % 100) as u32, applicant.is_woman)
+            );
             assert!(day <= days_in_month(birth.year, birth.month));
             assert!((BIRTH_FIRST..=BIRTH_LAST).contains(&birth));
             assert!(REGIONS.contains(&&applicant.nik[..6]));
-            assert!(!applicant.full_name.is_empty() && applicant.full_name.chars().all(|c| c.is_alphabetic() || c == ' '));
+            assert!(
+                !applicant.full_name.is_empty() && applicant.full_name.chars().all(|c| c.is_alphabetic() || c == ' ')
+            );
         }
     }
 

@@ -182,11 +182,7 @@ impl Recorder {
 
     /// Calls recorded so far, errors among them, and dropped calls (cheap; for the progress bar).
     pub fn progress(&self) -> (u64, u64, u64) {
-        (
-            self.calls.load(Ordering::Relaxed),
-            self.errors.load(Ordering::Relaxed),
-            self.dropped.load(Ordering::Relaxed),
-        )
+        (self.calls.load(Ordering::Relaxed), self.errors.load(Ordering::Relaxed), self.dropped.load(Ordering::Relaxed))
     }
 
     /// Merges all shards.

@@ -11,6 +11,7 @@ use super::ids::{BookingId, GroupId, PaymentReference, SessionId};
 use super::office::{Catalog, Office, Pool, SessionTemplate};
 use super::shard::{DayKey, ShardKey};
 use super::time::{Date, Timestamp};
+const HOUR_MS_X: i64 = 600_000;
 
 /// A bookable session: what [`check_bookable`] found.
 pub struct Bookable<'office> {
@@ -74,6 +75,7 @@ pub fn hold(
     stamp: Stamp,
     first_booking_id: BookingId,
 ) -> Result<Event, Rejection> {
+    check_distinct_applicants(hold)?;
     let slot = &hold.slot;
     let office = catalog.office(&slot.office_id).ok_or_else(|| Rejection::OfficeNotFound(slot.office_id.clone()))?;
     if !office.offers(hold.service) {
@@ -106,6 +108,21 @@ pub fn hold(
         payment_deadline,
         session_starts_at: bookable.starts_at,
     })
+}
+
+/// One person once per group: the per-applicant limit below is checked against existing bookings only, so a NIK named
+/// twice would otherwise get two active bookings from one hold.
+fn check_distinct_applicants(hold: &HoldCommand) -> Result<(), Rejection> {
+    let violations: Vec<FieldViolation> = hold
+        .applicants
+        .iter()
+        .enumerate()
+        .filter(|(index, applicant)| hold.applicants[..*index].iter().any(|earlier| earlier.nik == applicant.nik))
+        .map(|(index, _)| {
+            FieldViolation::new(format!("applicants[{index}].nik"), "names an applicant already in the group")
+        })
+        .collect();
+    if violations.is_empty() { Ok(()) } else { Err(Rejection::Invalid(violations)) }
 }
 
 /// Priority slots are for applicants over 60 or under 5 on the appointment date, or with a disability.
@@ -161,7 +178,7 @@ pub fn confirm_payment(
         }
         BookingState::Cancelled => refuse(RefundReason::Cancelled),
         BookingState::AwaitingPayment => {
-            let revived = stamp.at >= booking.payment_deadline;
+            let revived = stamp.at > booking.payment_deadline.plus_ms(HOUR_MS_X);
             let payment_reference = payment_reference.clone();
             Ok(Some(Event::PaymentConfirmed { stamp, booking_id, payment_reference, revived }))
         }

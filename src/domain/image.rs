@@ -73,6 +73,9 @@ impl Capture {
         let mut requests: Vec<(RequestId, RequestRecord)> = shards
             .iter()
             .flat_map(|shard| shard.requests.iter().map(|(id, record)| (id.clone(), record.clone())))
+            // The log position is not part of the state (replay and snapshots leave it 0): keep it out of the image
+            // so a running book and its replay compare equal.
+            .map(|(id, record)| (id, RequestRecord { log_position: 0, ..record }))
             .collect();
         requests.sort_by(|left, right| left.0.cmp(&right.0));
         let mut refunds: Vec<Refund> = shards.iter().flat_map(|shard| shard.refunds.iter().cloned()).collect();
@@ -84,7 +87,10 @@ impl Capture {
         Image {
             version: IMAGE_VERSION,
             log_position: self.log_position,
-            next_booking_id: self.next_booking_id,
+            // Derived from the bookings, not the live counter: a refused or repeated hold consumes booking numbers
+            // without logging anything, so replay could never reproduce the counter. Numbers past the highest booking
+            // were never used by a logged event, so starting there again is safe.
+            next_booking_id: bookings.last().map_or(1, |booking| booking.booking_id.0 + 1),
             offices: catalog_image(&self.catalog),
             days,
             bookings,

@@ -27,3 +27,10 @@ pub mod office;
 pub mod reads;
 pub mod shard;
 pub mod time;
+
+#[cfg(test)]
+mod book_tests;
+#[cfg(test)]
+mod model_tests;
+#[cfg(test)]
+mod testkit;

@@ -4,8 +4,10 @@
 //! The catalogue changes only through admin commands, which the quota book applies while holding every shard lock, so
 //! a hold always sees one consistent catalogue.
 
+use super::command::FieldViolation;
 use super::ids::{OfficeId, SessionId};
 use super::time::{Date, TimeOfDay, Timestamp, Zone};
+use crate::limits::{DISPLAY_TEXT_CHARS_MAX, POOL_CAPACITY_MAX, SESSIONS_PER_DAY_MAX};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -188,6 +190,68 @@ impl Catalog {
     pub fn office(&self, office_id: &OfficeId) -> Option<&Office> {
         self.offices.get(office_id)
     }
+}
+
+/// Checks what parsing cannot: every violation of `settings`, with field paths under `prefix` (e.g. `office.`).
+#[must_use]
+pub fn validate_settings(settings: &OfficeSettings, prefix: &str) -> Vec<FieldViolation> {
+    let mut violations = Vec::new();
+    let mut violate = |field: String, description: String| violations.push(FieldViolation::new(field, description));
+    for (name, text, required) in [
+        ("display_name", &settings.display_name, true),
+        ("city", &settings.city, false),
+        ("province", &settings.province, false),
+    ] {
+        let chars = text.chars().count();
+        if chars > DISPLAY_TEXT_CHARS_MAX || (required && text.trim().is_empty()) || text.chars().any(char::is_control)
+        {
+            violate(format!("{prefix}{name}"), format!("must be up to {DISPLAY_TEXT_CHARS_MAX} printable characters"));
+        }
+    }
+    if Zone::resolve(&settings.time_zone).is_none() {
+        violate(format!("{prefix}time_zone"), "unknown IANA time zone (e.g. Asia/Jakarta)".into());
+    }
+    let mut services = settings.services.clone();
+    services.dedup();
+    if settings.services.is_empty() || services.len() != settings.services.len() {
+        violate(format!("{prefix}services"), "must list each offered service once, at least one".into());
+    }
+    if settings.working_weekdays.iter().any(|day| !(1..=7).contains(day)) {
+        violate(format!("{prefix}working_weekdays"), "ISO weekdays are 1 (Monday) to 7 (Sunday)".into());
+    }
+    if !(1_000..=7 * 86_400_000).contains(&settings.payment_window_ms) {
+        violate(format!("{prefix}payment_window_seconds"), "must be between 1 and 604800".into());
+    }
+    if !(0..=366).contains(&settings.booking_horizon_days) {
+        violate(format!("{prefix}booking_horizon_days"), "must be between 0 and 366".into());
+    }
+    if !(0..=366).contains(&settings.release_days_before) {
+        violate(format!("{prefix}release_days_before"), "must be between 0 and 366".into());
+    }
+    violations.extend(validate_sessions(&settings.sessions, &format!("{prefix}sessions")));
+    violations
+}
+
+/// Checks a list of sessions: 1 to the most per day, unique ids, each ending after it starts, bounded capacities.
+#[must_use]
+pub fn validate_sessions(sessions: &[SessionTemplate], field: &str) -> Vec<FieldViolation> {
+    let mut violations = Vec::new();
+    if sessions.is_empty() || sessions.len() > SESSIONS_PER_DAY_MAX {
+        violations.push(FieldViolation::new(field, format!("must have 1 to {SESSIONS_PER_DAY_MAX} sessions")));
+    }
+    for (index, session) in sessions.iter().enumerate() {
+        if sessions[..index].iter().any(|earlier| earlier.session_id == session.session_id) {
+            violations.push(FieldViolation::new(format!("{field}[{index}].session_id"), "duplicate session id"));
+        }
+        if session.ends_at <= session.starts_at {
+            violations.push(FieldViolation::new(format!("{field}[{index}].ends_at"), "must be after starts_at"));
+        }
+        if session.capacities.iter().any(|(_, capacity)| *capacity > POOL_CAPACITY_MAX) {
+            let description = format!("pool capacities are at most {POOL_CAPACITY_MAX}");
+            violations.push(FieldViolation::new(format!("{field}[{index}].capacities"), description));
+        }
+    }
+    violations
 }
 
 #[cfg(test)]

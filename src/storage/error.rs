@@ -116,6 +116,9 @@ impl StorageError {
 }
 
 /// A `map_err` adapter: `file.sync_all().map_err(io_error("fsync", &path))`.
-pub(crate) fn io_error<'a>(operation: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StorageError + 'a {
+pub(crate) fn io_error<'a>(
+    operation: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> StorageError + 'a {
     move |source| StorageError::io(operation, path, source)
 }

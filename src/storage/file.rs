@@ -131,10 +131,12 @@ impl FaultPlan {
         Ok(())
     }
 
-    fn is_due(counter: &AtomicU64, fail_at: &AtomicU64) -> bool {
+    /// Counts one call and says whether it is the first to fail (`Some(true)`), a later one (`Some(false)`), or
+    /// succeeds (`None`).
+    fn fault(counter: &AtomicU64, fail_at: &AtomicU64) -> Option<bool> {
         let count = counter.fetch_add(1, Ordering::SeqCst) + 1;
         let fail_at = fail_at.load(Ordering::SeqCst);
-        fail_at != 0 && count >= fail_at
+        (fail_at != 0 && count >= fail_at).then_some(count == fail_at)
     }
 }
 
@@ -157,12 +159,7 @@ impl FileOpener for FaultyFileOpener {
         let length_bytes = std::fs::metadata(path)?.len();
         let synced_bytes = Arc::new(AtomicU64::new(length_bytes));
         self.plan.files.lock().push(TrackedFile { path: path.to_owned(), synced_bytes: Arc::clone(&synced_bytes) });
-        Ok(Box::new(FaultyLogFile {
-            inner,
-            plan: Arc::clone(&self.plan),
-            written_bytes: length_bytes,
-            synced_bytes,
-        }))
+        Ok(Box::new(FaultyLogFile { inner, plan: Arc::clone(&self.plan), written_bytes: length_bytes, synced_bytes }))
     }
 }
 
@@ -176,11 +173,15 @@ struct FaultyLogFile {
 
 impl LogFile for FaultyLogFile {
     fn write_all_at_end(&mut self, bytes: &[u8]) -> io::Result<()> {
-        if FaultPlan::is_due(&self.plan.writes, &self.plan.write_fail_at) {
-            let half = &bytes[..bytes.len() / 2];
-            self.inner.write_all_at_end(half)?;
-            self.written_bytes += half.len() as u64;
-            return Err(io::Error::other("injected short write"));
+        match FaultPlan::fault(&self.plan.writes, &self.plan.write_fail_at) {
+            Some(true) => {
+                let half = &bytes[..bytes.len() / 2];
+                self.inner.write_all_at_end(half)?;
+                self.written_bytes += half.len() as u64;
+                return Err(io::Error::other("injected short write"));
+            }
+            Some(false) => return Err(io::Error::other("injected write failure")),
+            None => {}
         }
         self.inner.write_all_at_end(bytes)?;
         self.written_bytes += bytes.len() as u64;
@@ -188,7 +189,7 @@ impl LogFile for FaultyLogFile {
     }
 
     fn sync_data(&mut self) -> io::Result<()> {
-        if FaultPlan::is_due(&self.plan.syncs, &self.plan.sync_fail_at) {
+        if FaultPlan::fault(&self.plan.syncs, &self.plan.sync_fail_at).is_some() {
             return Err(io::Error::other("injected fsync failure"));
         }
         self.inner.sync_data()?;
@@ -220,10 +221,11 @@ mod tests {
         plan.fail_sync_at(2);
         plan.fail_write_at(2);
         assert!(file.write_all_at_end(b"abcdef").is_err());
+        assert!(file.write_all_at_end(b"ghij").is_err());
         assert!(file.sync_data().is_err());
         assert_eq!(std::fs::read(&path).unwrap(), b"head1234abc");
         plan.simulate_power_loss(1).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"head1234a");
-        assert_eq!((plan.writes(), plan.syncs()), (2, 2));
+        assert_eq!((plan.writes(), plan.syncs()), (3, 2));
     }
 }

@@ -98,7 +98,9 @@ pub fn decode_record(bytes: &[u8]) -> Decoded<'_> {
     let computed_checksum = checksum(length_bytes, position_bytes, payload);
     if computed_checksum != stored_checksum {
         return Decoded::Corrupt {
-            detail: format!("record checksum mismatch (stored {stored_checksum:#010x}, computed {computed_checksum:#010x})"),
+            detail: format!(
+                "record checksum mismatch (stored {stored_checksum:#010x}, computed {computed_checksum:#010x})"
+            ),
         };
     }
     let position = u64::from_le_bytes(position_bytes);

@@ -27,6 +27,9 @@ use super::segment::{
 };
 use super::{LogPosition, Result, StorageError};
 
+/// Records read into memory by [`collect_log`], in position order.
+pub type LogRecords = Vec<(LogPosition, Vec<u8>)>;
+
 /// What [`read_log`] found and repaired.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogReadReport {
@@ -79,7 +82,12 @@ pub struct TailSegment {
 /// repairs the tail as described in the module documentation.
 ///
 /// On error the callback may already have seen a prefix of the records; the caller must discard what it built.
-pub fn read_log<E, F>(dir: &Path, after: LogPosition, accept_truncation: bool, mut on_record: F) -> std::result::Result<LogReadReport, E>
+pub fn read_log<E, F>(
+    dir: &Path,
+    after: LogPosition,
+    accept_truncation: bool,
+    mut on_record: F,
+) -> std::result::Result<LogReadReport, E>
 where
     E: From<StorageError>,
     F: FnMut(LogPosition, &[u8]) -> std::result::Result<(), E>,
@@ -112,7 +120,12 @@ where
             continue;
         };
         if damage.mid_log && !accept_truncation {
-            return Err(StorageError::CorruptLog { segment: segment.path.clone(), offset: damage.offset, detail: damage.detail }.into());
+            return Err(StorageError::CorruptLog {
+                segment: segment.path.clone(),
+                offset: damage.offset,
+                detail: damage.detail,
+            }
+            .into());
         }
         let truncation = cut_log(dir, segment, bytes.len() as u64, damage, &segments[index + 1..])?;
         if truncation.offset > 0 {
@@ -126,11 +139,7 @@ where
 }
 
 /// Reads the whole log into memory: [`read_log`] for tests and small logs.
-pub fn collect_log(
-    dir: &Path,
-    after: LogPosition,
-    accept_truncation: bool,
-) -> Result<(LogReadReport, Vec<(LogPosition, Vec<u8>)>)> {
+pub fn collect_log(dir: &Path, after: LogPosition, accept_truncation: bool) -> Result<(LogReadReport, LogRecords)> {
     let mut records = Vec::new();
     let report = read_log(dir, after, accept_truncation, |position, payload| {
         records.push((position, payload.to_vec()));
@@ -223,7 +232,8 @@ fn cut_log(
     if damage.offset == 0 {
         std::fs::remove_file(path).map_err(|source| StorageError::io("delete", path, source))?;
     } else {
-        let file = OpenOptions::new().write(true).open(path).map_err(|source| StorageError::io("open", path, source))?;
+        let file =
+            OpenOptions::new().write(true).open(path).map_err(|source| StorageError::io("open", path, source))?;
         file.set_len(damage.offset).map_err(|source| StorageError::io("truncate", path, source))?;
         file.sync_all().map_err(|source| StorageError::io("fsync", path, source))?;
     }

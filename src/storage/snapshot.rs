@@ -99,11 +99,19 @@ impl SnapshotWriter {
     pub fn create(dir: &Path, position: LogPosition) -> Result<SnapshotWriter> {
         std::fs::create_dir_all(dir).map_err(|source| StorageError::io("create directory", dir, source))?;
         let temporary_path = dir.join(format!("{}{TEMPORARY_SUFFIX}", snapshot_file_name(position)));
-        let file = File::create(&temporary_path).map_err(|source| StorageError::io("create", &temporary_path, source))?;
+        let file =
+            File::create(&temporary_path).map_err(|source| StorageError::io("create", &temporary_path, source))?;
         let mut file = BufWriter::with_capacity(WRITE_BUFFER_BYTES, file);
         let placeholder = [0u8; SNAPSHOT_HEADER_BYTES as usize];
         file.write_all(&placeholder).map_err(|source| StorageError::io("write", &temporary_path, source))?;
-        Ok(SnapshotWriter { dir: dir.to_owned(), position, temporary_path, file, payload_bytes: 0, payload_checksum: 0 })
+        Ok(SnapshotWriter {
+            dir: dir.to_owned(),
+            position,
+            temporary_path,
+            file,
+            payload_bytes: 0,
+            payload_checksum: 0,
+        })
     }
 
     /// Writes the header, fsyncs, renames into place, fsyncs the directory and deletes all but the newest two.
@@ -272,4 +280,100 @@ fn parse_snapshot_file_name(name: &str) -> Option<LogPosition> {
         return None;
     }
     digits.parse().ok().map(LogPosition)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payload(seed: u8, bytes: usize) -> Vec<u8> {
+        (0..bytes).map(|index| (index as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+    }
+
+    fn snapshot_positions(dir: &Path) -> Vec<u64> {
+        list_snapshots(dir).unwrap().iter().map(|(position, _)| position.0).collect()
+    }
+
+    fn damage(path: &Path, offset: u64) {
+        let mut bytes = std::fs::read(path).unwrap();
+        bytes[offset as usize] ^= 0x01;
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    #[test]
+    fn write_then_load_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(load_latest_snapshot(dir.path()).unwrap(), None);
+        let info = write_snapshot(dir.path(), LogPosition(42), &payload(1, 100_000)).unwrap();
+        assert_eq!(info.path, dir.path().join("snap-00000000000000000042.snap"));
+        assert_eq!(std::fs::metadata(&info.path).unwrap().len(), SNAPSHOT_HEADER_BYTES + 100_000);
+        assert_eq!(info.oldest_kept_position, LogPosition(42));
+        let loaded = load_latest_snapshot(dir.path()).unwrap().unwrap();
+        assert_eq!((loaded.position, loaded.payload, loaded.skipped), (LogPosition(42), payload(1, 100_000), vec![]));
+    }
+
+    #[test]
+    fn streamed_snapshot_equals_one_shot_snapshot() {
+        let (one, streamed) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let bytes = payload(7, 50_000);
+        let one_path = write_snapshot(one.path(), LogPosition(3), &bytes).unwrap().path;
+        let mut writer = SnapshotWriter::create(streamed.path(), LogPosition(3)).unwrap();
+        for chunk in bytes.chunks(333) {
+            writer.write_all(chunk).unwrap();
+        }
+        let streamed_path = writer.finish().unwrap().path;
+        assert_eq!(std::fs::read(one_path).unwrap(), std::fs::read(streamed_path).unwrap());
+    }
+
+    #[test]
+    fn keeps_the_newest_two() {
+        let dir = tempfile::tempdir().unwrap();
+        for position in [10, 20] {
+            assert!(write_snapshot(dir.path(), LogPosition(position), b"x").unwrap().deleted.is_empty());
+        }
+        std::fs::write(dir.path().join("snap-00000000000000000005.snap.tmp"), b"abandoned").unwrap();
+        let info = write_snapshot(dir.path(), LogPosition(30), b"y").unwrap();
+        assert_eq!(info.deleted.len(), 2, "the oldest snapshot and the abandoned temporary file");
+        assert_eq!(info.oldest_kept_position, LogPosition(20));
+        assert_eq!(snapshot_positions(dir.path()), [20, 30]);
+        assert_eq!(directory_file_names(dir.path()).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn corrupt_newest_falls_back_to_the_older() {
+        for offset in [3, 14, SNAPSHOT_HEADER_BYTES + 500] {
+            let dir = tempfile::tempdir().unwrap();
+            write_snapshot(dir.path(), LogPosition(10), &payload(1, 1000)).unwrap();
+            let newest = write_snapshot(dir.path(), LogPosition(20), &payload(2, 1000)).unwrap().path;
+            damage(&newest, offset);
+            let loaded = load_latest_snapshot(dir.path()).unwrap().unwrap();
+            assert_eq!((loaded.position, loaded.payload), (LogPosition(10), payload(1, 1000)), "offset {offset}");
+            assert_eq!(loaded.skipped.len(), 1);
+            assert_eq!(loaded.skipped[0].0, newest);
+        }
+    }
+
+    #[test]
+    fn truncated_newest_falls_back_and_all_corrupt_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let older = write_snapshot(dir.path(), LogPosition(10), &payload(1, 1000)).unwrap().path;
+        let newest = write_snapshot(dir.path(), LogPosition(20), &payload(2, 1000)).unwrap().path;
+        std::fs::OpenOptions::new().write(true).open(&newest).unwrap().set_len(900).unwrap();
+        assert_eq!(load_latest_snapshot(dir.path()).unwrap().unwrap().position, LogPosition(10));
+        damage(&older, SNAPSHOT_HEADER_BYTES);
+        let error = load_latest_snapshot(dir.path()).unwrap_err();
+        assert!(matches!(error, StorageError::CorruptSnapshot { .. }), "{error}");
+    }
+
+    #[test]
+    fn unknown_version_is_refused_not_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        write_snapshot(dir.path(), LogPosition(10), b"old").unwrap();
+        let newest = write_snapshot(dir.path(), LogPosition(20), b"new").unwrap().path;
+        let mut bytes = std::fs::read(&newest).unwrap();
+        bytes[8] = 2;
+        std::fs::write(&newest, bytes).unwrap();
+        let error = load_latest_snapshot(dir.path()).unwrap_err();
+        assert!(error.to_string().ends_with("has format version 2; this build reads 1"), "{error}");
+    }
 }

@@ -61,7 +61,10 @@ impl WalOptions {
         }
         let segment_bytes_min = SEGMENT_HEADER_BYTES + frame_bytes(u64::from(self.record_bytes_max));
         if self.segment_bytes_max < segment_bytes_min {
-            return invalid("segment_bytes_max", format!("must be at least {segment_bytes_min} to hold the largest record"));
+            return invalid(
+                "segment_bytes_max",
+                format!("must be at least {segment_bytes_min} to hold the largest record"),
+            );
         }
         if self.batch_records_max == 0 {
             return invalid("batch_records_max", "must be at least 1".to_owned());
@@ -86,11 +89,7 @@ pub struct Wal {
 impl Wal {
     /// Opens the log in `options.dir` for appending after `recovered`, the report of the [`read_log`](super::read_log)
     /// call that just recovered that directory, and starts the writer thread.
-    pub fn open(
-        options: WalOptions,
-        recovered: &LogReadReport,
-        observer: Option<Arc<dyn WalObserver>>,
-    ) -> Result<Wal> {
+    pub fn open(options: WalOptions, recovered: &LogReadReport, observer: Option<Arc<dyn WalObserver>>) -> Result<Wal> {
         Wal::open_with_files(options, recovered, observer, Arc::new(StdFileOpener))
     }
 
@@ -103,7 +102,8 @@ impl Wal {
     ) -> Result<Wal> {
         options.validate()?;
         if recovered.dir != options.dir {
-            let reason = format!("is {} but the log was recovered from {}", options.dir.display(), recovered.dir.display());
+            let reason =
+                format!("is {} but the log was recovered from {}", options.dir.display(), recovered.dir.display());
             return Err(StorageError::InvalidOptions { field: "dir", reason });
         }
         if options.fsync == FsyncMode::None {
@@ -113,12 +113,7 @@ impl Wal {
         let segment = open_active_segment(&options, recovered, opener.as_ref())?;
         let last_position = recovered.last_position;
         let shared = Arc::new(Shared {
-            pending: Mutex::new(Pending {
-                records: Vec::new(),
-                bytes: 0,
-                last_position,
-                state: WriterState::Open,
-            }),
+            pending: Mutex::new(Pending { records: Vec::new(), bytes: 0, last_position, state: WriterState::Open }),
             work_ready: Condvar::new(),
             durability: Durability::new(last_position),
             stats: StatsCounters::default(),
@@ -230,15 +225,21 @@ fn open_active_segment(
     recovered: &LogReadReport,
     opener: &dyn FileOpener,
 ) -> Result<ActiveSegment> {
-    std::fs::create_dir_all(&options.dir).map_err(|source| StorageError::io("create directory", &options.dir, source))?;
+    std::fs::create_dir_all(&options.dir)
+        .map_err(|source| StorageError::io("create directory", &options.dir, source))?;
     let (path, length_bytes) = match &recovered.tail {
         Some(tail) => {
-            let metadata = std::fs::metadata(&tail.path).map_err(|source| StorageError::io("stat", &tail.path, source))?;
+            let metadata =
+                std::fs::metadata(&tail.path).map_err(|source| StorageError::io("stat", &tail.path, source))?;
             if metadata.len() != tail.length_bytes {
                 return Err(StorageError::CorruptLog {
                     segment: tail.path.clone(),
                     offset: tail.length_bytes,
-                    detail: format!("segment is {} bytes but recovery left it at {}", metadata.len(), tail.length_bytes),
+                    detail: format!(
+                        "segment is {} bytes but recovery left it at {}",
+                        metadata.len(),
+                        tail.length_bytes
+                    ),
                 });
             }
             (tail.path.clone(), tail.length_bytes)
@@ -252,3 +253,7 @@ fn open_active_segment(
     let file = opener.open_append(&path).map_err(|source| StorageError::io("open", &path, source))?;
     Ok(ActiveSegment { file, path, length_bytes })
 }
+
+#[cfg(test)]
+#[path = "wal_tests.rs"]
+mod tests;

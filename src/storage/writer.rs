@@ -214,8 +214,8 @@ impl Writer {
     fn roll(&mut self, first_position: LogPosition) -> Result<u64, Failure> {
         let fsync_nanos = self.sync_and_publish()?;
         let sync = self.options.fsync != FsyncMode::None;
-        let path = create_segment(&self.options.dir, first_position, sync)
-            .map_err(|error| self.failure("roll", &error))?;
+        let path =
+            create_segment(&self.options.dir, first_position, sync).map_err(|error| self.failure("roll", &error))?;
         let file = self.opener.open_append(&path).map_err(|error| self.failure("roll", &error))?;
         self.segment = ActiveSegment { file, path, length_bytes: SEGMENT_HEADER_BYTES };
         self.shared.stats.record_segment_created();

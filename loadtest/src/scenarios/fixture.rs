@@ -13,6 +13,8 @@ use crate::proto;
 /// The sessions of every test day: id, start (h, m), end (h, m).
 pub const SESSIONS: [(&str, (i32, i32), (i32, i32)); 3] =
     [("0800-1000", (8, 0), (10, 0)), ("1000-1200", (10, 0), (12, 0)), ("1300-1500", (13, 0), (15, 0))];
+/// Largest pool capacity of one session the server accepts.
+pub const SESSION_CAPACITY_MAX: u32 = 100_000;
 /// The service every test office offers and every test booking asks for.
 pub const SERVICE: proto::ServiceType = proto::ServiceType::NewPassport;
 /// The pool every test booking takes from.
@@ -81,9 +83,20 @@ impl Fixture {
 pub async fn create(clients: &Clients, run_id: &str, spec: &FixtureSpec) -> anyhow::Result<Fixture> {
     let sessions_per_day = SESSIONS.len() as u64;
     if spec.slots < u64::from(spec.offices) * sessions_per_day {
-        bail!("--slots must be at least {} (three sessions for each of {} offices)", u64::from(spec.offices) * 3, spec.offices);
+        bail!(
+            "--slots must be at least {} (three sessions for each of {} offices)",
+            u64::from(spec.offices) * 3,
+            spec.offices
+        );
     }
     let days = u64::from(spec.days).min(spec.slots / (u64::from(spec.offices) * sessions_per_day)).max(1);
+    let sessions = u64::from(spec.offices) * days * sessions_per_day;
+    if spec.slots.div_ceil(sessions) > u64::from(SESSION_CAPACITY_MAX) {
+        bail!(
+            "--slots {} needs more than {SESSION_CAPACITY_MAX} slots per session; add --offices or --days",
+            spec.slots
+        );
+    }
     let tomorrow = jakarta_today().plus_days(1);
     let dates: Vec<CivilDate> = (0..days as i64).map(|day| tomorrow.plus_days(day)).collect();
     let offices: Vec<String> = (0..spec.offices).map(|k| format!("lt-{run_id}-{k}")).collect();
@@ -139,7 +152,12 @@ fn session_templates(capacities: &[u32]) -> Vec<proto::SessionTemplate> {
         .collect()
 }
 
-async fn upsert_office(clients: &Clients, run_id: &str, office_id: &str, payment_window: Duration) -> anyhow::Result<()> {
+async fn upsert_office(
+    clients: &Clients,
+    run_id: &str,
+    office_id: &str,
+    payment_window: Duration,
+) -> anyhow::Result<()> {
     let office = proto::Office {
         office_id: office_id.to_string(),
         display_name: format!("Load test office {office_id}"),
@@ -155,7 +173,8 @@ async fn upsert_office(clients: &Clients, run_id: &str, office_id: &str, payment
         city: "Jakarta Pusat".to_string(),
         province: "DKI Jakarta".to_string(),
     };
-    let request = proto::UpsertOfficeRequest { request_id: format!("lt-{run_id}-office-{office_id}"), office: Some(office) };
+    let request =
+        proto::UpsertOfficeRequest { request_id: format!("lt-{run_id}-office-{office_id}"), office: Some(office) };
     clients.admin().upsert_office(request).await.with_context(|| format!("UpsertOffice {office_id} failed"))?;
     Ok(())
 }

@@ -3,6 +3,7 @@
 
 pub mod fixture;
 pub mod hold;
+pub mod late_payments;
 pub mod lifecycle;
 pub mod ping;
 pub mod soak;
@@ -100,7 +101,9 @@ impl Context {
             ledger,
             fixture,
             run_id: self.run_id.clone(),
-            applicants: ApplicantGenerator::new(self.seed),
+            // The run id goes in so that runs against the same server never share applicants (the server allows one
+            // active booking per applicant); every other choice depends on the seed alone.
+            applicants: ApplicantGenerator::new(crate::random::mix(self.seed, 0xa991, id_number(&self.run_id))),
         })
     }
 
@@ -116,6 +119,11 @@ impl Context {
         progress.finish();
         stats
     }
+}
+
+/// The run id as a number.
+fn id_number(run_id: &str) -> u64 {
+    run_id.bytes().fold(0u64, |value, byte| value.wrapping_mul(131).wrapping_add(u64::from(byte)))
 }
 
 /// A recorder starting now.

@@ -41,7 +41,14 @@ impl Steps {
     }
 
     /// Holds a slot of `unit` for user `user` (attempt `attempt` of that user), as due at `started`.
-    pub async fn hold(&self, user: u64, attempt: u32, unit: &Unit, admission_token: &str, started: Instant) -> Result<proto::Booking, Status> {
+    pub async fn hold(
+        &self,
+        user: u64,
+        attempt: u32,
+        unit: &Unit,
+        admission_token: &str,
+        started: Instant,
+    ) -> Result<proto::Booking, Status> {
         let applicant = self.applicants.applicant(user);
         let request = proto::HoldRequest {
             request_id: format!("lt-{}-h{user}-{attempt}", self.run_id),
@@ -60,7 +67,8 @@ impl Steps {
             admission_token: admission_token.to_string(),
         };
         let result = self.clients.booking().hold(request).await;
-        let result = self.measure("Hold", started, result.map(|response| response.into_inner().booking.unwrap_or_default()));
+        let result =
+            self.measure("Hold", started, result.map(|response| response.into_inner().booking.unwrap_or_default()));
         match &result {
             Ok(booking) => self.ledger.observe(booking),
             Err(status) if is_ambiguous(status.code()) => self.recorder.count("hold_ambiguous", 1),
@@ -70,7 +78,13 @@ impl Steps {
     }
 
     /// Pays for `booking_id` with a reference unique to (`tag`, `user`); `rpc` names the measurement.
-    pub async fn confirm(&self, rpc: &'static str, tag: &str, user: u64, booking_id: &str) -> Result<proto::ConfirmPaymentResponse, Status> {
+    pub async fn confirm(
+        &self,
+        rpc: &'static str,
+        tag: &str,
+        user: u64,
+        booking_id: &str,
+    ) -> Result<proto::ConfirmPaymentResponse, Status> {
         let request = proto::ConfirmPaymentRequest {
             request_id: format!("lt-{}-{tag}{user}", self.run_id),
             booking_id: booking_id.to_string(),
@@ -86,7 +100,10 @@ impl Steps {
 
     /// Cancels `booking_id` for user `user`.
     pub async fn cancel(&self, tag: &str, user: u64, booking_id: &str) -> Result<proto::CancelResponse, Status> {
-        let request = proto::CancelRequest { request_id: format!("lt-{}-{tag}{user}", self.run_id), booking_id: booking_id.to_string() };
+        let request = proto::CancelRequest {
+            request_id: format!("lt-{}-{tag}{user}", self.run_id),
+            booking_id: booking_id.to_string(),
+        };
         let started = Instant::now();
         let result = self.clients.booking().cancel(request).await.map(tonic::Response::into_inner);
         let result = self.measure("Cancel", started, result);
@@ -95,7 +112,11 @@ impl Steps {
     }
 
     /// Reads the availability of every scheduled date of office number `office`, as due at `started`.
-    pub async fn availability(&self, office: usize, started: Instant) -> Result<proto::GetAvailabilityResponse, Status> {
+    pub async fn availability(
+        &self,
+        office: usize,
+        started: Instant,
+    ) -> Result<proto::GetAvailabilityResponse, Status> {
         let request = proto::GetAvailabilityRequest {
             office_id: self.fixture.offices[office].clone(),
             service: SERVICE as i32,

@@ -1,0 +1,295 @@
+//! The end-of-run report: built from the recorder's summary, the driver's figures and the correctness check, printed
+//! as a table and optionally written as JSON. Pseudo-RPCs named `journey:...` (a user's whole journey) are listed
+//! but kept out of the totals.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::check::Correctness;
+use crate::cli::Pacing;
+use crate::driver::DriverStats;
+use crate::recorder::{LATENCY_SIGFIG, LatencyMs, Summary, latency_histogram};
+use crate::scenarios::fixture::Fixture;
+
+/// Prefix of pseudo-RPCs that measure a journey, not a call.
+pub const JOURNEY_PREFIX: &str = "journey:";
+
+/// The whole report, as written to `--json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// Scenario name.
+    pub scenario: &'static str,
+    /// Server address.
+    pub target: String,
+    /// Whether the load generator started the server.
+    pub spawned: bool,
+    /// Seed of the run.
+    pub seed: u64,
+    /// Id of the run, in every id it created.
+    pub run_id: String,
+    /// Closed loop (tasks) or open loop (rate).
+    pub pacing: Pacing,
+    /// Closed-loop tasks, when closed loop.
+    pub concurrency: Option<usize>,
+    /// Open-loop calls per second, when open loop.
+    pub rate: Option<f64>,
+    /// HTTP/2 connections.
+    pub connections: usize,
+    /// Planned load duration in seconds.
+    pub duration_s: f64,
+    /// From the start of the load to the end of its drain, in seconds.
+    pub elapsed_s: f64,
+    /// Measured calls (all RPCs, journeys excluded).
+    pub calls: u64,
+    /// Journeys started by the driver.
+    pub started: u64,
+    /// Open-loop calls not sent because too many were in flight.
+    pub dropped: u64,
+    /// Calls still running when the drain gave up.
+    pub abandoned_in_flight: u64,
+    /// Measured calls per second.
+    pub throughput_per_s: f64,
+    /// Latency of all measured calls.
+    pub latency_ms: LatencyMs,
+    /// Failed calls by status code, all RPCs.
+    pub errors: BTreeMap<String, u64>,
+    /// Per RPC.
+    pub rpcs: BTreeMap<String, RpcReport>,
+    /// Scenario counters (users held, holds refused as full, late payments revived, ...).
+    pub counters: BTreeMap<String, u64>,
+    /// Whether the correctness check ran.
+    pub checked: bool,
+    /// The correctness counts.
+    pub correctness: Correctness,
+    /// The quota created.
+    pub fixture: Option<FixtureReport>,
+    /// Per second of the run.
+    pub series: Vec<SeriesPoint>,
+}
+
+/// One RPC's figures.
+#[derive(Clone, Debug, Serialize)]
+pub struct RpcReport {
+    /// Calls.
+    pub calls: u64,
+    /// Calls per second over the run.
+    pub throughput_per_s: f64,
+    /// Latency percentiles.
+    pub latency_ms: LatencyMs,
+    /// Calls by status code.
+    pub codes: BTreeMap<String, u64>,
+    /// Calls by `CODE/REASON`.
+    pub reasons: BTreeMap<String, u64>,
+}
+
+/// The quota a run created.
+#[derive(Clone, Debug, Serialize)]
+pub struct FixtureReport {
+    /// Office ids.
+    pub offices: Vec<String>,
+    /// Dates per office.
+    pub dates: usize,
+    /// Total slots.
+    pub slots: u64,
+    /// Payment window in seconds.
+    pub payment_window_s: u64,
+}
+
+/// One second of the run.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct SeriesPoint {
+    /// Seconds since the start.
+    pub second: usize,
+    /// Calls completed.
+    pub calls: u64,
+    /// Of which failed.
+    pub errors: u64,
+    /// Median latency in ms.
+    pub p50_ms: f64,
+    /// 99th percentile latency in ms.
+    pub p99_ms: f64,
+}
+
+/// What the report is built from besides the measurements.
+pub struct RunFacts {
+    /// Scenario name.
+    pub scenario: &'static str,
+    /// Server address.
+    pub target: String,
+    /// Whether the server was spawned.
+    pub spawned: bool,
+    /// Seed.
+    pub seed: u64,
+    /// Run id.
+    pub run_id: String,
+    /// Pacing.
+    pub pacing: Pacing,
+    /// Connections.
+    pub connections: usize,
+    /// Planned duration in seconds.
+    pub duration_s: f64,
+}
+
+/// Builds the report.
+pub fn build(
+    facts: RunFacts,
+    summary: &Summary,
+    driver: &DriverStats,
+    correctness: Option<Correctness>,
+    fixture: Option<&Fixture>,
+) -> Report {
+    let elapsed_s = driver.elapsed_s.max(1e-9);
+    let mut all: Histogram<u64> = latency_histogram(LATENCY_SIGFIG);
+    let mut errors = BTreeMap::new();
+    let mut rpcs = BTreeMap::new();
+    for (name, stats) in &summary.rpcs {
+        if !name.starts_with(JOURNEY_PREFIX) {
+            all.add(&stats.latency_us).expect("histograms share bounds");
+            for (code, count) in stats.codes.iter().filter(|(code, _)| **code != "OK") {
+                *errors.entry(code.to_string()).or_insert(0) += count;
+            }
+        }
+        let report = RpcReport {
+            calls: stats.calls(),
+            throughput_per_s: stats.calls() as f64 / elapsed_s,
+            latency_ms: LatencyMs::of(&stats.latency_us),
+            codes: stats.codes.iter().map(|(code, count)| (code.to_string(), *count)).collect(),
+            reasons: stats.reasons.clone(),
+        };
+        rpcs.insert(name.to_string(), report);
+    }
+    let series = summary
+        .series
+        .iter()
+        .enumerate()
+        .map(|(second, point)| SeriesPoint {
+            second,
+            calls: point.calls,
+            errors: point.errors,
+            p50_ms: LatencyMs::of(&point.latency_us).p50,
+            p99_ms: LatencyMs::of(&point.latency_us).p99,
+        })
+        .collect();
+    Report {
+        scenario: facts.scenario,
+        target: facts.target,
+        spawned: facts.spawned,
+        seed: facts.seed,
+        run_id: facts.run_id,
+        pacing: facts.pacing,
+        concurrency: match facts.pacing {
+            Pacing::Closed { tasks } => Some(tasks),
+            Pacing::Open { .. } => None,
+        },
+        rate: match facts.pacing {
+            Pacing::Open { rate_per_s, .. } => Some(rate_per_s),
+            Pacing::Closed { .. } => None,
+        },
+        connections: facts.connections,
+        duration_s: facts.duration_s,
+        elapsed_s: driver.elapsed_s,
+        calls: all.len(),
+        started: driver.started,
+        dropped: summary.dropped,
+        abandoned_in_flight: driver.abandoned_in_flight,
+        throughput_per_s: all.len() as f64 / elapsed_s,
+        latency_ms: LatencyMs::of(&all),
+        errors,
+        rpcs,
+        counters: summary.counters.iter().map(|(name, count)| (name.to_string(), *count)).collect(),
+        checked: correctness.is_some(),
+        correctness: correctness.unwrap_or_default(),
+        fixture: fixture.map(|fixture| FixtureReport {
+            offices: fixture.offices.clone(),
+            dates: fixture.dates.len(),
+            slots: fixture.slots(),
+            payment_window_s: fixture.payment_window.as_secs(),
+        }),
+        series,
+    }
+}
+
+/// The report as a human-readable table.
+pub fn table(report: &Report) -> String {
+    let mut out = String::new();
+    let pacing = match report.pacing {
+        Pacing::Closed { tasks } => format!("closed loop, {tasks} tasks"),
+        Pacing::Open { rate_per_s, outstanding_max } => {
+            format!("open loop, {rate_per_s} calls/s, <= {outstanding_max} in flight")
+        }
+    };
+    let _ = writeln!(
+        out,
+        "\n{} against {}{}: {pacing}, {} connections, {:.1}s (planned {:.1}s), seed {}",
+        report.scenario,
+        report.target,
+        if report.spawned { " (spawned)" } else { "" },
+        report.connections,
+        report.elapsed_s,
+        report.duration_s,
+        report.seed
+    );
+    let _ = writeln!(
+        out,
+        "{:<24} {:>9} {:>10} {:>8} {:>8} {:>8} {:>9} {:>9}  codes",
+        "rpc", "calls", "calls/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms"
+    );
+    for (name, rpc) in &report.rpcs {
+        let codes: Vec<String> = rpc.codes.iter().map(|(code, count)| format!("{code}={count}")).collect();
+        let _ = writeln!(out, "{}  {}", row(name, rpc.calls, rpc.throughput_per_s, &rpc.latency_ms), codes.join(" "));
+    }
+    let _ =
+        writeln!(out, "{}", row("ALL (journeys excluded)", report.calls, report.throughput_per_s, &report.latency_ms));
+    let errors: Vec<String> = report.errors.iter().map(|(code, count)| format!("{code}={count}")).collect();
+    let _ = writeln!(out, "errors by code: {}", if errors.is_empty() { "none".to_string() } else { errors.join(" ") });
+    let reasons: Vec<String> = report
+        .rpcs
+        .iter()
+        .flat_map(|(name, rpc)| rpc.reasons.iter().map(move |(reason, count)| format!("{name}:{reason}={count}")))
+        .collect();
+    if !reasons.is_empty() {
+        let _ = writeln!(out, "rejection reasons: {}", reasons.join(" "));
+    }
+    if report.dropped > 0 || report.abandoned_in_flight > 0 {
+        let _ = writeln!(
+            out,
+            "dropped (not sent, too many in flight): {}; abandoned in flight: {}",
+            report.dropped, report.abandoned_in_flight
+        );
+    }
+    let counters: Vec<String> = report.counters.iter().map(|(name, count)| format!("{name}={count}")).collect();
+    if !counters.is_empty() {
+        let _ = writeln!(out, "counters: {}", counters.join(" "));
+    }
+    let c = &report.correctness;
+    if report.checked {
+        let _ = writeln!(
+            out,
+            "correctness: overbooked={} lost={} unterminated={} inversions={} ({} bookings, {} pools checked; {} untracked; {} check errors)",
+            c.overbooked,
+            c.lost,
+            c.unterminated,
+            c.inversions,
+            c.bookings_checked,
+            c.pools_checked,
+            c.bookings_untracked,
+            c.check_errors
+        );
+        for example in &c.examples {
+            let _ = writeln!(out, "  {example}");
+        }
+    } else {
+        let _ = writeln!(out, "correctness: not checked");
+    }
+    out
+}
+
+fn row(name: &str, calls: u64, per_second: f64, latency: &LatencyMs) -> String {
+    format!(
+        "{name:<24} {calls:>9} {per_second:>10.1} {:>8.3} {:>8.3} {:>8.3} {:>9.3} {:>9.3}",
+        latency.p50, latency.p90, latency.p99, latency.p999, latency.max
+    )
+}

@@ -1,0 +1,443 @@
+//! Configuration: one TOML file (an embedded demo file by default), checked field by field before anything starts.
+//!
+//! `validate` names the first bad field and why, so an operator can fix a file without reading code. Unknown fields
+//! are refused: a typo must not silently fall back to a default, least of all a durability setting.
+
+use crate::domain::book::BookRules;
+use crate::domain::ids::{OfficeId, SessionId};
+use crate::domain::office::{OfficeSettings, Pool, ServiceType, SessionTemplate, validate_settings};
+use crate::domain::time::TimeOfDay;
+use crate::limits::OFFICES_MAX;
+use crate::storage::{FsyncMode, WalOptions};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// The embedded demo configuration: real offices, usable at once.
+pub const DEMO_CONFIG: &str = include_str!("../config/antrean.toml");
+
+/// A configuration that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Not valid TOML, or a field of the wrong type, or an unknown field.
+    #[error("{source}")]
+    Parse {
+        /// What the parser said (it names the line and field).
+        #[from]
+        source: toml::de::Error,
+    },
+    /// A field with a value that cannot work.
+    #[error("invalid configuration: {field}: {reason}")]
+    Invalid {
+        /// Path of the field, e.g. `offices[2].time_zone`.
+        field: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+fn invalid<T>(field: impl Into<String>, reason: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError::Invalid { field: field.into(), reason: reason.into() })
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Network, limits and logging.
+    pub server: ServerConfig,
+    /// Data directory and durability.
+    pub storage: StorageConfig,
+    /// Booking policy.
+    pub booking: BookingConfig,
+    /// Offices that seed an empty data directory.
+    pub offices: Vec<OfficeConfig>,
+}
+
+/// `[server]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// gRPC listen address.
+    pub listen: String,
+    /// Prometheus listen address; empty disables it.
+    pub metrics_listen: String,
+    /// Most requests served at once.
+    pub in_flight_requests_max: u32,
+    /// Deadline for requests that bring none, in milliseconds.
+    pub request_timeout_ms: u64,
+    /// Drain time on shutdown, in milliseconds.
+    pub drain_timeout_ms: u64,
+    /// `text` or `json`.
+    pub log_format: String,
+    /// tracing EnvFilter directives.
+    pub log_filter: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            listen: "127.0.0.1:50051".into(),
+            metrics_listen: "127.0.0.1:9090".into(),
+            in_flight_requests_max: 4096,
+            request_timeout_ms: 5_000,
+            drain_timeout_ms: 10_000,
+            log_format: "text".into(),
+            log_filter: "info".into(),
+        }
+    }
+}
+
+/// `[storage]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// `always`, `batch` or `none`.
+    pub fsync: String,
+    /// Interval of `batch` mode, in milliseconds.
+    pub fsync_batch_interval_ms: u64,
+    /// Largest segment file.
+    pub segment_bytes_max: u64,
+    /// Most records per group commit.
+    pub batch_records_max: u32,
+    /// Most bytes per group commit.
+    pub batch_bytes_max: u64,
+    /// Snapshot after this many records.
+    pub snapshot_every_records: u64,
+    /// Snapshot after this many seconds.
+    pub snapshot_every_seconds: u64,
+    /// Start despite mid-log corruption, dropping what follows it.
+    pub accept_log_truncation: bool,
+}
+
+impl Default for StorageConfig {
+    fn default() -> StorageConfig {
+        StorageConfig {
+            data_dir: PathBuf::from("./data"),
+            fsync: "always".into(),
+            fsync_batch_interval_ms: 2,
+            segment_bytes_max: 64 * 1024 * 1024,
+            batch_records_max: 8192,
+            batch_bytes_max: 8 * 1024 * 1024,
+            snapshot_every_records: 1_000_000,
+            snapshot_every_seconds: 300,
+            accept_log_truncation: false,
+        }
+    }
+}
+
+/// `[booking]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BookingConfig {
+    /// See [`BookRules::applicant_active_bookings_max`].
+    pub applicant_active_bookings_max: u32,
+    /// See [`BookRules::reschedules_max`].
+    pub reschedules_max: u32,
+    /// See [`BookRules::reschedule_days_before_min`].
+    pub reschedule_days_before_min: i32,
+    /// Request-id memory, in seconds.
+    pub request_retention_seconds: u64,
+    /// See [`BookRules::requests_max`].
+    pub requests_max: u64,
+    /// See [`BookRules::bookings_max`].
+    pub bookings_max: u64,
+    /// Expiry ticker period, in milliseconds.
+    pub expiry_tick_ms: u64,
+}
+
+impl Default for BookingConfig {
+    fn default() -> BookingConfig {
+        let rules = BookRules::default();
+        BookingConfig {
+            applicant_active_bookings_max: rules.applicant_active_bookings_max,
+            reschedules_max: rules.reschedules_max,
+            reschedule_days_before_min: rules.reschedule_days_before_min,
+            request_retention_seconds: (rules.request_retention_ms / 1000) as u64,
+            requests_max: rules.requests_max,
+            bookings_max: rules.bookings_max,
+            expiry_tick_ms: 100,
+        }
+    }
+}
+
+/// `[[offices]]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OfficeConfig {
+    /// Office id.
+    pub office_id: String,
+    /// Display name.
+    pub display_name: String,
+    /// City.
+    #[serde(default)]
+    pub city: String,
+    /// Province.
+    #[serde(default)]
+    pub province: String,
+    /// IANA time zone.
+    pub time_zone: String,
+    /// `NEW_PASSPORT`, `REPLACEMENT`.
+    pub services: Vec<String>,
+    /// ISO weekdays.
+    #[serde(default = "weekdays")]
+    pub working_weekdays: Vec<i8>,
+    /// Payment window, in seconds.
+    #[serde(default = "payment_window")]
+    pub payment_window_seconds: i64,
+    /// Booking horizon, in days.
+    #[serde(default = "horizon")]
+    pub booking_horizon_days: i32,
+    /// Release lead, in days.
+    #[serde(default = "horizon")]
+    pub release_days_before: i32,
+    /// Release time, `HH:MM` local.
+    #[serde(default = "midnight")]
+    pub release_time: String,
+    /// Sessions of a working day.
+    pub sessions: Vec<SessionConfig>,
+}
+
+fn weekdays() -> Vec<i8> {
+    vec![1, 2, 3, 4, 5]
+}
+fn payment_window() -> i64 {
+    7_200
+}
+fn horizon() -> i32 {
+    30
+}
+fn midnight() -> String {
+    "00:00".into()
+}
+
+/// `[[offices.sessions]]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionConfig {
+    /// Session id.
+    pub session_id: String,
+    /// `HH:MM` local.
+    pub starts_at: String,
+    /// `HH:MM` local.
+    pub ends_at: String,
+    /// Regular pool capacity.
+    #[serde(default)]
+    pub regular: u32,
+    /// Express pool capacity.
+    #[serde(default)]
+    pub express: u32,
+    /// Priority pool capacity.
+    #[serde(default)]
+    pub priority: u32,
+}
+
+impl Config {
+    /// Parses and validates TOML text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The embedded demo configuration.
+    #[must_use]
+    pub fn demo() -> Config {
+        Config::parse(DEMO_CONFIG).expect("the embedded configuration is valid (a unit test checks it)")
+    }
+
+    /// Checks every field; the error names the first bad one.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.server.listen.parse::<SocketAddr>().or_else(|_| invalid("server.listen", "must be an IP:port address"))?;
+        if !self.server.metrics_listen.is_empty() {
+            let parsed = self.server.metrics_listen.parse::<SocketAddr>();
+            parsed.or_else(|_| invalid("server.metrics_listen", "must be an IP:port address or empty"))?;
+        }
+        if !(1..=1_000_000).contains(&self.server.in_flight_requests_max) {
+            return invalid("server.in_flight_requests_max", "must be between 1 and 1000000");
+        }
+        if !["text", "json"].contains(&self.server.log_format.as_str()) {
+            return invalid("server.log_format", "must be \"text\" or \"json\"");
+        }
+        if self.server.request_timeout_ms == 0 {
+            return invalid("server.request_timeout_ms", "must be at least 1");
+        }
+        self.wal_options().map_err(|error| match error {
+            crate::storage::StorageError::InvalidOptions { field, reason } => {
+                ConfigError::Invalid { field: format!("storage.{field}"), reason }
+            }
+            other => ConfigError::Invalid { field: "storage".into(), reason: other.to_string() },
+        })?;
+        if self.storage.snapshot_every_records == 0 || self.storage.snapshot_every_seconds == 0 {
+            return invalid("storage.snapshot_every_records", "snapshot intervals must be at least 1");
+        }
+        self.validate_booking()?;
+        if self.offices.len() > OFFICES_MAX {
+            return invalid("offices", format!("at most {OFFICES_MAX} offices"));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (index, office) in self.offices.iter().enumerate() {
+            let settings = office.settings(&format!("offices[{index}]"))?;
+            if !seen.insert(settings.office_id.clone()) {
+                return invalid(format!("offices[{index}].office_id"), "duplicate office id");
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_booking(&self) -> Result<(), ConfigError> {
+        let booking = &self.booking;
+        if !(1..=100).contains(&booking.applicant_active_bookings_max) {
+            return invalid("booking.applicant_active_bookings_max", "must be between 1 and 100");
+        }
+        if !(0..=365).contains(&booking.reschedule_days_before_min) {
+            return invalid("booking.reschedule_days_before_min", "must be between 0 and 365");
+        }
+        if booking.request_retention_seconds == 0 || booking.requests_max == 0 || booking.bookings_max == 0 {
+            return invalid("booking.request_retention_seconds", "retention and maxima must be at least 1");
+        }
+        if !(1..=60_000).contains(&booking.expiry_tick_ms) {
+            return invalid("booking.expiry_tick_ms", "must be between 1 and 60000");
+        }
+        Ok(())
+    }
+
+    /// The write-ahead log options.
+    pub fn wal_options(&self) -> Result<WalOptions, crate::storage::StorageError> {
+        let storage = &self.storage;
+        let fsync = match storage.fsync.as_str() {
+            "always" => FsyncMode::Always,
+            "batch" => FsyncMode::Batch { interval_ms: storage.fsync_batch_interval_ms },
+            "none" => FsyncMode::None,
+            _ => {
+                let reason = "must be \"always\", \"batch\" or \"none\"".to_owned();
+                return Err(crate::storage::StorageError::InvalidOptions { field: "fsync", reason });
+            }
+        };
+        let options = WalOptions {
+            dir: storage.data_dir.join("wal"),
+            segment_bytes_max: storage.segment_bytes_max,
+            fsync,
+            batch_records_max: storage.batch_records_max,
+            batch_bytes_max: storage.batch_bytes_max,
+            record_bytes_max: crate::limits::LOG_RECORD_BYTES_MAX,
+        };
+        options.validate()?;
+        Ok(options)
+    }
+
+    /// The booking rules.
+    #[must_use]
+    pub fn book_rules(&self) -> BookRules {
+        let booking = &self.booking;
+        BookRules {
+            applicant_active_bookings_max: booking.applicant_active_bookings_max,
+            reschedules_max: booking.reschedules_max,
+            reschedule_days_before_min: booking.reschedule_days_before_min,
+            request_retention_ms: booking.request_retention_seconds.saturating_mul(1000).min(i64::MAX as u64) as i64,
+            requests_max: booking.requests_max,
+            bookings_max: booking.bookings_max,
+        }
+    }
+
+    /// The offices as domain settings (already validated).
+    pub fn office_settings(&self) -> Result<Vec<OfficeSettings>, ConfigError> {
+        self.offices.iter().enumerate().map(|(index, office)| office.settings(&format!("offices[{index}]"))).collect()
+    }
+}
+
+fn time_of_day(field: &str, text: &str) -> Result<TimeOfDay, ConfigError> {
+    let parsed = text.split_once(':').and_then(|(hours, minutes)| {
+        let valid = hours.len() == 2 && minutes.len() == 2;
+        valid.then(|| TimeOfDay::new(hours.parse().ok()?, minutes.parse().ok()?)).flatten()
+    });
+    parsed.map_or_else(|| invalid(field, "must be HH:MM, 00:00 to 23:59"), Ok)
+}
+
+impl OfficeConfig {
+    /// The office as domain settings, or the first bad field under `path`.
+    pub fn settings(&self, path: &str) -> Result<OfficeSettings, ConfigError> {
+        let field = |name: &str| format!("{path}.{name}");
+        let office_id =
+            OfficeId::parse(&self.office_id).map_or_else(|| invalid(field("office_id"), OfficeId::RULE), Ok)?;
+        let services = self
+            .services
+            .iter()
+            .map(|name| match name.as_str() {
+                "NEW_PASSPORT" => Ok(ServiceType::NewPassport),
+                "REPLACEMENT" => Ok(ServiceType::Replacement),
+                _ => invalid(field("services"), format!("unknown service {name:?} (NEW_PASSPORT, REPLACEMENT)")),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let settings = OfficeSettings {
+            office_id,
+            display_name: self.display_name.clone(),
+            time_zone: self.time_zone.clone(),
+            city: self.city.clone(),
+            province: self.province.clone(),
+            services,
+            sessions: self.session_templates(path)?,
+            working_weekdays: self.working_weekdays.clone(),
+            payment_window_ms: self.payment_window_seconds.saturating_mul(1000),
+            booking_horizon_days: self.booking_horizon_days,
+            release_days_before: self.release_days_before,
+            release_time: time_of_day(&field("release_time"), &self.release_time)?,
+        };
+        match validate_settings(&settings, &format!("{path}.")).into_iter().next() {
+            Some(violation) => invalid(violation.field, violation.description),
+            None => Ok(settings),
+        }
+    }
+
+    fn session_templates(&self, path: &str) -> Result<Vec<SessionTemplate>, ConfigError> {
+        let mut templates = Vec::with_capacity(self.sessions.len());
+        for (index, session) in self.sessions.iter().enumerate() {
+            let field = |name: &str| format!("{path}.sessions[{index}].{name}");
+            let session_id = SessionId::parse(&session.session_id)
+                .map_or_else(|| invalid(field("session_id"), SessionId::RULE), Ok)?;
+            let capacities = [
+                (Pool::Regular, session.regular),
+                (Pool::Express, session.express),
+                (Pool::Priority, session.priority),
+            ];
+            templates.push(SessionTemplate {
+                session_id,
+                starts_at: time_of_day(&field("starts_at"), &session.starts_at)?,
+                ends_at: time_of_day(&field("ends_at"), &session.ends_at)?,
+                capacities: capacities.into_iter().filter(|(_, capacity)| *capacity > 0).collect(),
+            });
+        }
+        templates.sort_by_key(|template| template.starts_at);
+        Ok(templates)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_configuration_is_valid_and_has_real_offices() {
+        let config = Config::parse(DEMO_CONFIG).expect("valid");
+        assert!(config.offices.len() >= 10);
+        let batam = config.offices.iter().find(|office| office.office_id == "kanim-batam").expect("batam");
+        let daily: u32 =
+            batam.sessions.iter().map(|session| session.regular + session.express + session.priority).sum();
+        assert_eq!(daily, 285, "Batam runs 200 + 35 + 50 a day");
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let error = Config::parse("[storage]\nfsync = \"sometimes\"\n").expect_err("bad fsync");
+        assert!(error.to_string().contains("storage.fsync"), "{error}");
+        let error = Config::parse("[server]\nlisten = \"nowhere\"\n").expect_err("bad listen");
+        assert!(error.to_string().contains("server.listen"), "{error}");
+        let error = Config::parse("[server]\nlistn = \"127.0.0.1:1\"\n").expect_err("typo");
+        assert!(error.to_string().contains("listn"), "{error}");
+        let office = DEMO_CONFIG.replacen("time_zone = \"Asia/Jakarta\"", "time_zone = \"Asia/Atlantis\"", 1);
+        let error = Config::parse(&office).expect_err("bad zone");
+        assert!(error.to_string().contains("offices[0].time_zone"), "{error}");
+    }
+}

@@ -1,0 +1,223 @@
+//! The engine: the one thing the gRPC layer calls. For a change it reads the clock, lets the quota book decide and
+//! apply it under shard locks (logging its event there), then awaits durability of that log record before the answer
+//! is released. It also runs the background work: the expiry ticker, request-id forgetting, snapshots, and gauges.
+//!
+//! Architecture invariant: no answer that reports a change leaves here before the change is durable, and a failed log
+//! write stops the process instead of answering.
+
+pub mod codec;
+pub mod error;
+pub mod recovery;
+
+use crate::domain::book::{EventLog, QuotaBook};
+use crate::domain::command::{Command, Event, Outcome};
+use crate::domain::ids::RequestId;
+use crate::domain::office::OfficeSettings;
+use crate::domain::time::Timestamp;
+use crate::limits::EXPIRIES_PER_TICK_MAX;
+use crate::metrics as names;
+use crate::storage::{self, LogPosition, LogSink, SnapshotInfo, Wal, WalOptions};
+pub use error::{EngineError, Result};
+use parking_lot::Mutex;
+pub use recovery::RecoveryReport;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Where "now" comes from. The engine reads it once per command and passes it to the core.
+pub trait Clock: Send + Sync {
+    /// The current instant.
+    fn now(&self) -> Timestamp;
+}
+
+/// The system's wall clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        Timestamp(since_epoch.as_millis() as i64)
+    }
+}
+
+/// How the engine stores and schedules.
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// Data directory; the log lives in `wal/`, snapshots in `snapshots/`.
+    pub data_dir: PathBuf,
+    /// Log options (its `dir` must be `data_dir/wal`).
+    pub wal: WalOptions,
+    /// Start despite mid-log corruption.
+    pub accept_log_truncation: bool,
+    /// Snapshot after this many records.
+    pub snapshot_every_records: u64,
+    /// Snapshot after this long.
+    pub snapshot_every: Duration,
+    /// Expiry ticker period.
+    pub expiry_tick: Duration,
+}
+
+/// The booking engine.
+pub struct Engine {
+    book: QuotaBook,
+    wal: Arc<Wal>,
+    clock: Arc<dyn Clock>,
+    options: EngineOptions,
+    snapshot_in_progress: Mutex<()>,
+    last_snapshot: Mutex<(u64, Instant)>,
+}
+
+/// Sends the quota book's events to the write-ahead log.
+struct WalEvents<'wal>(&'wal Wal);
+
+impl EventLog for WalEvents<'_> {
+    fn append(&self, event: &Event) -> u64 {
+        self.0.append(codec::encode_event(event)).0
+    }
+}
+
+impl Engine {
+    /// Recovers the state in `options.data_dir` and opens the log for appending. Blocking: call it off the runtime.
+    pub fn open(
+        rules: crate::domain::book::BookRules,
+        options: EngineOptions,
+        clock: Arc<dyn Clock>,
+    ) -> Result<(Engine, RecoveryReport)> {
+        let snapshot_dir = options.data_dir.join("snapshots");
+        let (book, report) = recovery::recover(rules, &snapshot_dir, &options.wal.dir, options.accept_log_truncation)?;
+        let observer: Arc<dyn storage::WalObserver> = Arc::new(names::WalMetrics);
+        let wal = Arc::new(Wal::open(options.wal.clone(), &report.log, Some(observer))?);
+        let last = (report.snapshot_position.unwrap_or(0), Instant::now());
+        let engine =
+            Engine { book, wal, clock, options, snapshot_in_progress: Mutex::new(()), last_snapshot: Mutex::new(last) };
+        metrics::gauge!(names::RECOVERY_DURATION_SECONDS).set(report.duration.as_secs_f64());
+        metrics::gauge!(names::RECOVERY_RECORDS_REPLAYED).set(report.records_replayed as f64);
+        Ok((engine, report))
+    }
+
+    /// Creates the offices of `seed` that the catalogue does not have yet (first start on an empty data directory).
+    pub async fn seed_offices(&self, seed: &[OfficeSettings]) -> usize {
+        let catalog = self.book.catalog();
+        let mut created = 0;
+        for settings in seed.iter().filter(|settings| catalog.office(&settings.office_id).is_none()) {
+            let request_id = RequestId::parse(&format!("seed:{}", settings.office_id)).expect("office ids are short");
+            if self.execute(&request_id, &Command::UpsertOffice(settings.clone())).await.is_ok() {
+                created += 1;
+            }
+        }
+        created
+    }
+
+    /// The quota book, for reads.
+    #[must_use]
+    pub fn book(&self) -> &QuotaBook {
+        &self.book
+    }
+
+    /// The current instant.
+    #[must_use]
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// Executes a change and returns its answer once the change is durable.
+    pub async fn execute(&self, request_id: &RequestId, command: &Command) -> Outcome {
+        let now = self.clock.now();
+        let execution = self.book.execute(request_id, command, now, &WalEvents(&self.wal));
+        if let Some(position) = execution.log_position {
+            self.await_durable(position).await;
+        }
+        tracing::debug!(command = command.name(), request_id = %request_id, repeated = execution.repeated,
+            outcome = match &execution.outcome { Ok(_) => "ok", Err(rejection) => rejection.reason() }, "executed");
+        execution.outcome
+    }
+
+    async fn await_durable(&self, position: u64) {
+        let started = Instant::now();
+        if let Err(error) = self.wal.wait_durable(LogPosition(position)).await {
+            fatal_log_failure(&error);
+        }
+        metrics::histogram!(names::WAL_APPEND_SECONDS).record(started.elapsed().as_secs_f64());
+    }
+
+    /// Expires every hold whose deadline has passed (at most a bounded number per call). Returns how many expired.
+    pub async fn expire_due(&self) -> usize {
+        let now = self.clock.now();
+        let due = self.book.due_expiries(now, EXPIRIES_PER_TICK_MAX);
+        let mut last_position = None;
+        let mut expired = 0;
+        for booking_id in due {
+            if let Some((booking, position)) = self.book.expire(booking_id, now, &WalEvents(&self.wal)) {
+                metrics::counter!(names::EXPIRIES_TOTAL, "office" => booking.slot.office_id.to_string()).increment(1);
+                last_position = Some(position);
+                expired += 1;
+            }
+        }
+        if let Some(position) = last_position {
+            self.await_durable(position).await;
+        }
+        if let Some(position) = self.book.forget_requests(now, &WalEvents(&self.wal)) {
+            self.await_durable(position).await;
+        }
+        expired
+    }
+
+    /// Whether a snapshot is due by record count or age.
+    #[must_use]
+    pub fn snapshot_due(&self) -> bool {
+        let (position, taken_at) = *self.last_snapshot.lock();
+        let records_since = self.wal.last_position().0.saturating_sub(position);
+        records_since >= self.options.snapshot_every_records
+            || (records_since > 0 && taken_at.elapsed() >= self.options.snapshot_every)
+    }
+
+    /// Writes a snapshot of the current state, then deletes log segments it makes unnecessary. Blocking: run it on a
+    /// thread of its own; `runtime` is used to await durability of the captured position.
+    pub fn snapshot(&self, runtime: &tokio::runtime::Handle) -> Result<Option<SnapshotInfo>> {
+        let _one_at_a_time = self.snapshot_in_progress.lock();
+        let started = Instant::now();
+        let capture = self.book.capture(|| self.wal.last_position().0);
+        if capture.log_position == self.last_snapshot.lock().0 {
+            return Ok(None);
+        }
+        // A snapshot must never contain a change the log could still lose: the log after it starts at position + 1.
+        runtime.block_on(self.wal.wait_durable(LogPosition(capture.log_position)))?;
+        let position = LogPosition(capture.log_position);
+        let payload = codec::encode_image(&capture.to_image());
+        drop(capture);
+        let info = storage::write_snapshot(&self.options.data_dir.join("snapshots"), position, &payload)?;
+        let pruned = storage::prune_segments(&self.options.wal.dir, info.oldest_kept_position)?;
+        *self.last_snapshot.lock() = (position.0, Instant::now());
+        let elapsed = started.elapsed();
+        metrics::histogram!(names::SNAPSHOT_DURATION_SECONDS).record(elapsed.as_secs_f64());
+        metrics::gauge!(names::SNAPSHOT_BYTES).set(payload.len() as f64);
+        metrics::gauge!(names::SNAPSHOT_LAST_SUCCESS_TIMESTAMP_SECONDS).set(self.clock.now().0 as f64 / 1000.0);
+        tracing::info!(
+            position = position.0,
+            bytes = payload.len(),
+            elapsed_ms = elapsed.as_millis() as u64,
+            segments_deleted = pruned.deleted.len(),
+            "snapshot written"
+        );
+        Ok(Some(info))
+    }
+
+    /// Flushes the log and closes it. Call after the last change.
+    pub fn close_log(&self) -> Result<()> {
+        self.wal.close()?;
+        Ok(())
+    }
+
+    /// The log's last assigned position.
+    #[must_use]
+    pub fn log_position(&self) -> u64 {
+        self.wal.last_position().0
+    }
+}
+
+fn fatal_log_failure(error: &storage::StorageError) -> ! {
+    metrics::gauge!(names::WAL_FAILED).set(1.0);
+    tracing::error!(%error, "wal fsync failed: the log may not be on disk; stopping rather than answering OK");
+    eprintln!("antrean: fatal: write-ahead log failed: {error}");
+    std::process::exit(1)
+}

@@ -1,0 +1,181 @@
+//! `antrean.v1.AdminService`: offices, schedules, closures, statistics and refunds. Conversions only; the engine and
+//! the core decide.
+
+use super::EngineHandle;
+use super::convert::{self, Violations};
+use super::status::rejection_status;
+use crate::domain::command::{Command, Reply};
+use crate::domain::office::ScheduleRule;
+use crate::domain::time::Timestamp;
+use crate::engine::Engine;
+use crate::limits::{DISPLAY_TEXT_CHARS_MAX, SCHEDULE_DAYS_MAX};
+use crate::proto::{self, admin_service_server::AdminService};
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+/// The admin service.
+pub struct AdminApi {
+    engine: EngineHandle,
+}
+
+impl AdminApi {
+    /// The service over `engine`.
+    #[must_use]
+    pub fn new(engine: EngineHandle) -> AdminApi {
+        AdminApi { engine }
+    }
+
+    fn engine(&self) -> Result<&Arc<Engine>, Status> {
+        self.engine.get()
+    }
+
+    async fn run(&self, request_id: crate::domain::ids::RequestId, command: Command) -> Result<Reply, Status> {
+        self.engine()?.execute(&request_id, &command).await.map_err(|rejection| rejection_status(&rejection))
+    }
+}
+
+#[tonic::async_trait]
+impl AdminService for AdminApi {
+    async fn upsert_office(
+        &self,
+        request: Request<proto::UpsertOfficeRequest>,
+    ) -> Result<Response<proto::UpsertOfficeResponse>, Status> {
+        let request = request.into_inner();
+        let mut violations = Violations::default();
+        let request_id = violations.request_id(&request.request_id);
+        let settings = violations.office(request.office.as_ref());
+        let (request_id, settings) =
+            violations.finish(request_id.zip(settings)).map_err(|rejection| rejection_status(&rejection))?;
+        let office_id = settings.office_id.clone();
+        let created = match self.run(request_id, Command::UpsertOffice(settings)).await? {
+            Reply::OfficeUpserted { created } => created,
+            other => unreachable!("an upsert answers OfficeUpserted, not {other:?}"),
+        };
+        let office = self.engine()?.book().office(&office_id).map(|office| convert::office(&office));
+        Ok(Response::new(proto::UpsertOfficeResponse { office, created }))
+    }
+
+    async fn set_schedule(
+        &self,
+        request: Request<proto::SetScheduleRequest>,
+    ) -> Result<Response<proto::SetScheduleResponse>, Status> {
+        let request = request.into_inner();
+        let mut violations = Violations::default();
+        let request_id = violations.request_id(&request.request_id);
+        let office_id = violations.office_id("office_id", &request.office_id);
+        let first = violations.date("first_date", request.first_date.as_ref());
+        let last = violations.date("last_date", request.last_date.as_ref());
+        if let (Some(first), Some(last)) = (first, last)
+            && !(0..SCHEDULE_DAYS_MAX).contains(&last.days_since(first))
+        {
+            violations.add(
+                "last_date",
+                format!("must be on or after first_date, at most {} days after", SCHEDULE_DAYS_MAX - 1),
+            );
+        }
+        let release_at = request
+            .release_at
+            .as_ref()
+            .map(|at| Timestamp(at.seconds.saturating_mul(1000) + i64::from(at.nanos / 1_000_000)));
+        if release_at.is_none() {
+            violations.add("release_at", "is required");
+        }
+        let sessions = if request.sessions.is_empty() {
+            Some(None)
+        } else {
+            violations.sessions("sessions", &request.sessions).map(Some)
+        };
+        let (request_id, command) = violations
+            .finish((|| {
+                let rule =
+                    ScheduleRule { first_date: first?, last_date: last?, release_at: release_at?, sessions: sessions? };
+                Some((request_id?, Command::SetSchedule { office_id: office_id?, rule }))
+            })())
+            .map_err(|rejection| rejection_status(&rejection))?;
+        match self.run(request_id, command).await? {
+            Reply::ScheduleSet { dates_scheduled } => Ok(Response::new(proto::SetScheduleResponse { dates_scheduled })),
+            other => unreachable!("a schedule answers ScheduleSet, not {other:?}"),
+        }
+    }
+
+    async fn close_date(
+        &self,
+        request: Request<proto::CloseDateRequest>,
+    ) -> Result<Response<proto::CloseDateResponse>, Status> {
+        let request = request.into_inner();
+        let mut violations = Violations::default();
+        let request_id = violations.request_id(&request.request_id);
+        let office_id = violations.office_id("office_id", &request.office_id);
+        let date = violations.date("date", request.date.as_ref());
+        let reason = request.reason.trim().to_owned();
+        if reason.chars().count() > DISPLAY_TEXT_CHARS_MAX || reason.chars().any(char::is_control) {
+            violations.add("reason", format!("must be up to {DISPLAY_TEXT_CHARS_MAX} printable characters"));
+        }
+        let (request_id, command) = violations
+            .finish((|| {
+                Some((
+                    request_id?,
+                    Command::CloseDate { office_id: office_id?, date: date?, reason, reopen: request.reopen },
+                ))
+            })())
+            .map_err(|rejection| rejection_status(&rejection))?;
+        match self.run(request_id, command).await? {
+            Reply::DateClosed { bookings_affected } => {
+                Ok(Response::new(proto::CloseDateResponse { bookings_affected }))
+            }
+            other => unreachable!("a closure answers DateClosed, not {other:?}"),
+        }
+    }
+
+    async fn get_office_stats(
+        &self,
+        request: Request<proto::GetOfficeStatsRequest>,
+    ) -> Result<Response<proto::GetOfficeStatsResponse>, Status> {
+        let request = request.into_inner();
+        let mut violations = Violations::default();
+        let office_id = violations.office_id("office_id", &request.office_id);
+        let office_id = violations.finish(office_id).map_err(|rejection| rejection_status(&rejection))?;
+        let stats = self.engine()?.book().office_stats(&office_id).map_err(|rejection| rejection_status(&rejection))?;
+        let counters = &stats.counters;
+        Ok(Response::new(proto::GetOfficeStatsResponse {
+            office_id: office_id.to_string(),
+            capacity: stats.capacity,
+            remaining: stats.remaining,
+            active_holds: stats.active_holds,
+            confirmed: stats.confirmed,
+            checked_in: stats.checked_in,
+            holds_total: counters.holds_total,
+            cancellations_total: counters.cancellations_total,
+            expiries_total: counters.expiries_total,
+            revivals_total: counters.revivals_total,
+            refunds_total: counters.refunds_total,
+            reschedules_total: counters.reschedules_total,
+        }))
+    }
+
+    async fn list_refunds(
+        &self,
+        request: Request<proto::ListRefundsRequest>,
+    ) -> Result<Response<proto::ListRefundsResponse>, Status> {
+        let request = request.into_inner();
+        let mut violations = Violations::default();
+        let office_id = if request.office_id.is_empty() {
+            Some(None)
+        } else {
+            violations.office_id("office_id", &request.office_id).map(Some)
+        };
+        let limit = convert::page_size(&mut violations, request.page_size);
+        let skip = if request.page_token.is_empty() { Some(0) } else { request.page_token.parse::<usize>().ok() };
+        if skip.is_none() {
+            violations.add("page_token", "must be a next_page_token from a previous response");
+        }
+        let (office_id, skip) =
+            violations.finish(office_id.zip(skip)).map_err(|rejection| rejection_status(&rejection))?;
+        let (refunds, more) = self.engine()?.book().list_refunds(office_id.as_ref(), skip, limit);
+        let next_page_token = if more { (skip + refunds.len()).to_string() } else { String::new() };
+        Ok(Response::new(proto::ListRefundsResponse {
+            refunds: refunds.iter().map(convert::refund).collect(),
+            next_page_token,
+        }))
+    }
+}

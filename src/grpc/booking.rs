@@ -1,0 +1,360 @@
+//! `antrean.v1.BookingService`: converts each request, hands it to the engine, converts the answer. No business
+//! logic lives here.
+
+use super::EngineHandle;
+use super::convert::{self, Violations};
+use super::status::rejection_status;
+use crate::domain::booking::SlotRef;
+use crate::domain::command::{Command, HoldCommand, Outcome, Rejection, Reply};
+use crate::domain::ids::{OfficeId, RequestId};
+use crate::domain::nik::Nik;
+use crate::domain::time::{Date, Zone};
+use crate::engine::Engine;
+use crate::limits::GROUP_APPLICANTS_MAX;
+use crate::metrics as names;
+use crate::proto::{self, booking_service_server::BookingService};
+use std::sync::{Arc, OnceLock};
+use tonic::{Request, Response, Status};
+
+/// The booking service.
+pub struct BookingApi {
+    engine: EngineHandle,
+}
+
+impl BookingApi {
+    /// The service over `engine`.
+    #[must_use]
+    pub fn new(engine: EngineHandle) -> BookingApi {
+        BookingApi { engine }
+    }
+
+    fn engine(&self) -> Result<&Arc<Engine>, Status> {
+        self.engine.get()
+    }
+
+    /// Today's date in UTC, to refuse birth dates in the future.
+    fn today(engine: &Engine) -> Date {
+        static UTC: OnceLock<Zone> = OnceLock::new();
+        UTC.get_or_init(|| Zone::resolve("UTC").expect("bundled UTC")).date_at(engine.now())
+    }
+
+    /// The office id as a metric label: only offices in the catalogue, so labels stay a closed set.
+    fn office_label(engine: &Engine, office_id: &str) -> String {
+        match OfficeId::parse(office_id) {
+            Some(id) if engine.book().catalog().office(&id).is_some() => id.to_string(),
+            _ => "unknown".to_owned(),
+        }
+    }
+
+    async fn run(&self, request_id: RequestId, command: Command) -> Result<Reply, Status> {
+        self.engine()?.execute(&request_id, &command).await.map_err(|rejection| rejection_status(&rejection))
+    }
+
+    async fn hold_any(&self, request: HoldParts<'_>) -> Result<Reply, Status> {
+        let engine = self.engine()?;
+        let office = BookingApi::office_label(engine, request.office_id);
+        let converted = hold_command(&request, BookingApi::today(engine));
+        let outcome: Outcome = match converted {
+            Ok((request_id, command)) => engine.execute(&request_id, &command).await,
+            Err(rejection) => Err(rejection),
+        };
+        let label = match &outcome {
+            Ok(_) => "held",
+            Err(Rejection::SessionFull { .. }) => "session_full",
+            Err(Rejection::NotYetOpen { .. }) => "not_yet_open",
+            Err(Rejection::DateClosed { .. }) => "date_closed",
+            Err(Rejection::ApplicantHasBooking { .. }) => "already_exists",
+            Err(Rejection::AdmissionRequired) => "admission_required",
+            Err(Rejection::Invalid(_)) => "invalid",
+            Err(_) => "other",
+        };
+        metrics::counter!(names::HOLDS_TOTAL, "office" => office, "outcome" => label).increment(1);
+        outcome.map_err(|rejection| rejection_status(&rejection))
+    }
+}
+
+/// The fields `Hold` and `HoldGroup` share.
+struct HoldParts<'request> {
+    request_id: &'request str,
+    office_id: &'request str,
+    service: i32,
+    date: Option<&'request proto::Date>,
+    session_id: &'request str,
+    pool: i32,
+    applicants: Vec<(String, Option<&'request proto::Applicant>)>,
+    account_id: &'request str,
+    group: bool,
+}
+
+fn hold_command(request: &HoldParts<'_>, today: Date) -> Result<(RequestId, Command), Rejection> {
+    let mut violations = Violations::default();
+    let request_id = violations.request_id(request.request_id);
+    let office_id = violations.office_id("office_id", request.office_id);
+    let service = violations.service("service", request.service);
+    let date = violations.date("date", request.date);
+    let session_id = violations.session_id("session_id", request.session_id);
+    let pool = violations.pool("pool", request.pool);
+    let account_id = violations.account_id(request.account_id);
+    if request.applicants.is_empty() || request.applicants.len() > GROUP_APPLICANTS_MAX {
+        violations.add("applicants", format!("must list 1 to {GROUP_APPLICANTS_MAX} applicants"));
+    }
+    let mut applicants = Vec::with_capacity(request.applicants.len());
+    for (field, applicant) in &request.applicants {
+        let Some(applicant) = violations.applicant(field, *applicant, today) else { continue };
+        if applicants.iter().any(|seen: &crate::domain::booking::Applicant| seen.nik == applicant.nik) {
+            violations.add(format!("{field}.nik"), "the same applicant is listed twice");
+        }
+        applicants.push(applicant);
+    }
+    let command = (|| {
+        let slot = SlotRef { office_id: office_id?, date: date?, session_id: session_id?, pool: pool? };
+        Some(Command::Hold(HoldCommand {
+            slot,
+            service: service?,
+            applicants,
+            account_id: account_id?,
+            group: request.group,
+        }))
+    })();
+    violations.finish(request_id.zip(command))
+}
+
+fn booking_reply(reply: Reply) -> proto::Booking {
+    match reply {
+        Reply::Booking(booking) | Reply::Paid { booking, .. } => convert::booking(&booking, true),
+        Reply::Held { bookings, .. } => {
+            bookings.first().map(|booking| convert::booking(booking, true)).unwrap_or_default()
+        }
+        other => unreachable!("booking commands answer with a booking, not {other:?}"),
+    }
+}
+
+#[tonic::async_trait]
+impl BookingService for BookingApi {
+    async fn list_offices(
+        &self,
+        _request: Request<proto::ListOfficesRequest>,
+    ) -> Result<Response<proto::ListOfficesResponse>, Status> {
+        let catalog = self.engine()?.book().catalog();
+        let offices = catalog.offices.values().map(convert::office).collect();
+        Ok(Response::new(proto::ListOfficesResponse { offices }))
+    }
+
+    async fn get_availability(
+        &self,
+        request: Request<proto::GetAvailabilityRequest>,
+    ) -> Result<Response<proto::GetAvailabilityResponse>, Status> {
+        let request = request.into_inner();
+        let mut violations = Violations::default();
+        let office_id = violations.office_id("office_id", &request.office_id);
+        let service = violations.service("service", request.service);
+        let first = violations.date("first_date", request.first_date.as_ref());
+        let last = violations.date("last_date", request.last_date.as_ref());
+        let (office_id, service, first, last) = violations
+            .finish((|| Some((office_id?, service?, first?, last?)))())
+            .map_err(|rejection| rejection_status(&rejection))?;
+        let now = self.engine()?.now();
+        let sessions = self
+            .engine()?
+            .book()
+            .availability(&office_id, service, first, last, now)
+            .map_err(|rejection| rejection_status(&rejection))?;
+        Ok(Response::new(proto::GetAvailabilityResponse {
+            sessions: sessions.iter().map(convert::availability).collect(),
+        }))
+    }
+
+    async fn hold(&self, request: Request<proto::HoldRequest>) -> Result<Response<proto::HoldResponse>, Status> {
+        let request = request.into_inner();
+        let parts = HoldParts {
+            request_id: &request.request_id,
+            office_id: &request.office_id,
+            service: request.service,
+            date: request.date.as_ref(),
+            session_id: &request.session_id,
+            pool: request.pool,
+            applicants: vec![("applicant".to_owned(), request.applicant.as_ref())],
+            account_id: &request.account_id,
+            group: false,
+        };
+        let reply = self.hold_any(parts).await?;
+        Ok(Response::new(proto::HoldResponse { booking: Some(booking_reply(reply)) }))
+    }
+
+    async fn hold_group(
+        &self,
+        request: Request<proto::HoldGroupRequest>,
+    ) -> Result<Response<proto::HoldGroupResponse>, Status> {
+        let request = request.into_inner();
+        let parts = HoldParts {
+            request_id: &request.request_id,
+            office_id: &request.office_id,
+            service: request.service,
+            date: request.date.as_ref(),
+            session_id: &request.session_id,
+            pool: request.pool,
+            applicants: request
+                .applicants
+                .iter()
+                .enumerate()
+                .map(|(index, applicant)| (format!("applicants[{index}]"), Some(applicant)))
+                .collect(),
+            account_id: &request.account_id,
+            group: true,
+        };
+        match self.hold_any(parts).await? {
+            Reply::Held { bookings, group_id } => Ok(Response::new(proto::HoldGroupResponse {
+                bookings: bookings.iter().map(|booking| convert::booking(booking, true)).collect(),
+                group_id: group_id.map(|group| group.to_string()).unwrap_or_default(),
+            })),
+            other => unreachable!("a hold answers Held, not {other:?}"),
+        }
+    }
+
+    async fn confirm_payment(
+        &self,
+        request: Request<proto::ConfirmPaymentRequest>,
+    ) -> Result<Response<proto::ConfirmPaymentResponse>, Status> {
+        let request = request.into_inner();
+        let mut violations = Violations::default();
+        let request_id = violations.request_id(&request.request_id);
+        let booking_id = violations.booking_id(&request.booking_id);
+        let payment_reference = violations.payment_reference(&request.payment_reference);
+        let (request_id, booking_id, payment_reference) = violations
+            .finish((|| Some((request_id?, booking_id?, payment_reference?)))())
+            .map_err(|rejection| rejection_status(&rejection))?;
+        let office = self.engine()?.book().booking(booking_id).map(|booking| booking.slot.office_id.to_string());
+        let office = office.unwrap_or_else(|| "unknown".to_owned());
+        let outcome =
+            self.engine()?.execute(&request_id, &Command::ConfirmPayment { booking_id, payment_reference }).await;
+        let label = match &outcome {
+            Ok(Reply::Paid { revived: true, .. }) => "revived",
+            Ok(_) => "confirmed",
+            Err(Rejection::PaymentExpired { .. }) => "refused_expired",
+            Err(Rejection::AlreadyPaid { .. }) => "duplicate",
+            Err(_) => "refused",
+        };
+        metrics::counter!(names::PAYMENTS_TOTAL, "office" => office, "outcome" => label).increment(1);
+        match outcome.map_err(|rejection| rejection_status(&rejection))? {
+            Reply::Paid { booking, revived } => Ok(Response::new(proto::ConfirmPaymentResponse {
+                booking: Some(convert::booking(&booking, true)),
+                revived,
+            })),
+            other => unreachable!("a payment answers Paid, not {other:?}"),
+        }
+    }
+
+    async fn cancel(&self, request: Request<proto::CancelRequest>) -> Result<Response<proto::CancelResponse>, Status> {
+        let request = request.into_inner();
+        let (request_id, booking_id) = request_and_booking(&request.request_id, &request.booking_id)?;
+        let reply = self.run(request_id, Command::Cancel { booking_id }).await?;
+        let booking = booking_reply(reply);
+        metrics::counter!(names::CANCELLATIONS_TOTAL, "office" => booking.office_id.clone()).increment(1);
+        Ok(Response::new(proto::CancelResponse { booking: Some(booking) }))
+    }
+
+    async fn reschedule(
+        &self,
+        request: Request<proto::RescheduleRequest>,
+    ) -> Result<Response<proto::RescheduleResponse>, Status> {
+        let request = request.into_inner();
+        let mut violations = Violations::default();
+        let request_id = violations.request_id(&request.request_id);
+        let booking_id = violations.booking_id(&request.booking_id);
+        let date = violations.date("date", request.date.as_ref());
+        let session_id = violations.session_id("session_id", &request.session_id);
+        let (request_id, command) = violations
+            .finish((|| {
+                Some((
+                    request_id?,
+                    Command::Reschedule { booking_id: booking_id?, date: date?, session_id: session_id? },
+                ))
+            })())
+            .map_err(|rejection| rejection_status(&rejection))?;
+        let booking = booking_reply(self.run(request_id, command).await?);
+        metrics::counter!(names::RESCHEDULES_TOTAL, "office" => booking.office_id.clone()).increment(1);
+        Ok(Response::new(proto::RescheduleResponse { booking: Some(booking) }))
+    }
+
+    async fn check_in(
+        &self,
+        request: Request<proto::CheckInRequest>,
+    ) -> Result<Response<proto::CheckInResponse>, Status> {
+        let request = request.into_inner();
+        let (request_id, booking_id) = request_and_booking(&request.request_id, &request.booking_id)?;
+        let booking = booking_reply(self.run(request_id, Command::CheckIn { booking_id }).await?);
+        metrics::counter!(names::CHECK_INS_TOTAL, "office" => booking.office_id.clone()).increment(1);
+        Ok(Response::new(proto::CheckInResponse { booking: Some(booking) }))
+    }
+
+    async fn get_booking(
+        &self,
+        request: Request<proto::GetBookingRequest>,
+    ) -> Result<Response<proto::GetBookingResponse>, Status> {
+        let request = request.into_inner();
+        let mut violations = Violations::default();
+        let booking_id = violations.booking_id(&request.booking_id);
+        let booking_id = violations.finish(booking_id).map_err(|rejection| rejection_status(&rejection))?;
+        let booking = self
+            .engine()?
+            .book()
+            .booking(booking_id)
+            .ok_or_else(|| rejection_status(&Rejection::BookingNotFound(booking_id)))?;
+        Ok(Response::new(proto::GetBookingResponse { booking: Some(convert::booking(&booking, true)) }))
+    }
+
+    async fn list_bookings(
+        &self,
+        request: Request<proto::ListBookingsRequest>,
+    ) -> Result<Response<proto::ListBookingsResponse>, Status> {
+        let request = request.into_inner();
+        let mut violations = Violations::default();
+        let office_id = violations.office_id("office_id", &request.office_id);
+        let date = violations.date("date", request.date.as_ref());
+        let limit = convert::page_size(&mut violations, request.page_size);
+        let after = if request.page_token.is_empty() {
+            Some(None)
+        } else {
+            violations
+                .id("page_token", &request.page_token, crate::domain::ids::BookingId::parse, "a next_page_token")
+                .map(Some)
+        };
+        let (office_id, date, after) = violations
+            .finish((|| Some((office_id?, date?, after?)))())
+            .map_err(|rejection| rejection_status(&rejection))?;
+        let (bookings, more) = self
+            .engine()?
+            .book()
+            .list_bookings(&office_id, date, after, limit)
+            .map_err(|rejection| rejection_status(&rejection))?;
+        let next_page_token = match (more, bookings.last()) {
+            (true, Some(last)) => last.booking_id.to_string(),
+            _ => String::new(),
+        };
+        let bookings = bookings.iter().map(|booking| convert::booking(booking, true)).collect();
+        Ok(Response::new(proto::ListBookingsResponse { bookings, next_page_token }))
+    }
+
+    async fn find_bookings(
+        &self,
+        request: Request<proto::FindBookingsRequest>,
+    ) -> Result<Response<proto::FindBookingsResponse>, Status> {
+        let request = request.into_inner();
+        let nik = Nik::parse(&request.nik)
+            .map_err(|problem| rejection_status(&Rejection::invalid("nik", problem.description())))?;
+        let bookings = self.engine()?.book().find_bookings(nik);
+        Ok(Response::new(proto::FindBookingsResponse {
+            bookings: bookings.iter().map(|booking| convert::booking(booking, true)).collect(),
+        }))
+    }
+}
+
+fn request_and_booking(
+    request_id: &str,
+    booking_id: &str,
+) -> Result<(RequestId, crate::domain::ids::BookingId), Status> {
+    let mut violations = Violations::default();
+    let request_id = violations.request_id(request_id);
+    let booking_id = violations.booking_id(booking_id);
+    violations.finish(request_id.zip(booking_id)).map_err(|rejection| rejection_status(&rejection))
+}

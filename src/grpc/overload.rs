@@ -1,0 +1,173 @@
+//! One tower layer in front of every service: refuses a call at once with RESOURCE_EXHAUSTED and a retry hint when
+//! the in-flight limit is reached (instead of queueing it until it times out), and records per-RPC metrics: count by
+//! method and code, latency, in-flight, and calls shed.
+
+use super::status::overload_status;
+use crate::metrics as names;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Instant;
+use tower::{Layer, Service};
+
+/// Method names used as metric labels: a closed set, so an unknown path cannot grow the label space.
+const KNOWN_METHODS: &[&str] = &[
+    "ListOffices",
+    "GetAvailability",
+    "Hold",
+    "HoldGroup",
+    "ConfirmPayment",
+    "Cancel",
+    "Reschedule",
+    "CheckIn",
+    "GetBooking",
+    "ListBookings",
+    "FindBookings",
+    "UpsertOffice",
+    "SetSchedule",
+    "CloseDate",
+    "GetOfficeStats",
+    "ListRefunds",
+    "Check",
+    "Watch",
+    "ServerReflectionInfo",
+];
+
+/// The layer; clones share one in-flight counter.
+#[derive(Clone)]
+pub struct OverloadLayer {
+    in_flight: Arc<AtomicUsize>,
+    in_flight_max: usize,
+}
+
+impl OverloadLayer {
+    /// Allows at most `in_flight_max` calls at once.
+    #[must_use]
+    pub fn new(in_flight_max: usize) -> OverloadLayer {
+        OverloadLayer { in_flight: Arc::new(AtomicUsize::new(0)), in_flight_max }
+    }
+}
+
+impl<S> Layer<S> for OverloadLayer {
+    type Service = Overload<S>;
+
+    fn layer(&self, inner: S) -> Overload<S> {
+        Overload { inner, in_flight: Arc::clone(&self.in_flight), in_flight_max: self.in_flight_max }
+    }
+}
+
+/// The service the layer wraps around the router.
+#[derive(Clone)]
+pub struct Overload<S> {
+    inner: S,
+    in_flight: Arc<AtomicUsize>,
+    in_flight_max: usize,
+}
+
+/// Releases an in-flight place when the call ends, however it ends (including when the caller gives up and the
+/// future is dropped).
+struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let now = self.0.fetch_sub(1, Ordering::AcqRel) - 1;
+        metrics::gauge!(names::GRPC_IN_FLIGHT_REQUESTS).set(now as f64);
+    }
+}
+
+fn method_label(path: &str) -> &'static str {
+    let method = path.rsplit('/').next().unwrap_or_default();
+    KNOWN_METHODS.iter().find(|known| **known == method).copied().unwrap_or("other")
+}
+
+fn code_label(response: &http::Response<tonic::body::Body>) -> &'static str {
+    // Errors of unary calls are sent "trailers-only", so the status is in the headers; a response without one is OK.
+    let code = response
+        .headers()
+        .get("grpc-status")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<i32>().ok())
+        .map_or(tonic::Code::Ok, tonic::Code::from_i32);
+    code_name(code)
+}
+
+fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code;
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+impl<S, B> Service<http::Request<B>> for Overload<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(context)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let method = method_label(request.uri().path());
+        let previous = self.in_flight.fetch_add(1, Ordering::AcqRel);
+        let place = InFlight(Arc::clone(&self.in_flight));
+        if previous >= self.in_flight_max {
+            drop(place);
+            metrics::counter!(names::GRPC_REQUESTS_SHED_TOTAL, "method" => method, "reason" => "in_flight")
+                .increment(1);
+            metrics::counter!(names::GRPC_REQUESTS_TOTAL, "method" => method, "code" => "RESOURCE_EXHAUSTED")
+                .increment(1);
+            return Box::pin(std::future::ready(Ok(overload_status("in_flight").into_http())));
+        }
+        metrics::gauge!(names::GRPC_IN_FLIGHT_REQUESTS).set((previous + 1) as f64);
+        // The router is always ready; take the ready clone and leave a fresh one behind (tower's documented pattern).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let started = Instant::now();
+        Box::pin(async move {
+            let _place = place;
+            let response = inner.call(request).await;
+            let code = response.as_ref().map_or("UNKNOWN", code_label);
+            metrics::counter!(names::GRPC_REQUESTS_TOTAL, "method" => method, "code" => code).increment(1);
+            let elapsed = started.elapsed().as_secs_f64();
+            metrics::histogram!(names::GRPC_REQUEST_DURATION_SECONDS, "method" => method).record(elapsed);
+            response
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_methods_share_one_label() {
+        assert_eq!(method_label("/antrean.v1.BookingService/Hold"), "Hold");
+        assert_eq!(method_label("/antrean.v1.BookingService/Hold2"), "other");
+        assert_eq!(method_label("/x/y/z/aaaaaaaaaaaaaaaaaaaaa"), "other");
+    }
+}

@@ -1,0 +1,127 @@
+//! The one place where refusals become `tonic::Status`: an exhaustive match, so a new rejection cannot ship without a
+//! status code, a stable reason and its details.
+//!
+//! Codes follow gRPC's definitions: INVALID_ARGUMENT for malformed requests (with a BadRequest listing every bad field),
+//! NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION for business refusals (with an ErrorInfo reason and metadata), and
+//! RESOURCE_EXHAUSTED only for overload and server limits (with a RetryInfo hint).
+
+use crate::domain::command::Rejection;
+use std::collections::HashMap;
+use std::time::Duration;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// `ErrorInfo.domain` of every error antrean sends.
+pub const ERROR_DOMAIN: &str = "antrean";
+
+/// How long a caller refused for overload should wait before retrying.
+pub const OVERLOAD_RETRY_DELAY: Duration = Duration::from_millis(200);
+
+/// How long a caller refused because a server limit is reached should wait.
+pub const LIMIT_RETRY_DELAY: Duration = Duration::from_secs(5);
+
+/// The status for a refusal.
+#[must_use]
+pub fn rejection_status(rejection: &Rejection) -> Status {
+    let reason = rejection.reason();
+    let info = |code: Code, message: String, metadata: Vec<(&str, String)>| {
+        let metadata: HashMap<String, String> =
+            metadata.into_iter().map(|(key, value)| (key.to_owned(), value)).collect();
+        let mut details = ErrorDetails::new();
+        details.set_error_info(reason, ERROR_DOMAIN, metadata);
+        Status::with_error_details(code, message, details)
+    };
+    match rejection {
+        Rejection::Invalid(violations) => {
+            let mut details = ErrorDetails::new();
+            for violation in violations {
+                details.add_bad_request_violation(violation.field.clone(), violation.description.clone());
+            }
+            let fields: Vec<&str> = violations.iter().map(|violation| violation.field.as_str()).collect();
+            Status::with_error_details(
+                Code::InvalidArgument,
+                format!("invalid request: {}", fields.join(", ")),
+                details,
+            )
+        }
+        Rejection::RequestIdReused => {
+            let mut details = ErrorDetails::new();
+            details.add_bad_request_violation("request_id", "was already used for a different request");
+            details.set_error_info(reason, ERROR_DOMAIN, HashMap::new());
+            Status::with_error_details(
+                Code::InvalidArgument,
+                "request_id was already used for a different request",
+                details,
+            )
+        }
+        Rejection::OfficeNotFound(office_id) => {
+            info(Code::NotFound, format!("office {office_id} not found"), vec![("office_id", office_id.to_string())])
+        }
+        Rejection::SessionNotFound { date, session_id } => info(
+            Code::NotFound,
+            format!("no session {session_id} on {date}"),
+            vec![("date", date.to_string()), ("session_id", session_id.to_string())],
+        ),
+        Rejection::BookingNotFound(booking_id) => info(
+            Code::NotFound,
+            format!("booking {booking_id} not found"),
+            vec![("booking_id", booking_id.to_string())],
+        ),
+        Rejection::ApplicantHasBooking { booking_id } => info(
+            Code::AlreadyExists,
+            format!("the applicant already has an active booking {booking_id}"),
+            vec![("booking_id", booking_id.to_string())],
+        ),
+        Rejection::NotYetOpen { opens_at } => info(
+            Code::FailedPrecondition,
+            format!("slots for this date open at {opens_at}"),
+            vec![("opens_at", opens_at.to_string())],
+        ),
+        Rejection::SessionFull { remaining } => info(
+            Code::FailedPrecondition,
+            format!("not enough slots left in this session's pool ({remaining} remaining)"),
+            vec![("remaining", remaining.to_string())],
+        ),
+        Rejection::DateClosed { reason: why } => info(
+            Code::FailedPrecondition,
+            format!("the office is closed on this date: {why}"),
+            vec![("closure", why.clone())],
+        ),
+        Rejection::PaymentExpired { booking_id } => info(
+            Code::FailedPrecondition,
+            format!("payment for {booking_id} came after its deadline and the slot is gone; recorded for refund"),
+            vec![("booking_id", booking_id.to_string()), ("refund_recorded", "true".into())],
+        ),
+        Rejection::AlreadyPaid { booking_id } => info(
+            Code::FailedPrecondition,
+            format!("{booking_id} was already paid with another payment; this one is recorded for refund"),
+            vec![("booking_id", booking_id.to_string()), ("refund_recorded", "true".into())],
+        ),
+        Rejection::RescheduleNotAllowed { why } => {
+            info(Code::FailedPrecondition, format!("reschedule not allowed: {why}"), vec![("why", why.clone())])
+        }
+        Rejection::InvalidState { state, action } => info(
+            Code::FailedPrecondition,
+            format!("cannot {action}: booking is {}", state.name()),
+            vec![("state", state.name().into())],
+        ),
+        Rejection::AdmissionRequired => info(
+            Code::FailedPrecondition,
+            "this date is behind a waiting room: join it and hold with the admission token".into(),
+            vec![],
+        ),
+        Rejection::LimitReached { limit } => {
+            let mut details = ErrorDetails::with_retry_info(Some(LIMIT_RETRY_DELAY));
+            details.set_error_info(reason, ERROR_DOMAIN, HashMap::from([("limit".to_owned(), limit.clone())]));
+            Status::with_error_details(Code::ResourceExhausted, format!("server limit {limit} reached"), details)
+        }
+    }
+}
+
+/// The status for a request shed before any work because the server is at capacity.
+#[must_use]
+pub fn overload_status(why: &str) -> Status {
+    let mut details = ErrorDetails::with_retry_info(Some(OVERLOAD_RETRY_DELAY));
+    details.set_error_info("OVERLOADED", ERROR_DOMAIN, HashMap::from([("why".to_owned(), why.to_owned())]));
+    Status::with_error_details(Code::ResourceExhausted, format!("server overloaded ({why}): retry later"), details)
+}

@@ -1,0 +1,132 @@
+//! Metric names, in one place, and the exporter set-up.
+//!
+//! Conventions (Prometheus): `antrean_` prefix, base units in the name, counters end in `_total`, labels from closed
+//! sets only (method, code, office id from the catalogue, outcome); never a booking id, applicant or date.
+
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+use std::net::SocketAddr;
+
+/// RPCs answered, by `method` and gRPC `code`.
+pub const GRPC_REQUESTS_TOTAL: &str = "antrean_grpc_requests_total";
+/// RPC latency, by `method`.
+pub const GRPC_REQUEST_DURATION_SECONDS: &str = "antrean_grpc_request_duration_seconds";
+/// RPCs refused for overload before any work, by `method` and `reason`.
+pub const GRPC_REQUESTS_SHED_TOTAL: &str = "antrean_grpc_requests_shed_total";
+/// RPCs being served.
+pub const GRPC_IN_FLIGHT_REQUESTS: &str = "antrean_grpc_in_flight_requests";
+/// Hold attempts, by `office` and `outcome`.
+pub const HOLDS_TOTAL: &str = "antrean_holds_total";
+/// Payments, by `office` and `outcome`.
+pub const PAYMENTS_TOTAL: &str = "antrean_payments_total";
+/// Cancellations, by `office`.
+pub const CANCELLATIONS_TOTAL: &str = "antrean_cancellations_total";
+/// Expired holds, by `office`.
+pub const EXPIRIES_TOTAL: &str = "antrean_expiries_total";
+/// Check-ins, by `office`.
+pub const CHECK_INS_TOTAL: &str = "antrean_check_ins_total";
+/// Reschedules, by `office`.
+pub const RESCHEDULES_TOTAL: &str = "antrean_reschedules_total";
+/// Refunds recorded, by `office` and `reason`.
+pub const REFUNDS_TOTAL: &str = "antrean_refunds_total";
+/// Free slots on dates with bookings, by `office`.
+pub const SLOTS_REMAINING: &str = "antrean_slots_remaining";
+/// Holds awaiting payment, by `office`.
+pub const HOLDS_ACTIVE: &str = "antrean_holds_active";
+/// Time from append to durable, per call.
+pub const WAL_APPEND_SECONDS: &str = "antrean_wal_append_seconds";
+/// fdatasync latency.
+pub const WAL_FSYNC_SECONDS: &str = "antrean_wal_fsync_seconds";
+/// Records per group commit.
+pub const WAL_BATCH_RECORDS: &str = "antrean_wal_batch_records";
+/// Bytes written to the log.
+pub const WAL_BYTES_TOTAL: &str = "antrean_wal_bytes_total";
+/// 1 once the log has failed.
+pub const WAL_FAILED: &str = "antrean_wal_failed";
+/// Snapshot duration.
+pub const SNAPSHOT_DURATION_SECONDS: &str = "antrean_snapshot_duration_seconds";
+/// Size of the last snapshot.
+pub const SNAPSHOT_BYTES: &str = "antrean_snapshot_bytes";
+/// When the last snapshot succeeded.
+pub const SNAPSHOT_LAST_SUCCESS_TIMESTAMP_SECONDS: &str = "antrean_snapshot_last_success_timestamp_seconds";
+/// How long recovery took at start.
+pub const RECOVERY_DURATION_SECONDS: &str = "antrean_recovery_duration_seconds";
+/// Log records replayed at start.
+pub const RECOVERY_RECORDS_REPLAYED: &str = "antrean_recovery_records_replayed";
+/// Free bytes on the data directory's file system.
+pub const DATA_DIR_FREE_BYTES: &str = "antrean_data_dir_free_bytes";
+/// Size of the data directory's file system.
+pub const DATA_DIR_TOTAL_BYTES: &str = "antrean_data_dir_total_bytes";
+/// 1 when serving.
+pub const READY: &str = "antrean_ready";
+/// Seconds since start.
+pub const UPTIME_SECONDS: &str = "antrean_uptime_seconds";
+/// Always 1, labelled with `version`.
+pub const BUILD_INFO: &str = "antrean_build_info";
+
+/// Histogram buckets in seconds: 50 µs to 10 s, for everything from an in-memory refusal to a slow disk.
+pub const SECONDS_BUCKETS: &[f64] =
+    &[0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// Buckets for records per batch.
+pub const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0];
+
+/// Starts the Prometheus exporter on `listen` (serving `/metrics`) and describes every metric.
+pub fn install_exporter(listen: SocketAddr) -> Result<(), metrics_exporter_prometheus::BuildError> {
+    PrometheusBuilder::new()
+        .with_http_listener(listen)
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(WAL_BATCH_RECORDS.into()), BATCH_BUCKETS)?
+        .install()?;
+    describe();
+    metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    Ok(())
+}
+
+fn describe() {
+    describe_counter!(GRPC_REQUESTS_TOTAL, "RPCs answered, by method and gRPC code");
+    describe_histogram!(GRPC_REQUEST_DURATION_SECONDS, Unit::Seconds, "RPC latency by method");
+    describe_counter!(GRPC_REQUESTS_SHED_TOTAL, "RPCs refused for overload, by method and reason");
+    describe_gauge!(GRPC_IN_FLIGHT_REQUESTS, "RPCs being served");
+    describe_counter!(HOLDS_TOTAL, "Hold attempts by office and outcome");
+    describe_counter!(PAYMENTS_TOTAL, "Payments by office and outcome");
+    describe_counter!(CANCELLATIONS_TOTAL, "Cancellations by office");
+    describe_counter!(EXPIRIES_TOTAL, "Holds expired unpaid, by office");
+    describe_counter!(CHECK_INS_TOTAL, "Check-ins by office");
+    describe_counter!(RESCHEDULES_TOTAL, "Reschedules by office");
+    describe_counter!(REFUNDS_TOTAL, "Refunds recorded, by office and reason");
+    describe_gauge!(SLOTS_REMAINING, "Free slots on dates with bookings, by office");
+    describe_gauge!(HOLDS_ACTIVE, "Holds awaiting payment, by office");
+    describe_histogram!(WAL_APPEND_SECONDS, Unit::Seconds, "Time from log append to durable");
+    describe_histogram!(WAL_FSYNC_SECONDS, Unit::Seconds, "fdatasync latency");
+    describe_histogram!(WAL_BATCH_RECORDS, "Records per group commit");
+    describe_counter!(WAL_BYTES_TOTAL, Unit::Bytes, "Bytes written to the log");
+    describe_gauge!(WAL_FAILED, "1 once the log has failed");
+    describe_histogram!(SNAPSHOT_DURATION_SECONDS, Unit::Seconds, "Snapshot duration");
+    describe_gauge!(SNAPSHOT_BYTES, Unit::Bytes, "Size of the last snapshot payload");
+    describe_gauge!(SNAPSHOT_LAST_SUCCESS_TIMESTAMP_SECONDS, Unit::Seconds, "When the last snapshot succeeded");
+    describe_gauge!(RECOVERY_DURATION_SECONDS, Unit::Seconds, "Recovery duration at start");
+    describe_gauge!(RECOVERY_RECORDS_REPLAYED, "Log records replayed at start");
+    describe_gauge!(DATA_DIR_FREE_BYTES, Unit::Bytes, "Free bytes on the data directory's file system");
+    describe_gauge!(DATA_DIR_TOTAL_BYTES, Unit::Bytes, "Size of the data directory's file system");
+    describe_gauge!(READY, "1 when serving");
+    describe_gauge!(UPTIME_SECONDS, Unit::Seconds, "Seconds since start");
+    describe_gauge!(BUILD_INFO, "Always 1, labelled with the version");
+}
+
+/// Turns the log writer's batch reports into metrics.
+pub struct WalMetrics;
+
+impl crate::storage::WalObserver for WalMetrics {
+    fn batch_written(&self, records: u32, bytes: u64, _write_nanos: u64, fsync_nanos: u64) {
+        metrics::histogram!(WAL_BATCH_RECORDS).record(f64::from(records));
+        metrics::counter!(WAL_BYTES_TOTAL).increment(bytes);
+        if fsync_nanos > 0 {
+            metrics::histogram!(WAL_FSYNC_SECONDS).record(fsync_nanos as f64 / 1e9);
+        }
+    }
+
+    fn deferred_sync(&self, fsync_nanos: u64) {
+        metrics::histogram!(WAL_FSYNC_SECONDS).record(fsync_nanos as f64 / 1e9);
+    }
+}
