@@ -49,6 +49,12 @@ impl CivilDate {
     }
 }
 
+impl std::fmt::Display for CivilDate {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "{:04}-{:02}-{:02}", self.year, self.month, self.day)
+    }
+}
+
 /// Today's date in Asia/Jakarta.
 pub fn jakarta_today() -> CivilDate {
     let unix_seconds = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs() as i64);

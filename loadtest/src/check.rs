@@ -276,7 +276,7 @@ async fn check_sessions(
                         let mine = answered.get(&(office_id.clone(), *date, session_id.clone())).copied().unwrap_or(0);
                         if let Some(problem) = pool_violation(capacity, remaining, active, mine) {
                             correctness.overbooked += 1;
-                            correctness.example(format!("overbooked: {office_id} {date:?} {session_id}: {problem}"));
+                            correctness.example(format!("overbooked: {office_id} {date} {session_id}: {problem}"));
                         }
                     }
                 }

@@ -156,6 +156,13 @@ pub enum Pacing {
         /// Calls in flight at most.
         outstanding_max: usize,
     },
+    /// `spike`: each user arrives once, at a random instant of the arrival window.
+    Arrivals {
+        /// Number of users.
+        users: u64,
+        /// The arrival window in seconds.
+        window_s: f64,
+    },
 }
 
 impl Cli {
@@ -212,6 +219,9 @@ impl Cli {
 
     /// The pacing chosen by `--concurrency` or `--rate`.
     pub fn pacing(&self) -> Pacing {
+        if self.scenario == Scenario::Spike {
+            return Pacing::Arrivals { users: self.users, window_s: self.arrival_window.as_secs_f64() };
+        }
         match self.rate {
             Some(rate_per_s) => Pacing::Open { rate_per_s, outstanding_max: self.max_outstanding },
             None => Pacing::Closed { tasks: self.concurrency.unwrap_or(64) },

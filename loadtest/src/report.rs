@@ -182,11 +182,11 @@ pub fn build(
         pacing: facts.pacing,
         concurrency: match facts.pacing {
             Pacing::Closed { tasks } => Some(tasks),
-            Pacing::Open { .. } => None,
+            Pacing::Open { .. } | Pacing::Arrivals { .. } => None,
         },
         rate: match facts.pacing {
             Pacing::Open { rate_per_s, .. } => Some(rate_per_s),
-            Pacing::Closed { .. } => None,
+            Pacing::Closed { .. } | Pacing::Arrivals { .. } => None,
         },
         connections: facts.connections,
         duration_s: facts.duration_s,

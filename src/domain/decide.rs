@@ -11,7 +11,6 @@ use super::ids::{BookingId, GroupId, PaymentReference, SessionId};
 use super::office::{Catalog, Office, Pool, SessionTemplate};
 use super::shard::{DayKey, ShardKey};
 use super::time::{Date, Timestamp};
-const HOUR_MS_X: i64 = 600_000;
 
 /// A bookable session: what [`check_bookable`] found.
 pub struct Bookable<'office> {
@@ -178,7 +177,7 @@ pub fn confirm_payment(
         }
         BookingState::Cancelled => refuse(RefundReason::Cancelled),
         BookingState::AwaitingPayment => {
-            let revived = stamp.at > booking.payment_deadline.plus_ms(HOUR_MS_X);
+            let revived = stamp.at >= booking.payment_deadline;
             let payment_reference = payment_reference.clone();
             Ok(Some(Event::PaymentConfirmed { stamp, booking_id, payment_reference, revived }))
         }

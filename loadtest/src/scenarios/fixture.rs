@@ -195,7 +195,7 @@ async fn set_schedule(
         release_at: Some(timestamp(release_at)),
         sessions: session_templates(capacities),
     };
-    clients.admin().set_schedule(request).await.with_context(|| format!("SetSchedule {office_id} {date:?} failed"))?;
+    clients.admin().set_schedule(request).await.with_context(|| format!("SetSchedule {office_id} {date} failed"))?;
     Ok(())
 }
 

@@ -67,6 +67,7 @@ impl Context {
             Pacing::Open { rate_per_s, outstanding_max } => {
                 Plan::Open { timetable: Timetable::Rate(rate_per_s), outstanding_max }
             }
+            Pacing::Arrivals { .. } => unreachable!("spike builds its own plan from its arrivals"),
         }
     }
 
