@@ -168,23 +168,17 @@ pub enum Pacing {
 impl Cli {
     /// Checks every flag against its limit and the target against the loopback rule.
     pub fn validate(&self) -> anyhow::Result<()> {
-        if let Some(duration) = self.duration {
-            if duration.is_zero() || duration > DURATION_MAX {
-                bail!("--duration must be between 1ms and {}s", DURATION_MAX.as_secs());
-            }
+        if self.duration.is_some_and(|duration| duration.is_zero() || duration > DURATION_MAX) {
+            bail!("--duration must be between 1ms and {}s", DURATION_MAX.as_secs());
         }
         if self.max_requests == 0 || self.max_requests > REQUESTS_MAX {
             bail!("--max-requests must be between 1 and {REQUESTS_MAX}");
         }
-        if let Some(tasks) = self.concurrency {
-            if tasks == 0 || tasks > CONCURRENCY_MAX {
-                bail!("--concurrency must be between 1 and {CONCURRENCY_MAX}");
-            }
+        if self.concurrency.is_some_and(|tasks| tasks == 0 || tasks > CONCURRENCY_MAX) {
+            bail!("--concurrency must be between 1 and {CONCURRENCY_MAX}");
         }
-        if let Some(rate) = self.rate {
-            if !(rate > 0.0 && rate <= RATE_MAX) {
-                bail!("--rate must be above 0 and at most {RATE_MAX}");
-            }
+        if self.rate.is_some_and(|rate| !(rate > 0.0 && rate <= RATE_MAX)) {
+            bail!("--rate must be above 0 and at most {RATE_MAX}");
         }
         if self.max_outstanding == 0 || self.max_outstanding > OUTSTANDING_MAX {
             bail!("--max-outstanding must be between 1 and {OUTSTANDING_MAX}");
@@ -276,7 +270,7 @@ pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
         "h" => value * 3600.0,
         _ => bail!("invalid duration unit in {text:?}; use ms, s, m or h"),
     };
-    if !seconds.is_finite() || seconds < 0.0 || seconds > 365.0 * 24.0 * 3600.0 {
+    if !(0.0..=365.0 * 24.0 * 3600.0).contains(&seconds) {
         bail!("duration {text:?} out of range");
     }
     Ok(Duration::from_secs_f64(seconds))

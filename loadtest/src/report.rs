@@ -220,6 +220,7 @@ pub fn table(report: &Report) -> String {
         Pacing::Open { rate_per_s, outstanding_max } => {
             format!("open loop, {rate_per_s} calls/s, <= {outstanding_max} in flight")
         }
+        Pacing::Arrivals { users, window_s } => format!("{users} users arriving over {window_s:.1}s"),
     };
     let _ = writeln!(
         out,

@@ -10,8 +10,10 @@ use crate::calendar::{CivilDate, jakarta_today};
 use crate::client::{Clients, proto_date, timestamp};
 use crate::proto;
 
-/// The sessions of every test day: id, start (h, m), end (h, m).
-pub const SESSIONS: [(&str, (i32, i32), (i32, i32)); 3] =
+/// A local time of day as (hours, minutes).
+type HourMinute = (i32, i32);
+/// The sessions of every test day: id, start, end.
+pub const SESSIONS: [(&str, HourMinute, HourMinute); 3] =
     [("0800-1000", (8, 0), (10, 0)), ("1000-1200", (10, 0), (12, 0)), ("1300-1500", (13, 0), (15, 0))];
 /// Largest pool capacity of one session the server accepts.
 pub const SESSION_CAPACITY_MAX: u32 = 100_000;

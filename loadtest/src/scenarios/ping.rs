@@ -30,10 +30,8 @@ pub async fn run(context: &Context) -> anyhow::Result<ScenarioRun> {
                     Err(status) => outcome_of(status),
                 };
                 recorder.record(RPC, call.due, &outcome);
-                if let Ok(response) = result {
-                    if response.into_inner().status() != ServingStatus::Serving {
-                        recorder.count("not_serving", 1);
-                    }
+                if result.is_ok_and(|response| response.into_inner().status() != ServingStatus::Serving) {
+                    recorder.count("not_serving", 1);
                 }
             }
         })
