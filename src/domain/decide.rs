@@ -112,6 +112,10 @@ pub fn hold(
 /// One person once per group: the per-applicant limit below is checked against existing bookings only, so a NIK named
 /// twice would otherwise get two active bookings from one hold.
 fn check_distinct_applicants(hold: &HoldCommand) -> Result<(), Rejection> {
+    if hold.applicants.is_empty() || hold.applicants.len() > crate::limits::GROUP_APPLICANTS_MAX {
+        let description = format!("must list 1 to {} applicants", crate::limits::GROUP_APPLICANTS_MAX);
+        return Err(Rejection::invalid("applicants", description));
+    }
     let violations: Vec<FieldViolation> = hold
         .applicants
         .iter()
@@ -132,7 +136,7 @@ fn check_priority_eligible(hold: &HoldCommand, on: Date) -> Result<(), Rejection
         .enumerate()
         .filter(|(_, applicant)| {
             let age = age_on(applicant.birth_date, on);
-            !(applicant.has_disability || age >= 60 || age < 5)
+            !applicant.has_disability && (5..60).contains(&age)
         })
         .map(|(index, _)| {
             let field = if hold.group { format!("applicants[{index}]") } else { "applicant".to_owned() };
@@ -176,6 +180,8 @@ pub fn confirm_payment(
             refuse(RefundReason::DuplicatePayment)
         }
         BookingState::Cancelled => refuse(RefundReason::Cancelled),
+        // Once the session has started the slot is of no use: refund, whether or not the ticker expired the hold yet.
+        BookingState::AwaitingPayment if stamp.at >= booking.session_starts_at => refuse(RefundReason::PaymentExpired),
         BookingState::AwaitingPayment => {
             let revived = stamp.at >= booking.payment_deadline;
             let payment_reference = payment_reference.clone();

@@ -264,6 +264,9 @@ impl Model {
             BookingState::Cancelled => {
                 Expected::Refunded(Rejection::InvalidState { state: BookingState::Cancelled, action: String::new() })
             }
+            BookingState::AwaitingPayment if self.now >= booking.session_starts_at => {
+                Expected::Refunded(Rejection::PaymentExpired { booking_id })
+            }
             BookingState::AwaitingPayment => Expected::Paid { index, revived: self.now >= booking.payment_deadline },
             BookingState::Expired => {
                 let revivable = self.now < booking.session_starts_at

@@ -110,7 +110,7 @@ impl TimeOfDay {
     #[must_use]
     pub fn new(hours: i32, minutes: i32) -> Option<TimeOfDay> {
         let valid = (0..24).contains(&hours) && (0..60).contains(&minutes);
-        valid.then(|| TimeOfDay { hours: hours as i8, minutes: minutes as i8 })
+        valid.then_some(TimeOfDay { hours: hours as i8, minutes: minutes as i8 })
     }
 
     /// Minutes since midnight.

@@ -1,0 +1,94 @@
+//! A bad configuration stops the binary before it serves, naming the field; `check-config` says the same without
+//! starting.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BAD_FSYNC: &str = "[storage]\nfsync = \"sometimes\"\n";
+
+/// Writes `text` as a configuration file in `dir`.
+fn config_file(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("antrean.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// Runs the binary with `args` to completion; it must exit by itself within 10 s (it must not start serving).
+fn antrean(args: &[&std::ffi::OsStr]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_antrean"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run antrean");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let output = child.wait_with_output().expect("output");
+            panic!("antrean did not exit; stdout: {}", String::from_utf8_lossy(&output.stdout));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
+#[test]
+fn starting_with_an_invalid_config_exits_non_zero_naming_the_field() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let config = config_file(temp.path(), BAD_FSYNC);
+    let data_dir = temp.path().join("data");
+
+    let output = antrean(&[
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--metrics-listen".as_ref(),
+        "".as_ref(),
+        "--data-dir".as_ref(),
+        data_dir.as_os_str(),
+    ]);
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "exit status {:?}", output.status);
+    assert!(stderr.contains("storage.fsync"), "stderr: {stderr}");
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("listening"), "it must not start serving");
+}
+
+#[test]
+fn check_config_accepts_the_shipped_configuration() {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/antrean.toml");
+
+    let output = antrean(&["check-config".as_ref(), shipped.as_os_str()]);
+
+    assert_eq!(output.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("valid"));
+}
+
+#[test]
+fn check_config_refuses_a_bad_file_with_status_1_naming_the_field() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let config = config_file(temp.path(), BAD_FSYNC);
+
+    let output = antrean(&["check-config".as_ref(), config.as_os_str()]);
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
+    assert!(stderr.contains("storage.fsync"), "stderr: {stderr}");
+}
+
+#[test]
+fn check_config_names_an_unknown_field() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let config = config_file(temp.path(), "[storage]\nfsynk = \"always\"\n");
+
+    let output = antrean(&["check-config".as_ref(), config.as_os_str()]);
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
+    assert!(stderr.contains("fsynk"), "stderr: {stderr}");
+}
