@@ -11,7 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::env::set_var("PROTOC", protoc);
     }
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
-    let protos: Vec<PathBuf> = ["types", "booking_service", "admin_service"]
+    let protos: Vec<PathBuf> = ["types", "booking_service", "admin_service", "waiting_room_service"]
         .iter()
         .map(|name| PathBuf::from(format!("proto/antrean/v1/{name}.proto")))
         .collect();

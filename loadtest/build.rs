@@ -11,10 +11,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::env::set_var("PROTOC", protoc);
     }
     let proto_root = PathBuf::from("../proto");
-    let protos: Vec<PathBuf> = ["types", "booking_service", "admin_service"]
-        .iter()
-        .map(|name| proto_root.join(format!("antrean/v1/{name}.proto")))
-        .collect();
+    // Every file of the package, so services added later are compiled without touching this script.
+    let mut protos: Vec<PathBuf> = std::fs::read_dir(proto_root.join("antrean/v1"))?
+        .map(|entry| entry.map(|entry| entry.path()))
+        .collect::<Result<_, _>>()?;
+    protos.retain(|path| path.extension().is_some_and(|extension| extension == "proto"));
+    protos.sort();
     tonic_prost_build::configure()
         .build_server(false)
         .build_client(true)

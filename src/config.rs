@@ -52,6 +52,14 @@ pub struct Config {
     pub booking: BookingConfig,
     /// Offices that seed an empty data directory.
     pub offices: Vec<OfficeConfig>,
+    /// Who may call, with which roles; none configured means everything is open (local demo only).
+    pub callers: Vec<crate::auth::CallerConfig>,
+    /// Limits on holds per caller, account and applicant.
+    pub anti_hoarding: crate::auth::AntiHoardingConfig,
+    /// Set by `--demo-release-in`: put the demo office's next release this many seconds after start, behind a
+    /// waiting room. Not a file setting.
+    #[serde(skip)]
+    pub demo_release_in_seconds: Option<u64>,
 }
 
 /// `[server]`.
@@ -72,6 +80,8 @@ pub struct ServerConfig {
     pub log_format: String,
     /// tracing EnvFilter directives.
     pub log_filter: String,
+    /// `[server.tls]`: serve TLS (and require client certificates when a client CA is set).
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 impl Default for ServerConfig {
@@ -84,6 +94,7 @@ impl Default for ServerConfig {
             drain_timeout_ms: 10_000,
             log_format: "text".into(),
             log_filter: "info".into(),
+            tls: None,
         }
     }
 }
@@ -146,6 +157,20 @@ pub struct BookingConfig {
     pub bookings_max: u64,
     /// Expiry ticker period, in milliseconds.
     pub expiry_tick_ms: u64,
+    /// How long before a release instant its waiting room opens, in seconds.
+    pub waiting_room_pre_open_seconds: u64,
+    /// How long an admitted applicant has to hold, in seconds.
+    pub admission_ttl_seconds: u64,
+    /// Admitted-but-not-booked tickets at most at remaining slots times this percentage.
+    pub admission_factor_percent: u32,
+    /// A waiting ticket nobody watches for this long expires, in seconds.
+    pub ticket_idle_seconds: u64,
+    /// Most tickets in one waiting room.
+    pub tickets_per_room_max: u64,
+}
+
+fn seconds_to_ms(seconds: u64) -> i64 {
+    seconds.saturating_mul(1000).min(i64::MAX as u64) as i64
 }
 
 impl Default for BookingConfig {
@@ -159,6 +184,11 @@ impl Default for BookingConfig {
             requests_max: rules.requests_max,
             bookings_max: rules.bookings_max,
             expiry_tick_ms: 100,
+            waiting_room_pre_open_seconds: (rules.waiting_room_pre_open_ms / 1000) as u64,
+            admission_ttl_seconds: (rules.admission_ttl_ms / 1000) as u64,
+            admission_factor_percent: rules.admission_factor_percent,
+            ticket_idle_seconds: (rules.ticket_idle_ttl_ms / 1000) as u64,
+            tickets_per_room_max: rules.tickets_per_room_max,
         }
     }
 }
@@ -274,6 +304,7 @@ impl Config {
             return invalid("storage.snapshot_every_records", "snapshot intervals must be at least 1");
         }
         self.validate_booking()?;
+        self.validate_security()?;
         if self.offices.len() > OFFICES_MAX {
             return invalid("offices", format!("at most {OFFICES_MAX} offices"));
         }
@@ -298,10 +329,28 @@ impl Config {
         if booking.request_retention_seconds == 0 || booking.requests_max == 0 || booking.bookings_max == 0 {
             return invalid("booking.request_retention_seconds", "retention and maxima must be at least 1");
         }
+        if !(1..=1000).contains(&booking.admission_factor_percent) {
+            return invalid("booking.admission_factor_percent", "must be between 1 and 1000");
+        }
+        if booking.admission_ttl_seconds == 0 || booking.ticket_idle_seconds == 0 || booking.tickets_per_room_max == 0 {
+            return invalid(
+                "booking.admission_ttl_seconds",
+                "admission and idle times and the ticket maximum must be at least 1",
+            );
+        }
         if !(1..=60_000).contains(&booking.expiry_tick_ms) {
             return invalid("booking.expiry_tick_ms", "must be between 1 and 60000");
         }
         Ok(())
+    }
+
+    fn validate_security(&self) -> Result<(), ConfigError> {
+        let tls = self.server.tls.as_ref().map_or(Ok(()), crate::tls::TlsConfig::validate);
+        let checks = [tls, crate::auth::validate_callers(&self.callers), self.anti_hoarding.validate()];
+        match checks.into_iter().find_map(Result::err) {
+            Some((field, reason)) => invalid(field, reason),
+            None => Ok(()),
+        }
     }
 
     /// The write-ahead log options.
@@ -339,6 +388,11 @@ impl Config {
             request_retention_ms: booking.request_retention_seconds.saturating_mul(1000).min(i64::MAX as u64) as i64,
             requests_max: booking.requests_max,
             bookings_max: booking.bookings_max,
+            waiting_room_pre_open_ms: seconds_to_ms(booking.waiting_room_pre_open_seconds),
+            admission_ttl_ms: seconds_to_ms(booking.admission_ttl_seconds),
+            admission_factor_percent: booking.admission_factor_percent,
+            ticket_idle_ttl_ms: seconds_to_ms(booking.ticket_idle_seconds),
+            tickets_per_room_max: booking.tickets_per_room_max,
         }
     }
 

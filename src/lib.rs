@@ -4,11 +4,14 @@
 //! Layout (dependencies point down the list, never up):
 //! - `main.rs`: the binary (flags, configuration, tracing, metrics exporter, signals).
 //! - [`grpc`]: thin tonic layer: conversions, one status mapping, handlers without business logic.
+//! - [`auth`]: caller authentication, the role table, office scoping, NIK masking, anti-hoarding limits; [`tls`]:
+//!   transport security.
 //! - [`engine`]: validate -> apply -> log -> await durability -> reply; the expiry ticker and snapshots.
 //! - [`storage`]: the write-ahead log with group commit, snapshots and recovery, over opaque bytes.
 //! - [`domain`]: the deterministic allocation state machine (no I/O, no clock).
 //! - [`config`], [`limits`]: settings and named maxima.
 
+pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod engine;
@@ -18,3 +21,4 @@ pub mod metrics;
 pub mod proto;
 pub mod server;
 pub mod storage;
+pub mod tls;

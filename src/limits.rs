@@ -57,3 +57,9 @@ const _: () = assert!(PAGE_SIZE_DEFAULT <= PAGE_SIZE_MAX);
 const _: () = assert!(GROUP_APPLICANTS_MAX >= 1);
 // A page of the largest bookings must fit in one message: about 400 bytes encoded per booking.
 const _: () = assert!(PAGE_SIZE_MAX * 400 < GRPC_MESSAGE_BYTES_MAX);
+
+/// Most Watch streams open at once; each costs a task and a small channel (a few KiB).
+pub const WATCH_STREAMS_MAX: usize = 50_000;
+
+/// How often a Watch stream looks at its ticket, in milliseconds.
+pub const WATCH_INTERVAL_MS: u64 = 250;

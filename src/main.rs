@@ -36,6 +36,10 @@ struct Cli {
     /// directory first).
     #[arg(long, env = "ANTREAN_ACCEPT_LOG_TRUNCATION")]
     accept_log_truncation: bool,
+    /// Demo: release the next week of kanim-pontianak (7 to 13 days ahead) this many seconds after start, behind a
+    /// waiting room, to try the opening moment locally.
+    #[arg(long, value_name = "SECONDS")]
+    demo_release_in: Option<u64>,
     #[command(subcommand)]
     command: Option<Action>,
 }
@@ -76,6 +80,7 @@ fn load(cli: &Cli) -> anyhow::Result<Config> {
         config.server.log_format.clone_from(format);
     }
     config.storage.accept_log_truncation |= cli.accept_log_truncation;
+    config.demo_release_in_seconds = cli.demo_release_in;
     config.validate()?;
     Ok(config)
 }

@@ -7,10 +7,12 @@ use crate::grpc::EngineHandle;
 use crate::grpc::admin::AdminApi;
 use crate::grpc::booking::BookingApi;
 use crate::grpc::overload::OverloadLayer;
+use crate::grpc::waiting_room::WaitingRoomApi;
 use crate::limits::GRPC_MESSAGE_BYTES_MAX;
 use crate::metrics as names;
 use crate::proto::admin_service_server::AdminServiceServer;
 use crate::proto::booking_service_server::BookingServiceServer;
+use crate::proto::waiting_room_service_server::WaitingRoomServiceServer;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -47,7 +49,8 @@ pub enum ServerError {
 }
 
 /// The names health reports on, besides the whole server ("").
-const SERVICE_NAMES: [&str; 3] = ["", "antrean.v1.BookingService", "antrean.v1.AdminService"];
+const SERVICE_NAMES: [&str; 4] =
+    ["", "antrean.v1.BookingService", "antrean.v1.AdminService", "antrean.v1.WaitingRoomService"];
 
 async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
     for name in SERVICE_NAMES {
@@ -72,6 +75,9 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
     let booking = BookingServiceServer::new(BookingApi::new(handle.clone()))
         .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
+    let waiting_room = WaitingRoomServiceServer::new(WaitingRoomApi::new(handle.clone()))
+        .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+        .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
     let admin = AdminServiceServer::new(AdminApi::new(handle.clone()))
         .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
@@ -87,6 +93,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
         .add_service(reflection_v1alpha)
         .add_service(booking)
         .add_service(admin)
+        .add_service(waiting_room)
         .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async {
             let _ = serving_stopped.await;
         });
@@ -151,7 +158,42 @@ async fn open_engine(config: &Config) -> Result<Engine, ServerError> {
     if seeded > 0 {
         tracing::info!(offices = seeded, "seeded offices from the configuration");
     }
+    if let Some(seconds) = config.demo_release_in_seconds {
+        demo_release(&engine, seconds).await;
+    }
     Ok(engine)
+}
+
+/// The office `--demo-release-in` releases: Pontianak opens every Friday for the following week (2025).
+pub const DEMO_RELEASE_OFFICE: &str = "kanim-pontianak";
+
+/// Schedules the demo office's dates 7 to 13 days ahead to open `seconds` from now, behind a waiting room.
+async fn demo_release(engine: &Engine, seconds: u64) {
+    use crate::domain::command::Command;
+    use crate::domain::ids::{OfficeId, RequestId};
+    use crate::domain::office::ScheduleRule;
+    let office_id = OfficeId::parse(DEMO_RELEASE_OFFICE).expect("a valid id");
+    let Some(office) = engine.book().office(&office_id) else {
+        tracing::warn!(office = DEMO_RELEASE_OFFICE, "demo release: office not in the catalogue");
+        return;
+    };
+    let now = engine.now();
+    let today = office.today(now);
+    let release_at = now.plus_ms(i64::try_from(seconds).unwrap_or(i64::MAX / 2).saturating_mul(1000));
+    let rule = ScheduleRule {
+        first_date: today.plus_days(7),
+        last_date: today.plus_days(13),
+        release_at,
+        sessions: None,
+        waiting_room: true,
+    };
+    let request_id = RequestId::parse(&format!("demo-release:{}", release_at.0)).expect("short");
+    match engine.execute(&request_id, &Command::SetSchedule { office_id, rule }).await {
+        Ok(_) => {
+            tracing::info!(office = DEMO_RELEASE_OFFICE, %release_at, "demo release scheduled behind a waiting room")
+        }
+        Err(rejection) => tracing::warn!(reason = rejection.reason(), "demo release not scheduled"),
+    }
 }
 
 /// Background work, stopped together.

@@ -125,7 +125,7 @@ async fn hold_before_the_release_instant_is_not_yet_open() {
         first_date: Some(jakarta_date(5)),
         last_date: Some(jakarta_date(5)),
         release_at: Some(release_at),
-        sessions: Vec::new(),
+        ..Default::default()
     };
     admin.set_schedule(schedule).await.expect("schedule");
 
@@ -287,4 +287,94 @@ async fn unknown_enum_values_are_invalid_argument() {
     };
     let status = booking.get_availability(availability).await.expect_err("refused");
     assert_eq!(bad_fields(&status), fields(&["service"]));
+}
+
+#[tokio::test]
+async fn retried_late_payment_answers_the_same_and_records_one_refund() {
+    let (_server, mut booking, mut admin) = start(1, 1).await;
+    let late = api::hold(&mut booking, hold_request(OFFICE, 1, applicant(1))).await;
+    api::await_expired(&mut booking, &late.booking_id).await;
+    api::hold(&mut booking, hold_request(OFFICE, 1, applicant(2))).await;
+    let payment = proto::ConfirmPaymentRequest {
+        request_id: request_id("pay"),
+        booking_id: late.booking_id.clone(),
+        payment_reference: "SIMPONI-LATE".into(),
+        paid_at: None,
+    };
+    let first = booking.confirm_payment(payment.clone()).await.expect_err("refused");
+
+    let retried = booking.confirm_payment(payment).await.expect_err("refused again");
+
+    assert_eq!(expect_reason(&retried, Code::FailedPrecondition, "PAYMENT_EXPIRED"), {
+        expect_reason(&first, Code::FailedPrecondition, "PAYMENT_EXPIRED")
+    });
+    assert_eq!(api::refunds(&mut admin, OFFICE).await.len(), 1, "one refund for one payment");
+}
+
+#[tokio::test]
+async fn the_same_late_payment_reported_twice_is_refunded_once() {
+    let (_server, mut booking, mut admin) = start(1, 1).await;
+    let late = api::hold(&mut booking, hold_request(OFFICE, 1, applicant(1))).await;
+    api::await_expired(&mut booking, &late.booking_id).await;
+    api::hold(&mut booking, hold_request(OFFICE, 1, applicant(2))).await;
+    let status = api::pay(&mut booking, &late.booking_id, "SIMPONI-LATE").await.expect_err("refused");
+    expect_reason(&status, Code::FailedPrecondition, "PAYMENT_EXPIRED");
+
+    // The payment back-end reports the same payment (same reference) again, under a new request id.
+    let status = api::pay(&mut booking, &late.booking_id, "SIMPONI-LATE").await.expect_err("refused again");
+
+    expect_reason(&status, Code::FailedPrecondition, "PAYMENT_EXPIRED");
+    let refunds = api::refunds(&mut admin, OFFICE).await;
+    assert_eq!(refunds.len(), 1, "one payment must be refunded once: {refunds:?}");
+}
+
+#[tokio::test]
+async fn the_same_duplicate_payment_reported_twice_is_refunded_once() {
+    let (_server, mut booking, mut admin) = start(5, 7200).await;
+    let held = api::hold(&mut booking, hold_request(OFFICE, 1, applicant(1))).await;
+    api::pay(&mut booking, &held.booking_id, "SIMPONI-1").await.expect("pay");
+    api::pay(&mut booking, &held.booking_id, "SIMPONI-2").await.expect_err("already paid");
+
+    let status = api::pay(&mut booking, &held.booking_id, "SIMPONI-2").await.expect_err("already paid again");
+
+    expect_reason(&status, Code::FailedPrecondition, "ALREADY_PAID");
+    let refunds = api::refunds(&mut admin, OFFICE).await;
+    assert_eq!(refunds.len(), 1, "one payment must be refunded once: {refunds:?}");
+}
+
+#[tokio::test]
+async fn payment_for_a_cancelled_booking_is_invalid_state_and_recorded_for_refund() {
+    let (_server, mut booking, mut admin) = start(5, 7200).await;
+    let held = api::hold(&mut booking, hold_request(OFFICE, 1, applicant(1))).await;
+    api::cancel(&mut booking, &held.booking_id).await.expect("cancel");
+
+    let status = api::pay(&mut booking, &held.booking_id, "SIMPONI-1").await.expect_err("refused");
+
+    let metadata = expect_reason(&status, Code::FailedPrecondition, "INVALID_STATE");
+    assert_eq!(metadata.get("state").map(String::as_str), Some("CANCELLED"));
+    let refunds = api::refunds(&mut admin, OFFICE).await;
+    assert_eq!(refunds.len(), 1, "{refunds:?}");
+    assert_eq!(refunds[0].reason, proto::RefundReason::Cancelled as i32);
+}
+
+#[tokio::test]
+async fn out_of_range_page_size_and_date_range_are_invalid_argument() {
+    let (_server, mut booking, _admin) = start(5, 7200).await;
+    let list = proto::ListBookingsRequest {
+        office_id: OFFICE.into(),
+        date: Some(jakarta_date(1)),
+        page_size: 1001,
+        page_token: String::new(),
+    };
+    let status = booking.list_bookings(list).await.expect_err("refused");
+    assert_eq!(bad_fields(&status), fields(&["page_size"]));
+
+    let availability = proto::GetAvailabilityRequest {
+        office_id: OFFICE.into(),
+        service: proto::ServiceType::NewPassport as i32,
+        first_date: Some(jakarta_date(1)),
+        last_date: Some(jakarta_date(0)),
+    };
+    let status = booking.get_availability(availability).await.expect_err("refused");
+    assert_eq!(bad_fields(&status), fields(&["last_date"]));
 }

@@ -215,11 +215,12 @@ async fn set_schedule(
         last_date: Some(jakarta_date(days)),
         release_at: Some(release_at),
         sessions,
+        ..Default::default()
     };
     admin.set_schedule(request).await.expect("schedule");
 }
 
-async fn close_date(admin: &mut Admin, days: i32, reopen: bool) {
+async fn close_date(admin: &mut Admin, days: i32, reopen: bool) -> proto::CloseDateResponse {
     let request = proto::CloseDateRequest {
         request_id: request_id("close"),
         office_id: OFFICE.into(),
@@ -227,5 +228,42 @@ async fn close_date(admin: &mut Admin, days: i32, reopen: bool) {
         reason: "Idul Fitri".into(),
         reopen,
     };
-    admin.close_date(request).await.expect("close");
+    admin.close_date(request).await.expect("close").into_inner()
+}
+
+#[tokio::test]
+async fn list_bookings_follows_a_rescheduled_booking_to_its_new_date() {
+    let (_server, mut booking, _admin) = start(5).await;
+    let held = api::hold(&mut booking, hold_request(OFFICE, 2, applicant(1))).await;
+
+    api::reschedule(&mut booking, &held.booking_id, jakarta_date(3), "1300-1500").await.expect("moved");
+
+    assert!(list_ids(&mut booking, 2).await.is_empty(), "gone from the old date");
+    assert_eq!(list_ids(&mut booking, 3).await, [held.booking_id]);
+}
+
+#[tokio::test]
+async fn bookings_on_a_closed_date_can_be_rescheduled_beyond_the_usual_limit() {
+    let (_server, mut booking, mut admin) = start(5).await;
+    let held = api::hold(&mut booking, hold_request(OFFICE, 2, applicant(1))).await;
+    api::reschedule(&mut booking, &held.booking_id, jakarta_date(3), "1300-1500").await.expect("first reschedule");
+
+    let closed = close_date(&mut admin, 3, false).await;
+    let moved = api::reschedule(&mut booking, &held.booking_id, jakarta_date(4), "1300-1500").await;
+
+    assert_eq!(closed.bookings_affected, 1);
+    let moved = moved.expect("a closure waives the reschedule limit");
+    assert_eq!((moved.date, moved.reschedules_used), (Some(jakarta_date(4)), 2));
+}
+
+async fn list_ids(booking: &mut Booking, days: i32) -> Vec<String> {
+    let request = proto::ListBookingsRequest {
+        office_id: OFFICE.into(),
+        date: Some(jakarta_date(days)),
+        page_size: 0,
+        page_token: String::new(),
+    };
+    let page = booking.list_bookings(request).await.expect("list").into_inner();
+    assert!(page.next_page_token.is_empty());
+    page.bookings.into_iter().map(|each| each.booking_id).collect()
 }

@@ -81,6 +81,10 @@ pub struct Cli {
     /// Keep the spawned server's data directory and log.
     #[arg(long)]
     pub keep_data: bool,
+    /// Bearer token sent as `authorization: Bearer TOKEN` when the server has callers configured (needs the booking,
+    /// payment and admin roles); default: $ANTREAN_TOKEN.
+    #[arg(long, env = "ANTREAN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Allow a target that is not on a loopback address.
     #[arg(long)]
     pub allow_non_loopback: bool,

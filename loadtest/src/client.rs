@@ -8,6 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
+use tonic::metadata::{AsciiMetadataValue, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 use tonic_health::pb::health_client::HealthClient;
@@ -22,15 +25,48 @@ use crate::recorder::Outcome;
 /// Requests a channel queues before callers wait; large so the client is not the bottleneck.
 const CHANNEL_BUFFER_MAX: usize = 16_384;
 
+/// The transport under every client: a channel that adds the bearer token, if any.
+pub type Transport = InterceptedService<Channel, BearerToken>;
+
+/// Adds `authorization: Bearer TOKEN` to every call when a token was given.
+#[derive(Clone, Debug, Default)]
+pub struct BearerToken(Option<AsciiMetadataValue>);
+
+impl BearerToken {
+    /// A token for the `authorization` header; `None` sends none.
+    pub fn new(token: Option<&str>) -> anyhow::Result<BearerToken> {
+        let value = token
+            .map(|token| MetadataValue::try_from(format!("Bearer {token}")))
+            .transpose()
+            .context("the token is not a valid header value")?;
+        Ok(BearerToken(value))
+    }
+}
+
+impl Interceptor for BearerToken {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        if let Some(value) = &self.0 {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
 /// A fixed pool of channels to one server.
 pub struct Clients {
     channels: Vec<Channel>,
     next: AtomicUsize,
+    token: BearerToken,
 }
 
 impl Clients {
-    /// Opens `connections` HTTP/2 connections to `uri`; every call made through them gets `call_timeout`.
-    pub async fn connect(uri: &str, connections: usize, call_timeout: Duration) -> anyhow::Result<Clients> {
+    /// Opens `connections` HTTP/2 connections to `uri`; every call made through them gets `call_timeout` and `token`.
+    pub async fn connect(
+        uri: &str,
+        connections: usize,
+        call_timeout: Duration,
+        token: BearerToken,
+    ) -> anyhow::Result<Clients> {
         let endpoint = Endpoint::from_shared(uri.to_string())
             .with_context(|| format!("invalid server address {uri:?}"))?
             .connect_timeout(Duration::from_secs(3))
@@ -41,27 +77,27 @@ impl Clients {
         for _ in 0..connections {
             channels.push(endpoint.connect().await.with_context(|| format!("cannot connect to {uri}"))?);
         }
-        Ok(Clients { channels, next: AtomicUsize::new(0) })
+        Ok(Clients { channels, next: AtomicUsize::new(0), token })
     }
 
-    /// The next channel, round-robin.
-    pub fn channel(&self) -> Channel {
+    /// The next channel, round-robin, with the token.
+    pub fn channel(&self) -> Transport {
         let index = self.next.fetch_add(1, Ordering::Relaxed) % self.channels.len();
-        self.channels[index].clone()
+        InterceptedService::new(self.channels[index].clone(), self.token.clone())
     }
 
     /// A booking client on the next channel.
-    pub fn booking(&self) -> BookingServiceClient<Channel> {
+    pub fn booking(&self) -> BookingServiceClient<Transport> {
         BookingServiceClient::new(self.channel())
     }
 
     /// An admin client on the next channel.
-    pub fn admin(&self) -> AdminServiceClient<Channel> {
+    pub fn admin(&self) -> AdminServiceClient<Transport> {
         AdminServiceClient::new(self.channel())
     }
 
     /// A health client on the next channel.
-    pub fn health(&self) -> HealthClient<Channel> {
+    pub fn health(&self) -> HealthClient<Transport> {
         HealthClient::new(self.channel())
     }
 }

@@ -33,7 +33,7 @@ use anyhow::Context as _;
 use clap::Parser;
 
 use crate::cli::{Cli, target_uri};
-use crate::client::Clients;
+use crate::client::{BearerToken, Clients};
 use crate::report::RunFacts;
 use crate::scenarios::Context;
 
@@ -87,7 +87,8 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
 }
 
 async fn run_against(cli: Cli, target: &str, seed: u64, run_id: String, spawned: bool) -> anyhow::Result<bool> {
-    let clients = Arc::new(Clients::connect(&target_uri(target), cli.connections, cli.call_timeout).await?);
+    let token = BearerToken::new(cli.token.as_deref())?;
+    let clients = Arc::new(Clients::connect(&target_uri(target), cli.connections, cli.call_timeout, token).await?);
     let facts = RunFacts {
         scenario: cli.scenario.name(),
         target: target.to_string(),

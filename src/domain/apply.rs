@@ -6,11 +6,13 @@
 
 use super::access::ShardAccess;
 use super::booking::{Booking, BookingState, SlotRef, payment_code_for};
-use super::command::{Event, Outcome, Rejection, Reply, Stamp};
+use super::command::{Event, Outcome, Rejection, Reply, RoomEvent, Stamp};
 use super::ids::BookingId;
+use super::ids::OfficeId;
 use super::office::{Catalog, Office, ScheduleRule};
 use super::shard::{DayKey, DayLedger, OfficeCounters, PoolLedger, Refund, SessionLedger, ShardKey};
 use super::time::Timestamp;
+use super::waiting_room::{Room, RoomKey, Rooms, Ticket, TicketId, TicketState};
 use std::sync::Arc;
 
 /// What applying an event did, beyond the state change itself.
@@ -24,12 +26,29 @@ pub struct Applied {
     pub highest_booking_id: Option<BookingId>,
     /// Request records dropped.
     pub requests_forgotten: u64,
+    /// Highest ticket id the event uses.
+    pub highest_ticket_id: Option<TicketId>,
 }
 
-/// Applies `event`. Admin events replace the catalogue through `catalog`.
-pub fn apply(access: &mut impl ShardAccess, catalog: &mut Arc<Catalog>, event: &Event) -> Applied {
+/// Applies `event`. Admin events replace the catalogue through `catalog`. Events that touch waiting rooms (holds with
+/// an admission token, schedules with a waiting room, room events) need `rooms`.
+pub fn apply(
+    access: &mut impl ShardAccess,
+    catalog: &mut Arc<Catalog>,
+    rooms: Option<&mut Rooms>,
+    event: &Event,
+) -> Applied {
     match event {
-        Event::Held { stamp, hold, first_booking_id, group_id, payment_deadline, session_starts_at } => {
+        Event::Room(room_event) => {
+            let rooms = rooms.expect("room events are applied with the rooms locked");
+            apply_room(rooms, room_event)
+        }
+        Event::Held { stamp, hold, first_booking_id, group_id, payment_deadline, session_starts_at, admission } => {
+            if let Some((key, ticket_id)) = admission {
+                let rooms = rooms.expect("holds with an admission are applied with the rooms locked");
+                let room = Arc::make_mut(rooms.get_mut(key).expect("admission was checked against this room"));
+                room.set_state(*ticket_id, TicketState::Booked);
+            }
             let mut bookings = Vec::with_capacity(hold.applicants.len());
             let day = day_key(&hold.slot);
             ensure_day(access, catalog, &day);
@@ -62,7 +81,7 @@ pub fn apply(access: &mut impl ShardAccess, catalog: &mut Arc<Catalog>, event: &
                 answered: Some((stamp.clone(), reply)),
                 bookings_created: created,
                 highest_booking_id: highest,
-                requests_forgotten: 0,
+                ..Applied::default()
             }
         }
         Event::PaymentConfirmed { stamp, booking_id, payment_reference, revived } => {
@@ -133,6 +152,10 @@ pub fn apply(access: &mut impl ShardAccess, catalog: &mut Arc<Catalog>, event: &
             let office = catalog.offices.get_mut(office_id).expect("office was checked before the event was made");
             office.rules.push(rule.clone());
             let dates_scheduled = scheduled_days(office, rule);
+            if rule.waiting_room {
+                let rooms = rooms.expect("schedules are applied with the rooms locked");
+                open_room(rooms, office_id, rule, stamp.fingerprint);
+            }
             resize_days(access, catalog, office_id);
             answered(stamp, Ok(Reply::ScheduleSet { dates_scheduled }))
         }
@@ -148,6 +171,72 @@ pub fn apply(access: &mut impl ShardAccess, catalog: &mut Arc<Catalog>, event: &
                 day.sessions.iter().flat_map(|session| &session.pools).map(|pool| pool.awaiting + pool.confirmed).sum()
             });
             answered(stamp, Ok(Reply::DateClosed { bookings_affected: bookings_affected as i32 }))
+        }
+    }
+}
+
+/// Creates the waiting room of a schedule (or widens its dates when the release already has one).
+fn open_room(rooms: &mut Rooms, office_id: &OfficeId, rule: &ScheduleRule, fingerprint: u64) {
+    let key = RoomKey { office_id: office_id.clone(), release_at: rule.release_at };
+    // The seed comes from the logged schedule, so the draw replays identically, yet no caller can predict it
+    // without knowing the whole request.
+    let seed = fingerprint ^ (rule.release_at.0 as u64).rotate_left(17);
+    let room =
+        rooms.entry(key.clone()).or_insert_with(|| Arc::new(Room::new(key, seed, rule.first_date, rule.last_date)));
+    let room = Arc::make_mut(room);
+    room.first_date = room.first_date.min(rule.first_date);
+    room.last_date = room.last_date.max(rule.last_date);
+}
+
+pub(crate) fn apply_room(rooms: &mut Rooms, event: &RoomEvent) -> Applied {
+    match event {
+        RoomEvent::Joined { room, ticket_id, nik, service, at } => {
+            let room = Arc::make_mut(rooms.get_mut(room).expect("join was decided on this room"));
+            let state = if room.sold_out { TicketState::SoldOut } else { TicketState::Waiting };
+            let ticket = Ticket {
+                ticket_id: *ticket_id,
+                nik: *nik,
+                service: *service,
+                joined_at: *at,
+                state,
+                order: 0,
+                admission_token: 0,
+                admission_expires_at: Timestamp(0),
+            };
+            room.join(ticket);
+            Applied { highest_ticket_id: Some(*ticket_id), ..Applied::default() }
+        }
+        RoomEvent::Left { room, ticket_id } => {
+            let room = Arc::make_mut(rooms.get_mut(room).expect("leave was decided on this room"));
+            room.set_state(*ticket_id, TicketState::Left);
+            Applied::default()
+        }
+        RoomEvent::Advanced { room, at, admitted, admission_expires_at, expired, sold_out } => {
+            let room = Arc::make_mut(rooms.get_mut(room).expect("the line exists"));
+            room.draw_if_due(*at);
+            for ticket_id in expired {
+                room.set_state(*ticket_id, TicketState::Expired);
+            }
+            for ticket_id in admitted {
+                room.admit(*ticket_id, *at, *admission_expires_at);
+            }
+            match sold_out {
+                Some(true) => {
+                    room.sold_out = true;
+                    let waiting: Vec<TicketId> = room
+                        .tickets
+                        .values()
+                        .filter(|ticket| ticket.state == TicketState::Waiting)
+                        .map(|ticket| ticket.ticket_id)
+                        .collect();
+                    for ticket_id in waiting {
+                        room.set_state(ticket_id, TicketState::SoldOut);
+                    }
+                }
+                Some(false) => room.sold_out = false,
+                None => {}
+            }
+            Applied::default()
         }
     }
 }

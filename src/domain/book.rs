@@ -15,6 +15,7 @@ use super::ids::{BookingId, RequestId};
 use super::office::{Catalog, Office};
 use super::shard::{DayKey, RequestRecord, Shard, ShardKey};
 use super::time::Timestamp;
+use super::waiting_room::{Rooms, next_ticket_id};
 use crate::limits::SHARD_COUNT;
 use parking_lot::{Mutex, RwLock};
 use std::sync::Arc;
@@ -41,6 +42,17 @@ pub struct BookRules {
     pub requests_max: u64,
     /// Most bookings kept.
     pub bookings_max: u64,
+    /// A waiting room opens this long before its release instant; joiners before the instant are drawn in random
+    /// order.
+    pub waiting_room_pre_open_ms: i64,
+    /// An admitted ticket must hold within this long.
+    pub admission_ttl_ms: i64,
+    /// Admitted-and-not-yet-booked tickets are kept at most at remaining slots times this percentage.
+    pub admission_factor_percent: u32,
+    /// A waiting ticket nobody watches for this long expires.
+    pub ticket_idle_ttl_ms: i64,
+    /// Most tickets in one waiting room.
+    pub tickets_per_room_max: u64,
 }
 
 impl Default for BookRules {
@@ -52,6 +64,11 @@ impl Default for BookRules {
             request_retention_ms: 24 * 3_600_000,
             requests_max: 5_000_000,
             bookings_max: 20_000_000,
+            waiting_room_pre_open_ms: 15 * 60_000,
+            admission_ttl_ms: 5 * 60_000,
+            admission_factor_percent: 100,
+            ticket_idle_ttl_ms: 2 * 60_000,
+            tickets_per_room_max: 2_000_000,
         }
     }
 }
@@ -79,6 +96,9 @@ pub struct QuotaBook {
     rules: BookRules,
     shards: Box<[Mutex<Arc<Shard>>]>,
     catalog: RwLock<Arc<Catalog>>,
+    /// Waiting rooms. Locked after shard locks, never before.
+    pub(crate) rooms: Mutex<Rooms>,
+    pub(crate) next_ticket_id: AtomicU64,
     next_booking_id: AtomicU64,
     bookings_count: AtomicU64,
     requests_count: AtomicU64,
@@ -88,6 +108,8 @@ pub struct QuotaBook {
 pub struct Capture {
     /// The shards.
     pub shards: Vec<Arc<Shard>>,
+    /// The waiting rooms.
+    pub rooms: Vec<Arc<super::waiting_room::Room>>,
     /// The catalogue.
     pub catalog: Arc<Catalog>,
     /// Next booking number.
@@ -104,6 +126,8 @@ impl QuotaBook {
             rules,
             shards: (0..SHARD_COUNT).map(|_| Mutex::new(Arc::new(Shard::default()))).collect(),
             catalog: RwLock::new(Arc::new(Catalog::default())),
+            rooms: Mutex::new(Rooms::new()),
+            next_ticket_id: AtomicU64::new(1),
             next_booking_id: AtomicU64::new(1),
             bookings_count: AtomicU64::new(0),
             requests_count: AtomicU64::new(0),
@@ -112,7 +136,13 @@ impl QuotaBook {
 
     /// A book from captured parts (snapshot loading).
     #[must_use]
-    pub fn from_parts(rules: BookRules, shards: Vec<Shard>, catalog: Catalog, next_booking_id: u64) -> QuotaBook {
+    pub fn from_parts(
+        rules: BookRules,
+        shards: Vec<Shard>,
+        catalog: Catalog,
+        rooms: Rooms,
+        next_booking_id: u64,
+    ) -> QuotaBook {
         assert_eq!(shards.len(), SHARD_COUNT, "a book has exactly SHARD_COUNT shards");
         let bookings: usize = shards.iter().map(|shard| shard.bookings.len()).sum();
         let requests: usize = shards.iter().map(|shard| shard.requests.len()).sum();
@@ -120,6 +150,8 @@ impl QuotaBook {
             rules,
             shards: shards.into_iter().map(|shard| Mutex::new(Arc::new(shard))).collect(),
             catalog: RwLock::new(Arc::new(catalog)),
+            next_ticket_id: AtomicU64::new(next_ticket_id(&rooms)),
+            rooms: Mutex::new(rooms),
             next_booking_id: AtomicU64::new(next_booking_id.max(1)),
             bookings_count: AtomicU64::new(bookings as u64),
             requests_count: AtomicU64::new(requests as u64),
@@ -168,8 +200,9 @@ impl QuotaBook {
             return Execution::refused(rejection);
         }
         let catalog = self.catalog();
-        match decide::hold(&guards, &catalog, &self.rules, hold, stamp, first) {
-            Ok(event) => self.commit(&mut guards, catalog, event, log),
+        let mut rooms = decide::room_for(&catalog, &hold.slot).map(|_| self.rooms.lock());
+        match decide::hold(&guards, &catalog, &self.rules, hold, stamp, first, rooms.as_deref()) {
+            Ok(event) => self.commit(&mut guards, rooms.as_deref_mut(), catalog, event, log),
             Err(rejection) => Execution::refused(rejection),
         }
     }
@@ -219,7 +252,7 @@ impl QuotaBook {
                     if let Err(rejection) = self.check_room(0) {
                         return Execution::refused(rejection);
                     }
-                    self.commit(&mut guards, catalog, event, log)
+                    self.commit(&mut guards, None, catalog, event, log)
                 }
                 Ok(None) => Execution {
                     outcome: Ok(Reply::Paid { booking, revived: false }),
@@ -240,16 +273,24 @@ impl QuotaBook {
             return Execution::refused(rejection);
         }
         let catalog = self.catalog();
+        let mut rooms = self.rooms.lock();
         match super::admin::decide(&guards, &catalog, command, stamp) {
-            Ok(event) => self.commit(&mut guards, catalog, event, log),
+            Ok(event) => self.commit(&mut guards, Some(&mut rooms), catalog, event, log),
             Err(rejection) => Execution::refused(rejection),
         }
     }
 
     /// Applies a decided event under the held locks, logs it, and remembers the answer.
-    fn commit(&self, guards: &mut Guards<'_>, catalog: Arc<Catalog>, event: Event, log: &impl EventLog) -> Execution {
+    fn commit(
+        &self,
+        guards: &mut Guards<'_>,
+        rooms: Option<&mut Rooms>,
+        catalog: Arc<Catalog>,
+        event: Event,
+        log: &impl EventLog,
+    ) -> Execution {
         let mut catalog_after = catalog.clone();
-        let applied = apply::apply(guards, &mut catalog_after, &event);
+        let applied = apply::apply(guards, &mut catalog_after, rooms, &event);
         if !Arc::ptr_eq(&catalog, &catalog_after) {
             *self.catalog.write() = catalog_after;
         }
@@ -310,7 +351,7 @@ impl QuotaBook {
         }
         let event = Event::Expired { booking_id, at: booking.payment_deadline };
         let mut catalog = self.catalog();
-        apply::apply(&mut guards, &mut catalog, &event);
+        apply::apply(&mut guards, &mut catalog, None, &event);
         let position = log.append(&event);
         Some((apply::booking(&guards, booking_id).clone(), position))
     }
@@ -342,7 +383,7 @@ impl QuotaBook {
         let mut guards = Guards::lock(&self.shards, (0..SHARD_COUNT).collect());
         let event = Event::RequestsForgotten { recorded_before };
         let mut catalog = self.catalog();
-        let applied = apply::apply(&mut guards, &mut catalog, &event);
+        let applied = apply::apply(&mut guards, &mut catalog, None, &event);
         self.account(&applied);
         Some(log.append(&event))
     }
@@ -350,9 +391,13 @@ impl QuotaBook {
     /// Applies a logged event during recovery, before serving. Needs `&mut self`: nothing else may run.
     pub fn replay(&mut self, event: &Event) {
         let mut catalog = self.catalog.get_mut().clone();
-        let applied = apply::apply(&mut Exclusive::new(&mut self.shards), &mut catalog, event);
+        let applied =
+            apply::apply(&mut Exclusive::new(&mut self.shards), &mut catalog, Some(self.rooms.get_mut()), event);
         *self.catalog.get_mut() = catalog;
         self.account(&applied);
+        if let Some(highest) = applied.highest_ticket_id {
+            self.next_ticket_id.fetch_max(highest.0 + 1, Ordering::Relaxed);
+        }
         if let Some((stamp, outcome)) = applied.answered {
             remember(&self.requests_count, &mut Exclusive::new(&mut self.shards), stamp, outcome, 0);
         }
@@ -362,8 +407,10 @@ impl QuotaBook {
     /// position the capture reflects.
     pub fn capture(&self, log_position: impl FnOnce() -> u64) -> Capture {
         let guards: Vec<_> = self.shards.iter().map(|shard| shard.lock()).collect();
+        let rooms = self.rooms.lock();
         Capture {
             shards: guards.iter().map(|guard| Arc::clone(guard)).collect(),
+            rooms: rooms.values().cloned().collect(),
             catalog: self.catalog(),
             next_booking_id: self.next_booking_id.load(Ordering::Relaxed),
             log_position: log_position(),

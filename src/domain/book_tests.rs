@@ -585,7 +585,13 @@ fn availability_is_not_yet_open_open_full_or_closed() {
 fn a_schedule_sets_the_release_instant_of_its_dates() {
     let fixture = Fixture::new();
     let release = wib(date(2026, 12, 4), 14, 0);
-    let rule = ScheduleRule { first_date: monday(), last_date: wednesday(), release_at: release, sessions: None };
+    let rule = ScheduleRule {
+        first_date: monday(),
+        last_date: wednesday(),
+        release_at: release,
+        sessions: None,
+        waiting_room: false,
+    };
     let set = fixture.run(&Command::SetSchedule { office_id: office_id(), rule }, now());
     assert_eq!(set.outcome, Ok(Reply::ScheduleSet { dates_scheduled: 3 }));
     let refused = fixture.run(&hold(regular(monday()), adult(1)), now());

@@ -8,8 +8,10 @@
 
 use super::booking::{Applicant, Booking, BookingState, SlotRef};
 use super::ids::{AccountId, BookingId, GroupId, OfficeId, PaymentReference, RequestId, SessionId};
+use super::nik::Nik;
 use super::office::{OfficeSettings, ScheduleRule, ServiceType};
 use super::time::{Date, Timestamp};
+use super::waiting_room::{RoomKey, TicketId};
 use serde::{Deserialize, Serialize};
 
 /// Take slots in one session for one or more applicants, all or none.
@@ -25,6 +27,8 @@ pub struct HoldCommand {
     pub account_id: AccountId,
     /// Made through `HoldGroup` (the bookings get a group id).
     pub group: bool,
+    /// Admission token from the waiting room, for dates behind one.
+    pub admission_token: Option<u64>,
 }
 
 /// A change a caller asks for. Each arrives with a [`RequestId`] that makes it idempotent.
@@ -180,6 +184,8 @@ pub enum Event {
         payment_deadline: Timestamp,
         /// When the session starts.
         session_starts_at: Timestamp,
+        /// The waiting-room ticket whose admission token was used.
+        admission: Option<(RoomKey, TicketId)>,
     },
     /// A payment was accepted.
     PaymentConfirmed {
@@ -258,6 +264,8 @@ pub enum Event {
         /// The schedule.
         rule: ScheduleRule,
     },
+    /// The waiting room changed.
+    Room(RoomEvent),
     /// A date was closed or reopened.
     DateClosed {
         /// Who asked.
@@ -270,6 +278,46 @@ pub enum Event {
         reason: String,
         /// Reopened instead.
         reopen: bool,
+    },
+}
+
+/// A waiting-room event: joining, leaving, and the line moving on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RoomEvent {
+    /// An applicant took a place in line.
+    Joined {
+        /// The line.
+        room: RoomKey,
+        /// The new ticket.
+        ticket_id: TicketId,
+        /// Whose.
+        nik: Nik,
+        /// The service wanted.
+        service: ServiceType,
+        /// When.
+        at: Timestamp,
+    },
+    /// An applicant left the line.
+    Left {
+        /// The line.
+        room: RoomKey,
+        /// The ticket.
+        ticket_id: TicketId,
+    },
+    /// The line moved on: the draw (if due), admissions, expiries, sold out.
+    Advanced {
+        /// The line.
+        room: RoomKey,
+        /// When.
+        at: Timestamp,
+        /// Tickets admitted now.
+        admitted: Vec<TicketId>,
+        /// Their tokens are valid until then.
+        admission_expires_at: Timestamp,
+        /// Tickets expired now (admitted and did not hold in time, or stopped watching).
+        expired: Vec<TicketId>,
+        /// Set when the line became sold out (true) or got slots again (false).
+        sold_out: Option<bool>,
     },
 }
 
@@ -388,6 +436,10 @@ pub enum Rejection {
     },
     /// The date is behind a waiting room and no valid admission token was given.
     AdmissionRequired,
+    /// The office has no waiting room now or ahead.
+    NoWaitingRoom(OfficeId),
+    /// No such ticket.
+    TicketNotFound(TicketId),
     /// A server-wide limit is reached (bookings, remembered request ids): try later.
     LimitReached {
         /// Which limit.
@@ -414,6 +466,8 @@ impl Rejection {
             Rejection::RescheduleNotAllowed { .. } => "RESCHEDULE_NOT_ALLOWED",
             Rejection::InvalidState { .. } => "INVALID_STATE",
             Rejection::AdmissionRequired => "ADMISSION_REQUIRED",
+            Rejection::NoWaitingRoom(_) => "NO_WAITING_ROOM",
+            Rejection::TicketNotFound(_) => "TICKET_NOT_FOUND",
             Rejection::LimitReached { .. } => "LIMIT_REACHED",
         }
     }

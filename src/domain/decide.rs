@@ -11,6 +11,7 @@ use super::ids::{BookingId, GroupId, PaymentReference, SessionId};
 use super::office::{Catalog, Office, Pool, SessionTemplate};
 use super::shard::{DayKey, ShardKey};
 use super::time::{Date, Timestamp};
+use super::waiting_room::{RoomKey, Rooms, TicketId, TicketState};
 
 /// A bookable session: what [`check_bookable`] found.
 pub struct Bookable<'office> {
@@ -18,6 +19,35 @@ pub struct Bookable<'office> {
     pub session: &'office SessionTemplate,
     /// When it starts.
     pub starts_at: Timestamp,
+}
+
+/// The waiting room that `slot`'s date is behind, if any.
+#[must_use]
+pub fn room_for(catalog: &Catalog, slot: &SlotRef) -> Option<RoomKey> {
+    let plan = catalog.office(&slot.office_id)?.plan(slot.date)?;
+    plan.waiting_room.then(|| RoomKey { office_id: slot.office_id.clone(), release_at: plan.release_at })
+}
+
+/// Checks the hold's admission token against the waiting room: admitted, unexpired, unused, and issued to one of the
+/// applicants.
+fn check_admission(
+    rooms: Option<&Rooms>,
+    key: &RoomKey,
+    hold: &HoldCommand,
+    now: Timestamp,
+) -> Result<TicketId, Rejection> {
+    let token = hold.admission_token.ok_or(Rejection::AdmissionRequired)?;
+    let room = rooms.and_then(|rooms| rooms.get(key)).ok_or(Rejection::AdmissionRequired)?;
+    let ticket = room.by_token.get(&token).and_then(|ticket_id| room.tickets.get(ticket_id));
+    let valid = ticket.is_some_and(|ticket| {
+        ticket.state == TicketState::Admitted
+            && now < ticket.admission_expires_at
+            && hold.applicants.iter().any(|applicant| applicant.nik == ticket.nik)
+    });
+    match ticket {
+        Some(ticket) if valid => Ok(ticket.ticket_id),
+        _ => Err(Rejection::AdmissionRequired),
+    }
 }
 
 /// Checks that `slot` can take new bookings at `now`: the office works that day, the session and pool exist, the date
@@ -73,6 +103,7 @@ pub fn hold(
     hold: &HoldCommand,
     stamp: Stamp,
     first_booking_id: BookingId,
+    rooms: Option<&Rooms>,
 ) -> Result<Event, Rejection> {
     check_distinct_applicants(hold)?;
     let slot = &hold.slot;
@@ -97,6 +128,10 @@ pub fn hold(
     if left < wanted {
         return Err(Rejection::SessionFull { remaining: left });
     }
+    let admission = match room_for(catalog, slot) {
+        Some(key) => Some((key.clone(), check_admission(rooms, &key, hold, stamp.at)?)),
+        None => None,
+    };
     let payment_deadline = stamp.at.plus_ms(office.settings.payment_window_ms).min(bookable.starts_at);
     let group_id = hold.group.then_some(GroupId(first_booking_id.0));
     Ok(Event::Held {
@@ -106,6 +141,7 @@ pub fn hold(
         group_id,
         payment_deadline,
         session_starts_at: bookable.starts_at,
+        admission,
     })
 }
 

@@ -12,6 +12,7 @@ use super::office::{Catalog, Office, OfficeSettings, ScheduleRule};
 use super::reads::add_counters;
 use super::shard::{ApplicantRecord, DayKey, DayLedger, OfficeCounters, Refund, RequestRecord, Shard, ShardKey};
 use super::time::Date;
+use super::waiting_room::{Room, Rooms};
 use crate::limits::SHARD_COUNT;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -53,6 +54,8 @@ pub struct Image {
     pub refunds: Vec<Refund>,
     /// Running totals per office.
     pub counters: Vec<(OfficeId, OfficeCounters)>,
+    /// Waiting rooms by line.
+    pub rooms: Vec<Room>,
 }
 
 impl Capture {
@@ -98,6 +101,7 @@ impl Capture {
             requests,
             refunds,
             counters: counters.into_iter().collect(),
+            rooms: self.rooms.iter().map(|room| Room::clone(room)).collect(),
         }
     }
 }
@@ -174,7 +178,12 @@ impl QuotaBook {
         }
         // Totals are summed over shards when read, so one shard can carry each office's whole total.
         shards[0].counters = image.counters.into_iter().collect();
-        Ok(QuotaBook::from_parts(rules, shards, catalog, image.next_booking_id))
+        let mut rooms = Rooms::new();
+        for mut room in image.rooms {
+            room.reindex();
+            rooms.insert(room.key.clone(), std::sync::Arc::new(room));
+        }
+        Ok(QuotaBook::from_parts(rules, shards, catalog, rooms, image.next_booking_id))
     }
 
     /// The current state as an image at `log_position` (for tests and tools; snapshots use [`QuotaBook::capture`]).

@@ -22,11 +22,13 @@ pub mod decide;
 pub mod ids;
 pub mod image;
 pub mod invariants;
+pub mod lines;
 pub mod nik;
 pub mod office;
 pub mod reads;
 pub mod shard;
 pub mod time;
+pub mod waiting_room;
 
 #[cfg(test)]
 mod book_tests;

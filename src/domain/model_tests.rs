@@ -684,7 +684,14 @@ impl Harness {
 
 fn hold_command(slot: SlotRef, applicants: Vec<Applicant>, group: bool) -> Command {
     let account_id = AccountId::parse("model-account").expect("id");
-    Command::Hold(HoldCommand { slot, service: ServiceType::NewPassport, applicants, account_id, group })
+    Command::Hold(HoldCommand {
+        slot,
+        service: ServiceType::NewPassport,
+        applicants,
+        account_id,
+        group,
+        admission_token: None,
+    })
 }
 
 proptest! {

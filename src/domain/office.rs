@@ -107,6 +107,8 @@ pub struct ScheduleRule {
     pub release_at: Timestamp,
     /// Sessions for these dates; `None` keeps the office's default sessions.
     pub sessions: Option<Vec<SessionTemplate>>,
+    /// These dates are booked through a waiting room: holds need an admission token.
+    pub waiting_room: bool,
 }
 
 /// An office with its schedules and closed dates.
@@ -131,6 +133,8 @@ pub struct DayPlan<'office> {
     pub sessions: &'office [SessionTemplate],
     /// Why the date is closed, if it is.
     pub closed: Option<&'office str>,
+    /// Holds on this date need an admission token from the waiting room of the release at `release_at`.
+    pub waiting_room: bool,
 }
 
 impl Office {
@@ -148,14 +152,14 @@ impl Office {
         let rule = self.rules.iter().rev().find(|rule| rule.first_date <= date && date <= rule.last_date);
         if let Some(rule) = rule {
             let sessions = rule.sessions.as_deref().unwrap_or(&self.settings.sessions);
-            return Some(DayPlan { release_at: rule.release_at, sessions, closed });
+            return Some(DayPlan { release_at: rule.release_at, sessions, closed, waiting_room: rule.waiting_room });
         }
         if !self.settings.working_weekdays.contains(&date.iso_weekday()) {
             return None;
         }
         let release_date = date.plus_days(-self.settings.release_days_before);
         let release_at = self.zone.instant_of(release_date, self.settings.release_time);
-        Some(DayPlan { release_at, sessions: &self.settings.sessions, closed })
+        Some(DayPlan { release_at, sessions: &self.settings.sessions, closed, waiting_room: false })
     }
 
     /// The office's local date at `now`.
@@ -303,6 +307,7 @@ mod tests {
                 last_date: monday,
                 release_at: release,
                 sessions: None,
+                waiting_room: false,
             });
         }
         office.closed.insert(monday, "holiday".into());

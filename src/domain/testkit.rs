@@ -200,6 +200,7 @@ pub fn hold(slot: SlotRef, applicant: Applicant) -> Command {
         applicants: vec![applicant],
         account_id: AccountId::parse("account-1").expect("id"),
         group: false,
+        admission_token: None,
     })
 }
 
@@ -211,6 +212,7 @@ pub fn hold_group(slot: SlotRef, applicants: Vec<Applicant>) -> Command {
         applicants,
         account_id: AccountId::parse("account-family").expect("id"),
         group: true,
+        admission_token: None,
     })
 }
 

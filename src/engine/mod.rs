@@ -7,6 +7,7 @@
 
 pub mod codec;
 pub mod error;
+pub mod lines;
 pub mod recovery;
 
 use crate::domain::book::{EventLog, QuotaBook};
@@ -65,6 +66,9 @@ pub struct Engine {
     options: EngineOptions,
     snapshot_in_progress: Mutex<()>,
     last_snapshot: Mutex<(u64, Instant)>,
+    watchers: lines::Watchers,
+    started_at: Timestamp,
+    ticks: std::sync::atomic::AtomicU64,
 }
 
 /// Sends the quota book's events to the write-ahead log.
@@ -88,8 +92,17 @@ impl Engine {
         let observer: Arc<dyn storage::WalObserver> = Arc::new(names::WalMetrics);
         let wal = Arc::new(Wal::open(options.wal.clone(), &report.log, Some(observer))?);
         let last = (report.snapshot_position.unwrap_or(0), Instant::now());
-        let engine =
-            Engine { book, wal, clock, options, snapshot_in_progress: Mutex::new(()), last_snapshot: Mutex::new(last) };
+        let engine = Engine {
+            book,
+            wal,
+            started_at: clock.now(),
+            clock,
+            options,
+            snapshot_in_progress: Mutex::new(()),
+            last_snapshot: Mutex::new(last),
+            watchers: lines::Watchers::default(),
+            ticks: std::sync::atomic::AtomicU64::new(0),
+        };
         metrics::gauge!(names::RECOVERY_DURATION_SECONDS).set(report.duration.as_secs_f64());
         metrics::gauge!(names::RECOVERY_RECORDS_REPLAYED).set(report.records_replayed as f64);
         Ok((engine, report))
@@ -159,6 +172,10 @@ impl Engine {
         if let Some(position) = self.book.forget_requests(now, &WalEvents(&self.wal)) {
             self.await_durable(position).await;
         }
+        // Idle tickets are looked for about once a second: it walks every waiting ticket.
+        let tick = self.ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let ticks_per_second = (1000 / self.options.expiry_tick.as_millis().max(1)) as u64;
+        self.advance_lines(tick % ticks_per_second.max(1) == 0).await;
         expired
     }
 

@@ -87,8 +87,13 @@ impl AdminService for AdminApi {
         };
         let (request_id, command) = violations
             .finish((|| {
-                let rule =
-                    ScheduleRule { first_date: first?, last_date: last?, release_at: release_at?, sessions: sessions? };
+                let rule = ScheduleRule {
+                    first_date: first?,
+                    last_date: last?,
+                    release_at: release_at?,
+                    sessions: sessions?,
+                    waiting_room: request.waiting_room,
+                };
                 Some((request_id?, Command::SetSchedule { office_id: office_id?, rule }))
             })())
             .map_err(|rejection| rejection_status(&rejection))?;

@@ -83,6 +83,7 @@ struct HoldParts<'request> {
     pool: i32,
     applicants: Vec<(String, Option<&'request proto::Applicant>)>,
     account_id: &'request str,
+    admission_token: &'request str,
     group: bool,
 }
 
@@ -95,6 +96,16 @@ fn hold_command(request: &HoldParts<'_>, today: Date) -> Result<(RequestId, Comm
     let session_id = violations.session_id("session_id", request.session_id);
     let pool = violations.pool("pool", request.pool);
     let account_id = violations.account_id(request.account_id);
+    let admission_token = match request.admission_token {
+        "" => Some(None),
+        text => {
+            let parsed = crate::domain::waiting_room::parse_token(text);
+            if parsed.is_none() {
+                violations.add("admission_token", "must be a token from WaitingRoomService (AT and 16 hex digits)");
+            }
+            parsed.map(Some)
+        }
+    };
     if request.applicants.is_empty() || request.applicants.len() > GROUP_APPLICANTS_MAX {
         violations.add("applicants", format!("must list 1 to {GROUP_APPLICANTS_MAX} applicants"));
     }
@@ -114,6 +125,7 @@ fn hold_command(request: &HoldParts<'_>, today: Date) -> Result<(RequestId, Comm
             applicants,
             account_id: account_id?,
             group: request.group,
+            admission_token: admission_token?,
         }))
     })();
     violations.finish(request_id.zip(command))
@@ -175,6 +187,7 @@ impl BookingService for BookingApi {
             pool: request.pool,
             applicants: vec![("applicant".to_owned(), request.applicant.as_ref())],
             account_id: &request.account_id,
+            admission_token: &request.admission_token,
             group: false,
         };
         let reply = self.hold_any(parts).await?;
@@ -200,6 +213,7 @@ impl BookingService for BookingApi {
                 .map(|(index, applicant)| (format!("applicants[{index}]"), Some(applicant)))
                 .collect(),
             account_id: &request.account_id,
+            admission_token: &request.admission_token,
             group: true,
         };
         match self.hold_any(parts).await? {

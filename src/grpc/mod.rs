@@ -9,6 +9,7 @@ pub mod booking;
 pub mod convert;
 pub mod overload;
 pub mod status;
+pub mod waiting_room;
 
 use crate::engine::Engine;
 use std::sync::{Arc, OnceLock};

@@ -33,6 +33,8 @@ const KNOWN_METHODS: &[&str] = &[
     "Check",
     "Watch",
     "ServerReflectionInfo",
+    "Join",
+    "Leave",
 ];
 
 /// The layer; clones share one in-flight counter.

@@ -110,6 +110,14 @@ pub fn rejection_status(rejection: &Rejection) -> Status {
             "this date is behind a waiting room: join it and hold with the admission token".into(),
             vec![],
         ),
+        Rejection::NoWaitingRoom(office_id) => info(
+            Code::NotFound,
+            format!("office {office_id} has no waiting room open or scheduled"),
+            vec![("office_id", office_id.to_string())],
+        ),
+        Rejection::TicketNotFound(ticket_id) => {
+            info(Code::NotFound, format!("ticket {ticket_id} not found"), vec![("ticket_id", ticket_id.to_string())])
+        }
         Rejection::LimitReached { limit } => {
             let mut details = ErrorDetails::with_retry_info(Some(LIMIT_RETRY_DELAY));
             details.set_error_info(reason, ERROR_DOMAIN, HashMap::from([("limit".to_owned(), limit.clone())]));
@@ -124,4 +132,45 @@ pub fn overload_status(why: &str) -> Status {
     let mut details = ErrorDetails::with_retry_info(Some(OVERLOAD_RETRY_DELAY));
     details.set_error_info("OVERLOADED", ERROR_DOMAIN, HashMap::from([("why".to_owned(), why.to_owned())]));
     Status::with_error_details(Code::ResourceExhausted, format!("server overloaded ({why}): retry later"), details)
+}
+
+/// The status for a call refused by authentication or authorization: UNAUTHENTICATED when the caller is not known,
+/// PERMISSION_DENIED when it is known but not allowed. The message never echoes a token or a NIK.
+#[must_use]
+pub fn auth_status(refusal: crate::auth::AuthRefusal) -> Status {
+    use crate::auth::AuthRefusal;
+    let (code, reason, message) = match refusal {
+        AuthRefusal::MissingCredentials => (
+            Code::Unauthenticated,
+            "CREDENTIALS_MISSING",
+            "send `authorization: Bearer TOKEN` or a client certificate of a configured caller",
+        ),
+        AuthRefusal::InvalidToken => (Code::Unauthenticated, "TOKEN_INVALID", "the bearer token is not valid"),
+        AuthRefusal::UnknownCertificate => {
+            (Code::Unauthenticated, "CERTIFICATE_UNKNOWN", "the client certificate names no configured caller")
+        }
+        AuthRefusal::Role => {
+            (Code::PermissionDenied, "ROLE_NOT_ALLOWED", "the caller's roles do not allow this method")
+        }
+        AuthRefusal::Office => {
+            (Code::PermissionDenied, "OFFICE_NOT_ALLOWED", "the caller may act only on its own offices")
+        }
+    };
+    let mut details = ErrorDetails::new();
+    details.set_error_info(reason, ERROR_DOMAIN, HashMap::new());
+    Status::with_error_details(code, message, details)
+}
+
+/// The status for a hold refused by an anti-hoarding limit: RESOURCE_EXHAUSTED with the time until the window ends
+/// as the retry hint, and the limit's scope (`caller`, `account`, `applicant`, `tracked_keys`) in the metadata.
+#[must_use]
+pub fn hoarding_status(refusal: &crate::auth::HoardingRefusal) -> Status {
+    let scope = refusal.scope.label();
+    let mut details = ErrorDetails::with_retry_info(Some(Duration::from_millis(refusal.retry_after_ms)));
+    details.set_error_info("HOLD_RATE_LIMITED", ERROR_DOMAIN, HashMap::from([("scope".to_owned(), scope.to_owned())]));
+    Status::with_error_details(
+        Code::ResourceExhausted,
+        format!("too many holds for this {scope} in the current window; retry later"),
+        details,
+    )
 }

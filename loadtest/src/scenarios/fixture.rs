@@ -174,6 +174,7 @@ async fn upsert_office(
         release_time: Some(proto::TimeOfDay { hours: 0, minutes: 0 }),
         city: "Jakarta Pusat".to_string(),
         province: "DKI Jakarta".to_string(),
+        ..Default::default()
     };
     let request =
         proto::UpsertOfficeRequest { request_id: format!("lt-{run_id}-office-{office_id}"), office: Some(office) };
@@ -196,6 +197,7 @@ async fn set_schedule(
         last_date: Some(proto_date(date)),
         release_at: Some(timestamp(release_at)),
         sessions: session_templates(capacities),
+        ..Default::default()
     };
     clients.admin().set_schedule(request).await.with_context(|| format!("SetSchedule {office_id} {date} failed"))?;
     Ok(())

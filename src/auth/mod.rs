@@ -1,0 +1,138 @@
+//! Who may call antrean, and for what: caller authentication (bearer tokens or client certificates), the role table
+//! for every RPC, office scoping, NIK masking per role, and anti-hoarding limits on holds.
+//!
+//! The [`layer::AuthLayer`] runs in front of every service: it identifies the caller, checks the method against the
+//! role table in [`permissions`], and puts an [`Access`] into the request's extensions. Handlers read it to mask NIKs
+//! and to keep office callers to their own offices. Refusals become `Status` values in `grpc/status.rs`, like every
+//! other refusal.
+//!
+//! Architecture invariant: a token, a token hash or a full NIK is never logged and never a metric label; metric labels
+//! are closed sets (reasons, scopes).
+//!
+//! # Layout
+//!
+//! - `token.rs`: token hashing and the constant-time lookup.
+//! - `permissions.rs`: [`Role`] and the method table.
+//! - `callers.rs`: `[[callers]]` configuration and [`Callers`], the registry that authenticates.
+//! - `layer.rs`: the tower layer.
+//! - `hoarding.rs`: `[anti_hoarding]` and the [`HoldLimiter`].
+
+pub mod callers;
+pub mod hoarding;
+pub mod layer;
+pub mod permissions;
+pub mod token;
+
+pub use callers::{Caller, CallerConfig, Callers, validate_callers};
+pub use hoarding::{AntiHoardingConfig, HoardingRefusal, HoardingScope, HoldLimiter, HoldRequestKeys};
+pub use permissions::Role;
+
+use crate::domain::ids::OfficeId;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+/// Why a call was refused before or by its handler; the `reason` label of `antrean_auth_refusals_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthRefusal {
+    /// Neither a bearer token nor a client certificate of a configured caller. UNAUTHENTICATED.
+    MissingCredentials,
+    /// A bearer token that matches no caller. UNAUTHENTICATED.
+    InvalidToken,
+    /// A client certificate that names no caller. UNAUTHENTICATED.
+    UnknownCertificate,
+    /// The caller's roles do not allow the method. PERMISSION_DENIED.
+    Role,
+    /// An office caller asked about another office's booking or list. PERMISSION_DENIED.
+    Office,
+}
+
+impl AuthRefusal {
+    /// The metric label.
+    #[must_use]
+    pub fn label(self) -> &'static str {
+        match self {
+            AuthRefusal::MissingCredentials => "missing_credentials",
+            AuthRefusal::InvalidToken => "invalid_token",
+            AuthRefusal::UnknownCertificate => "unknown_certificate",
+            AuthRefusal::Role => "role",
+            AuthRefusal::Office => "office",
+        }
+    }
+
+    /// Counts the refusal in `antrean_auth_refusals_total`.
+    pub fn count(self) {
+        metrics::counter!(crate::metrics::AUTH_REFUSALS_TOTAL, "reason" => self.label()).increment(1);
+    }
+}
+
+/// The offices a call may touch.
+#[derive(Clone, Debug)]
+pub enum OfficeScope {
+    /// Any office.
+    All,
+    /// Only these (an office-role caller).
+    Only(Arc<BTreeSet<OfficeId>>),
+}
+
+/// What the authenticated caller may see and touch in this call; put into the request's extensions by the layer.
+#[derive(Clone, Debug)]
+pub struct Access {
+    /// The caller's configured name (`"open"` without configured callers); for anti-hoarding keys and logs.
+    pub caller: Arc<str>,
+    /// Whether answers carry full NIKs.
+    pub reveal_nik: bool,
+    /// Offices within reach.
+    pub offices: OfficeScope,
+}
+
+impl Access {
+    /// Access without configured callers (the local demo): everything.
+    #[must_use]
+    pub fn open() -> Access {
+        Access { caller: Arc::from("open"), reveal_nik: true, offices: OfficeScope::All }
+    }
+
+    /// Access for nothing: what a handler assumes when no layer ran (fail closed).
+    #[must_use]
+    pub fn none() -> Access {
+        Access { caller: Arc::from("unauthenticated"), reveal_nik: false, offices: OfficeScope::Only(Arc::default()) }
+    }
+
+    /// The access of `caller` through the roles in `allowed` that it holds: full NIKs if any of those roles sees
+    /// them, every office unless all of those roles are office-scoped.
+    #[must_use]
+    pub fn for_roles(caller: &Caller, allowed: &[Role]) -> Access {
+        let roles: Vec<Role> = allowed.iter().copied().filter(|role| caller.roles.contains(role)).collect();
+        let scoped = !roles.is_empty() && roles.iter().all(|role| role.office_scoped());
+        Access {
+            caller: Arc::from(caller.name.as_str()),
+            reveal_nik: roles.iter().any(|role| role.sees_full_nik()),
+            offices: if scoped { OfficeScope::Only(Arc::new(caller.offices.clone())) } else { OfficeScope::All },
+        }
+    }
+
+    /// The access the layer attached to a request, or [`Access::none`].
+    #[must_use]
+    pub fn of(extensions: &http::Extensions) -> Access {
+        extensions.get::<Access>().cloned().unwrap_or_else(Access::none)
+    }
+
+    /// Whether the call may touch `office_id`.
+    #[must_use]
+    pub fn may_touch(&self, office_id: &OfficeId) -> bool {
+        match &self.offices {
+            OfficeScope::All => true,
+            OfficeScope::Only(offices) => offices.contains(office_id),
+        }
+    }
+
+    /// `Ok` if the call may touch `office_id`; otherwise counts the refusal and returns it.
+    pub fn check_office(&self, office_id: &OfficeId) -> Result<(), AuthRefusal> {
+        if self.may_touch(office_id) {
+            Ok(())
+        } else {
+            AuthRefusal::Office.count();
+            Err(AuthRefusal::Office)
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! The quota book's waiting-room operations: joining and leaving a line, reading a ticket, and moving a line on.
+//!
+//! Lock order: the rooms lock is taken after shard locks (holds) or alone (everything here); the supply figures a
+//! line needs are read from the shards first, one at a time, and passed in.
+
+use super::book::{EventLog, QuotaBook};
+use super::command::{Event, Rejection, RoomEvent};
+use super::ids::OfficeId;
+use super::nik::Nik;
+use super::office::ServiceType;
+use super::shard::{DayKey, ShardKey};
+use super::time::Timestamp;
+use super::waiting_room::{Room, RoomKey, Rooms, Ticket, TicketId, TicketState};
+use std::sync::atomic::Ordering;
+
+/// Most tickets admitted or expired in one step of a line, so a step stays short under the rooms lock.
+pub const LINE_STEP_TICKETS_MAX: usize = 2_000;
+
+/// A ticket as a caller sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TicketView {
+    /// The ticket.
+    pub ticket: Ticket,
+    /// Its line.
+    pub room: RoomKey,
+    /// Waiting tickets ahead of it.
+    pub ahead: u64,
+    /// Estimated milliseconds until admission, from the line's admission rate (or until the release instant).
+    pub estimated_wait_ms: i64,
+}
+
+/// What a line needs to know about the slots behind it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Supply {
+    /// Slots neither held nor confirmed on the line's dates.
+    pub remaining: u64,
+    /// Holds awaiting payment, which may still expire and free their slot.
+    pub awaiting: u64,
+}
+
+impl QuotaBook {
+    /// Every line.
+    #[must_use]
+    pub fn room_keys(&self) -> Vec<RoomKey> {
+        self.rooms.lock().keys().cloned().collect()
+    }
+
+    /// Joins the office's open line (or returns the applicant's ticket there). Refused when the office has no line,
+    /// or its next line does not open yet.
+    pub fn join(
+        &self,
+        office_id: &OfficeId,
+        service: ServiceType,
+        nik: Nik,
+        now: Timestamp,
+        log: &impl EventLog,
+    ) -> Result<(TicketView, Option<u64>), Rejection> {
+        let mut rooms = self.rooms.lock();
+        let key = self.open_room(&rooms, office_id, now)?;
+        let room = rooms.get(&key).expect("chosen above");
+        if let Some(ticket_id) = room.by_nik.get(&nik) {
+            return Ok((self.view(room, *ticket_id, now).expect("indexed ticket exists"), None));
+        }
+        if room.tickets.len() as u64 >= self.rules().tickets_per_room_max {
+            return Err(Rejection::LimitReached { limit: "tickets_per_room_max".into() });
+        }
+        let ticket_id = TicketId(self.next_ticket_id.fetch_add(1, Ordering::Relaxed));
+        let event = Event::Room(RoomEvent::Joined { room: key.clone(), ticket_id, nik, service, at: now });
+        let position = self.apply_room_event(&mut rooms, &event, log);
+        let room = rooms.get(&key).expect("chosen above");
+        Ok((self.view(room, ticket_id, now).expect("just joined"), Some(position)))
+    }
+
+    /// The line an office's applicants join at `now`: the latest one already open, else an error naming when the next
+    /// one opens.
+    fn open_room(&self, rooms: &Rooms, office_id: &OfficeId, now: Timestamp) -> Result<RoomKey, Rejection> {
+        let pre_open = self.rules().waiting_room_pre_open_ms;
+        let office_rooms = rooms.keys().filter(|key| &key.office_id == office_id);
+        let open = office_rooms.clone().filter(|key| key.release_at.plus_ms(-pre_open) <= now).max();
+        if let Some(key) = open {
+            return Ok(key.clone());
+        }
+        match office_rooms.min() {
+            Some(next) => Err(Rejection::NotYetOpen { opens_at: next.release_at.plus_ms(-pre_open) }),
+            None => Err(Rejection::NoWaitingRoom(office_id.clone())),
+        }
+    }
+
+    /// Leaves the line. Leaving twice, or after the ticket ended, changes nothing.
+    pub fn leave(
+        &self,
+        ticket_id: TicketId,
+        now: Timestamp,
+        log: &impl EventLog,
+    ) -> Result<(TicketView, Option<u64>), Rejection> {
+        let mut rooms = self.rooms.lock();
+        let key = find_room(&rooms, ticket_id).ok_or(Rejection::TicketNotFound(ticket_id))?;
+        let ticket = &rooms[&key].tickets[&ticket_id];
+        let mut position = None;
+        if !ticket.state.is_terminal() {
+            let event = Event::Room(RoomEvent::Left { room: key.clone(), ticket_id });
+            position = Some(self.apply_room_event(&mut rooms, &event, log));
+        }
+        Ok((self.view(&rooms[&key], ticket_id, now).expect("exists"), position))
+    }
+
+    /// A ticket as its holder sees it now.
+    #[must_use]
+    pub fn ticket(&self, ticket_id: TicketId, now: Timestamp) -> Option<TicketView> {
+        let rooms = self.rooms.lock();
+        let key = find_room(&rooms, ticket_id)?;
+        self.view(&rooms[&key], ticket_id, now)
+    }
+
+    fn view(&self, room: &Room, ticket_id: TicketId, now: Timestamp) -> Option<TicketView> {
+        let ticket = room.tickets.get(&ticket_id)?.clone();
+        let ahead = if ticket.state == TicketState::Waiting { room.ahead(&ticket) } else { 0 };
+        let estimated_wait_ms = if now < room.key.release_at {
+            room.key.release_at.ms_since(now)
+        } else {
+            match room.first_admitted_at {
+                Some(first) if room.admitted_total > 0 => {
+                    let per_admission = now.ms_since(first).max(1) as f64 / room.admitted_total as f64;
+                    (per_admission * ahead as f64) as i64
+                }
+                _ => 0,
+            }
+        };
+        Some(TicketView { ticket, room: room.key.clone(), ahead, estimated_wait_ms })
+    }
+
+    /// The slots behind a line: remaining and awaiting payment over its dates.
+    #[must_use]
+    pub fn supply(&self, key: &RoomKey) -> Supply {
+        let catalog = self.catalog();
+        let Some(office) = catalog.office(&key.office_id) else { return Supply::default() };
+        let Some((first, last)) = self.rooms.lock().get(key).map(|room| (room.first_date, room.last_date)) else {
+            return Supply::default();
+        };
+        let mut supply = Supply::default();
+        for offset in 0..=last.days_since(first) {
+            let date = first.plus_days(offset);
+            let Some(plan) = office.plan(date).filter(|plan| plan.waiting_room && plan.release_at == key.release_at)
+            else {
+                continue;
+            };
+            if plan.closed.is_some() {
+                continue;
+            }
+            let day = DayKey { office_id: key.office_id.clone(), date };
+            let ledger = self.read_shard(day.shard_index(), |shard| shard.days.get(&day).cloned());
+            for session in plan.sessions {
+                for (pool, capacity) in &session.capacities {
+                    let counted = ledger.as_ref().and_then(|ledger| ledger.pool(&session.session_id, *pool));
+                    supply.remaining += u64::from(counted.map_or(*capacity, |ledger| ledger.remaining()));
+                    supply.awaiting += u64::from(counted.map_or(0, |ledger| ledger.awaiting));
+                }
+            }
+        }
+        supply
+    }
+
+    /// Moves a line on at `now`: makes the draw when due, expires admissions that ran out and tickets in `idle`,
+    /// admits the next tickets while admitted-not-booked stays within remaining slots times the admission factor, and
+    /// declares the line sold out when no slot is left and none can come back. Logs one event when anything changes.
+    pub fn advance_room(
+        &self,
+        key: &RoomKey,
+        supply: Supply,
+        idle: &[TicketId],
+        now: Timestamp,
+        log: &impl EventLog,
+    ) -> Option<u64> {
+        let mut rooms = self.rooms.lock();
+        let room = rooms.get(key)?;
+        if now < key.release_at {
+            return None;
+        }
+        let mut expired: Vec<TicketId> = room
+            .admitted
+            .iter()
+            .take_while(|(expires_at, _)| *expires_at <= now)
+            .map(|(_, ticket_id)| *ticket_id)
+            .take(LINE_STEP_TICKETS_MAX)
+            .collect();
+        let admitted_after_expiry = u64::from(room.admitted_now) - expired.len() as u64;
+        expired.extend(idle.iter().filter(|ticket_id| {
+            room.tickets.get(ticket_id).is_some_and(|ticket| ticket.state == TicketState::Waiting)
+        }));
+        let budget = supply.remaining * u64::from(self.rules().admission_factor_percent) / 100;
+        let wanted = budget.saturating_sub(admitted_after_expiry).min(LINE_STEP_TICKETS_MAX as u64) as usize;
+        // Applying the event makes the draw first, which decides who is next: pick from a drawn copy when it is pending.
+        let drawn_copy;
+        let ordered = if room.drawn {
+            room
+        } else {
+            let mut copy = Room::clone(room);
+            copy.draw_if_due(now);
+            drawn_copy = copy;
+            &drawn_copy
+        };
+        let admitted: Vec<TicketId> = ordered
+            .next_waiting(wanted + expired.len())
+            .into_iter()
+            .filter(|ticket_id| !expired.contains(ticket_id))
+            .take(wanted)
+            .collect();
+        let nothing_left = supply.remaining == 0 && supply.awaiting == 0 && admitted_after_expiry == 0;
+        let sold_out = match (room.sold_out, nothing_left && room.waiting() > 0) {
+            (false, true) => Some(true),
+            (true, false) if supply.remaining > 0 => Some(false),
+            _ => None,
+        };
+        if expired.is_empty() && admitted.is_empty() && sold_out.is_none() && room.drawn {
+            return None;
+        }
+        let admission_expires_at = now.plus_ms(self.rules().admission_ttl_ms);
+        let event = Event::Room(RoomEvent::Advanced {
+            room: key.clone(),
+            at: now,
+            admitted,
+            admission_expires_at,
+            expired,
+            sold_out,
+        });
+        Some(self.apply_room_event(&mut rooms, &event, log))
+    }
+
+    /// Waiting tickets of a line, for the engine's idle check.
+    #[must_use]
+    pub fn waiting_tickets(&self, key: &RoomKey, limit: usize) -> Vec<(TicketId, Timestamp)> {
+        let rooms = self.rooms.lock();
+        let Some(room) = rooms.get(key) else { return Vec::new() };
+        room.tickets
+            .values()
+            .filter(|ticket| ticket.state == TicketState::Waiting)
+            .map(|ticket| (ticket.ticket_id, ticket.joined_at))
+            .take(limit)
+            .collect()
+    }
+
+    fn apply_room_event(&self, rooms: &mut Rooms, event: &Event, log: &impl EventLog) -> u64 {
+        let Event::Room(room_event) = event else { unreachable!("room events only") };
+        let applied = super::apply::apply_room(rooms, room_event);
+        if let Some(highest) = applied.highest_ticket_id {
+            self.next_ticket_id.fetch_max(highest.0 + 1, Ordering::Relaxed);
+        }
+        log.append(event)
+    }
+}
+
+fn find_room(rooms: &Rooms, ticket_id: TicketId) -> Option<RoomKey> {
+    rooms.iter().find(|(_, room)| room.tickets.contains_key(&ticket_id)).map(|(key, _)| key.clone())
+}

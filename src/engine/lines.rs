@@ -1,0 +1,106 @@
+//! The engine's side of the waiting rooms: joining, leaving and reading tickets with durability, remembering who is
+//! still watching, and moving every line on each tick from the slots the quota book reports.
+//!
+//! Who is watching is observed here (it is not state): the decision that a ticket went idle is logged as an event,
+//! so replay does not depend on it.
+
+use super::{Engine, WalEvents};
+use crate::domain::command::Rejection;
+use crate::domain::ids::OfficeId;
+use crate::domain::lines::TicketView;
+use crate::domain::nik::Nik;
+use crate::domain::office::ServiceType;
+use crate::domain::time::Timestamp;
+use crate::domain::waiting_room::TicketId;
+use std::collections::HashMap;
+
+/// Most waiting tickets checked for idleness per line per pass.
+const IDLE_CHECK_TICKETS_MAX: usize = 100_000;
+
+/// When each ticket was last seen by a Join, a Watch or a read, in milliseconds since the epoch.
+#[derive(Default)]
+pub struct Watchers {
+    last_seen: parking_lot::Mutex<HashMap<TicketId, Timestamp>>,
+}
+
+impl Watchers {
+    /// Notes that the ticket's holder is still there.
+    pub fn seen(&self, ticket_id: TicketId, now: Timestamp) {
+        self.last_seen.lock().insert(ticket_id, now);
+    }
+
+    fn last_seen(&self, ticket_id: TicketId) -> Option<Timestamp> {
+        self.last_seen.lock().get(&ticket_id).copied()
+    }
+
+    fn forget(&self, ticket_ids: &[TicketId]) {
+        let mut last_seen = self.last_seen.lock();
+        for ticket_id in ticket_ids {
+            last_seen.remove(ticket_id);
+        }
+    }
+}
+
+impl Engine {
+    /// Joins the office's line, durably.
+    pub async fn join(&self, office_id: &OfficeId, service: ServiceType, nik: Nik) -> Result<TicketView, Rejection> {
+        let now = self.clock.now();
+        let (view, position) = self.book.join(office_id, service, nik, now, &WalEvents(&self.wal))?;
+        if let Some(position) = position {
+            self.await_durable(position).await;
+        }
+        self.watchers.seen(view.ticket.ticket_id, now);
+        Ok(view)
+    }
+
+    /// Leaves a line, durably.
+    pub async fn leave(&self, ticket_id: TicketId) -> Result<TicketView, Rejection> {
+        let now = self.clock.now();
+        let (view, position) = self.book.leave(ticket_id, now, &WalEvents(&self.wal))?;
+        if let Some(position) = position {
+            self.await_durable(position).await;
+        }
+        Ok(view)
+    }
+
+    /// A ticket now; reading it counts as watching.
+    pub fn ticket(&self, ticket_id: TicketId) -> Option<TicketView> {
+        let now = self.clock.now();
+        let view = self.book.ticket(ticket_id, now)?;
+        self.watchers.seen(ticket_id, now);
+        Some(view)
+    }
+
+    /// Moves every line on; checks for idle tickets when `check_idle`.
+    pub(super) async fn advance_lines(&self, check_idle: bool) {
+        let now = self.clock.now();
+        let idle_ttl = self.book.rules().ticket_idle_ttl_ms;
+        let mut last_position = None;
+        for key in self.book.room_keys() {
+            if now < key.release_at {
+                continue;
+            }
+            let idle: Vec<TicketId> = if check_idle {
+                self.book
+                    .waiting_tickets(&key, IDLE_CHECK_TICKETS_MAX)
+                    .into_iter()
+                    .filter(|(ticket_id, joined_at)| {
+                        let seen = self.watchers.last_seen(*ticket_id).unwrap_or(*joined_at).max(self.started_at);
+                        now.ms_since(seen) >= idle_ttl
+                    })
+                    .map(|(ticket_id, _)| ticket_id)
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let supply = self.book.supply(&key);
+            if let Some(position) = self.book.advance_room(&key, supply, &idle, now, &WalEvents(&self.wal)) {
+                last_position = Some(position);
+            }
+            self.watchers.forget(&idle);
+        }
+        if let Some(position) = last_position {
+            self.await_durable(position).await;
+        }
+    }
+}
