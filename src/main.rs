@@ -36,6 +36,10 @@ struct Cli {
     /// directory first).
     #[arg(long, env = "ANTREAN_ACCEPT_LOG_TRUNCATION")]
     accept_log_truncation: bool,
+    /// Allow serving plain text (no TLS) on an address other hosts can reach; tokens and NIKs then cross the network
+    /// unencrypted. Loopback addresses never need it.
+    #[arg(long, env = "ANTREAN_INSECURE")]
+    insecure: bool,
     /// Demo: release the next week of kanim-pontianak (7 to 13 days ahead) this many seconds after start, behind a
     /// waiting room, to try the opening moment locally.
     #[arg(long, value_name = "SECONDS")]
@@ -53,6 +57,8 @@ enum Action {
     },
     /// Prints the embedded default configuration.
     PrintConfig,
+    /// Reads a caller's bearer token from standard input and prints the SHA-256 to put in `token_sha256`.
+    HashToken,
 }
 
 fn load(cli: &Cli) -> anyhow::Result<Config> {
@@ -82,6 +88,8 @@ fn load(cli: &Cli) -> anyhow::Result<Config> {
     config.storage.accept_log_truncation |= cli.accept_log_truncation;
     config.demo_release_in_seconds = cli.demo_release_in;
     config.validate()?;
+    let listen: SocketAddr = config.server.listen.parse()?;
+    antrean::tls::check_listen(listen, config.server.tls.as_ref(), cli.insecure).map_err(anyhow::Error::msg)?;
     Ok(config)
 }
 
@@ -134,6 +142,7 @@ fn main() -> anyhow::Result<()> {
             print!("{DEMO_CONFIG}");
             return Ok(());
         }
+        Some(Action::HashToken) => return hash_token(),
         None => {}
     }
     let config = match load(&cli) {
@@ -144,7 +153,30 @@ fn main() -> anyhow::Result<()> {
         }
     };
     init_tracing(&config);
+    if cli.insecure && config.server.tls.is_none() {
+        tracing::warn!(listen = %config.server.listen, "--insecure: serving plain text; tokens and NIKs cross the network unencrypted");
+    }
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(serve(config))
+}
+
+/// `antrean hash-token`: one token on standard input (a trailing newline is ignored), its hash on standard output.
+fn hash_token() -> anyhow::Result<()> {
+    use antrean::auth::token::{TOKEN_BYTES_MAX, TOKEN_BYTES_MIN, hash_token};
+    use std::io::Read;
+    let mut input = Vec::new();
+    std::io::stdin().take(TOKEN_BYTES_MAX as u64 + 2).read_to_end(&mut input).context("cannot read standard input")?;
+    let token = input.strip_suffix(b"\n").unwrap_or(&input);
+    let token = token.strip_suffix(b"\r").unwrap_or(token);
+    if token.is_empty() || token.len() > TOKEN_BYTES_MAX || token.iter().any(|byte| !byte.is_ascii_graphic()) {
+        anyhow::bail!("a token is 1 to {TOKEN_BYTES_MAX} printable ASCII characters without spaces");
+    }
+    if token.len() < TOKEN_BYTES_MIN {
+        eprintln!(
+            "warning: tokens shorter than {TOKEN_BYTES_MIN} characters are guessable; use `openssl rand -hex 32`"
+        );
+    }
+    println!("{}", hash_token(token).to_hex());
+    Ok(())
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

@@ -1,6 +1,8 @@
 //! Running the service: bind, recover (health NOT_SERVING meanwhile), serve, run the background work, and on SIGTERM
 //! or Ctrl-C drain in-flight calls within a bounded time, write a final snapshot and close the log.
 
+use crate::auth::layer::AuthLayer;
+use crate::auth::{AntiHoardingConfig, Callers, HoldLimiter};
 use crate::config::Config;
 use crate::engine::{Engine, EngineOptions, SystemClock};
 use crate::grpc::EngineHandle;
@@ -43,6 +45,9 @@ pub enum ServerError {
     /// The gRPC transport failed.
     #[error("grpc transport: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// A TLS certificate, key or client CA file could not be read.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// Reflection could not be set up.
     #[error("grpc reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
@@ -72,7 +77,17 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
     let reflection_v1alpha = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
-    let booking = BookingServiceServer::new(BookingApi::new(handle.clone()))
+    let callers = Arc::new(Callers::new(&config.callers));
+    let hold_limiter = if callers.is_open() {
+        tracing::warn!(
+            "no [[callers]] configured: every call is allowed without credentials and holds are not rate-limited \
+             (local demo only)"
+        );
+        Arc::new(HoldLimiter::new(&AntiHoardingConfig::unlimited()))
+    } else {
+        Arc::new(HoldLimiter::new(&config.anti_hoarding))
+    };
+    let booking = BookingServiceServer::new(BookingApi::new(handle.clone(), hold_limiter))
         .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
     let waiting_room = WaitingRoomServiceServer::new(WaitingRoomApi::new(handle.clone()))
@@ -82,12 +97,19 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
         .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
     let (stop_serving, serving_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &config.server.tls {
+        builder = builder.tls_config(tls.server_config()?)?;
+        let mutual = tls.client_ca_path.is_some();
+        tracing::info!(mutual, "serving TLS{}", if mutual { " and requiring client certificates" } else { "" });
+    }
+    let server = builder
         .timeout(Duration::from_millis(config.server.request_timeout_ms))
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .max_concurrent_streams(Some(1024))
         .layer(OverloadLayer::new(config.server.in_flight_requests_max as usize))
+        .layer(AuthLayer::new(callers))
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

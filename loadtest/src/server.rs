@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use tonic::transport::Endpoint;
 use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 /// How long the server may take to answer after it was started.
@@ -73,7 +74,7 @@ pub async fn spawn(binary: &Path, extra_args: &[String], keep: bool) -> anyhow::
 }
 
 impl SpawnedServer {
-    /// Retries a health check until the server answers (any answer, even UNIMPLEMENTED) or [`START_TIMEOUT`].
+    /// Retries a health check until the server answers SERVING (or UNIMPLEMENTED: no health service) or [`START_TIMEOUT`].
     async fn wait_ready(&mut self) -> anyhow::Result<()> {
         let deadline = Instant::now() + START_TIMEOUT;
         let endpoint = Endpoint::from_shared(format!("http://{}", self.address))?
@@ -86,7 +87,9 @@ impl SpawnedServer {
             if let Ok(channel) = endpoint.connect().await {
                 let answer = HealthClient::new(channel).check(HealthCheckRequest { service: String::new() }).await;
                 match answer {
-                    Ok(_) => return Ok(()),
+                    // A server still recovering answers NOT_SERVING: wait for SERVING.
+                    Ok(response) if response.get_ref().status() == ServingStatus::Serving => return Ok(()),
+                    Ok(_) => {}
                     Err(status) if status.code() == tonic::Code::Unimplemented => return Ok(()),
                     Err(_) => {}
                 }

@@ -48,6 +48,12 @@ impl Default for AntiHoardingConfig {
 pub const TRACKED_KEYS_LIMIT: u32 = 4_000_000;
 
 impl AntiHoardingConfig {
+    /// No limit at all: the local demo without configured callers.
+    #[must_use]
+    pub fn unlimited() -> AntiHoardingConfig {
+        AntiHoardingConfig { caller_holds_max: 0, account_holds_max: 0, applicant_holds_max: 0, ..Self::default() }
+    }
+
     /// Checks the section; the error names the field and the reason.
     pub fn validate(&self) -> Result<(), (String, String)> {
         if !(1..=7 * 86_400).contains(&self.window_seconds) {

@@ -6,7 +6,7 @@
 
 use super::access::ShardAccess;
 use super::booking::{Booking, BookingState, SlotRef, payment_code_for};
-use super::command::{Event, Outcome, Rejection, Reply, RoomEvent, Stamp};
+use super::command::{Event, Outcome, Reply, RoomEvent, Stamp};
 use super::ids::BookingId;
 use super::ids::OfficeId;
 use super::office::{Catalog, Office, ScheduleRule};
@@ -104,13 +104,7 @@ pub fn apply(
             };
             access.shard_mut(booking_id.shard_index()).refunds.push(refund);
             counters(access, &day_key(&booking.slot)).refunds_total += 1;
-            let rejection = match reason {
-                super::command::RefundReason::PaymentExpired => Rejection::PaymentExpired { booking_id: *booking_id },
-                super::command::RefundReason::DuplicatePayment => Rejection::AlreadyPaid { booking_id: *booking_id },
-                super::command::RefundReason::Cancelled => {
-                    Rejection::InvalidState { state: booking.state, action: "pay for a cancelled booking".into() }
-                }
-            };
+            let rejection = super::decide::refund_rejection(*reason, &booking);
             answered(stamp, Err(rejection))
         }
         Event::Cancelled { stamp, booking_id } => {

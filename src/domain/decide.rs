@@ -200,6 +200,16 @@ pub fn confirm_payment(
     stamp: Stamp,
 ) -> Result<Option<Event>, Rejection> {
     let booking_id = booking.booking_id;
+    // A payment already recorded for refund stays refunded: the same report arriving again (under a new request id)
+    // gets the same refusal and records nothing, so the money is never returned twice nor also kept for a revival.
+    let refunded = access
+        .shard(booking_id.shard_index())
+        .refunds
+        .iter()
+        .find(|refund| refund.booking_id == booking_id && &refund.payment_reference == payment_reference);
+    if let Some(refund) = refunded {
+        return Err(refund_rejection(refund.reason, booking));
+    }
     let refuse = |reason| {
         Ok(Some(Event::PaymentRefused {
             stamp: stamp.clone(),
@@ -230,6 +240,19 @@ pub fn confirm_payment(
             } else {
                 refuse(RefundReason::PaymentExpired)
             }
+        }
+    }
+}
+
+/// The refusal that goes with a refund.
+#[must_use]
+pub fn refund_rejection(reason: RefundReason, booking: &Booking) -> Rejection {
+    let booking_id = booking.booking_id;
+    match reason {
+        RefundReason::PaymentExpired => Rejection::PaymentExpired { booking_id },
+        RefundReason::DuplicatePayment => Rejection::AlreadyPaid { booking_id },
+        RefundReason::Cancelled => {
+            Rejection::InvalidState { state: booking.state, action: "pay for a cancelled booking".into() }
         }
     }
 }

@@ -123,7 +123,8 @@ enum Expected {
 struct Model {
     now: Timestamp,
     bookings: Vec<ModelBooking>,
-    refunds: usize,
+    /// Refunds recorded: booking, payment reference, and the refusal that went with it.
+    refunds: Vec<(BookingId, String, Rejection)>,
     /// Request ids with a logged answer: when recorded, and the first execution.
     remembered: HashMap<RequestId, (Timestamp, Execution)>,
 }
@@ -252,6 +253,10 @@ impl Model {
     fn expect_payment(&self, index: usize, reference: &str) -> Expected {
         let booking = &self.bookings[index];
         let booking_id = booking.booking_id;
+        let refunded = self.refunds.iter().find(|(id, paid, _)| *id == booking_id && paid == reference);
+        if let Some((_, _, rejection)) = refunded {
+            return Expected::Refused(rejection.clone());
+        }
         match booking.state {
             BookingState::Confirmed | BookingState::CheckedIn
                 if booking.payment_reference.as_deref() == Some(reference) =>
@@ -349,7 +354,10 @@ impl Model {
             (Expected::Refunded(want), Err(got)) => {
                 prop_assert!(same_rejection(&want, got), "expected {want:?}, got {got:?} for {command:?}");
                 prop_assert!(logged, "a refund is logged");
-                self.refunds += 1;
+                let Command::ConfirmPayment { booking_id, payment_reference } = command else {
+                    unreachable!("payment")
+                };
+                self.refunds.push((*booking_id, payment_reference.to_string(), want));
             }
             (Expected::Cancelled { index }, Ok(Reply::Booking(booking))) => {
                 prop_assert!(logged);
@@ -455,7 +463,7 @@ impl Harness {
         let mut harness = Harness {
             book: QuotaBook::new(model_rules()),
             log: VecLog::default(),
-            model: Model { now: start, bookings: Vec::new(), refunds: 0, remembered: HashMap::new() },
+            model: Model { now: start, bookings: Vec::new(), refunds: Vec::new(), remembered: HashMap::new() },
             sent: Vec::new(),
             snapshot: None,
             seen: BTreeMap::new(),
@@ -651,7 +659,7 @@ impl Harness {
         let (bookings, requests) = self.book.sizes();
         prop_assert_eq!(bookings, self.model.bookings.len() as u64);
         prop_assert_eq!(requests, self.model.remembered.len() as u64);
-        prop_assert_eq!(self.book.list_refunds(None, 0, 1_000).0.len(), self.model.refunds);
+        prop_assert_eq!(self.book.list_refunds(None, 0, 1_000).0.len(), self.model.refunds.len());
         Ok(())
     }
 

@@ -175,7 +175,7 @@ impl Engine {
         // Idle tickets are looked for about once a second: it walks every waiting ticket.
         let tick = self.ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let ticks_per_second = (1000 / self.options.expiry_tick.as_millis().max(1)) as u64;
-        self.advance_lines(tick % ticks_per_second.max(1) == 0).await;
+        self.advance_lines(tick.is_multiple_of(ticks_per_second.max(1))).await;
         expired
     }
 

@@ -3,7 +3,8 @@
 
 use super::EngineHandle;
 use super::convert::{self, Violations};
-use super::status::rejection_status;
+use super::status::{auth_status, hoarding_status, rejection_status};
+use crate::auth::{Access, HoldLimiter, HoldRequestKeys};
 use crate::domain::booking::SlotRef;
 use crate::domain::command::{Command, HoldCommand, Outcome, Rejection, Reply};
 use crate::domain::ids::{OfficeId, RequestId};
@@ -19,13 +20,14 @@ use tonic::{Request, Response, Status};
 /// The booking service.
 pub struct BookingApi {
     engine: EngineHandle,
+    hold_limiter: Arc<HoldLimiter>,
 }
 
 impl BookingApi {
-    /// The service over `engine`.
+    /// The service over `engine`, with holds counted by `hold_limiter`.
     #[must_use]
-    pub fn new(engine: EngineHandle) -> BookingApi {
-        BookingApi { engine }
+    pub fn new(engine: EngineHandle, hold_limiter: Arc<HoldLimiter>) -> BookingApi {
+        BookingApi { engine, hold_limiter }
     }
 
     fn engine(&self) -> Result<&Arc<Engine>, Status> {
@@ -50,12 +52,39 @@ impl BookingApi {
         self.engine()?.execute(&request_id, &command).await.map_err(|rejection| rejection_status(&rejection))
     }
 
-    async fn hold_any(&self, request: HoldParts<'_>) -> Result<Reply, Status> {
+    /// Counts a hold against the anti-hoarding limits of `access`'s caller, the account and every applicant.
+    fn reserve_hold(
+        &self,
+        access: &Access,
+        command: &Command,
+        now: crate::domain::time::Timestamp,
+        office: &str,
+    ) -> Result<Option<crate::auth::hoarding::Reservation>, Status> {
+        let Command::Hold(hold) = command else { return Ok(None) };
+        let applicants: Vec<Nik> = hold.applicants.iter().map(|applicant| applicant.nik).collect();
+        let account = hold.account_id.to_string();
+        let keys = HoldRequestKeys { caller: &access.caller, account: &account, applicants: &applicants };
+        self.hold_limiter.reserve(&keys, now.0).map(Some).map_err(|refusal| {
+            metrics::counter!(names::HOARDING_REFUSALS_TOTAL, "scope" => refusal.scope.label()).increment(1);
+            metrics::counter!(names::HOLDS_TOTAL, "office" => office.to_owned(), "outcome" => "rate_limited")
+                .increment(1);
+            hoarding_status(&refusal)
+        })
+    }
+
+    async fn hold_any(&self, request: HoldParts<'_>, access: &Access) -> Result<Reply, Status> {
         let engine = self.engine()?;
         let office = BookingApi::office_label(engine, request.office_id);
         let converted = hold_command(&request, BookingApi::today(engine));
         let outcome: Outcome = match converted {
-            Ok((request_id, command)) => engine.execute(&request_id, &command).await,
+            Ok((request_id, command)) => {
+                let reservation = self.reserve_hold(access, &command, engine.now(), &office)?;
+                let outcome = engine.execute(&request_id, &command).await;
+                if let (Err(_), Some(reservation)) = (&outcome, reservation) {
+                    self.hold_limiter.release(reservation);
+                }
+                outcome
+            }
             Err(rejection) => Err(rejection),
         };
         let label = match &outcome {
@@ -131,11 +160,11 @@ fn hold_command(request: &HoldParts<'_>, today: Date) -> Result<(RequestId, Comm
     violations.finish(request_id.zip(command))
 }
 
-fn booking_reply(reply: Reply) -> proto::Booking {
+fn booking_reply(reply: Reply, reveal_nik: bool) -> proto::Booking {
     match reply {
-        Reply::Booking(booking) | Reply::Paid { booking, .. } => convert::booking(&booking, true),
+        Reply::Booking(booking) | Reply::Paid { booking, .. } => convert::booking(&booking, reveal_nik),
         Reply::Held { bookings, .. } => {
-            bookings.first().map(|booking| convert::booking(booking, true)).unwrap_or_default()
+            bookings.first().map(|booking| convert::booking(booking, reveal_nik)).unwrap_or_default()
         }
         other => unreachable!("booking commands answer with a booking, not {other:?}"),
     }
@@ -177,6 +206,7 @@ impl BookingService for BookingApi {
     }
 
     async fn hold(&self, request: Request<proto::HoldRequest>) -> Result<Response<proto::HoldResponse>, Status> {
+        let access = Access::of(request.extensions());
         let request = request.into_inner();
         let parts = HoldParts {
             request_id: &request.request_id,
@@ -190,14 +220,15 @@ impl BookingService for BookingApi {
             admission_token: &request.admission_token,
             group: false,
         };
-        let reply = self.hold_any(parts).await?;
-        Ok(Response::new(proto::HoldResponse { booking: Some(booking_reply(reply)) }))
+        let reply = self.hold_any(parts, &access).await?;
+        Ok(Response::new(proto::HoldResponse { booking: Some(booking_reply(reply, access.reveal_nik)) }))
     }
 
     async fn hold_group(
         &self,
         request: Request<proto::HoldGroupRequest>,
     ) -> Result<Response<proto::HoldGroupResponse>, Status> {
+        let access = Access::of(request.extensions());
         let request = request.into_inner();
         let parts = HoldParts {
             request_id: &request.request_id,
@@ -216,9 +247,9 @@ impl BookingService for BookingApi {
             admission_token: &request.admission_token,
             group: true,
         };
-        match self.hold_any(parts).await? {
+        match self.hold_any(parts, &access).await? {
             Reply::Held { bookings, group_id } => Ok(Response::new(proto::HoldGroupResponse {
-                bookings: bookings.iter().map(|booking| convert::booking(booking, true)).collect(),
+                bookings: bookings.iter().map(|booking| convert::booking(booking, access.reveal_nik)).collect(),
                 group_id: group_id.map(|group| group.to_string()).unwrap_or_default(),
             })),
             other => unreachable!("a hold answers Held, not {other:?}"),
@@ -229,6 +260,7 @@ impl BookingService for BookingApi {
         &self,
         request: Request<proto::ConfirmPaymentRequest>,
     ) -> Result<Response<proto::ConfirmPaymentResponse>, Status> {
+        let access = Access::of(request.extensions());
         let request = request.into_inner();
         let mut violations = Violations::default();
         let request_id = violations.request_id(&request.request_id);
@@ -251,7 +283,7 @@ impl BookingService for BookingApi {
         metrics::counter!(names::PAYMENTS_TOTAL, "office" => office, "outcome" => label).increment(1);
         match outcome.map_err(|rejection| rejection_status(&rejection))? {
             Reply::Paid { booking, revived } => Ok(Response::new(proto::ConfirmPaymentResponse {
-                booking: Some(convert::booking(&booking, true)),
+                booking: Some(convert::booking(&booking, access.reveal_nik)),
                 revived,
             })),
             other => unreachable!("a payment answers Paid, not {other:?}"),
@@ -259,10 +291,11 @@ impl BookingService for BookingApi {
     }
 
     async fn cancel(&self, request: Request<proto::CancelRequest>) -> Result<Response<proto::CancelResponse>, Status> {
+        let access = Access::of(request.extensions());
         let request = request.into_inner();
         let (request_id, booking_id) = request_and_booking(&request.request_id, &request.booking_id)?;
         let reply = self.run(request_id, Command::Cancel { booking_id }).await?;
-        let booking = booking_reply(reply);
+        let booking = booking_reply(reply, access.reveal_nik);
         metrics::counter!(names::CANCELLATIONS_TOTAL, "office" => booking.office_id.clone()).increment(1);
         Ok(Response::new(proto::CancelResponse { booking: Some(booking) }))
     }
@@ -271,6 +304,7 @@ impl BookingService for BookingApi {
         &self,
         request: Request<proto::RescheduleRequest>,
     ) -> Result<Response<proto::RescheduleResponse>, Status> {
+        let access = Access::of(request.extensions());
         let request = request.into_inner();
         let mut violations = Violations::default();
         let request_id = violations.request_id(&request.request_id);
@@ -285,7 +319,7 @@ impl BookingService for BookingApi {
                 ))
             })())
             .map_err(|rejection| rejection_status(&rejection))?;
-        let booking = booking_reply(self.run(request_id, command).await?);
+        let booking = booking_reply(self.run(request_id, command).await?, access.reveal_nik);
         metrics::counter!(names::RESCHEDULES_TOTAL, "office" => booking.office_id.clone()).increment(1);
         Ok(Response::new(proto::RescheduleResponse { booking: Some(booking) }))
     }
@@ -294,9 +328,13 @@ impl BookingService for BookingApi {
         &self,
         request: Request<proto::CheckInRequest>,
     ) -> Result<Response<proto::CheckInResponse>, Status> {
+        let access = Access::of(request.extensions());
         let request = request.into_inner();
         let (request_id, booking_id) = request_and_booking(&request.request_id, &request.booking_id)?;
-        let booking = booking_reply(self.run(request_id, Command::CheckIn { booking_id }).await?);
+        if let Some(existing) = self.engine()?.book().booking(booking_id) {
+            access.check_office(&existing.slot.office_id).map_err(auth_status)?;
+        }
+        let booking = booking_reply(self.run(request_id, Command::CheckIn { booking_id }).await?, access.reveal_nik);
         metrics::counter!(names::CHECK_INS_TOTAL, "office" => booking.office_id.clone()).increment(1);
         Ok(Response::new(proto::CheckInResponse { booking: Some(booking) }))
     }
@@ -305,6 +343,7 @@ impl BookingService for BookingApi {
         &self,
         request: Request<proto::GetBookingRequest>,
     ) -> Result<Response<proto::GetBookingResponse>, Status> {
+        let access = Access::of(request.extensions());
         let request = request.into_inner();
         let mut violations = Violations::default();
         let booking_id = violations.booking_id(&request.booking_id);
@@ -314,13 +353,15 @@ impl BookingService for BookingApi {
             .book()
             .booking(booking_id)
             .ok_or_else(|| rejection_status(&Rejection::BookingNotFound(booking_id)))?;
-        Ok(Response::new(proto::GetBookingResponse { booking: Some(convert::booking(&booking, true)) }))
+        access.check_office(&booking.slot.office_id).map_err(auth_status)?;
+        Ok(Response::new(proto::GetBookingResponse { booking: Some(convert::booking(&booking, access.reveal_nik)) }))
     }
 
     async fn list_bookings(
         &self,
         request: Request<proto::ListBookingsRequest>,
     ) -> Result<Response<proto::ListBookingsResponse>, Status> {
+        let access = Access::of(request.extensions());
         let request = request.into_inner();
         let mut violations = Violations::default();
         let office_id = violations.office_id("office_id", &request.office_id);
@@ -336,6 +377,7 @@ impl BookingService for BookingApi {
         let (office_id, date, after) = violations
             .finish((|| Some((office_id?, date?, after?)))())
             .map_err(|rejection| rejection_status(&rejection))?;
+        access.check_office(&office_id).map_err(auth_status)?;
         let (bookings, more) = self
             .engine()?
             .book()
@@ -345,7 +387,7 @@ impl BookingService for BookingApi {
             (true, Some(last)) => last.booking_id.to_string(),
             _ => String::new(),
         };
-        let bookings = bookings.iter().map(|booking| convert::booking(booking, true)).collect();
+        let bookings = bookings.iter().map(|booking| convert::booking(booking, access.reveal_nik)).collect();
         Ok(Response::new(proto::ListBookingsResponse { bookings, next_page_token }))
     }
 
@@ -353,12 +395,17 @@ impl BookingService for BookingApi {
         &self,
         request: Request<proto::FindBookingsRequest>,
     ) -> Result<Response<proto::FindBookingsResponse>, Status> {
+        let access = Access::of(request.extensions());
         let request = request.into_inner();
         let nik = Nik::parse(&request.nik)
             .map_err(|problem| rejection_status(&Rejection::invalid("nik", problem.description())))?;
         let bookings = self.engine()?.book().find_bookings(nik);
         Ok(Response::new(proto::FindBookingsResponse {
-            bookings: bookings.iter().map(|booking| convert::booking(booking, true)).collect(),
+            bookings: bookings
+                .iter()
+                .filter(|booking| access.may_touch(&booking.slot.office_id))
+                .map(|booking| convert::booking(booking, access.reveal_nik))
+                .collect(),
         }))
     }
 }

@@ -174,7 +174,6 @@ async fn upsert_office(
         release_time: Some(proto::TimeOfDay { hours: 0, minutes: 0 }),
         city: "Jakarta Pusat".to_string(),
         province: "DKI Jakarta".to_string(),
-        ..Default::default()
     };
     let request =
         proto::UpsertOfficeRequest { request_id: format!("lt-{run_id}-office-{office_id}"), office: Some(office) };

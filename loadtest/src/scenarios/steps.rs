@@ -65,7 +65,6 @@ impl Steps {
             }),
             account_id: format!("lt-{}-a{user}", self.run_id),
             admission_token: admission_token.to_string(),
-            ..Default::default()
         };
         let result = self.clients.booking().hold(request).await;
         let result =

@@ -1,0 +1,286 @@
+//! Caller authentication and authorization against the real server: every role against every RPC, missing and bad
+//! tokens, office scoping, NIK masking per role, anti-hoarding limits, and `antrean hash-token`.
+
+#[path = "common/api.rs"]
+mod api;
+#[path = "common/calls.rs"]
+mod calls;
+mod common;
+
+use antrean::auth::permissions::{METHODS, Role};
+use antrean::proto;
+use calls::{call_raw, clients_with_token, token_hash};
+use common::{Options, Server, applicant, hold_request, reason, request_id, test_office};
+use std::io::Write;
+use std::process::{Command, Stdio};
+use tonic::Code;
+
+const BOOKING_TOKEN: &str = "booking-token-0123456789abcdef0123456789abcdef";
+const PAYMENT_TOKEN: &str = "payment-token-0123456789abcdef0123456789abcdef";
+const OFFICE_TOKEN: &str = "office-token-0123456789abcdef0123456789abcdef";
+const ADMIN_TOKEN: &str = "admin-token-0123456789abcdef0123456789abcdef";
+const OFFICE_A: &str = "kanim-auth-a";
+const OFFICE_B: &str = "kanim-auth-b";
+
+fn config(anti_hoarding: &str) -> String {
+    format!(
+        r#"
+{anti_hoarding}
+
+[[callers]]
+name = "app-backend"
+token_sha256 = "{booking}"
+roles = ["booking"]
+
+[[callers]]
+name = "payment-backend"
+token_sha256 = "{payment}"
+roles = ["payment"]
+
+[[callers]]
+name = "counter-a"
+token_sha256 = "{office}"
+roles = ["office"]
+offices = ["{OFFICE_A}"]
+
+[[callers]]
+name = "operator"
+token_sha256 = "{admin}"
+roles = ["admin"]
+"#,
+        booking = token_hash(BOOKING_TOKEN),
+        payment = token_hash(PAYMENT_TOKEN),
+        office = token_hash(OFFICE_TOKEN),
+        admin = token_hash(ADMIN_TOKEN),
+    )
+}
+
+fn start(anti_hoarding: &str) -> Server {
+    Server::start_with(Options { config: Some(config(anti_hoarding)), ..Options::default() })
+}
+
+/// Every method in the role table, plus health and reflection, with no token, a bad token and each role's token.
+#[tokio::test]
+async fn every_role_against_every_rpc() {
+    let server = start("");
+    let channel = server.channel().await;
+    let roles = [
+        (Role::Booking, BOOKING_TOKEN),
+        (Role::Payment, PAYMENT_TOKEN),
+        (Role::Office, OFFICE_TOKEN),
+        (Role::Admin, ADMIN_TOKEN),
+    ];
+    let mut checked = 0;
+    for (method, allowed) in METHODS {
+        let status = call_raw(&channel, method, Vec::new(), None).await.expect_err("no token");
+        assert_eq!(status.code(), Code::Unauthenticated, "{method} without a token: {status:?}");
+        assert_eq!(reason(&status).as_deref(), Some("CREDENTIALS_MISSING"));
+        let status = call_raw(&channel, method, Vec::new(), Some("not-a-token")).await.expect_err("bad token");
+        assert_eq!(status.code(), Code::Unauthenticated, "{method} with a bad token: {status:?}");
+        assert_eq!(reason(&status).as_deref(), Some("TOKEN_INVALID"));
+        for (role, token) in roles {
+            let code = match call_raw(&channel, method, Vec::new(), Some(token)).await {
+                Ok(_) => Code::Ok,
+                Err(status) => status.code(),
+            };
+            if allowed.contains(&role) {
+                assert!(
+                    !matches!(code, Code::Unauthenticated | Code::PermissionDenied),
+                    "{method} must be allowed to {role:?}, got {code:?}"
+                );
+            } else {
+                assert_eq!(code, Code::PermissionDenied, "{method} must be refused to {role:?}");
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 4 * 16);
+
+    let health = "/grpc.health.v1.Health/Check";
+    call_raw(&channel, health, Vec::new(), None).await.expect("health is public for load balancers");
+    let reflection = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo";
+    let status = call_raw(&channel, reflection, Vec::new(), None).await.expect_err("reflection needs a caller");
+    assert_eq!(status.code(), Code::Unauthenticated);
+    let unknown = "/antrean.v1.BookingService/DropEverything";
+    let status = call_raw(&channel, unknown, Vec::new(), Some(ADMIN_TOKEN)).await.expect_err("unknown method");
+    assert_eq!(status.code(), Code::PermissionDenied, "unknown methods are denied by default");
+}
+
+#[tokio::test]
+async fn malformed_authorization_headers_are_unauthenticated() {
+    let server = start("");
+    let channel = server.channel().await;
+    let path = "/antrean.v1.BookingService/ListOffices";
+    for token in ["", " ", "booking-token", &format!("{BOOKING_TOKEN}x"), &"a".repeat(4000)] {
+        let status = call_raw(&channel, path, Vec::new(), Some(token)).await.expect_err("refused");
+        assert_eq!(status.code(), Code::Unauthenticated, "token {token:?}");
+    }
+    call_raw(&channel, path, Vec::new(), Some(BOOKING_TOKEN)).await.expect("the real token works");
+}
+
+async fn setup_two_offices(channel: &tonic::transport::Channel) -> (proto::Booking, proto::Booking) {
+    let (mut booking, mut admin) = clients_with_token(channel, ADMIN_TOKEN);
+    for office in [OFFICE_A, OFFICE_B] {
+        let request = proto::UpsertOfficeRequest {
+            request_id: request_id("office"),
+            office: Some(test_office(office, 10, 3600)),
+        };
+        admin.upsert_office(request).await.expect("admin creates offices");
+    }
+    let status = booking.hold(hold_request(OFFICE_A, 1, applicant(1))).await.expect_err("admin cannot hold");
+    assert_eq!(status.code(), Code::PermissionDenied);
+    let (mut booking, _) = clients_with_token(channel, BOOKING_TOKEN);
+    let in_a = booking.hold(hold_request(OFFICE_A, 1, applicant(1))).await.expect("hold a").into_inner();
+    let in_b = booking.hold(hold_request(OFFICE_B, 1, applicant(2))).await.expect("hold b").into_inner();
+    (in_a.booking.expect("booking"), in_b.booking.expect("booking"))
+}
+
+#[tokio::test]
+async fn office_callers_reach_only_their_offices() {
+    let server = start("");
+    let channel = server.channel().await;
+    let (in_a, in_b) = setup_two_offices(&channel).await;
+    let (mut office, _) = clients_with_token(&channel, OFFICE_TOKEN);
+
+    let seen = office.get_booking(proto::GetBookingRequest { booking_id: in_a.booking_id.clone() }).await;
+    let seen = seen.expect("own office").into_inner().booking.expect("booking");
+    assert_eq!(seen.applicant.expect("applicant").nik, applicant(1).nik, "office staff check the full NIK");
+    let status = office
+        .get_booking(proto::GetBookingRequest { booking_id: in_b.booking_id.clone() })
+        .await
+        .expect_err("another office");
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert_eq!(reason(&status).as_deref(), Some("OFFICE_NOT_ALLOWED"));
+
+    let list = |office_id: &str| proto::ListBookingsRequest {
+        office_id: office_id.to_owned(),
+        date: Some(common::jakarta_date(1)),
+        page_size: 0,
+        page_token: String::new(),
+    };
+    let listed = office.list_bookings(list(OFFICE_A)).await.expect("own list").into_inner();
+    assert_eq!(listed.bookings.len(), 1);
+    let status = office.list_bookings(list(OFFICE_B)).await.expect_err("another office's list");
+    assert_eq!(status.code(), Code::PermissionDenied);
+
+    let check_in = |booking_id: &str| proto::CheckInRequest {
+        request_id: request_id("check-in"),
+        booking_id: booking_id.to_owned(),
+    };
+    let status = office.check_in(check_in(&in_b.booking_id)).await.expect_err("another office's check-in");
+    assert_eq!(status.code(), Code::PermissionDenied);
+    let status = office.check_in(check_in(&in_a.booking_id)).await.expect_err("unpaid");
+    assert_eq!(status.code(), Code::FailedPrecondition, "own office passes authorization: {status:?}");
+
+    let found = office.find_bookings(proto::FindBookingsRequest { nik: applicant(2).nik }).await.expect("find");
+    assert!(found.into_inner().bookings.is_empty(), "another office's bookings are filtered out");
+    let found = office.find_bookings(proto::FindBookingsRequest { nik: applicant(1).nik }).await.expect("find");
+    assert_eq!(found.into_inner().bookings.len(), 1);
+}
+
+#[tokio::test]
+async fn nik_is_masked_for_roles_that_do_not_need_it() {
+    let server = start("");
+    let channel = server.channel().await;
+    let (in_a, _) = setup_two_offices(&channel).await;
+    assert_eq!(in_a.applicant.as_ref().expect("applicant").nik, applicant(1).nik, "the booking back-end sees it");
+    let (mut payment, _) = clients_with_token(&channel, PAYMENT_TOKEN);
+    let request = proto::ConfirmPaymentRequest {
+        request_id: request_id("pay"),
+        booking_id: in_a.booking_id.clone(),
+        payment_reference: "PAY-1".into(),
+        paid_at: None,
+    };
+    let paid = payment.confirm_payment(request).await.expect("pay").into_inner();
+    let nik = paid.booking.expect("booking").applicant.expect("applicant").nik;
+    assert_ne!(nik, applicant(1).nik);
+    assert!(nik.ends_with("**********") && nik.starts_with(&applicant(1).nik[..6]), "masked: {nik}");
+}
+
+#[tokio::test]
+async fn holds_are_limited_per_account_and_per_applicant() {
+    let server = start("[anti_hoarding]\naccount_holds_max = 3\napplicant_holds_max = 2\n");
+    let channel = server.channel().await;
+    let (_, mut admin) = clients_with_token(&channel, ADMIN_TOKEN);
+    let request =
+        proto::UpsertOfficeRequest { request_id: request_id("office"), office: Some(test_office(OFFICE_A, 50, 3600)) };
+    admin.upsert_office(request).await.expect("office");
+    let (mut booking, _) = clients_with_token(&channel, BOOKING_TOKEN);
+
+    let hold = |serial: u32, account: &str| {
+        let mut request = hold_request(OFFICE_A, 1, applicant(serial));
+        account.clone_into(&mut request.account_id);
+        request
+    };
+    for serial in 10..13 {
+        booking.hold(hold(serial, "broker")).await.expect("under the account limit");
+    }
+    let status = booking.hold(hold(13, "broker")).await.expect_err("fourth hold of one account");
+    let metadata = api::expect_reason(&status, Code::ResourceExhausted, "HOLD_RATE_LIMITED");
+    assert_eq!(metadata.get("scope").map(String::as_str), Some("account"));
+    use tonic_types::StatusExt;
+    let retry = status.get_error_details().retry_info().and_then(|info| info.retry_delay).expect("retry hint");
+    assert!(retry.as_secs() <= 3600 && retry.as_millis() > 0);
+    booking.hold(hold(13, "someone-else")).await.expect("other accounts are not affected");
+
+    // The same applicant re-held again and again (hold, cancel, hold) by fresh accounts.
+    for round in 0..2 {
+        let held = booking.hold(hold(20, &format!("parker-{round}"))).await.expect("hold").into_inner();
+        let booking_id = held.booking.expect("booking").booking_id;
+        booking.cancel(proto::CancelRequest { request_id: request_id("cancel"), booking_id }).await.expect("cancel");
+    }
+    let status = booking.hold(hold(20, "parker-9")).await.expect_err("third hold of one applicant");
+    let metadata = api::expect_reason(&status, Code::ResourceExhausted, "HOLD_RATE_LIMITED");
+    assert_eq!(metadata.get("scope").map(String::as_str), Some("applicant"));
+
+    // A hold the engine refuses is not counted against the applicant.
+    let refused = booking.hold(hold(30, "a")).await.expect("first");
+    drop(refused);
+    for _ in 0..3 {
+        let status = booking.hold(hold(30, "b")).await.expect_err("already has a booking");
+        assert_eq!(status.code(), Code::AlreadyExists);
+    }
+}
+
+#[test]
+fn hash_token_prints_the_sha256_of_standard_input() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_antrean"))
+        .arg("hash-token")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start");
+    child.stdin.take().expect("stdin").write_all(format!("{BOOKING_TOKEN}\n").as_bytes()).expect("write");
+    let output = child.wait_with_output().expect("wait");
+    assert!(output.status.success());
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), token_hash(BOOKING_TOKEN));
+    assert!(output.stderr.is_empty(), "a long token draws no warning");
+}
+
+#[test]
+fn bad_caller_configuration_names_the_field() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cases = [
+        ("[[callers]]\nname = \"x\"\ntoken_sha256 = \"abc\"\nroles = [\"booking\"]\n", "callers[0].token_sha256"),
+        (
+            &format!("[[callers]]\nname = \"x\"\ntoken_sha256 = \"{}\"\nroles = [\"root\"]\n", token_hash("t")),
+            "callers[0].roles",
+        ),
+        (
+            &format!("[[callers]]\nname = \"x\"\ntoken_sha256 = \"{}\"\nroles = [\"office\"]\n", token_hash("t")),
+            "callers[0].offices",
+        ),
+        ("[server.tls]\ncert_path = \"\"\nkey_path = \"k\"\n", "server.tls.cert_path"),
+        ("[anti_hoarding]\nwindow_seconds = 0\n", "anti_hoarding.window_seconds"),
+    ];
+    for (index, (text, field)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("bad-{index}.toml"));
+        std::fs::write(&path, text).expect("write");
+        let output = Command::new(env!("CARGO_BIN_EXE_antrean")).arg("check-config").arg(&path).output().expect("run");
+        assert_eq!(output.status.code(), Some(1), "{text}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(field), "{field} not named in {stderr}");
+        assert!(!stderr.contains(&token_hash("t")), "the token hash is not echoed back");
+    }
+}
