@@ -33,6 +33,12 @@ pub const REFUNDS_TOTAL: &str = "antrean_refunds_total";
 pub const SLOTS_REMAINING: &str = "antrean_slots_remaining";
 /// Holds awaiting payment, by `office`.
 pub const HOLDS_ACTIVE: &str = "antrean_holds_active";
+/// Tickets in waiting rooms, by `office` and `state` (waiting, admitted).
+pub const WAITING_ROOM_TICKETS: &str = "antrean_waiting_room_tickets";
+/// Tickets admitted from waiting rooms, by `office`.
+pub const WAITING_ROOM_ADMISSIONS_TOTAL: &str = "antrean_waiting_room_admissions_total";
+/// Time in line until admission, by `office`.
+pub const WAITING_ROOM_WAIT_SECONDS: &str = "antrean_waiting_room_wait_seconds";
 /// Time from append to durable, per call.
 pub const WAL_APPEND_SECONDS: &str = "antrean_wal_append_seconds";
 /// fdatasync latency.
@@ -102,6 +108,9 @@ fn describe() {
     describe_counter!(REFUNDS_TOTAL, "Refunds recorded, by office and reason");
     describe_gauge!(SLOTS_REMAINING, "Free slots on dates with bookings, by office");
     describe_gauge!(HOLDS_ACTIVE, "Holds awaiting payment, by office");
+    describe_gauge!(WAITING_ROOM_TICKETS, "Tickets in waiting rooms, by office and state");
+    describe_counter!(WAITING_ROOM_ADMISSIONS_TOTAL, "Tickets admitted from waiting rooms, by office");
+    describe_histogram!(WAITING_ROOM_WAIT_SECONDS, Unit::Seconds, "Time in line until admission, by office");
     describe_histogram!(WAL_APPEND_SECONDS, Unit::Seconds, "Time from log append to durable");
     describe_histogram!(WAL_FSYNC_SECONDS, Unit::Seconds, "fdatasync latency");
     describe_histogram!(WAL_BATCH_RECORDS, "Records per group commit");

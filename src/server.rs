@@ -285,6 +285,17 @@ fn publish_gauges(engine: &Engine, data_dir: &Path, started: Instant) {
             metrics::gauge!(names::HOLDS_ACTIVE, "office" => office).set(stats.active_holds as f64);
         }
     }
+    let mut depths: std::collections::BTreeMap<String, (u64, u64)> = std::collections::BTreeMap::new();
+    for (key, waiting, admitted) in engine.book().room_depths() {
+        let depth = depths.entry(key.office_id.to_string()).or_default();
+        depth.0 += waiting;
+        depth.1 += u64::from(admitted);
+    }
+    for (office, (waiting, admitted)) in depths {
+        metrics::gauge!(names::WAITING_ROOM_TICKETS, "office" => office.clone(), "state" => "waiting")
+            .set(waiting as f64);
+        metrics::gauge!(names::WAITING_ROOM_TICKETS, "office" => office, "state" => "admitted").set(admitted as f64);
+    }
     if let Some((free, total)) = disk_space(data_dir) {
         metrics::gauge!(names::DATA_DIR_FREE_BYTES).set(free as f64);
         metrics::gauge!(names::DATA_DIR_TOTAL_BYTES).set(total as f64);

@@ -29,6 +29,16 @@ pub struct TicketView {
     pub estimated_wait_ms: i64,
 }
 
+/// What moving a line on did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Advanced {
+    /// Log position of the event.
+    pub position: u64,
+    /// For each ticket admitted, how long it waited in line (since it joined or since the release instant, whichever
+    /// is later), in milliseconds.
+    pub waited_ms: Vec<i64>,
+}
+
 /// What a line needs to know about the slots behind it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Supply {
@@ -170,7 +180,7 @@ impl QuotaBook {
         idle: &[TicketId],
         now: Timestamp,
         log: &impl EventLog,
-    ) -> Option<u64> {
+    ) -> Option<Advanced> {
         let mut rooms = self.rooms.lock();
         let room = rooms.get(key)?;
         if now < key.release_at {
@@ -214,6 +224,11 @@ impl QuotaBook {
         if expired.is_empty() && admitted.is_empty() && sold_out.is_none() && room.drawn {
             return None;
         }
+        let waited_ms = admitted
+            .iter()
+            .filter_map(|ticket_id| ordered.tickets.get(ticket_id))
+            .map(|ticket| now.ms_since(ticket.joined_at.max(key.release_at)))
+            .collect();
         let admission_expires_at = now.plus_ms(self.rules().admission_ttl_ms);
         let event = Event::Room(RoomEvent::Advanced {
             room: key.clone(),
@@ -223,7 +238,14 @@ impl QuotaBook {
             expired,
             sold_out,
         });
-        Some(self.apply_room_event(&mut rooms, &event, log))
+        let position = self.apply_room_event(&mut rooms, &event, log);
+        Some(Advanced { position, waited_ms })
+    }
+
+    /// Tickets waiting and admitted per line, for gauges.
+    #[must_use]
+    pub fn room_depths(&self) -> Vec<(RoomKey, u64, u32)> {
+        self.rooms.lock().iter().map(|(key, room)| (key.clone(), room.waiting(), room.admitted_now)).collect()
     }
 
     /// Waiting tickets of a line, for the engine's idle check.

@@ -12,6 +12,7 @@ use crate::domain::nik::Nik;
 use crate::domain::office::ServiceType;
 use crate::domain::time::Timestamp;
 use crate::domain::waiting_room::TicketId;
+use crate::metrics as names;
 use std::collections::HashMap;
 
 /// Most waiting tickets checked for idleness per line per pass.
@@ -94,8 +95,16 @@ impl Engine {
                 Vec::new()
             };
             let supply = self.book.supply(&key);
-            if let Some(position) = self.book.advance_room(&key, supply, &idle, now, &WalEvents(&self.wal)) {
-                last_position = Some(position);
+            if let Some(advanced) = self.book.advance_room(&key, supply, &idle, now, &WalEvents(&self.wal)) {
+                last_position = Some(advanced.position);
+                let office = key.office_id.to_string();
+                let admissions = advanced.waited_ms.len() as u64;
+                metrics::counter!(names::WAITING_ROOM_ADMISSIONS_TOTAL, "office" => office.clone())
+                    .increment(admissions);
+                let wait = metrics::histogram!(names::WAITING_ROOM_WAIT_SECONDS, "office" => office);
+                for waited_ms in advanced.waited_ms {
+                    wait.record(waited_ms as f64 / 1000.0);
+                }
             }
             self.watchers.forget(&idle);
         }

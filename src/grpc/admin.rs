@@ -6,7 +6,6 @@ use super::convert::{self, Violations};
 use super::status::rejection_status;
 use crate::domain::command::{Command, Reply};
 use crate::domain::office::ScheduleRule;
-use crate::domain::time::Timestamp;
 use crate::engine::Engine;
 use crate::limits::{DISPLAY_TEXT_CHARS_MAX, SCHEDULE_DAYS_MAX};
 use crate::proto::{self, admin_service_server::AdminService};
@@ -73,13 +72,7 @@ impl AdminService for AdminApi {
                 format!("must be on or after first_date, at most {} days after", SCHEDULE_DAYS_MAX - 1),
             );
         }
-        let release_at = request
-            .release_at
-            .as_ref()
-            .map(|at| Timestamp(at.seconds.saturating_mul(1000) + i64::from(at.nanos / 1_000_000)));
-        if release_at.is_none() {
-            violations.add("release_at", "is required");
-        }
+        let release_at = violations.timestamp("release_at", request.release_at.as_ref());
         let sessions = if request.sessions.is_empty() {
             Some(None)
         } else {

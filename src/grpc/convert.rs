@@ -83,6 +83,17 @@ impl Violations {
         parsed
     }
 
+    /// An instant between 1970 and the end of 9999, with nanoseconds in range; sub-millisecond parts are dropped.
+    pub fn timestamp(&mut self, field: &str, at: Option<&prost_types::Timestamp>) -> Option<Timestamp> {
+        const SECONDS_MAX: i64 = 253_402_300_799; // 9999-12-31T23:59:59Z
+        let parsed = at.filter(|at| (0..=SECONDS_MAX).contains(&at.seconds) && (0..1_000_000_000).contains(&at.nanos));
+        let parsed = parsed.map(|at| Timestamp(at.seconds * 1000 + i64::from(at.nanos / 1_000_000)));
+        if parsed.is_none() {
+            self.add(field, if at.is_none() { "is required" } else { "must be a time between 1970 and 9999" });
+        }
+        parsed
+    }
+
     /// A time of day.
     pub fn time_of_day(&mut self, field: &str, time: Option<&proto::TimeOfDay>) -> Option<TimeOfDay> {
         let parsed = time.and_then(|time| TimeOfDay::new(time.hours, time.minutes));

@@ -51,9 +51,11 @@ impl Server {
     /// Starts a server on `data_dir` (which may hold an earlier run's state).
     pub fn start_in(data_dir: &Path, options: &Options) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_antrean"));
+        command.args(["--listen", "127.0.0.1:0", "--data-dir"]).arg(data_dir);
+        if !options.args.iter().any(|arg| arg.starts_with("--metrics-listen")) {
+            command.args(["--metrics-listen", ""]);
+        }
         command
-            .args(["--listen", "127.0.0.1:0", "--metrics-listen", "", "--data-dir"])
-            .arg(data_dir)
             .args(&options.args)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
