@@ -27,6 +27,8 @@ pub const SLOTS_MAX: u64 = 10_000_000;
 pub const OFFICES_MAX: u32 = 100;
 /// Most dates per office; the test offices allow booking 60 days ahead.
 pub const DAYS_MAX: u32 = 59;
+/// Most Watch streams a spike keeps open (the server's own limit is 50,000).
+pub const WATCHERS_MAX: usize = 40_000;
 /// Most open-loop calls in flight at once.
 pub const OUTSTANDING_MAX: usize = 100_000;
 
@@ -44,6 +46,17 @@ pub enum Scenario {
     Spike,
     /// Steady mixed load of reads, holds, confirms and cancels.
     Soak,
+    /// Holds that must be refused: half on dates not open yet, half on full sessions (the cost of saying no).
+    Refusals,
+    /// Joins `--users` tickets to a waiting room that does not open during the run, and reports the server's memory
+    /// per waiting ticket (VmRSS before and after, from /proc).
+    Tickets,
+    /// The "hold one slot" workload against Redis with a Lua script (the usual flash-sale design), `--target` a
+    /// Redis server; `--redis-appendfsync` sets its durability.
+    CompareRedis,
+    /// The "hold one slot" workload against PostgreSQL (conditional UPDATE in a transaction), `--target` a
+    /// PostgreSQL server; `--pg-synchronous-commit` sets its durability.
+    ComparePostgres,
 }
 
 impl Scenario {
@@ -55,7 +68,16 @@ impl Scenario {
             Scenario::Lifecycle => "lifecycle",
             Scenario::Spike => "spike",
             Scenario::Soak => "soak",
+            Scenario::Refusals => "refusals",
+            Scenario::Tickets => "tickets",
+            Scenario::CompareRedis => "compare-redis",
+            Scenario::ComparePostgres => "compare-postgres",
         }
+    }
+
+    /// Whether the scenario talks to antrean (the others drive Redis or PostgreSQL).
+    pub fn is_antrean(self) -> bool {
+        !matches!(self, Scenario::CompareRedis | Scenario::ComparePostgres)
     }
 }
 
@@ -127,6 +149,24 @@ pub struct Cli {
     /// Payment window of the test offices (default: 5s for lifecycle, spike and soak; 2h for hold).
     #[arg(long, value_parser = parse_duration)]
     pub payment_window: Option<Duration>,
+    /// Spike: no waiting room; everyone holds directly once the dates open (the gate of the first version).
+    #[arg(long)]
+    pub no_waiting_room: bool,
+    /// Spike: most Watch streams open at once; other waiting users poll with Join (the server allows 50,000 streams).
+    #[arg(long, default_value_t = 2_000)]
+    pub watchers_max: usize,
+    /// Process id of the server behind --target, for `tickets` to read its memory (with --spawn it is known).
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// compare-redis: the `appendfsync` mode set with CONFIG SET before the run (always, everysec or no).
+    #[arg(long, default_value = "always")]
+    pub redis_appendfsync: String,
+    /// compare-postgres: `synchronous_commit` of every connection (on or off).
+    #[arg(long, default_value = "on")]
+    pub pg_synchronous_commit: String,
+    /// compare-postgres: the user to connect as.
+    #[arg(long, default_value = "postgres")]
+    pub pg_user: String,
     /// Skip the correctness check against the server after the load.
     #[arg(long)]
     pub no_check: bool,
@@ -209,6 +249,18 @@ impl Cli {
         if window < Duration::from_secs(1) || window > Duration::from_secs(7 * 24 * 3600) {
             bail!("--payment-window must be between 1s and 7 days");
         }
+        if self.watchers_max > WATCHERS_MAX {
+            bail!("--watchers-max must be at most {WATCHERS_MAX}");
+        }
+        if !["always", "everysec", "no"].contains(&self.redis_appendfsync.as_str()) {
+            bail!("--redis-appendfsync must be always, everysec or no");
+        }
+        if !["on", "off"].contains(&self.pg_synchronous_commit.as_str()) {
+            bail!("--pg-synchronous-commit must be on or off");
+        }
+        if self.spawn && !self.scenario.is_antrean() {
+            bail!("--spawn starts antrean; {} needs --target", self.scenario.name());
+        }
         if !self.spawn {
             check_target(&self.target, self.allow_non_loopback)?;
         }
@@ -231,6 +283,8 @@ impl Cli {
         let default = match self.scenario {
             // Arrivals start at setup and the release is 2 s later; leave time to pay after the last arrival.
             Scenario::Spike => self.arrival_window + Duration::from_secs(20),
+            // Stops once `--users` tickets have joined.
+            Scenario::Tickets => Duration::from_secs(300),
             _ => Duration::from_secs(10),
         };
         self.duration.unwrap_or(default).min(DURATION_MAX)
@@ -240,6 +294,8 @@ impl Cli {
     pub fn slots(&self) -> u64 {
         self.slots.unwrap_or(match self.scenario {
             Scenario::Spike => 1_000,
+            // One hot row with room for every hold of the run.
+            Scenario::CompareRedis | Scenario::ComparePostgres => SLOTS_MAX,
             _ => 100_000,
         })
     }
@@ -247,7 +303,7 @@ impl Cli {
     /// Offices the scenario creates.
     pub fn offices(&self) -> u32 {
         self.offices.unwrap_or(match self.scenario {
-            Scenario::Spike => 1,
+            Scenario::Spike | Scenario::Tickets | Scenario::Refusals => 1,
             _ => 4,
         })
     }
@@ -255,7 +311,8 @@ impl Cli {
     /// Payment window of the test offices.
     pub fn payment_window(&self) -> Duration {
         self.payment_window.unwrap_or(match self.scenario {
-            Scenario::Hold | Scenario::Ping => Duration::from_secs(7200),
+            Scenario::Hold | Scenario::Ping | Scenario::Refusals | Scenario::Tickets => Duration::from_secs(7200),
+            Scenario::CompareRedis | Scenario::ComparePostgres => Duration::from_secs(7200),
             _ => Duration::from_secs(5),
         })
     }

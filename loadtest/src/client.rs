@@ -20,6 +20,7 @@ use crate::calendar::CivilDate;
 use crate::proto;
 use crate::proto::admin_service_client::AdminServiceClient;
 use crate::proto::booking_service_client::BookingServiceClient;
+use crate::proto::waiting_room_service_client::WaitingRoomServiceClient;
 use crate::recorder::Outcome;
 
 /// Requests a channel queues before callers wait; large so the client is not the bottleneck.
@@ -94,6 +95,11 @@ impl Clients {
     /// An admin client on the next channel.
     pub fn admin(&self) -> AdminServiceClient<Transport> {
         AdminServiceClient::new(self.channel())
+    }
+
+    /// A waiting-room client on the next channel.
+    pub fn waiting_room(&self) -> WaitingRoomServiceClient<Transport> {
+        WaitingRoomServiceClient::new(self.channel())
     }
 
     /// A health client on the next channel.

@@ -38,7 +38,8 @@ pub fn default_binary() -> anyhow::Result<PathBuf> {
     Ok(dir.join(format!("antrean{}", std::env::consts::EXE_SUFFIX)))
 }
 
-/// Starts `binary` with `--listen 127.0.0.1:PORT --data-dir DIR` and `extra_args`, and waits until it answers.
+/// Starts `binary` with `--listen 127.0.0.1:PORT --data-dir DIR --metrics-listen ""` (unless `extra_args` names
+/// `--metrics-listen`) and `extra_args`, and waits until it answers.
 pub async fn spawn(binary: &Path, extra_args: &[String], keep: bool) -> anyhow::Result<SpawnedServer> {
     if !binary.is_file() {
         bail!(
@@ -51,11 +52,13 @@ pub async fn spawn(binary: &Path, extra_args: &[String], keep: bool) -> anyhow::
     let data_dir = work_dir.join("data");
     std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
     let log = std::fs::File::create(work_dir.join("server.log")).context("cannot create the server log")?;
-    let child = tokio::process::Command::new(binary)
-        .arg("--listen")
-        .arg(address.to_string())
-        .arg("--data-dir")
-        .arg(&data_dir)
+    let mut command = tokio::process::Command::new(binary);
+    command.arg("--listen").arg(address.to_string()).arg("--data-dir").arg(&data_dir);
+    // No Prometheus exporter unless asked for: its default port may be taken by another server on the machine.
+    if !extra_args.iter().any(|arg| arg.starts_with("--metrics-listen")) {
+        command.arg("--metrics-listen").arg("");
+    }
+    let child = command
         .args(extra_args)
         .stdin(Stdio::null())
         .stdout(Stdio::from(log.try_clone()?))
@@ -106,6 +109,11 @@ impl SpawnedServer {
         let text = std::fs::read_to_string(self.work_dir.join("server.log")).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
+    }
+
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 
     /// Whether the server is still running.

@@ -43,7 +43,7 @@ use std::pin::Pin;
 
 pub use error::{Result, StorageError};
 pub use file::{FaultPlan, FaultyFileOpener, FileOpener, LogFile, StdFileOpener, StdLogFile};
-pub use record::{RECORD_HEADER_BYTES, RECORD_PAYLOAD_BYTES_LIMIT};
+pub use record::{Decoded, RECORD_HEADER_BYTES, RECORD_PAYLOAD_BYTES_LIMIT, decode_record, encode_record};
 pub use recovery::{LogReadReport, LogRecords, TailSegment, Truncation, collect_log, read_log};
 pub use segment::{
     PruneReport, SEGMENT_FORMAT_VERSION, SEGMENT_HEADER_BYTES, SegmentFile, list_segments, prune_segments,
