@@ -72,6 +72,8 @@ pub struct ServerConfig {
     pub metrics_listen: String,
     /// Most requests served at once.
     pub in_flight_requests_max: u32,
+    /// Most calls per second from one caller (bearer token, or peer IP address when there is none).
+    pub caller_requests_per_second_max: u32,
     /// Deadline for requests that bring none, in milliseconds.
     pub request_timeout_ms: u64,
     /// Drain time on shutdown, in milliseconds.
@@ -90,6 +92,7 @@ impl Default for ServerConfig {
             listen: "127.0.0.1:50051".into(),
             metrics_listen: "127.0.0.1:9090".into(),
             in_flight_requests_max: 4096,
+            caller_requests_per_second_max: 100_000,
             request_timeout_ms: 5_000,
             drain_timeout_ms: 10_000,
             log_format: "text".into(),
@@ -290,6 +293,9 @@ impl Config {
         }
         if !["text", "json"].contains(&self.server.log_format.as_str()) {
             return invalid("server.log_format", "must be \"text\" or \"json\"");
+        }
+        if self.server.caller_requests_per_second_max == 0 {
+            return invalid("server.caller_requests_per_second_max", "must be at least 1");
         }
         if self.server.request_timeout_ms == 0 {
             return invalid("server.request_timeout_ms", "must be at least 1");

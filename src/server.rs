@@ -108,7 +108,10 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .max_concurrent_streams(Some(1024))
-        .layer(OverloadLayer::new(config.server.in_flight_requests_max as usize))
+        .layer(OverloadLayer::new(
+            config.server.in_flight_requests_max as usize,
+            config.server.caller_requests_per_second_max,
+        ))
         .layer(AuthLayer::new(callers))
         .add_service(health)
         .add_service(reflection_v1)

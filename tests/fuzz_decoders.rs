@@ -13,8 +13,8 @@ use antrean::engine::codec::{decode_event, decode_image, encode_event};
 use antrean::grpc::convert::{self, Violations};
 use antrean::proto;
 use antrean::storage::{self, Decoded, LogPosition, decode_record, encode_record, load_latest_snapshot};
-use prost::Message;
 use proptest::prelude::*;
+use prost::Message;
 use std::path::{Path, PathBuf};
 
 fn corpus_dir(kind: &str) -> PathBuf {
@@ -190,7 +190,8 @@ fn write_corpus() {
         };
         booking.confirm_payment(pay).await.expect("pay");
         let held = booking.hold(hold_request("kanim-corpus", 2, applicant(2))).await.expect("hold").into_inner();
-        let cancel = proto::CancelRequest { request_id: request_id("cancel"), booking_id: held.booking.expect("b").booking_id };
+        let cancel =
+            proto::CancelRequest { request_id: request_id("cancel"), booking_id: held.booking.expect("b").booking_id };
         booking.cancel(cancel).await.expect("cancel");
     });
     assert!(server.terminate().success());
@@ -224,6 +225,7 @@ fn write_corpus() {
         admission_token: String::new(),
     };
     write("request", "hold-group".into(), &hold.encode_to_vec());
-    let office = proto::UpsertOfficeRequest { request_id: "req-office".into(), office: Some(test_office("kanim-x", 5, 3600)) };
+    let office =
+        proto::UpsertOfficeRequest { request_id: "req-office".into(), office: Some(test_office("kanim-x", 5, 3600)) };
     write("request", "upsert-office".into(), &office.encode_to_vec());
 }

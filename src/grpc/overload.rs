@@ -37,18 +37,27 @@ const KNOWN_METHODS: &[&str] = &[
     "Leave",
 ];
 
-/// The layer; clones share one in-flight counter.
+/// Most callers whose request rate is tracked at once; beyond it idle callers are forgotten first.
+const CALLERS_TRACKED_MAX: usize = 65_536;
+
+/// The layer; clones share one in-flight counter and one set of per-caller rate buckets.
 #[derive(Clone)]
 pub struct OverloadLayer {
     in_flight: Arc<AtomicUsize>,
     in_flight_max: usize,
+    rates: Arc<CallerRates>,
 }
 
 impl OverloadLayer {
-    /// Allows at most `in_flight_max` calls at once.
+    /// Allows at most `in_flight_max` calls at once, and each caller at most `caller_requests_per_second_max` calls a
+    /// second (with a burst of one second's worth).
     #[must_use]
-    pub fn new(in_flight_max: usize) -> OverloadLayer {
-        OverloadLayer { in_flight: Arc::new(AtomicUsize::new(0)), in_flight_max }
+    pub fn new(in_flight_max: usize, caller_requests_per_second_max: u32) -> OverloadLayer {
+        OverloadLayer {
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            in_flight_max,
+            rates: Arc::new(CallerRates::new(f64::from(caller_requests_per_second_max))),
+        }
     }
 }
 
@@ -56,7 +65,12 @@ impl<S> Layer<S> for OverloadLayer {
     type Service = Overload<S>;
 
     fn layer(&self, inner: S) -> Overload<S> {
-        Overload { inner, in_flight: Arc::clone(&self.in_flight), in_flight_max: self.in_flight_max }
+        Overload {
+            inner,
+            in_flight: Arc::clone(&self.in_flight),
+            in_flight_max: self.in_flight_max,
+            rates: Arc::clone(&self.rates),
+        }
     }
 }
 
@@ -66,6 +80,58 @@ pub struct Overload<S> {
     inner: S,
     in_flight: Arc<AtomicUsize>,
     in_flight_max: usize,
+    rates: Arc<CallerRates>,
+}
+
+/// Token buckets per caller: the bearer token's digest when the call carries one (an authenticated client), else the
+/// peer's IP address. Bounded: at most [`CALLERS_TRACKED_MAX`] callers.
+pub struct CallerRates {
+    per_second: f64,
+    buckets: parking_lot::Mutex<std::collections::HashMap<u64, (f64, Instant)>>,
+}
+
+impl CallerRates {
+    fn new(per_second: f64) -> CallerRates {
+        CallerRates { per_second, buckets: parking_lot::Mutex::new(std::collections::HashMap::new()) }
+    }
+
+    /// Takes one token for `caller`; false when the caller is over its rate.
+    fn admit(&self, caller: u64, now: Instant) -> bool {
+        let mut buckets = self.buckets.lock();
+        if buckets.len() >= CALLERS_TRACKED_MAX && !buckets.contains_key(&caller) {
+            // Forget callers whose bucket has refilled: they lose nothing by being forgotten.
+            let per_second = self.per_second;
+            buckets.retain(|_, (tokens, at)| *tokens + now.duration_since(*at).as_secs_f64() * per_second < per_second);
+            if buckets.len() >= CALLERS_TRACKED_MAX {
+                return false;
+            }
+        }
+        let (tokens, at) = buckets.entry(caller).or_insert((self.per_second, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.per_second).min(self.per_second);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+fn caller_key<B>(request: &http::Request<B>) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    use std::hash::{Hash, Hasher};
+    match request.headers().get(http::header::AUTHORIZATION) {
+        Some(token) => token.as_bytes().hash(&mut hasher),
+        None => {
+            let peer = request
+                .extensions()
+                .get::<tonic::transport::server::TcpConnectInfo>()
+                .and_then(|info| info.remote_addr());
+            peer.map(|address| address.ip()).hash(&mut hasher);
+        }
+    }
+    hasher.finish()
 }
 
 /// Releases an in-flight place when the call ends, however it ends (including when the caller gives up and the
@@ -137,13 +203,19 @@ where
         let method = method_label(request.uri().path());
         let previous = self.in_flight.fetch_add(1, Ordering::AcqRel);
         let place = InFlight(Arc::clone(&self.in_flight));
-        if previous >= self.in_flight_max {
+        let shed = if previous >= self.in_flight_max {
+            Some("in_flight")
+        } else if !self.rates.admit(caller_key(&request), Instant::now()) {
+            Some("rate_limit")
+        } else {
+            None
+        };
+        if let Some(reason) = shed {
             drop(place);
-            metrics::counter!(names::GRPC_REQUESTS_SHED_TOTAL, "method" => method, "reason" => "in_flight")
-                .increment(1);
+            metrics::counter!(names::GRPC_REQUESTS_SHED_TOTAL, "method" => method, "reason" => reason).increment(1);
             metrics::counter!(names::GRPC_REQUESTS_TOTAL, "method" => method, "code" => "RESOURCE_EXHAUSTED")
                 .increment(1);
-            return Box::pin(std::future::ready(Ok(overload_status("in_flight").into_http())));
+            return Box::pin(std::future::ready(Ok(overload_status(reason).into_http())));
         }
         metrics::gauge!(names::GRPC_IN_FLIGHT_REQUESTS).set((previous + 1) as f64);
         // The router is always ready; take the ready clone and leave a fresh one behind (tower's documented pattern).
@@ -165,6 +237,16 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_caller_over_its_rate_is_refused_until_its_bucket_refills() {
+        let rates = CallerRates::new(10.0);
+        let start = Instant::now();
+        assert!((0..10).all(|_| rates.admit(1, start)), "a second's worth of burst");
+        assert!(!rates.admit(1, start), "the eleventh call in the same instant");
+        assert!(rates.admit(2, start), "another caller has its own bucket");
+        assert!(rates.admit(1, start + std::time::Duration::from_millis(150)), "refilled by one token");
+    }
 
     #[test]
     fn unknown_methods_share_one_label() {

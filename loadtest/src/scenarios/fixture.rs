@@ -35,6 +35,8 @@ pub struct FixtureSpec {
     pub payment_window: Duration,
     /// When the dates open, relative to the moment `SetSchedule` is sent (negative: already open).
     pub release_after_setup: ReleaseAt,
+    /// Book the dates through a waiting room (`SetSchedule.waiting_room`): holds need an admission token.
+    pub waiting_room: bool,
 }
 
 /// When the scheduled dates open.
@@ -44,6 +46,12 @@ pub enum ReleaseAt {
     AlreadyOpen,
     /// This long after the schedule is set.
     After(Duration),
+}
+
+impl ReleaseAt {
+    /// Far enough ahead that the dates stay closed for any run (10 minutes at most); its waiting room, if any, is open
+    /// already (it opens 15 minutes before by default) and is not drawn during the run.
+    pub const NOT_DURING_RUN: ReleaseAt = ReleaseAt::After(Duration::from_secs(14 * 60));
 }
 
 /// One session of one date of one office, with its capacity in the regular pool.
@@ -72,6 +80,8 @@ pub struct Fixture {
     pub release_at: SystemTime,
     /// The offices' payment window.
     pub payment_window: Duration,
+    /// Whether the dates are behind a waiting room.
+    pub waiting_room: bool,
 }
 
 impl Fixture {
@@ -117,10 +127,19 @@ pub async fn create(clients: &Clients, run_id: &str, spec: &FixtureSpec) -> anyh
                 .filter(|unit| unit.office == office_index && unit.date == *date)
                 .map(|unit| unit.capacity)
                 .collect();
-            set_schedule(clients, run_id, office_id, *date, release_at, &capacities).await?;
+            let schedule =
+                Schedule { date: *date, release_at, capacities: &capacities, waiting_room: spec.waiting_room };
+            set_schedule(clients, run_id, office_id, &schedule).await?;
         }
     }
-    Ok(Fixture { offices, dates, units, release_at, payment_window: spec.payment_window })
+    Ok(Fixture {
+        offices,
+        dates,
+        units,
+        release_at,
+        payment_window: spec.payment_window,
+        waiting_room: spec.waiting_room,
+    })
 }
 
 /// Spreads `slots` over every (office, date, session): each gets the same share, the first ones one more.
@@ -181,14 +200,16 @@ async fn upsert_office(
     Ok(())
 }
 
-async fn set_schedule(
-    clients: &Clients,
-    run_id: &str,
-    office_id: &str,
+/// One date's schedule.
+struct Schedule<'a> {
     date: CivilDate,
     release_at: SystemTime,
-    capacities: &[u32],
-) -> anyhow::Result<()> {
+    capacities: &'a [u32],
+    waiting_room: bool,
+}
+
+async fn set_schedule(clients: &Clients, run_id: &str, office_id: &str, schedule: &Schedule<'_>) -> anyhow::Result<()> {
+    let Schedule { date, release_at, capacities, waiting_room } = *schedule;
     let request = proto::SetScheduleRequest {
         request_id: format!("lt-{run_id}-sched-{office_id}-{:04}{:02}{:02}", date.year, date.month, date.day),
         office_id: office_id.to_string(),
@@ -196,7 +217,7 @@ async fn set_schedule(
         last_date: Some(proto_date(date)),
         release_at: Some(timestamp(release_at)),
         sessions: session_templates(capacities),
-        ..Default::default()
+        waiting_room,
     };
     clients.admin().set_schedule(request).await.with_context(|| format!("SetSchedule {office_id} {date} failed"))?;
     Ok(())

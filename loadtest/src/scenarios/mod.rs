@@ -71,24 +71,35 @@ impl Context {
         }
     }
 
-    /// Creates the quota described by the flags, opening `release` after setup.
-    pub async fn create_fixture(&self, release: ReleaseAt) -> anyhow::Result<Arc<Fixture>> {
-        let spec = FixtureSpec {
+    /// The quota described by the flags, opening `release` after setup, without a waiting room.
+    pub fn fixture_spec(&self, release: ReleaseAt) -> FixtureSpec {
+        FixtureSpec {
             offices: self.cli.offices(),
             days: self.cli.days,
             slots: self.cli.slots(),
             payment_window: self.cli.payment_window(),
             release_after_setup: release,
-        };
-        let fixture = fixture::create(&self.clients, &self.run_id, &spec).await?;
+            waiting_room: false,
+        }
+    }
+
+    /// Creates the quota described by the flags, opening `release` after setup.
+    pub async fn create_fixture(&self, release: ReleaseAt) -> anyhow::Result<Arc<Fixture>> {
+        self.create_fixture_from(&self.fixture_spec(release), &self.run_id).await
+    }
+
+    /// Creates the quota of `spec` with office ids `lt-<id>-<k>`.
+    pub async fn create_fixture_from(&self, spec: &FixtureSpec, id: &str) -> anyhow::Result<Arc<Fixture>> {
+        let fixture = fixture::create(&self.clients, id, spec).await?;
         if !self.cli.quiet {
             eprintln!(
-                "fixture: {} offices x {} dates x {} sessions = {} slots, payment window {}s",
+                "fixture: {} offices x {} dates x {} sessions = {} slots, payment window {}s{}",
                 fixture.offices.len(),
                 fixture.dates.len(),
                 fixture::SESSIONS.len(),
                 fixture.slots(),
-                fixture.payment_window.as_secs()
+                fixture.payment_window.as_secs(),
+                if fixture.waiting_room { ", behind a waiting room" } else { "" }
             );
         }
         Ok(Arc::new(fixture))

@@ -59,7 +59,7 @@ pub async fn run(context: &Context) -> anyhow::Result<ScenarioRun> {
         })
         .await;
     late.finish().await;
-    Ok(ScenarioRun { recorder, driver, fixture: Some(fixture), ledger })
+    Ok(ScenarioRun { recorder, driver, fixture: Some(fixture), ledger, waiting_room: None, memory: None })
 }
 
 async fn one_call(shared: &Shared, call: Call) {

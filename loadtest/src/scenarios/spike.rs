@@ -1,14 +1,18 @@
-//! `spike`: a release moment. `--users` users arrive at random over `--arrival-window`, starting when a fresh
-//! office's dates open 2 s later, to compete for `--slots` slots. Each user passes a [`Gate`], then holds: early
-//! arrivals are told the session is not yet open and retry after a short backoff; a full session sends the user to
-//! another one, up to three; a user with a slot pays (80%) or walks away.
+//! `spike`: a release moment. `--users` users arrive at random over `--arrival-window`, starting at setup, when a
+//! fresh office's dates are scheduled to open 2 s later, to compete for `--slots` slots. Each user passes a [`Gate`],
+//! then holds, then pays (80%) or walks away (the hold lapses after the payment window and its slot comes back).
 //!
-//! The gate is where the waiting room will go: today it admits everyone at once ([`DirectGate`]); a waiting-room gate
-//! will take a ticket, wait its turn and return an admission token, and report `unterminated` and `inversions`.
+//! By default the dates are behind the server's waiting room ([`WaitingRoomGate`]): users join the line, wait their
+//! turn and hold with the admission token, trying sessions that still have slots (a shared note of sessions found
+//! full, refreshed from `GetAvailability` when every one is noted); the gate then checks `unterminated` and the
+//! order of admissions. With `--no-waiting-room` ([`DirectGate`]) everyone holds at once: early arrivals are told the
+//! session is not yet open and retry after a short backoff, and a full session sends the user to another one, up to
+//! three.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use crate::check::Ledger;
@@ -17,6 +21,7 @@ use crate::random;
 use crate::recorder::Outcome;
 use crate::scenarios::fixture::ReleaseAt;
 use crate::scenarios::steps::{Steps, is_not_yet_open, is_session_full};
+use crate::scenarios::waiting_room::WaitingRoomGate;
 use crate::scenarios::{Context, ScenarioRun, backoff, new_recorder, sleep_before};
 
 /// How long after setup the dates open.
@@ -25,6 +30,8 @@ pub const RELEASE_DELAY: Duration = Duration::from_secs(2);
 pub const PAY_SHARE: f64 = 0.80;
 /// Sessions a user tries before giving up when they are full.
 pub const FULL_SESSIONS_MAX: u32 = 3;
+/// Sessions an admitted user (waiting room) tries at most.
+pub const ADMITTED_HOLD_ATTEMPTS_MAX: u32 = 20;
 /// Hold attempts of one user at most (not-yet-open retries included).
 pub const HOLD_ATTEMPTS_MAX: u32 = 400;
 /// Base pause before retrying a session that is not open yet (jittered up to twice as long).
@@ -45,7 +52,6 @@ pub enum Admission {
         token: String,
     },
     /// Gave up or was refused; the journey ends. Only a waiting-room gate refuses.
-    #[allow(dead_code)]
     Refused {
         /// Why, as a counter name.
         reason: &'static str,
@@ -62,9 +68,65 @@ pub trait Gate: Send + Sync {
         call: Call,
     ) -> Pin<Box<dyn Future<Output = Admission> + Send + 'a>>;
 
-    /// Tickets never admitted nor expired, and admissions out of line order, once the run is over.
-    fn violations(&self) -> (u64, u64) {
-        (0, 0)
+    /// The office whose sessions the admitted user must hold in (an admission is valid for one office), or `None`
+    /// when any will do.
+    fn office<'a>(&'a self, _steps: &'a Steps, _user: u64) -> Option<usize> {
+        None
+    }
+
+    /// Called once the admitted user held (`held`) or gave up without a slot.
+    fn finish<'a>(
+        &'a self,
+        _steps: &'a Steps,
+        _user: u64,
+        _held: bool,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        Box::pin(async {})
+    }
+}
+
+/// Sessions found full by some user, shared so admitted users try the others first. Slots come back when holds
+/// lapse, so the note is refreshed from `GetAvailability` once every session of an office is noted.
+pub struct FullSessions {
+    full: Vec<AtomicBool>,
+}
+
+impl FullSessions {
+    fn new(units: usize) -> FullSessions {
+        FullSessions { full: (0..units).map(|_| AtomicBool::new(false)).collect() }
+    }
+
+    /// A random unit of `office` not noted full, refreshing the note when all are; `None` when the server says
+    /// every session of the office is full.
+    async fn pick(&self, steps: &Steps, office: usize, seed: u64, index: u64) -> Option<usize> {
+        for refreshed in [false, true] {
+            let open: Vec<usize> = (0..steps.fixture.units.len())
+                .filter(|unit| steps.fixture.units[*unit].office == office && !self.full[*unit].load(Ordering::Relaxed))
+                .collect();
+            if !open.is_empty() {
+                return Some(open[random::below(seed, STREAM_UNIT, index, open.len() as u64) as usize]);
+            }
+            if refreshed {
+                break;
+            }
+            self.refresh(steps, office).await;
+        }
+        None
+    }
+
+    async fn refresh(&self, steps: &Steps, office: usize) {
+        let Ok(availability) = steps.availability(office, now()).await else { return };
+        steps.recorder.count("availability_refreshes", 1);
+        for session in availability.sessions {
+            let date = session.date.as_ref().map(crate::client::civil_date);
+            let remaining: u32 = session.pools.iter().map(|pool| pool.remaining).sum();
+            let unit = steps.fixture.units.iter().position(|unit| {
+                unit.office == office && Some(unit.date) == date && unit.session_id == session.session_id
+            });
+            if let Some(unit) = unit {
+                self.full[unit].store(remaining == 0, Ordering::Relaxed);
+            }
+        }
     }
 }
 
@@ -92,43 +154,101 @@ pub fn arrivals(seed: u64, users: u64, window: Duration) -> Vec<Duration> {
 
 /// Runs `spike`.
 pub async fn run(context: &Context) -> anyhow::Result<ScenarioRun> {
-    let fixture = context.create_fixture(ReleaseAt::After(RELEASE_DELAY)).await?;
+    let mut spec = context.fixture_spec(ReleaseAt::After(RELEASE_DELAY));
+    spec.waiting_room = !context.cli.no_waiting_room;
+    let fixture = context.create_fixture_from(&spec, &context.run_id).await?;
     let ledger = Arc::new(Ledger::default());
     let recorder = new_recorder();
     let steps = context.steps(fixture.clone(), recorder.clone(), ledger.clone());
-    let gate: Arc<dyn Gate> = Arc::new(DirectGate);
+    let waiting_room =
+        spec.waiting_room.then(|| Arc::new(WaitingRoomGate::new(context.seed, context.cli.watchers_max)));
+    let gate: Arc<dyn Gate> = match &waiting_room {
+        Some(gate) => gate.clone(),
+        None => Arc::new(DirectGate),
+    };
+    let full = Arc::new(FullSessions::new(fixture.units.len()));
     let users = context.cli.users;
     let plan = Plan::Open {
         timetable: Timetable::Offsets(arrivals(context.seed, users, context.cli.arrival_window)),
         outstanding_max: users as usize,
     };
     recorder.count("users", users);
-    let (seed, journey_gate) = (context.seed, gate.clone());
+    let (seed, journey_steps) = (context.seed, steps.clone());
     let driver = context
         .drive(plan, recorder.clone(), move |call: Call| {
-            let (steps, gate) = (steps.clone(), journey_gate.clone());
-            async move { journey(&steps, gate.as_ref(), seed, call).await }
+            let (steps, gate, full) = (journey_steps.clone(), gate.clone(), full.clone());
+            async move { journey(&steps, gate.as_ref(), &full, seed, call).await }
         })
         .await;
-    let (unterminated, inversions) = gate.violations();
-    recorder.count("waiting_room_unterminated", unterminated);
-    recorder.count("waiting_room_inversions", inversions);
-    Ok(ScenarioRun { recorder, driver, fixture: Some(fixture), ledger })
+    let verdict = match &waiting_room {
+        Some(gate) => {
+            if !context.cli.quiet {
+                eprintln!(
+                    "reading every ticket again (up to {}s for them to end) ...",
+                    super::waiting_room::TERMINAL_WAIT_MAX.as_secs()
+                );
+            }
+            Some(gate.verdict(&steps).await)
+        }
+        None => None,
+    };
+    Ok(ScenarioRun { recorder, driver, fixture: Some(fixture), ledger, waiting_room: verdict, memory: None })
 }
 
-async fn journey(steps: &Steps, gate: &dyn Gate, seed: u64, call: Call) {
+async fn journey(steps: &Steps, gate: &dyn Gate, full: &FullSessions, seed: u64, call: Call) {
     let user = call.index;
     let token = match gate.admit(steps, user, call).await {
         Admission::Admitted { token } => token,
         Admission::Refused { reason } => return steps.recorder.count(reason, 1),
     };
-    let Some(booking_id) = hold_until_done(steps, seed, user, call, &token).await else { return };
+    let booking_id = match gate.office(steps, user) {
+        Some(office) => {
+            let booking_id = hold_admitted(steps, full, seed, user, call, &token, office).await;
+            gate.finish(steps, user, booking_id.is_some()).await;
+            booking_id
+        }
+        None => hold_until_done(steps, seed, user, call, &token).await,
+    };
+    let Some(booking_id) = booking_id else { return };
     if random::unit(seed, STREAM_FATE, user) < PAY_SHARE {
         let paid = steps.confirm("ConfirmPayment", "p", user, &booking_id).await.is_ok();
         steps.recorder.count(if paid { "users_paid" } else { "users_payment_failed" }, 1);
     } else {
         steps.recorder.count("users_abandoned", 1);
     }
+}
+
+/// Holds for an admitted `user` in a session of `office` that still has slots; the booking id, or `None` when the
+/// user ends without a slot.
+async fn hold_admitted(
+    steps: &Steps,
+    full: &FullSessions,
+    seed: u64,
+    user: u64,
+    call: Call,
+    token: &str,
+    office: usize,
+) -> Option<String> {
+    for attempt in 0..ADMITTED_HOLD_ATTEMPTS_MAX {
+        let Some(unit) = full.pick(steps, office, seed, user * 64 + u64::from(attempt)).await else { break };
+        let status = match steps.hold(user, attempt, &steps.fixture.units[unit], token, now()).await {
+            Ok(booking) => {
+                steps.recorder.record(JOURNEY, call.due, &Outcome::OK);
+                steps.recorder.count("users_held", 1);
+                return Some(booking.booking_id);
+            }
+            Err(status) => status,
+        };
+        if !is_session_full(&status) {
+            steps.recorder.record(JOURNEY, call.due, &Outcome { code: "FAILED", reason: None });
+            steps.recorder.count("users_failed", 1);
+            return None;
+        }
+        full.full[unit].store(true, Ordering::Relaxed);
+    }
+    steps.recorder.record(JOURNEY, call.due, &Outcome { code: "NO_SLOT", reason: None });
+    steps.recorder.count("users_no_slot", 1);
+    None
 }
 
 /// Holds for `user`, retrying while the dates are not open and moving on from full sessions; the booking id, or

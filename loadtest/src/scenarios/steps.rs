@@ -134,6 +134,46 @@ impl Steps {
         self.measure("GetBooking", started, result.map(|response| response.into_inner().booking.unwrap_or_default()))
     }
 
+    /// Joins office number `office`'s waiting room for user `user` (call `attempt` of that user), as due at
+    /// `started`; `rpc` names the measurement (`Join` for the first call, `Join(poll)` for the repeats that read the
+    /// ticket).
+    pub async fn join(
+        &self,
+        rpc: &'static str,
+        office: usize,
+        user: u64,
+        attempt: u32,
+        started: Instant,
+    ) -> Result<proto::Ticket, Status> {
+        let request = proto::JoinRequest {
+            request_id: format!("lt-{}-j{user}-{attempt}", self.run_id),
+            office_id: self.fixture.offices[office].clone(),
+            service: SERVICE as i32,
+            nik: self.applicants.applicant(user).nik,
+            first_date: self.fixture.dates.first().copied().map(proto_date),
+            last_date: self.fixture.dates.last().copied().map(proto_date),
+        };
+        let result = self.clients.waiting_room().join(request).await;
+        self.measure(rpc, started, result.map(|response| response.into_inner().ticket.unwrap_or_default()))
+    }
+
+    /// Gives up the place in line of `ticket_id` for user `user`.
+    pub async fn leave(&self, user: u64, ticket_id: &str) -> Result<proto::Ticket, Status> {
+        let request =
+            proto::LeaveRequest { request_id: format!("lt-{}-l{user}", self.run_id), ticket_id: ticket_id.to_string() };
+        let started = Instant::now();
+        let result = self.clients.waiting_room().leave(request).await;
+        self.measure("Leave", started, result.map(|response| response.into_inner().ticket.unwrap_or_default()))
+    }
+
+    /// Opens a Watch stream on `ticket_id` (the opening is measured as `Watch`).
+    pub async fn watch(&self, ticket_id: &str) -> Result<tonic::Streaming<proto::WatchResponse>, Status> {
+        let started = Instant::now();
+        let request = proto::WatchRequest { ticket_id: ticket_id.to_string() };
+        let result = self.clients.waiting_room().watch(request).await;
+        self.measure("Watch", started, result.map(tonic::Response::into_inner))
+    }
+
     fn observe(&self, booking_id: &str, result: Result<Option<&proto::Booking>, &Status>) {
         match result {
             Ok(Some(booking)) => self.ledger.observe(booking),
