@@ -6,9 +6,12 @@ pub mod hold;
 pub mod late_payments;
 pub mod lifecycle;
 pub mod ping;
+pub mod refusals;
 pub mod soak;
 pub mod spike;
 pub mod steps;
+pub mod tickets;
+pub mod waiting_room;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -34,6 +37,8 @@ pub struct Context {
     pub seed: u64,
     /// Short id of this run, in every id it creates.
     pub run_id: String,
+    /// The server's process id when known (`--spawn` or `--server-pid`), to read its memory.
+    pub server_pid: Option<u32>,
 }
 
 /// What a scenario leaves for the check and the report.
@@ -46,6 +51,10 @@ pub struct ScenarioRun {
     pub fixture: Option<Arc<Fixture>>,
     /// Bookings answered OK.
     pub ledger: Arc<Ledger>,
+    /// The waiting room's counts (`spike` through the waiting room).
+    pub waiting_room: Option<waiting_room::WaitingRoomVerdict>,
+    /// The server's memory per waiting ticket (`tickets`).
+    pub memory: Option<tickets::MemoryReport>,
 }
 
 /// Runs the scenario named on the command line.
@@ -56,6 +65,11 @@ pub async fn run(context: &Context) -> anyhow::Result<ScenarioRun> {
         Scenario::Lifecycle => lifecycle::run(context).await,
         Scenario::Spike => spike::run(context).await,
         Scenario::Soak => soak::run(context).await,
+        Scenario::Refusals => refusals::run(context).await,
+        Scenario::Tickets => tickets::run(context).await,
+        Scenario::CompareRedis | Scenario::ComparePostgres => {
+            unreachable!("the comparison scenarios do not talk to antrean")
+        }
     }
 }
 
