@@ -66,14 +66,14 @@ fn config() -> ProptestConfig {
 
 #[test]
 fn the_corpus_has_seeds_of_every_kind() {
-    for kind in ["record", "event", "image", "snapshot", "request"] {
+    for kind in ["log_record", "log_event", "snapshot_image", "snapshot", "hold_request", "segment-header"] {
         assert!(!corpus(kind).is_empty(), "fuzz/corpus/{kind} is empty");
     }
-    for event in corpus("event") {
+    for event in corpus("log_event") {
         let decoded = decode_event(&event).expect("seed events decode");
         assert_eq!(encode_event(&decoded), event, "seed events round-trip");
     }
-    for image in corpus("image") {
+    for image in corpus("snapshot_image") {
         let image = decode_image(&image).expect("seed images decode");
         QuotaBook::from_image(BookRules::default(), image).expect("seed images rebuild a book");
     }
@@ -83,7 +83,7 @@ proptest! {
     #![proptest_config(config())]
 
     #[test]
-    fn record_frames_decode_or_are_refused(bytes in input("record")) {
+    fn record_frames_decode_or_are_refused(bytes in input("log_record")) {
         match decode_record(&bytes) {
             Decoded::Record { position, payload, frame_bytes } => {
                 prop_assert!(position.0 >= 1);
@@ -97,7 +97,7 @@ proptest! {
     }
 
     #[test]
-    fn log_events_decode_or_are_refused(bytes in input("event")) {
+    fn log_events_decode_or_are_refused(bytes in input("log_event")) {
         if let Ok(event) = decode_event(&bytes) {
             let encoded = encode_event(&event);
             prop_assert_eq!(decode_event(&encoded).map(|again| encode_event(&again)).ok(), Some(encoded));
@@ -105,7 +105,7 @@ proptest! {
     }
 
     #[test]
-    fn snapshot_images_decode_or_are_refused(bytes in input("image")) {
+    fn snapshot_images_decode_or_are_refused(bytes in input("snapshot_image")) {
         if let Ok(image) = decode_image(&bytes) {
             // A decoded image is checked again when the book is rebuilt from it: an error, never a panic.
             let _ = QuotaBook::from_image(BookRules::default(), image);
@@ -123,7 +123,7 @@ proptest! {
     }
 
     #[test]
-    fn log_segments_recover_or_are_refused(bytes in input("record"), accept in any::<bool>()) {
+    fn log_segments_recover_or_are_refused(bytes in input("log_record"), accept in any::<bool>()) {
         let dir = tempfile::tempdir().expect("dir");
         let mut segment = Vec::new();
         // A valid segment header followed by the fuzzed bytes as records.
@@ -139,7 +139,7 @@ proptest! {
     }
 
     #[test]
-    fn requests_convert_or_are_refused(bytes in input("request")) {
+    fn requests_convert_or_are_refused(bytes in input("hold_request")) {
         if let Ok(request) = proto::HoldGroupRequest::decode(&bytes[..]) {
             let today = antrean::domain::time::Date::new(2026, 6, 1).expect("date");
             let mut violations = Violations::default();
@@ -204,15 +204,15 @@ fn write_corpus() {
     for (position, payload) in records.iter().take(8) {
         let mut frame = Vec::new();
         encode_record(&mut frame, *position, payload);
-        write("record", format!("record-{:03}", position.0), &frame);
-        write("event", format!("event-{:03}", position.0), payload);
+        write("log_record", format!("record-{:03}", position.0), &frame);
+        write("log_event", format!("event-{:03}", position.0), payload);
     }
     let segment = storage::list_segments(&wal).expect("segments").into_iter().next().expect("a segment");
     let bytes = std::fs::read(&segment.path).expect("segment");
     write("segment-header", "header".into(), &bytes[..storage::SEGMENT_HEADER_BYTES as usize]);
     let snapshot = load_latest_snapshot(&server.data_dir.join("snapshots")).expect("load").expect("a snapshot");
     write("snapshot", "snapshot".into(), &std::fs::read(&snapshot.path).expect("snapshot file"));
-    write("image", "image".into(), &snapshot.payload);
+    write("snapshot_image", "image".into(), &snapshot.payload);
     let hold = proto::HoldGroupRequest {
         request_id: "req-corpus".into(),
         office_id: "kanim-batam".into(),
@@ -224,8 +224,8 @@ fn write_corpus() {
         account_id: "acct-corpus".into(),
         admission_token: String::new(),
     };
-    write("request", "hold-group".into(), &hold.encode_to_vec());
+    write("hold_request", "hold-group".into(), &hold.encode_to_vec());
     let office =
         proto::UpsertOfficeRequest { request_id: "req-office".into(), office: Some(test_office("kanim-x", 5, 3600)) };
-    write("request", "upsert-office".into(), &office.encode_to_vec());
+    write("hold_request", "upsert-office".into(), &office.encode_to_vec());
 }

@@ -225,11 +225,10 @@ async fn server_tls_with_bearer_tokens() {
     assert_eq!(status.code(), Code::Unauthenticated);
 }
 
-fn run_with_listen(args: &[&str]) -> std::process::Child {
-    let dir = tempfile::tempdir().expect("dir");
+fn run_with_listen(dir: &Path, args: &[&str]) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_antrean"))
         .args(["--metrics-listen", "", "--data-dir"])
-        .arg(dir.keep().join("data"))
+        .arg(dir.join("data"))
         .args(args)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
@@ -241,12 +240,13 @@ fn run_with_listen(args: &[&str]) -> std::process::Child {
 
 #[test]
 fn plain_text_on_a_public_address_needs_insecure() {
-    let output = run_with_listen(&["--listen", "0.0.0.0:0"]).wait_with_output().expect("exit");
+    let dir = tempfile::tempdir().expect("dir");
+    let output = run_with_listen(dir.path(), &["--listen", "0.0.0.0:0"]).wait_with_output().expect("exit");
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--insecure") && stderr.contains("server.listen"), "{stderr}");
 
-    let mut child = run_with_listen(&["--listen", "0.0.0.0:0", "--insecure"]);
+    let mut child = run_with_listen(dir.path(), &["--listen", "0.0.0.0:0", "--insecure"]);
     let mut line = String::new();
     std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().expect("stdout")), &mut line)
         .expect("listening line");

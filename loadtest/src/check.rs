@@ -6,7 +6,8 @@
 //!   Holds whose payment deadline has passed may or may not have been expired yet; both readings are accepted.
 //! * `lost`: bookings the server answered OK for that `GetBooking` no longer finds, or finds in another state than
 //!   the last answer implies (a hold may have expired once its deadline passed).
-//! * `unterminated` and `inversions` belong to the waiting room, which does not exist yet: always 0.
+//! * `unterminated`, `inversions` and `admission_order_inversions` belong to the waiting room and are computed by the
+//!   spike's gate (`scenarios::waiting_room`); 0 for every other scenario.
 //!
 //! This module reads the server; it never changes it.
 
@@ -123,10 +124,12 @@ pub struct Correctness {
     pub overbooked: u64,
     /// Answered bookings missing or in an unexplained state.
     pub lost: u64,
-    /// Waiting-room tickets never admitted nor expired (no waiting room yet: 0).
+    /// Waiting-room tickets not in a terminal state at the end (after a bounded wait).
     pub unterminated: u64,
-    /// Admissions out of line order (no waiting room yet: 0).
+    /// First come, first served violations among tickets that joined after the release instant.
     pub inversions: u64,
+    /// Tickets admitted while a ticket with an earlier place in the drawn order was still waiting (whole line).
+    pub admission_order_inversions: u64,
     /// Session pools compared.
     pub pools_checked: u64,
     /// Bookings compared.
@@ -142,7 +145,7 @@ pub struct Correctness {
 impl Correctness {
     /// Whether any correctness count is non-zero.
     pub fn failed(&self) -> bool {
-        self.overbooked + self.lost + self.unterminated + self.inversions > 0
+        self.overbooked + self.lost + self.unterminated + self.inversions + self.admission_order_inversions > 0
     }
 
     fn example(&mut self, text: String) {

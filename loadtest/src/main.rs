@@ -8,12 +8,16 @@
 //! - `nik`: valid, distinct applicants; `calendar`, `random`: dates and seeded choices;
 //! - `driver`: closed and open loop; `recorder`: histograms and series; `progress`: the bar;
 //! - `scenarios`: `ping`, `hold`, `lifecycle`, `spike`, `soak` and their shared steps and fixture;
+//! - `scenarios`: also `refusals` (holds that must be refused), `tickets` (memory per waiting ticket) and the spike's
+//!   waiting-room gate;
+//! - `compare`: the same hold workload against Redis (Lua) and PostgreSQL, for `compare/run.sh`;
 //! - `check`: correctness; `report`: table and JSON; `plot`: SVG.
 
 mod calendar;
 mod check;
 mod cli;
 mod client;
+mod compare;
 mod driver;
 mod nik;
 mod plot;
@@ -60,6 +64,9 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         .seed
         .unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |time| time.as_nanos() as u64));
     let run_id = run_id(seed);
+    if !cli.scenario.is_antrean() {
+        return run_compare(cli, seed, run_id).await;
+    }
     let mut spawned = None;
     let target = if cli.spawn {
         let binary = match &cli.server_bin {
@@ -76,7 +83,8 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
     } else {
         cli.target.clone()
     };
-    let result = run_against(cli, &target, seed, run_id, spawned.is_some()).await;
+    let server_pid = spawned.as_ref().and_then(server::SpawnedServer::pid).or(cli.server_pid);
+    let result = run_against(cli, &target, seed, run_id, server_pid, spawned.is_some()).await;
     if let Some(mut server) = spawned {
         if !server.is_running() {
             eprintln!("warning: the spawned server exited during the run; log tail:\n{}", server.log_tail());
@@ -86,7 +94,14 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
     result
 }
 
-async fn run_against(cli: Cli, target: &str, seed: u64, run_id: String, spawned: bool) -> anyhow::Result<bool> {
+async fn run_against(
+    cli: Cli,
+    target: &str,
+    seed: u64,
+    run_id: String,
+    server_pid: Option<u32>,
+    spawned: bool,
+) -> anyhow::Result<bool> {
     let token = BearerToken::new(cli.token.as_deref())?;
     let clients = Arc::new(Clients::connect(&target_uri(target), cli.connections, cli.call_timeout, token).await?);
     let facts = RunFacts {
@@ -100,9 +115,9 @@ async fn run_against(cli: Cli, target: &str, seed: u64, run_id: String, spawned:
         duration_s: cli.duration().as_secs_f64(),
     };
     let (json, plot, no_check, quiet) = (cli.json.clone(), cli.plot.clone(), cli.no_check, cli.quiet);
-    let context = Context { cli, clients: clients.clone(), seed, run_id };
+    let context = Context { cli, clients: clients.clone(), seed, run_id, server_pid };
     let outcome = scenarios::run(&context).await?;
-    let correctness = match (&outcome.fixture, no_check) {
+    let mut correctness = match (&outcome.fixture, no_check) {
         (Some(fixture), false) => {
             if !quiet {
                 eprintln!(
@@ -115,17 +130,54 @@ async fn run_against(cli: Cli, target: &str, seed: u64, run_id: String, spawned:
         }
         _ => None,
     };
+    if let (Some(correctness), Some(verdict)) = (correctness.as_mut(), outcome.waiting_room) {
+        correctness.unterminated = verdict.unterminated;
+        correctness.inversions = verdict.inversions;
+        correctness.admission_order_inversions = verdict.admission_order_inversions;
+    }
     let summary = outcome.recorder.summary();
-    let report = report::build(facts, &summary, &outcome.driver, correctness, outcome.fixture.as_deref());
-    print!("{}", report::table(&report));
+    let mut report = report::build(facts, &summary, &outcome.driver, correctness, outcome.fixture.as_deref());
+    report.memory = outcome.memory;
+    write_report(&report, json.as_deref(), plot.as_deref())
+}
+
+/// Prints the table, writes the JSON and the plot when asked; `Ok(false)` when a correctness count is not zero.
+fn write_report(
+    report: &report::Report,
+    json: Option<&std::path::Path>,
+    plot: Option<&std::path::Path>,
+) -> anyhow::Result<bool> {
+    print!("{}", report::table(report));
     if let Some(path) = json {
-        let text = serde_json::to_string_pretty(&report)?;
-        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        let text = serde_json::to_string_pretty(report)?;
+        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
     }
     if let Some(path) = plot {
-        plot::write_svg(&report, &path)?;
+        plot::write_svg(report, path)?;
     }
     Ok(!report.correctness.failed())
+}
+
+/// Runs `compare-redis` or `compare-postgres` against `--target`.
+async fn run_compare(cli: Cli, seed: u64, run_id: String) -> anyhow::Result<bool> {
+    let facts = RunFacts {
+        scenario: cli.scenario.name(),
+        target: cli.target.clone(),
+        spawned: false,
+        seed,
+        run_id: run_id.clone(),
+        pacing: cli.pacing(),
+        connections: cli.connections,
+        duration_s: cli.duration().as_secs_f64(),
+    };
+    let run = match cli.scenario {
+        cli::Scenario::CompareRedis => compare::redis(&cli, &run_id).await?,
+        _ => compare::postgres(&cli, &run_id).await?,
+    };
+    let summary = run.recorder.summary();
+    let mut report = report::build(facts, &summary, &run.driver, Some(run.correctness), None);
+    report.system = Some(run.system);
+    write_report(&report, cli.json.as_deref(), cli.plot.as_deref())
 }
 
 /// A short lowercase id for the run, used in office ids and request ids.

@@ -66,6 +66,10 @@ pub struct Report {
     pub correctness: Correctness,
     /// The quota created.
     pub fixture: Option<FixtureReport>,
+    /// The server's memory per waiting ticket (`tickets`).
+    pub memory: Option<crate::scenarios::tickets::MemoryReport>,
+    /// What was measured, when not antrean (`compare-redis`, `compare-postgres`).
+    pub system: Option<String>,
     /// Per second of the run.
     pub series: Vec<SeriesPoint>,
 }
@@ -208,6 +212,8 @@ pub fn build(
             slots: fixture.slots(),
             payment_window_s: fixture.payment_window.as_secs(),
         }),
+        memory: None,
+        system: None,
         series,
     }
 }
@@ -224,8 +230,9 @@ pub fn table(report: &Report) -> String {
     };
     let _ = writeln!(
         out,
-        "\n{} against {}{}: {pacing}, {} connections, {:.1}s (planned {:.1}s), seed {}",
+        "\n{}{} against {}{}: {pacing}, {} connections, {:.1}s (planned {:.1}s), seed {}",
         report.scenario,
+        report.system.as_ref().map(|system| format!(" ({system})")).unwrap_or_default(),
         report.target,
         if report.spawned { " (spawned)" } else { "" },
         report.connections,
@@ -269,11 +276,12 @@ pub fn table(report: &Report) -> String {
     if report.checked {
         let _ = writeln!(
             out,
-            "correctness: overbooked={} lost={} unterminated={} inversions={} ({} bookings, {} pools checked; {} untracked; {} check errors)",
+            "correctness: overbooked={} lost={} unterminated={} inversions={} admission_order_inversions={} ({} bookings, {} pools checked; {} untracked; {} check errors)",
             c.overbooked,
             c.lost,
             c.unterminated,
             c.inversions,
+            c.admission_order_inversions,
             c.bookings_checked,
             c.pools_checked,
             c.bookings_untracked,
@@ -284,6 +292,17 @@ pub fn table(report: &Report) -> String {
         }
     } else {
         let _ = writeln!(out, "correctness: not checked");
+    }
+    if let Some(memory) = &report.memory {
+        let _ = writeln!(
+            out,
+            "memory: {} waiting tickets; server VmRSS {} -> {} bytes (peak {}): {:.0} bytes per ticket",
+            memory.tickets,
+            memory.rss_before_bytes,
+            memory.rss_after_bytes,
+            memory.rss_peak_bytes,
+            memory.bytes_per_ticket
+        );
     }
     out
 }

@@ -21,7 +21,7 @@ pub struct Bookable<'office> {
     pub starts_at: Timestamp,
 }
 
-/// The waiting room that `slot`'s date is behind, if any.
+/// The waiting room that `slot`'s date is behind, if any (every pool of the date is behind it).
 #[must_use]
 pub fn room_for(catalog: &Catalog, slot: &SlotRef) -> Option<RoomKey> {
     let plan = catalog.office(&slot.office_id)?.plan(slot.date)?;
@@ -338,6 +338,11 @@ pub fn reschedule(
     let bookable = check_bookable(office, to_date, to_session, slot.pool, stamp.at)?;
     let to =
         SlotRef { office_id: slot.office_id.clone(), date: to_date, session_id: to_session.clone(), pool: slot.pool };
+    // A reschedule carries no admission token, so it cannot move into a date behind a waiting room: that would skip
+    // the line.
+    if room_for(catalog, &to).is_some() {
+        return Err(Rejection::AdmissionRequired);
+    }
     let left = remaining(access, &to, bookable.session);
     if left == 0 {
         return Err(Rejection::SessionFull { remaining: 0 });

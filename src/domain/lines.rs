@@ -46,6 +46,9 @@ pub struct Supply {
     pub remaining: u64,
     /// Holds awaiting payment, which may still expire and free their slot.
     pub awaiting: u64,
+    /// Tickets admitted and not yet booked, read before the slots: a hold with a token that lands between the read
+    /// and the step lowers both, so the step counts admissions as of the read (or now, if more).
+    pub admitted: u64,
 }
 
 impl QuotaBook {
@@ -144,10 +147,12 @@ impl QuotaBook {
     pub fn supply(&self, key: &RoomKey) -> Supply {
         let catalog = self.catalog();
         let Some(office) = catalog.office(&key.office_id) else { return Supply::default() };
-        let Some((first, last)) = self.rooms.lock().get(key).map(|room| (room.first_date, room.last_date)) else {
+        let Some((first, last, admitted)) =
+            self.rooms.lock().get(key).map(|room| (room.first_date, room.last_date, u64::from(room.admitted_now)))
+        else {
             return Supply::default();
         };
-        let mut supply = Supply::default();
+        let mut supply = Supply { admitted, ..Supply::default() };
         for offset in 0..=last.days_since(first) {
             let date = first.plus_days(offset);
             let Some(plan) = office.plan(date).filter(|plan| plan.waiting_room && plan.release_at == key.release_at)
@@ -193,11 +198,12 @@ impl QuotaBook {
             .map(|(_, ticket_id)| *ticket_id)
             .take(LINE_STEP_TICKETS_MAX)
             .collect();
-        let admitted_after_expiry = u64::from(room.admitted_now) - expired.len() as u64;
+        let admitted_after_expiry = u64::from(room.admitted_now).max(supply.admitted) - expired.len() as u64;
         expired.extend(idle.iter().filter(|ticket_id| {
             room.tickets.get(ticket_id).is_some_and(|ticket| ticket.state == TicketState::Waiting)
         }));
-        let budget = supply.remaining * u64::from(self.rules().admission_factor_percent) / 100;
+        // Rounded up, so a factor below 100 % still admits someone for the last slot instead of stalling the line.
+        let budget = (supply.remaining * u64::from(self.rules().admission_factor_percent)).div_ceil(100);
         let wanted = budget.saturating_sub(admitted_after_expiry).min(LINE_STEP_TICKETS_MAX as u64) as usize;
         // Applying the event makes the draw first, which decides who is next: pick from a drawn copy when it is pending.
         let drawn_copy;

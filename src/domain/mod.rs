@@ -36,3 +36,5 @@ mod book_tests;
 mod model_tests;
 #[cfg(test)]
 mod testkit;
+#[cfg(test)]
+mod waiting_room_tests;

@@ -258,7 +258,17 @@ impl Room {
         }
         self.drawn = true;
         let mut order = std::mem::take(&mut self.pre_open);
-        let mut random = ChaCha8Rng::seed_from_u64(self.seed);
+        // The schedule's seed alone could be computed by anyone who knows the schedule; mixing in every pre-open
+        // joiner's ticket, identity and millisecond of joining makes the order unknowable until the instant, yet
+        // still fixed by the log.
+        let mut entropy = self.seed;
+        for ticket in order.iter().filter_map(|ticket_id| self.tickets.get(ticket_id)) {
+            let mut bytes = ticket.ticket_id.0.to_le_bytes().to_vec();
+            bytes.extend_from_slice(&ticket.nik.value().to_le_bytes());
+            bytes.extend_from_slice(&ticket.joined_at.0.to_le_bytes());
+            entropy = entropy.rotate_left(5) ^ super::command::fnv1a(&bytes);
+        }
+        let mut random = ChaCha8Rng::seed_from_u64(entropy);
         for last in (1..order.len()).rev() {
             let pick = (random.next_u64() % (last as u64 + 1)) as usize;
             order.swap(last, pick);
@@ -274,7 +284,9 @@ impl Room {
         let at = ticket.joined_at;
         self.by_nik.insert(ticket.nik, ticket_id);
         self.tickets.insert(ticket_id, ticket);
-        if at < self.key.release_at {
+        // A join stamped just before the release instant can be applied after the draw (its clock was read before the
+        // lock): it is then too late for the draw and takes the next place.
+        if at < self.key.release_at && !self.drawn {
             self.pre_open.push(ticket_id);
         } else {
             self.draw_if_due(at);

@@ -6,7 +6,7 @@ use super::book::{BookRules, Execution};
 use super::booking::{Applicant, BookingState};
 use super::command::{Command, HoldCommand, Rejection, Reply};
 use super::ids::{AccountId, BookingId, SessionId};
-use super::lines::{Supply, TicketView};
+use super::lines::{Advanced, Supply, TicketView};
 use super::office::{Pool, ScheduleRule, ServiceType};
 use super::testkit::*;
 use super::time::{Date, Timestamp};
@@ -71,24 +71,31 @@ impl Line {
     }
 
     /// Moves the line on with the slots the book reports, as the engine's ticker does.
-    fn advance(&self, at: Timestamp) -> Option<u64> {
+    fn advance(&self, at: Timestamp) -> Option<Advanced> {
         let supply = self.fixture.book.supply(&self.key);
         self.advance_with(supply, &[], at)
     }
 
-    fn advance_with(&self, supply: Supply, idle: &[TicketId], at: Timestamp) -> Option<u64> {
+    fn advance_with(&self, supply: Supply, idle: &[TicketId], at: Timestamp) -> Option<Advanced> {
         self.fixture.book.advance_room(&self.key, supply, idle, at, &self.fixture.log)
     }
 
     fn room(&self) -> Room {
-        Room::clone(&self.fixture.book.rooms.lock()[&self.key])
+        Room::clone(self.fixture.book.rooms.lock()[&self.key].as_ref())
     }
 
     fn ticket(&self, ticket_id: TicketId) -> Ticket {
         self.room().tickets[&ticket_id].clone()
     }
 
-    fn hold(&self, applicant: &Applicant, session: SessionId, pool: Pool, token: Option<u64>, at: Timestamp) -> Execution {
+    fn hold(
+        &self,
+        applicant: &Applicant,
+        session: SessionId,
+        pool: Pool,
+        token: Option<u64>,
+        at: Timestamp,
+    ) -> Execution {
         let hold = HoldCommand {
             slot: slot(thursday(), session, pool),
             service: ServiceType::NewPassport,
@@ -153,7 +160,7 @@ fn assert_room_consistent(room: &Room) {
     assert!(orders.iter().all(|order| *order < room.next_order), "orders below next_order");
     if room.drawn {
         assert!(room.pre_open.is_empty(), "drawn, yet {} ticket(s) still wait for the draw", room.pre_open.len());
-        assert!(tickets.iter().all(|ticket| ticket.order > 0), "every ticket has a place after the draw");
+        assert!(waiting.iter().all(|ticket| ticket.order > 0), "every waiting ticket has a place after the draw");
     } else {
         assert!(tickets.iter().all(|ticket| ticket.order == 0), "no places before the draw");
         let pre_open: BTreeSet<TicketId> = room.pre_open.iter().copied().collect();
@@ -229,7 +236,7 @@ fn the_draw_replays_from_its_seed_and_another_seed_draws_another_order() {
 #[test]
 fn every_order_of_three_joiners_is_about_equally_likely() {
     let mut counts: BTreeMap<Vec<TicketId>, u32> = BTreeMap::new();
-    for seed in 0..6_000 {
+    for seed in 0..6_000u64 {
         *counts.entry(drawn_order(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15), 3)).or_default() += 1;
     }
     assert_eq!(counts.len(), 6, "all six orders occur: {counts:?}");
@@ -276,7 +283,13 @@ fn a_join_stamped_before_the_release_but_applied_after_the_draw_still_gets_a_pla
 fn joining_needs_an_open_line_and_joining_again_returns_the_same_ticket() {
     let line = Line::new(room_rules(100), SMALL);
     let opens_at = release().plus_ms(-PRE_OPEN_MS);
-    let refused = line.fixture.book.join(&office_id(), ServiceType::NewPassport, person(1).nik, opens_at.plus_ms(-1), &line.fixture.log);
+    let refused = line.fixture.book.join(
+        &office_id(),
+        ServiceType::NewPassport,
+        person(1).nik,
+        opens_at.plus_ms(-1),
+        &line.fixture.log,
+    );
     assert_eq!(refused.map(|_| ()), Err(Rejection::NotYetOpen { opens_at }));
     let other = super::ids::OfficeId::parse("kanim-other").expect("id");
     let refused = line.fixture.book.join(&other, ServiceType::NewPassport, person(1).nik, opens_at, &line.fixture.log);
@@ -286,7 +299,13 @@ fn joining_needs_an_open_line_and_joining_again_returns_the_same_ticket() {
     assert_eq!((first.ticket.order, first.ahead, first.ticket.state), (0, 0, TicketState::Waiting));
     assert_eq!(first.estimated_wait_ms, PRE_OPEN_MS, "until the release instant");
     let logged = line.fixture.log.len();
-    let again = line.fixture.book.join(&office_id(), ServiceType::NewPassport, person(1).nik, opens_at.plus_ms(5), &line.fixture.log);
+    let again = line.fixture.book.join(
+        &office_id(),
+        ServiceType::NewPassport,
+        person(1).nik,
+        opens_at.plus_ms(5),
+        &line.fixture.log,
+    );
     let (again, position) = again.expect("joins");
     assert_eq!((again.ticket.ticket_id, position, line.fixture.log.len()), (first.ticket.ticket_id, None, logged));
     let second = line.join(&person(2), opens_at.plus_ms(10));
@@ -299,7 +318,8 @@ fn a_full_line_refuses_new_tickets() {
     let line = Line::new(BookRules { tickets_per_room_max: 2, ..room_rules(100) }, SMALL);
     line.join(&person(1), release());
     line.join(&person(2), release());
-    let refused = line.fixture.book.join(&office_id(), ServiceType::NewPassport, person(3).nik, release(), &line.fixture.log);
+    let refused =
+        line.fixture.book.join(&office_id(), ServiceType::NewPassport, person(3).nik, release(), &line.fixture.log);
     assert_eq!(refused.map(|_| ()), Err(Rejection::LimitReached { limit: "tickets_per_room_max".into() }));
 }
 
@@ -319,7 +339,7 @@ fn admitted_line(count: u16) -> (Line, Vec<Ticket>) {
 }
 
 fn applicant_of(ticket: &Ticket) -> Applicant {
-    (1..10_000).map(person).find(|applicant| applicant.nik == ticket.nik).expect("a test applicant")
+    (0..2_000).map(person).find(|applicant| applicant.nik == ticket.nik).expect("a test applicant")
 }
 
 #[test]
@@ -338,7 +358,13 @@ fn a_hold_on_a_waiting_room_date_needs_a_valid_admission_token() {
     refused(&applicant_of(&waiting), Some(admission_token(line.room().seed, waiting.ticket_id)));
     refused(&person(500), Some(admitted[0].admission_token));
     refused(&applicant_of(&admitted[1]), Some(admitted[0].admission_token));
-    let early = line.hold(&applicant_of(&admitted[0]), morning(), Pool::Regular, Some(admitted[0].admission_token), release().plus_ms(-1));
+    let early = line.hold(
+        &applicant_of(&admitted[0]),
+        morning(),
+        Pool::Regular,
+        Some(admitted[0].admission_token),
+        release().plus_ms(-1),
+    );
     assert_eq!(early.outcome, Err(Rejection::NotYetOpen { opens_at: release() }));
 
     let held = line.hold(&applicant_of(&admitted[0]), morning(), Pool::Regular, Some(admitted[0].admission_token), at);
@@ -359,7 +385,8 @@ fn an_admission_token_is_single_use() {
     let booking_id = held_ids(&held.outcome)[0];
     let cancelled = line.fixture.run(&Command::Cancel { booking_id }, at.plus_ms(1));
     assert_eq!(verdict(&cancelled.outcome), "OK");
-    let again = line.hold(&applicant_of(ticket), late_morning(), Pool::Regular, Some(ticket.admission_token), at.plus_ms(2));
+    let again =
+        line.hold(&applicant_of(ticket), late_morning(), Pool::Regular, Some(ticket.admission_token), at.plus_ms(2));
     assert_eq!(again.outcome, Err(Rejection::AdmissionRequired));
     assert_eq!(line.ticket(ticket.ticket_id).state, TicketState::Booked);
     line.assert_rebuilds();
@@ -370,15 +397,23 @@ fn an_admission_token_expires() {
     let (line, admitted) = admitted_line(3);
     let expires_at = release().plus_ms(ADMISSION_TTL_MS);
     assert!(admitted.iter().all(|ticket| ticket.admission_expires_at == expires_at));
-    let late = line.hold(&applicant_of(&admitted[0]), morning(), Pool::Regular, Some(admitted[0].admission_token), expires_at);
+    let late =
+        line.hold(&applicant_of(&admitted[0]), morning(), Pool::Regular, Some(admitted[0].admission_token), expires_at);
     assert_eq!(late.outcome, Err(Rejection::AdmissionRequired), "refused at the expiry instant, before the line moves");
-    let in_time = line.hold(&applicant_of(&admitted[1]), morning(), Pool::Regular, Some(admitted[1].admission_token), expires_at.plus_ms(-1));
+    let in_time = line.hold(
+        &applicant_of(&admitted[1]),
+        morning(),
+        Pool::Regular,
+        Some(admitted[1].admission_token),
+        expires_at.plus_ms(-1),
+    );
     assert_eq!(held_ids(&in_time.outcome).len(), 1);
     line.advance(expires_at);
     assert_eq!(line.ticket(admitted[0].ticket_id).state, TicketState::Expired);
     assert_eq!(line.ticket(admitted[1].ticket_id).state, TicketState::Booked);
     assert_eq!(line.ticket(admitted[2].ticket_id).state, TicketState::Expired);
-    let after = line.hold(&applicant_of(&admitted[2]), morning(), Pool::Regular, Some(admitted[2].admission_token), expires_at);
+    let after =
+        line.hold(&applicant_of(&admitted[2]), morning(), Pool::Regular, Some(admitted[2].admission_token), expires_at);
     assert_eq!(after.outcome, Err(Rejection::AdmissionRequired));
     line.assert_rebuilds();
 }
@@ -389,7 +424,8 @@ fn leaving_gives_up_the_admission() {
     let at = release().plus_ms(1_000);
     let (left, _) = line.fixture.book.leave(admitted[0].ticket_id, at, &line.fixture.log).expect("leaves");
     assert_eq!((left.ticket.state, line.room().admitted_now), (TicketState::Left, 9));
-    let refused = line.hold(&applicant_of(&admitted[0]), morning(), Pool::Regular, Some(admitted[0].admission_token), at);
+    let refused =
+        line.hold(&applicant_of(&admitted[0]), morning(), Pool::Regular, Some(admitted[0].admission_token), at);
     assert_eq!(refused.outcome, Err(Rejection::AdmissionRequired));
     let logged = line.fixture.log.len();
     line.fixture.book.leave(admitted[0].ticket_id, at, &line.fixture.log).expect("leaving twice is fine");
@@ -400,15 +436,13 @@ fn leaving_gives_up_the_admission() {
 }
 
 #[test]
-#[ignore = "bug outside the waiting-room files: Reschedule into a waiting-room date needs no admission (decide::reschedule)"]
 fn rescheduling_into_a_waiting_room_date_needs_an_admission() {
     let (line, _) = admitted_line(10);
     let at = release().plus_ms(1_000);
     let booking = line.fixture.held(slot(monday(), morning(), Pool::Regular), person(700), at);
-    let moved = line.fixture.run(
-        &Command::Reschedule { booking_id: booking.booking_id, date: thursday(), session_id: morning() },
-        at,
-    );
+    let moved = line
+        .fixture
+        .run(&Command::Reschedule { booking_id: booking.booking_id, date: thursday(), session_id: morning() }, at);
     assert!(moved.outcome.is_err(), "jumped the line: {:?}", moved.outcome);
 }
 
@@ -448,14 +482,19 @@ fn every_ticket_ends_once_the_slots_are_gone() {
     // Each round: some admitted holders book and pay, others let their admission lapse.
     for round in 0..20 {
         let room = line.room();
-        for (index, ticket) in room.tickets.values().filter(|ticket| ticket.state == TicketState::Admitted).enumerate() {
+        for (index, ticket) in room.tickets.values().filter(|ticket| ticket.state == TicketState::Admitted).enumerate()
+        {
             if (index + round) % 3 == 2 {
                 continue;
             }
-            let booked = sessions().into_iter().flat_map(|session| [(session.clone(), Pool::Regular), (session, Pool::Priority)]).find_map(|(session, pool)| {
-                let outcome = line.hold(&applicant_of(ticket), session, pool, Some(ticket.admission_token), at).outcome;
-                outcome.ok()
-            });
+            let booked = sessions()
+                .into_iter()
+                .flat_map(|session| [(session.clone(), Pool::Regular), (session, Pool::Priority)])
+                .find_map(|(session, pool)| {
+                    let outcome =
+                        line.hold(&applicant_of(ticket), session, pool, Some(ticket.admission_token), at).outcome;
+                    outcome.ok()
+                });
             if let Some(Reply::Held { bookings, .. }) = booked {
                 serial_payment += 1;
                 let paid = line.fixture.run(&pay(bookings[0].booking_id, &format!("pay-{serial_payment}")), at);
@@ -470,12 +509,14 @@ fn every_ticket_ends_once_the_slots_are_gone() {
         }
     }
     let room = line.room();
-    let states: BTreeMap<TicketId, TicketState> = room.tickets.values().map(|ticket| (ticket.ticket_id, ticket.state)).collect();
+    let states: BTreeMap<TicketId, TicketState> =
+        room.tickets.values().map(|ticket| (ticket.ticket_id, ticket.state)).collect();
     assert!(states.values().all(|state| state.is_terminal()), "{states:?}");
     let booked = states.values().filter(|state| **state == TicketState::Booked).count();
     assert_eq!(booked, 10, "every slot went to someone in line");
     assert!(room.sold_out);
-    assert_eq!(states.values().filter(|state| **state == TicketState::SoldOut).count() + booked + states.values().filter(|state| **state == TicketState::Expired).count(), 25);
+    assert!(states.values().any(|state| *state == TicketState::SoldOut), "someone was still waiting: {states:?}");
+    assert!(!states.values().any(|state| *state == TicketState::Left));
     let late = line.join(&person(99), at);
     assert_eq!(late.ticket.state, TicketState::SoldOut, "joining a sold-out line ends at once");
     line.assert_rebuilds();
@@ -574,13 +615,18 @@ impl History {
             .bookings
             .iter()
             .filter(|booking| booking.slot.date == thursday())
-            .filter(|booking| if active { booking.state.is_active() } else { booking.state == BookingState::AwaitingPayment })
+            .filter(
+                |booking| {
+                    if active { booking.state.is_active() } else { booking.state == BookingState::AwaitingPayment }
+                },
+            )
             .map(|booking| booking.booking_id)
             .collect()
     }
 
+    /// Admissions the slots allow: remaining times the factor, rounded up so the last slot is never stranded.
     fn budget(&self, supply: Supply) -> u64 {
-        supply.remaining * u64::from(self.factor_percent) / 100
+        (supply.remaining * u64::from(self.factor_percent)).div_ceil(100)
     }
 
     fn run(&mut self, step: &Step) {
@@ -588,16 +634,18 @@ impl History {
         match step {
             Step::Join { serial, lag_ms } => {
                 let stamped = at.plus_ms(-lag_ms).max(release().plus_ms(-PRE_OPEN_MS));
+                let before = self.line.room();
                 let view = self.line.join(&person(*serial), stamped);
-                if self.line.room().sold_out && view.ticket.joined_at == stamped {
-                    assert!(view.ticket.state.is_terminal());
+                if before.sold_out && !before.by_nik.contains_key(&person(*serial).nik) {
+                    assert_eq!(view.ticket.state, TicketState::SoldOut, "joining a sold-out line ends at once");
                 }
             }
             Step::Leave(pick) => {
                 let tickets = self.tickets(None);
                 if !tickets.is_empty() {
                     let ticket = &tickets[pick.index(tickets.len())];
-                    let (view, _) = self.line.fixture.book.leave(ticket.ticket_id, at, &self.line.fixture.log).expect("leaves");
+                    let (view, _) =
+                        self.line.fixture.book.leave(ticket.ticket_id, at, &self.line.fixture.log).expect("leaves");
                     let expected = if ticket.state.is_terminal() { ticket.state } else { TicketState::Left };
                     assert_eq!(view.ticket.state, expected);
                 }
@@ -621,15 +669,17 @@ impl History {
                     let ticket = &admitted[ticket.index(admitted.len())];
                     let session = sessions()[usize::from(*session)].clone();
                     let pool = if *priority { Pool::Priority } else { Pool::Regular };
-                    let outcome = self.line.hold(&applicant_of(ticket), session, pool, Some(ticket.admission_token), at).outcome;
+                    let outcome =
+                        self.line.hold(&applicant_of(ticket), session, pool, Some(ticket.admission_token), at).outcome;
                     let state = self.line.ticket(ticket.ticket_id).state;
                     match outcome {
                         Ok(_) => assert_eq!(state, TicketState::Booked),
-                        Err(Rejection::SessionFull { .. } | Rejection::AdmissionRequired) => {
+                        Err(Rejection::AdmissionRequired) => {
+                            assert!(ticket.admission_expires_at <= at, "a valid token was refused");
                             assert_eq!(state, TicketState::Admitted);
-                            if ticket.admission_expires_at > at {
-                                assert!(self.line.fixture.book.supply(&self.line.key).remaining > 0 || true);
-                            }
+                        }
+                        Err(Rejection::SessionFull { .. } | Rejection::Invalid(_)) => {
+                            assert_eq!(state, TicketState::Admitted);
                         }
                         Err(other) => panic!("unexpected refusal {other:?}"),
                     }
@@ -643,7 +693,12 @@ impl History {
                     let token = with_token.then_some(ticket.admission_token);
                     let outcome = self.line.hold(&applicant, morning(), Pool::Regular, token, at).outcome;
                     assert!(
-                        matches!(outcome, Err(Rejection::AdmissionRequired | Rejection::SessionFull { .. })),
+                        matches!(
+                            outcome,
+                            Err(Rejection::AdmissionRequired
+                                | Rejection::SessionFull { .. }
+                                | Rejection::NotYetOpen { .. })
+                        ),
                         "a hold without its own token: {outcome:?}"
                     );
                 }
@@ -693,10 +748,18 @@ impl History {
             let newly: Vec<u64> = after
                 .tickets
                 .values()
-                .filter(|ticket| ticket.state == TicketState::Admitted && before.tickets[&ticket.ticket_id].state == TicketState::Waiting)
+                .filter(|ticket| {
+                    ticket.state == TicketState::Admitted
+                        && before.tickets[&ticket.ticket_id].state == TicketState::Waiting
+                })
                 .map(|ticket| ticket.order)
                 .collect();
-            let first_waiting = after.tickets.values().filter(|ticket| ticket.state == TicketState::Waiting).map(|ticket| ticket.order).min();
+            let first_waiting = after
+                .tickets
+                .values()
+                .filter(|ticket| ticket.state == TicketState::Waiting)
+                .map(|ticket| ticket.order)
+                .min();
             if let (Some(last_admitted), Some(first_waiting)) = (newly.iter().max(), first_waiting) {
                 assert!(last_admitted < &first_waiting, "admitted in queue order");
             }
@@ -739,12 +802,19 @@ impl History {
             self.advance(supply, &[]);
             self.check();
             for ticket in self.tickets(Some(TicketState::Admitted)) {
-                let slots = sessions().into_iter().flat_map(|session| [(session.clone(), Pool::Regular), (session, Pool::Priority)]);
+                let slots = sessions()
+                    .into_iter()
+                    .flat_map(|session| [(session.clone(), Pool::Regular), (session, Pool::Priority)]);
                 for (session, pool) in slots {
-                    let outcome = self.line.hold(&applicant_of(&ticket), session, pool, Some(ticket.admission_token), self.clock).outcome;
+                    let outcome = self
+                        .line
+                        .hold(&applicant_of(&ticket), session, pool, Some(ticket.admission_token), self.clock)
+                        .outcome;
                     if let Ok(Reply::Held { bookings, .. }) = outcome {
                         self.payments += 1;
-                        self.line.fixture.run(&pay(bookings[0].booking_id, &format!("pay-{}", self.payments)), self.clock);
+                        self.line
+                            .fixture
+                            .run(&pay(bookings[0].booking_id, &format!("pay-{}", self.payments)), self.clock);
                         break;
                     }
                 }
@@ -753,11 +823,14 @@ impl History {
                 break;
             }
         }
-        let open: Vec<Ticket> = self.tickets(None).into_iter().filter(|ticket| !ticket.state.is_terminal()).collect();
-        assert!(open.is_empty(), "tickets that never ended: {open:?}");
+        let open: Vec<(TicketId, TicketState)> = self
+            .tickets(None)
+            .into_iter()
+            .filter(|ticket| !ticket.state.is_terminal())
+            .map(|ticket| (ticket.ticket_id, ticket.state))
+            .collect();
         let supply = self.line.fixture.book.supply(&self.line.key);
-        let booked = self.tickets(Some(TicketState::Booked)).len();
-        assert!(supply.remaining == 0 || self.tickets(Some(TicketState::SoldOut)).is_empty(), "sold out with slots left: {supply:?}, {booked} booked");
+        assert!(open.is_empty(), "tickets that never ended with {supply:?}: {open:?}");
     }
 }
 
@@ -775,10 +848,14 @@ proptest! {
 
     #[test]
     fn after_the_release_instant_it_is_first_come_first_served(
-        steps in proptest::collection::vec((0..3u8, 0..45u16, 0..600_000i64, 0..2_000i64, any::<Index>()), 1..60),
+        start_before_ms in prop_oneof![3 => 0..5_000i64, 1 => 0..PRE_OPEN_MS - 2_000],
+        steps in proptest::collection::vec(
+            (0..3u8, 0..45u16, prop_oneof![4 => 0..500i64, 1 => 0..600_000i64], 0..2_000i64, any::<Index>()),
+            1..60,
+        ),
     ) {
         let line = Line::new(room_rules(100), SMALL);
-        let mut clock = release().plus_ms(-PRE_OPEN_MS + 2_000);
+        let mut clock = release().plus_ms(-start_before_ms);
         let mut pre_open: BTreeSet<TicketId> = BTreeSet::new();
         let mut drawn: Option<BTreeSet<TicketId>> = None;
         let mut after_draw: Vec<TicketId> = Vec::new();

@@ -36,5 +36,12 @@ pub async fn run(context: &Context) -> anyhow::Result<ScenarioRun> {
             }
         })
         .await;
-    Ok(ScenarioRun { recorder, driver, fixture: None, ledger: Arc::new(Ledger::default()), waiting_room: None, memory: None })
+    Ok(ScenarioRun {
+        recorder,
+        driver,
+        fixture: None,
+        ledger: Arc::new(Ledger::default()),
+        waiting_room: None,
+        memory: None,
+    })
 }

@@ -242,9 +242,9 @@ impl WaitingRoomGate {
             let until_release = release_at.duration_since(SystemTime::now()).unwrap_or_default();
             return until_release + RELEASE_SPREAD.mul_f64(jitter) + POLL_MIN;
         }
-        let estimate = ticket.estimated_wait.map_or(Duration::ZERO, |wait| {
-            Duration::new(wait.seconds.max(0) as u64, wait.nanos.max(0) as u32)
-        });
+        let estimate = ticket
+            .estimated_wait
+            .map_or(Duration::ZERO, |wait| Duration::new(wait.seconds.max(0) as u64, wait.nanos.max(0) as u32));
         let estimate = if estimate.is_zero() {
             Duration::from_secs_f64(ticket.ahead as f64 / ASSUMED_ADMISSIONS_PER_S)
         } else {
@@ -278,8 +278,7 @@ impl WaitingRoomGate {
             tokio::time::sleep(TERMINAL_POLL).await;
             round += 1;
         }
-        let sightings: Vec<Sighting> =
-            self.sightings.lock().expect("sightings poisoned").values().cloned().collect();
+        let sightings: Vec<Sighting> = self.sightings.lock().expect("sightings poisoned").values().cloned().collect();
         for (state, name) in [
             (TicketState::Booked, "tickets_booked"),
             (TicketState::SoldOut, "tickets_sold_out"),
@@ -432,7 +431,13 @@ impl Gate for WaitingRoomGate {
 mod tests {
     use super::*;
 
-    fn sighting(joined_position: u64, position: u64, join: (u64, u64), waiting: Option<u64>, admitted: Option<u64>) -> Sighting {
+    fn sighting(
+        joined_position: u64,
+        position: u64,
+        join: (u64, u64),
+        waiting: Option<u64>,
+        admitted: Option<u64>,
+    ) -> Sighting {
         Sighting {
             joined_position,
             position,

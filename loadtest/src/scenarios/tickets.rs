@@ -1,0 +1,121 @@
+//! `tickets`: the server's memory per waiting ticket. Sets up one office whose dates open only after the run, behind
+//! a waiting room (which is open already and is not drawn during the run), reads the server's resident memory
+//! (VmRSS in /proc/PID/status), joins `--users` distinct applicants with `Join` (closed loop, `--concurrency`), waits
+//! a moment, and reads it again. Needs the server's process id: known with `--spawn`, else `--server-pid`.
+//!
+//! Every ticket joined is also counted by reading one back: the report's `memory.tickets` is what the server said.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use serde::Serialize;
+
+use crate::check::Ledger;
+use crate::driver::{self, Call, Plan};
+use crate::scenarios::fixture::{FixtureSpec, ReleaseAt};
+use crate::scenarios::{Context, ScenarioRun, new_recorder};
+
+/// Pause after the last join before memory is read again, so allocations settle.
+const SETTLE: Duration = Duration::from_secs(2);
+
+/// The server's memory before and after the tickets joined.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct MemoryReport {
+    /// Tickets that joined (Join answered OK).
+    pub tickets: u64,
+    /// Server VmRSS after setup, before the joins, in bytes.
+    pub rss_before_bytes: u64,
+    /// Server VmRSS after the joins, in bytes.
+    pub rss_after_bytes: u64,
+    /// Server VmHWM (peak resident) after the joins, in bytes.
+    pub rss_peak_bytes: u64,
+    /// (after - before) / tickets.
+    pub bytes_per_ticket: f64,
+}
+
+/// Runs `tickets`.
+pub async fn run(context: &Context) -> anyhow::Result<ScenarioRun> {
+    let Some(pid) = context.server_pid else {
+        bail!("tickets needs the server's process id: use --spawn or --server-pid");
+    };
+    let spec = FixtureSpec {
+        offices: 1,
+        days: 1,
+        slots: 3,
+        waiting_room: true,
+        ..context.fixture_spec(ReleaseAt::NOT_DURING_RUN)
+    };
+    let fixture = context.create_fixture_from(&spec, &context.run_id).await?;
+    let ledger = Arc::new(Ledger::default());
+    let recorder = new_recorder();
+    let steps = context.steps(fixture.clone(), recorder.clone(), ledger.clone());
+    tokio::time::sleep(SETTLE).await;
+    let (rss_before_bytes, _) = resident_bytes(pid)?;
+    let tasks = context.cli.concurrency.unwrap_or(64);
+    let calls = context.cli.users.min(context.cli.max_requests);
+    let progress =
+        crate::progress::Progress::start("tickets", context.cli.duration(), recorder.clone(), context.cli.quiet);
+    let journey_steps = steps.clone();
+    let driver = driver::run(
+        Plan::Closed { tasks },
+        recorder.start(),
+        context.cli.duration(),
+        calls,
+        recorder.clone(),
+        move |call: Call| {
+            let steps = journey_steps.clone();
+            async move {
+                let counter = match steps.join("Join", 0, call.index, 0, call.due).await {
+                    Ok(_) => "tickets_joined",
+                    Err(_) => "joins_failed",
+                };
+                steps.recorder.count(counter, 1);
+            }
+        },
+    )
+    .await;
+    progress.finish();
+    tokio::time::sleep(SETTLE).await;
+    let (rss_after_bytes, rss_peak_bytes) = resident_bytes(pid)?;
+    let tickets = recorder.summary().counters.get("tickets_joined").copied().unwrap_or(0);
+    let bytes_per_ticket = rss_after_bytes.saturating_sub(rss_before_bytes) as f64 / tickets.max(1) as f64;
+    let memory = MemoryReport { tickets, rss_before_bytes, rss_after_bytes, rss_peak_bytes, bytes_per_ticket };
+    if !context.cli.quiet {
+        eprintln!(
+            "memory: {tickets} waiting tickets; server VmRSS {:.1} MiB -> {:.1} MiB (peak {:.1} MiB): {bytes_per_ticket:.0} bytes per ticket",
+            mib(rss_before_bytes),
+            mib(rss_after_bytes),
+            mib(rss_peak_bytes)
+        );
+    }
+    Ok(ScenarioRun { recorder, driver, fixture: Some(fixture), ledger, waiting_room: None, memory: Some(memory) })
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// VmRSS and VmHWM of process `pid`, in bytes.
+pub fn resident_bytes(pid: u32) -> anyhow::Result<(u64, u64)> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+    let field = |name: &str| -> anyhow::Result<u64> {
+        let line =
+            status.lines().find(|line| line.starts_with(name)).with_context(|| format!("no {name} in {path}"))?;
+        let kib: u64 = line.split_whitespace().nth(1).and_then(|value| value.parse().ok()).context("bad VmRSS line")?;
+        Ok(kib * 1024)
+    };
+    Ok((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_this_process_memory() {
+        let (rss, peak) = resident_bytes(std::process::id()).unwrap();
+        assert!(rss > 0 && peak >= rss);
+    }
+}

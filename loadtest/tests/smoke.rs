@@ -1,0 +1,133 @@
+//! A short smoke run of every scenario against a server the load generator spawns itself (`--spawn`), asserting the
+//! correctness counts and that calls succeeded, not speed. Each run lasts a few seconds with small numbers, so the
+//! whole file stays well under a minute in a debug build.
+//!
+//! The server binary is `antrean` beside the test executable's directory (`target/debug/deps/../antrean`):
+//! `cargo test --workspace` builds it because the antrean package has integration tests. When it is missing (e.g.
+//! `cargo test -p loadtest` alone), it is built once with `cargo build --bin antrean` from the workspace root.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+/// The antrean binary of this build profile, built when missing.
+fn server_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test executable path");
+        let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
+        let binary = profile_dir.join(format!("antrean{}", std::env::consts::EXE_SUFFIX));
+        if !binary.is_file() {
+            let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root");
+            let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+            build.current_dir(workspace).args(["build", "--bin", "antrean"]);
+            if profile_dir.file_name().is_some_and(|name| name == "release") {
+                build.arg("--release");
+            }
+            let status = build.status().expect("cannot run cargo build --bin antrean");
+            assert!(status.success(), "cargo build --bin antrean failed");
+        }
+        assert!(binary.is_file(), "no server binary at {}", binary.display());
+        binary
+    })
+}
+
+/// Runs `loadtest SCENARIO --spawn ARGS... --json FILE` and returns its exit code, output and report.
+fn run(scenario: &str, args: &[&str]) -> (i32, String, Value) {
+    let json = std::env::temp_dir().join(format!("loadtest-smoke-{scenario}-{}.json", std::process::id()));
+    let output = Command::new(env!("CARGO_BIN_EXE_loadtest"))
+        .arg(scenario)
+        .arg("--spawn")
+        .arg("--server-bin")
+        .arg(server_binary())
+        .args(["--quiet", "--seed", "7", "--json"])
+        .arg(&json)
+        .args(args)
+        .output()
+        .expect("cannot run loadtest");
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let report = std::fs::read_to_string(&json)
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or_else(|| panic!("{scenario}: no JSON report\n{text}"));
+    let _ = std::fs::remove_file(&json);
+    (output.status.code().unwrap_or(-1), text, report)
+}
+
+/// Asserts a clean run: exit 0, every correctness count 0, and at least `ok_min` OK calls of `rpc`.
+fn assert_clean(scenario: &str, args: &[&str], rpc: &str, ok_min: u64) -> Value {
+    let (code, text, report) = run(scenario, args);
+    assert_eq!(code, 0, "{scenario} exited with {code}\n{text}");
+    let correctness = &report["correctness"];
+    for count in ["overbooked", "lost", "unterminated", "inversions", "admission_order_inversions"] {
+        assert_eq!(correctness[count], 0, "{scenario}: {count}\n{text}");
+    }
+    let ok = report["rpcs"][rpc]["codes"]["OK"].as_u64().unwrap_or(0);
+    assert!(ok >= ok_min, "{scenario}: {ok} OK {rpc} calls, expected at least {ok_min}\n{text}");
+    report
+}
+
+#[test]
+fn ping() {
+    let (code, text, report) = run("ping", &["--duration", "2s", "--concurrency", "8"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(report["rpcs"]["Health/Check"]["codes"]["OK"].as_u64().unwrap_or(0) > 10, "{text}");
+}
+
+#[test]
+fn hold() {
+    let report = assert_clean("hold", &["--duration", "2s", "--concurrency", "8", "--slots", "3000"], "Hold", 10);
+    assert_eq!(report["checked"], true);
+}
+
+#[test]
+fn lifecycle() {
+    let args = ["--duration", "2s", "--concurrency", "8", "--slots", "2000", "--payment-window", "1s"];
+    assert_clean("lifecycle", &args, "Hold", 10);
+}
+
+#[test]
+fn spike_through_the_waiting_room() {
+    let args =
+        ["--users", "300", "--slots", "60", "--arrival-window", "3s", "--duration", "8s", "--payment-window", "1s"];
+    let report = assert_clean("spike", &args, "Join", 300);
+    let counters = &report["counters"];
+    assert!(counters["users_held"].as_u64().unwrap_or(0) >= 60, "{counters}");
+    assert_eq!(counters["tickets_waiting_at_end"], 0, "{counters}");
+    // Every user ended: booked, or told the slots are gone, or left.
+    let ended: u64 = ["tickets_booked", "tickets_sold_out", "tickets_expired", "tickets_left"]
+        .iter()
+        .map(|name| counters[name].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(ended, 300, "{counters}");
+}
+
+#[test]
+fn spike_without_the_waiting_room() {
+    let args = ["--no-waiting-room", "--users", "200", "--slots", "60", "--arrival-window", "3s", "--duration", "5s"];
+    assert_clean("spike", &args, "Hold", 60);
+}
+
+#[test]
+fn soak() {
+    let args = ["--duration", "2s", "--concurrency", "8", "--slots", "600", "--payment-window", "1s"];
+    assert_clean("soak", &args, "GetAvailability", 10);
+}
+
+#[test]
+fn refusals() {
+    let report = assert_clean("refusals", &["--duration", "2s", "--concurrency", "8"], "Hold", 0);
+    let counters = &report["counters"];
+    assert!(counters["refused_not_yet_open"].as_u64().unwrap_or(0) > 10, "{counters}");
+    assert!(counters["refused_session_full"].as_u64().unwrap_or(0) > 10, "{counters}");
+    assert!(counters.get("holds_ok_unexpected").is_none(), "{counters}");
+}
+
+#[test]
+fn tickets() {
+    let report = assert_clean("tickets", &["--users", "500", "--concurrency", "8"], "Join", 500);
+    assert_eq!(report["memory"]["tickets"], 500);
+    assert!(report["memory"]["rss_after_bytes"].as_u64().unwrap_or(0) > 0);
+}
