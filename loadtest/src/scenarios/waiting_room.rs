@@ -53,6 +53,8 @@ const RELEASE_SPREAD: Duration = Duration::from_secs(1);
 const ASSUMED_ADMISSIONS_PER_S: f64 = 5_000.0;
 /// Join failures (overload, deadline) of one user before the user gives up.
 const JOIN_FAILURES_MAX: u32 = 5;
+/// First pause before a failed Join is sent again; doubled at each failure (jittered up to twice as long).
+const JOIN_RETRY_BASE: Duration = Duration::from_millis(250);
 
 const STREAM_OFFICE: u64 = 0x3a1;
 const STREAM_JITTER: u64 = 0x3a2;
@@ -62,7 +64,8 @@ const STREAM_JITTER: u64 = 0x3a2;
 struct Sighting {
     ticket_id: String,
     office: usize,
-    /// The place in the order from the Join answer: non-zero when the ticket joined after the draw.
+    /// The place in the order from the Join answer, kept only when the Join was sent after the release instant (so
+    /// the ticket certainly joined after the draw and is first come, first served); 0 otherwise.
     joined_position: u64,
     /// The place in the order as last seen (0 before the draw).
     position: u64,
@@ -171,6 +174,9 @@ impl WaitingRoomGate {
                     if failures >= JOIN_FAILURES_MAX {
                         return self.give_up(steps, user, &ticket.ticket_id).await;
                     }
+                    let base = JOIN_RETRY_BASE * 2u32.pow(failures);
+                    let pause = crate::scenarios::backoff(self.seed, user * 16 + u64::from(failures), base);
+                    crate::scenarios::sleep_before(now() + pause, call.deadline).await;
                 }
             }
             polls += 1;
@@ -184,28 +190,31 @@ impl WaitingRoomGate {
         user: u64,
         call: Call,
     ) -> Result<proto::Ticket, &'static str> {
+        // A retry may find the ticket an earlier attempt created: the join happened after the first send.
+        let (first_sent, first_sent_wall) = (now(), SystemTime::now());
         for attempt in 0..JOIN_FAILURES_MAX {
-            let sent = now();
-            let started = if attempt == 0 { call.due } else { sent };
+            let started = if attempt == 0 { call.due } else { now() };
             match steps.join("Join", office, user, 1000 + attempt, started).await {
                 Ok(ticket) => {
                     let received = now();
+                    let after_release = first_sent_wall >= system_time(ticket.release_at.as_ref());
                     let sighting = Sighting {
                         ticket_id: ticket.ticket_id.clone(),
                         office,
-                        joined_position: ticket.position,
-                        join_sent_us: self.us(sent),
+                        joined_position: if after_release { ticket.position } else { 0 },
+                        join_sent_us: self.us(first_sent),
                         join_received_us: self.us(received),
                         ..Sighting::default()
                     };
                     let mut sightings = self.sightings.lock().expect("sightings poisoned");
                     let entry = sightings.entry(user).or_insert(sighting);
-                    note(entry, &ticket, self.us(sent), self.us(received));
+                    note(entry, &ticket, self.us(first_sent), self.us(received));
                     return Ok(ticket);
                 }
                 Err(_) if now() < call.deadline => {
-                    let pause = crate::scenarios::backoff(self.seed, user * 16 + u64::from(attempt), POLL_MIN);
-                    tokio::time::sleep(pause).await;
+                    // Overload or deadline: back off exponentially so retries do not feed the overload.
+                    let base = JOIN_RETRY_BASE * 2u32.pow(attempt);
+                    tokio::time::sleep(crate::scenarios::backoff(self.seed, user * 16 + u64::from(attempt), base)).await;
                 }
                 Err(_) => break,
             }
