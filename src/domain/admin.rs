@@ -50,6 +50,7 @@ pub fn decide(
             let (office_id, date, reason, reopen) = (office_id.clone(), *date, reason.clone(), *reopen);
             Ok(Event::DateClosed { stamp, office_id, date, reason, reopen })
         }
+        Command::PurgeBookings { before } => Ok(Event::BookingsPurged { stamp, before: *before }),
         _ => unreachable!("dispatched on admin commands"),
     }
 }

@@ -28,6 +28,8 @@ pub struct Applied {
     pub requests_forgotten: u64,
     /// Highest ticket id the event uses.
     pub highest_ticket_id: Option<TicketId>,
+    /// Bookings deleted.
+    pub bookings_purged: u64,
 }
 
 /// Applies `event`. Admin events replace the catalogue through `catalog`. Events that touch waiting rooms (holds with
@@ -128,6 +130,10 @@ pub fn apply(
             answered(stamp, Ok(Reply::Booking(booking(access, *booking_id).clone())))
         }
         Event::RequestsForgotten { recorded_before } => forget_requests(access, *recorded_before),
+        Event::BookingsPurged { stamp, before } => {
+            let bookings_purged = purge_bookings(access, *before);
+            Applied { bookings_purged, ..answered(stamp, Ok(Reply::Purged { bookings_purged })) }
+        }
         Event::OfficeUpserted { stamp, settings } => {
             let catalog = Arc::make_mut(catalog);
             let created = !catalog.offices.contains_key(&settings.office_id);
@@ -390,6 +396,46 @@ fn forget_requests(access: &mut impl ShardAccess, recorded_before: Timestamp) ->
         }
     }
     Applied { requests_forgotten: forgotten, ..Applied::default() }
+}
+
+/// Deletes finished bookings (not holding a slot that is still to come) dated before `before`, with their entries in
+/// day and applicant indexes. Runs with every shard locked.
+fn purge_bookings(access: &mut impl ShardAccess, before: super::time::Date) -> u64 {
+    let mut purged = Vec::new();
+    for index in 0..crate::limits::SHARD_COUNT {
+        let finished = |booking: &Booking| booking.slot.date < before && !booking.state.is_active();
+        let doomed: Vec<Booking> =
+            access.shard(index).bookings.values().filter(|booking| finished(booking)).cloned().collect();
+        if doomed.is_empty() {
+            continue;
+        }
+        let shard = access.shard_mut(index);
+        for booking in &doomed {
+            shard.bookings.remove(&booking.booking_id);
+        }
+        purged.extend(doomed);
+    }
+    for booking in &purged {
+        let day = day_key(&booking.slot);
+        if let Some(ledger) = access.shard_mut(day.shard_index()).days.get_mut(&day) {
+            ledger.booking_ids.remove(&booking.booking_id);
+            // A checked-in booking still counts in its pool; the day is past, so the slot is released with it.
+            if let Some(pool) = ledger.pool_mut(&booking.slot.session_id, booking.slot.pool)
+                && let Some(count) = pool.count_mut(booking.state)
+            {
+                *count -= 1;
+            }
+        }
+        let nik = booking.applicant.nik;
+        let applicants = &mut access.shard_mut(nik.shard_index()).applicants;
+        if let Some(record) = applicants.get_mut(&nik) {
+            record.booking_ids.retain(|booking_id| *booking_id != booking.booking_id);
+            if record.booking_ids.is_empty() {
+                applicants.remove(&nik);
+            }
+        }
+    }
+    purged.len() as u64
 }
 
 /// Working days a schedule covers.

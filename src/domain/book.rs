@@ -175,9 +175,10 @@ impl QuotaBook {
         let stamp = Stamp { request_id: request_id.clone(), fingerprint: command.fingerprint(), at: now };
         match command {
             Command::Hold(_) => self.execute_hold(command, stamp, log),
-            Command::UpsertOffice(_) | Command::SetSchedule { .. } | Command::CloseDate { .. } => {
-                self.execute_admin(command, stamp, log)
-            }
+            Command::UpsertOffice(_)
+            | Command::SetSchedule { .. }
+            | Command::CloseDate { .. }
+            | Command::PurgeBookings { .. } => self.execute_admin(command, stamp, log),
             Command::ConfirmPayment { .. }
             | Command::Cancel { .. }
             | Command::Reschedule { .. }
@@ -308,6 +309,7 @@ impl QuotaBook {
 
     fn account(&self, applied: &Applied) {
         self.bookings_count.fetch_add(applied.bookings_created, Ordering::Relaxed);
+        self.bookings_count.fetch_sub(applied.bookings_purged, Ordering::Relaxed);
         if let Some(highest) = applied.highest_booking_id {
             self.next_booking_id.fetch_max(highest.0 + 1, Ordering::Relaxed);
         }

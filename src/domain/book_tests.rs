@@ -688,3 +688,22 @@ fn the_core_does_no_io_and_reads_no_clock() {
         }
     }
 }
+
+#[test]
+fn purging_deletes_finished_bookings_before_the_date_and_keeps_the_rest() {
+    let fixture = Fixture::new();
+    let cancelled = fixture.held(regular(monday()), adult(1), now());
+    fixture.run(&cancel(cancelled.booking_id), now());
+    let kept_active = fixture.confirmed(regular(monday()), adult(2), now());
+    let later = fixture.held(regular(tuesday()), adult(3), now());
+    fixture.run(&cancel(later.booking_id), now());
+    let purge = Command::PurgeBookings { before: tuesday() };
+    let outcome = fixture.run(&purge, now()).outcome;
+    assert_eq!(outcome, Ok(Reply::Purged { bookings_purged: 1 }), "only the finished booking before Tuesday");
+    assert!(fixture.book.booking(cancelled.booking_id).is_none());
+    assert!(fixture.book.find_bookings(adult(1).nik).is_empty(), "the applicant's record goes with it");
+    assert_eq!(fixture.booking(kept_active.booking_id).state, BookingState::Confirmed, "active bookings stay");
+    assert_eq!(fixture.booking(later.booking_id).state, BookingState::Cancelled, "later dates stay");
+    fixture.assert_invariants();
+    fixture.assert_rebuilds();
+}

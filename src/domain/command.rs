@@ -71,6 +71,11 @@ pub enum Command {
         /// The schedule.
         rule: ScheduleRule,
     },
+    /// Delete finished bookings with an appointment before `before` (retention).
+    PurgeBookings {
+        /// The cut-off date (exclusive).
+        before: Date,
+    },
     /// Close or reopen a date.
     CloseDate {
         /// The office.
@@ -98,6 +103,7 @@ impl Command {
             Command::UpsertOffice(_) => "upsert_office",
             Command::SetSchedule { .. } => "set_schedule",
             Command::CloseDate { .. } => "close_date",
+            Command::PurgeBookings { .. } => "purge_bookings",
         }
     }
 
@@ -266,6 +272,13 @@ pub enum Event {
     },
     /// The waiting room changed.
     Room(RoomEvent),
+    /// Finished bookings before a date were deleted.
+    BookingsPurged {
+        /// Who asked.
+        stamp: Stamp,
+        /// The cut-off date (exclusive).
+        before: Date,
+    },
     /// A date was closed or reopened.
     DateClosed {
         /// Who asked.
@@ -354,6 +367,11 @@ pub enum Reply {
     DateClosed {
         /// Active bookings on the date.
         bookings_affected: i32,
+    },
+    /// Bookings purged.
+    Purged {
+        /// How many.
+        bookings_purged: u64,
     },
 }
 

@@ -176,4 +176,27 @@ impl AdminService for AdminApi {
             next_page_token,
         }))
     }
+
+    async fn purge_bookings(
+        &self,
+        request: Request<proto::PurgeBookingsRequest>,
+    ) -> Result<Response<proto::PurgeBookingsResponse>, Status> {
+        let request = request.into_inner();
+        let mut violations = Violations::default();
+        let request_id = violations.request_id(&request.request_id);
+        let before = violations.date("before_date", request.before_date.as_ref());
+        let engine = self.engine()?;
+        let today = crate::domain::time::Zone::resolve("UTC").map(|utc| utc.date_at(engine.now()));
+        if let (Some(before), Some(today)) = (before, today)
+            && before >= today
+        {
+            violations.add("before_date", "must be before today: only past appointments are purged");
+        }
+        let (request_id, before) =
+            violations.finish(request_id.zip(before)).map_err(|rejection| rejection_status(&rejection))?;
+        match self.run(request_id, Command::PurgeBookings { before }).await? {
+            Reply::Purged { bookings_purged } => Ok(Response::new(proto::PurgeBookingsResponse { bookings_purged })),
+            other => unreachable!("a purge answers Purged, not {other:?}"),
+        }
+    }
 }

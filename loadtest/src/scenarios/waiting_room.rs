@@ -214,7 +214,8 @@ impl WaitingRoomGate {
                 Err(_) if now() < call.deadline => {
                     // Overload or deadline: back off exponentially so retries do not feed the overload.
                     let base = JOIN_RETRY_BASE * 2u32.pow(attempt);
-                    tokio::time::sleep(crate::scenarios::backoff(self.seed, user * 16 + u64::from(attempt), base)).await;
+                    tokio::time::sleep(crate::scenarios::backoff(self.seed, user * 16 + u64::from(attempt), base))
+                        .await;
                 }
                 Err(_) => break,
             }
@@ -270,18 +271,22 @@ impl WaitingRoomGate {
         Admission::Refused { reason: "users_left_at_deadline" }
     }
 
-    /// Reads every ticket again until all are terminal or [`TERMINAL_WAIT_MAX`] passed, then checks the order.
+    /// Reads every ticket again until all are terminal or [`TERMINAL_WAIT_MAX`] passed, then checks the order. For
+    /// the first half of that time the reads only wait for the server to end tickets (SOLD_OUT, EXPIRED); after it,
+    /// tickets still open (their users gave up but `Leave` failed under load, or the drain cut their journey short)
+    /// are left on their users' behalf, counted as `tickets_left_after_run`.
     pub async fn verdict(&self, steps: &Arc<Steps>) -> WaitingRoomVerdict {
-        let give_up_at = now() + TERMINAL_WAIT_MAX;
+        let started = now();
         let mut pending: Vec<u64> = self.sightings.lock().expect("sightings poisoned").keys().copied().collect();
         pending.sort_unstable();
         let mut round = 0u32;
         loop {
-            self.read_again(steps, &pending, round).await;
+            let leave = now() >= started + TERMINAL_WAIT_MAX / 2;
+            self.read_again(steps, &pending, round, leave).await;
             let sightings = self.sightings.lock().expect("sightings poisoned");
             pending.retain(|user| sightings.get(user).is_some_and(|sighting| !is_terminal(sighting.state)));
             drop(sightings);
-            if pending.is_empty() || now() >= give_up_at {
+            if pending.is_empty() || now() >= started + TERMINAL_WAIT_MAX {
                 break;
             }
             tokio::time::sleep(TERMINAL_POLL).await;
@@ -306,16 +311,24 @@ impl WaitingRoomGate {
         }
     }
 
-    async fn read_again(&self, steps: &Arc<Steps>, users: &[u64], round: u32) {
+    async fn read_again(&self, steps: &Arc<Steps>, users: &[u64], round: u32, leave: bool) {
         let places = Arc::new(Semaphore::new(FINAL_READ_CONCURRENCY));
         let mut set = tokio::task::JoinSet::new();
         for &user in users {
-            let office = self.sightings.lock().expect("sightings poisoned")[&user].office;
+            let (office, ticket_id) = {
+                let sightings = self.sightings.lock().expect("sightings poisoned");
+                (sightings[&user].office, sightings[&user].ticket_id.clone())
+            };
             let place = places.clone().acquire_owned().await.expect("semaphore open");
             let steps = steps.clone();
             set.spawn(async move {
                 let sent = now();
-                let answer = steps.join("Join(final read)", office, user, 100_000 + round, sent).await;
+                let answer = if leave {
+                    steps.recorder.count("tickets_left_after_run", 1);
+                    steps.leave(user, &ticket_id).await
+                } else {
+                    steps.join("Join(final read)", office, user, 100_000 + round, sent).await
+                };
                 drop(place);
                 (user, sent, answer, now())
             });
