@@ -123,15 +123,24 @@ impl Command {
     /// different command. FNV-1a over the canonical encoding: stable across builds and restarts.
     #[must_use]
     pub fn fingerprint(&self) -> u64 {
-        let bytes = postcard::to_stdvec(self).unwrap_or_default();
-        fnv1a(&bytes)
+        // Encode into a stack buffer first: a hold encodes to a few hundred bytes, so the common case allocates nothing.
+        let mut buffer = [0u8; 2048];
+        match postcard::to_slice(self, &mut buffer) {
+            Ok(encoded) => fnv1a(encoded),
+            Err(_) => fnv1a(&postcard::to_stdvec(self).unwrap_or_default()),
+        }
     }
 }
 
 /// FNV-1a, 64-bit: a fixed, documented hash (no per-process random keys).
 #[must_use]
 pub fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    fnv1a_continue(0xcbf2_9ce4_8422_2325, bytes)
+}
+
+/// FNV-1a continued over more bytes from an earlier `hash`.
+#[must_use]
+pub fn fnv1a_continue(mut hash: u64, bytes: &[u8]) -> u64 {
     for byte in bytes {
         hash ^= u64::from(*byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
