@@ -189,12 +189,10 @@ impl ShardKey for DayKey {
     fn shard_index(&self) -> usize {
         let date = self.date;
         let [year_low, year_high] = date.year.to_le_bytes();
-        let hash = super::command::fnv1a_continue(super::command::fnv1a(self.office_id.as_str().as_bytes()), &[
-            year_low,
-            year_high,
-            date.month as u8,
-            date.day as u8,
-        ]);
+        let hash = super::command::fnv1a_continue(
+            super::command::fnv1a(self.office_id.as_str().as_bytes()),
+            &[year_low, year_high, date.month as u8, date.day as u8],
+        );
         index_of(hash)
     }
 }
