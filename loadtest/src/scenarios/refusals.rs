@@ -35,7 +35,7 @@ pub async fn run(context: &Context) -> anyhow::Result<ScenarioRun> {
     let seed = context.seed;
     let driver = context
         .drive(context.plan(), fresh.clone(), move |call: Call| {
-            let steps = if call.index % 2 == 0 { closed_steps.clone() } else { full_steps.clone() };
+            let steps = if call.index.is_multiple_of(2) { closed_steps.clone() } else { full_steps.clone() };
             async move {
                 let units = &steps.fixture.units;
                 let unit = &units[random::below(seed, STREAM_UNIT, call.index, units.len() as u64) as usize];

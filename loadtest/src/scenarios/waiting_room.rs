@@ -149,14 +149,15 @@ impl WaitingRoomGate {
             if now() >= call.deadline {
                 return self.give_up(steps, user, &ticket.ticket_id).await;
             }
-            if ticket.position > 0 && ticket.ahead < self.watchers_max {
-                if let Ok(place) = self.watch_places.clone().try_acquire_owned() {
-                    let watched = self.watch(steps, user, &ticket.ticket_id, call.deadline).await;
-                    drop(place);
-                    if let Some(watched) = watched {
-                        ticket = watched;
-                        continue;
-                    }
+            if ticket.position > 0
+                && ticket.ahead < self.watchers_max
+                && let Ok(place) = self.watch_places.clone().try_acquire_owned()
+            {
+                let watched = self.watch(steps, user, &ticket.ticket_id, call.deadline).await;
+                drop(place);
+                if let Some(watched) = watched {
+                    ticket = watched;
+                    continue;
                 }
             }
             let pause = self.poll_pause(&ticket, user, polls);
@@ -283,9 +284,10 @@ impl WaitingRoomGate {
         loop {
             let leave = now() >= started + TERMINAL_WAIT_MAX / 2;
             self.read_again(steps, &pending, round, leave).await;
-            let sightings = self.sightings.lock().expect("sightings poisoned");
-            pending.retain(|user| sightings.get(user).is_some_and(|sighting| !is_terminal(sighting.state)));
-            drop(sightings);
+            {
+                let sightings = self.sightings.lock().expect("sightings poisoned");
+                pending.retain(|user| sightings.get(user).is_some_and(|sighting| !is_terminal(sighting.state)));
+            }
             if pending.is_empty() || now() >= started + TERMINAL_WAIT_MAX {
                 break;
             }
@@ -379,10 +381,10 @@ fn admission_order_inversions(sightings: &[Sighting]) -> u64 {
     let mut latest_waiting_ahead = 0u64;
     let mut inversions = 0;
     for sighting in placed {
-        if let Some(admitted) = sighting.admitted_received_us {
-            if latest_waiting_ahead > admitted {
-                inversions += 1;
-            }
+        if let Some(admitted) = sighting.admitted_received_us
+            && latest_waiting_ahead > admitted
+        {
+            inversions += 1;
         }
         latest_waiting_ahead = latest_waiting_ahead.max(sighting.last_waiting_sent_us.unwrap_or(0));
     }
