@@ -123,6 +123,10 @@ impl WaitingRoomService for WaitingRoomApi {
             }
             while !last.ticket.state.is_terminal() {
                 tokio::time::sleep(Duration::from_millis(WATCH_INTERVAL_MS)).await;
+                // A watcher that went away must stop counting as watching, or its ticket would never go idle.
+                if sender.is_closed() {
+                    return;
+                }
                 let Some(now) = engine.ticket(ticket_id) else { return };
                 if now != last {
                     if sender.send(Ok(proto::WatchResponse { ticket: Some(ticket(&now)) })).await.is_err() {
