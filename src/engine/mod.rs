@@ -169,12 +169,16 @@ impl Engine {
         if let Some(position) = last_position {
             self.await_durable(position).await;
         }
-        if let Some(position) = self.book.forget_requests(now, &WalEvents(&self.wal)) {
+        let tick = self.ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let ticks_per_second = (1000 / self.options.expiry_tick.as_millis().max(1)) as u64;
+        // Looking for stale request ids walks every remembered request: about every 10 seconds is plenty for a
+        // retention measured in hours.
+        if tick.is_multiple_of((ticks_per_second * 10).max(1))
+            && let Some(position) = self.book.forget_requests(now, &WalEvents(&self.wal))
+        {
             self.await_durable(position).await;
         }
         // Idle tickets are looked for about once a second: it walks every waiting ticket.
-        let tick = self.ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let ticks_per_second = (1000 / self.options.expiry_tick.as_millis().max(1)) as u64;
         self.advance_lines(tick.is_multiple_of(ticks_per_second.max(1))).await;
         expired
     }
