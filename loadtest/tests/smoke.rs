@@ -36,7 +36,10 @@ fn server_binary() -> &'static Path {
 
 /// Runs `loadtest SCENARIO --spawn ARGS... --json FILE` and returns its exit code, output and report.
 fn run(scenario: &str, args: &[&str]) -> (i32, String, Value) {
-    let json = std::env::temp_dir().join(format!("loadtest-smoke-{scenario}-{}.json", std::process::id()));
+    // Tests run in parallel and two of them run the same scenario: each run needs a report file of its own.
+    static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let json = std::env::temp_dir().join(format!("loadtest-smoke-{scenario}-{}-{run}.json", std::process::id()));
     let output = Command::new(env!("CARGO_BIN_EXE_loadtest"))
         .arg(scenario)
         .arg("--spawn")

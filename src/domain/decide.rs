@@ -21,9 +21,13 @@ pub struct Bookable<'office> {
     pub starts_at: Timestamp,
 }
 
-/// The waiting room that `slot`'s date is behind, if any (every pool of the date is behind it).
+/// The waiting room that `slot` is behind, if any. The priority pool is not behind the line: it is a quota of its own
+/// for applicants over 60, under 5 or with a disability, and the crowd in the line could not use it anyway.
 #[must_use]
 pub fn room_for(catalog: &Catalog, slot: &SlotRef) -> Option<RoomKey> {
+    if slot.pool == Pool::Priority {
+        return None;
+    }
     let plan = catalog.office(&slot.office_id)?.plan(slot.date)?;
     plan.waiting_room.then(|| RoomKey { office_id: slot.office_id.clone(), release_at: plan.release_at })
 }

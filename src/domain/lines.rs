@@ -7,7 +7,7 @@ use super::book::{EventLog, QuotaBook};
 use super::command::{Event, Rejection, RoomEvent};
 use super::ids::OfficeId;
 use super::nik::Nik;
-use super::office::ServiceType;
+use super::office::{Pool, ServiceType};
 use super::shard::{DayKey, ShardKey};
 use super::time::Timestamp;
 use super::waiting_room::{Room, RoomKey, Rooms, Ticket, TicketId, TicketState};
@@ -165,7 +165,8 @@ impl QuotaBook {
             let day = DayKey { office_id: key.office_id.clone(), date };
             let ledger = self.read_shard(day.shard_index(), |shard| shard.days.get(&day).cloned());
             for session in plan.sessions {
-                for (pool, capacity) in &session.capacities {
+                // The priority pool is not behind the line (see `decide::room_for`).
+                for (pool, capacity) in session.capacities.iter().filter(|(pool, _)| *pool != Pool::Priority) {
                     let counted = ledger.as_ref().and_then(|ledger| ledger.pool(&session.session_id, *pool));
                     supply.remaining += u64::from(counted.map_or(*capacity, |ledger| ledger.remaining()));
                     supply.awaiting += u64::from(counted.map_or(0, |ledger| ledger.awaiting));
