@@ -112,8 +112,6 @@ pub struct Capture {
     pub rooms: Vec<Arc<super::waiting_room::Room>>,
     /// The catalogue.
     pub catalog: Arc<Catalog>,
-    /// Next booking number.
-    pub next_booking_id: u64,
     /// The log position the capture reflects exactly.
     pub log_position: u64,
 }
@@ -414,7 +412,6 @@ impl QuotaBook {
             shards: guards.iter().map(|guard| Arc::clone(guard)).collect(),
             rooms: rooms.values().cloned().collect(),
             catalog: self.catalog(),
-            next_booking_id: self.next_booking_id.load(Ordering::Relaxed),
             log_position: log_position(),
         }
     }
