@@ -194,9 +194,9 @@ pub const DEMO_RELEASE_OFFICE: &str = "kanim-pontianak";
 
 /// Schedules the demo office's dates 7 to 13 days ahead to open `seconds` from now, behind a waiting room.
 async fn demo_release(engine: &Engine, seconds: u64) {
-    use crate::domain::command::Command;
-    use crate::domain::ids::{OfficeId, RequestId};
-    use crate::domain::office::ScheduleRule;
+    use crate::domain::Command;
+    use crate::domain::ScheduleRule;
+    use crate::domain::{OfficeId, RequestId};
     let office_id = OfficeId::parse(DEMO_RELEASE_OFFICE).expect("a valid id");
     let Some(office) = engine.book().office(&office_id) else {
         tracing::warn!(office = DEMO_RELEASE_OFFICE, "demo release: office not in the catalogue");
@@ -289,7 +289,7 @@ fn publish_gauges(engine: &Engine, data_dir: &Path, started: Instant) {
         }
     }
     let mut depths: std::collections::BTreeMap<String, (u64, u64)> = std::collections::BTreeMap::new();
-    for (key, waiting, admitted) in engine.book().room_depths() {
+    for (key, waiting, admitted) in engine.book().waiting_room_depths() {
         let depth = depths.entry(key.office_id.to_string()).or_default();
         depth.0 += waiting;
         depth.1 += u64::from(admitted);

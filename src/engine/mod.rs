@@ -7,14 +7,14 @@
 
 pub mod codec;
 pub mod error;
-pub mod lines;
 pub mod recovery;
+pub mod waiting_room;
 
-use crate::domain::book::{EventLog, QuotaBook};
-use crate::domain::command::{Command, Event, Outcome};
-use crate::domain::ids::RequestId;
-use crate::domain::office::OfficeSettings;
-use crate::domain::time::Timestamp;
+use crate::domain::OfficeSettings;
+use crate::domain::RequestId;
+use crate::domain::Timestamp;
+use crate::domain::{Command, Event, Outcome};
+use crate::domain::{EventLog, QuotaBook};
 use crate::limits::EXPIRIES_PER_TICK_MAX;
 use crate::metrics as names;
 use crate::storage::{self, LogPosition, LogSink, SnapshotInfo, Wal, WalOptions};
@@ -66,7 +66,7 @@ pub struct Engine {
     options: EngineOptions,
     snapshot_in_progress: Mutex<()>,
     last_snapshot: Mutex<(u64, Instant)>,
-    watchers: lines::Watchers,
+    watchers: waiting_room::Watchers,
     started_at: Timestamp,
     ticks: std::sync::atomic::AtomicU64,
 }
@@ -83,7 +83,7 @@ impl EventLog for WalEvents<'_> {
 impl Engine {
     /// Recovers the state in `options.data_dir` and opens the log for appending. Blocking: call it off the runtime.
     pub fn open(
-        rules: crate::domain::book::BookRules,
+        rules: crate::domain::BookRules,
         options: EngineOptions,
         clock: Arc<dyn Clock>,
     ) -> Result<(Engine, RecoveryReport)> {
@@ -100,7 +100,7 @@ impl Engine {
             options,
             snapshot_in_progress: Mutex::new(()),
             last_snapshot: Mutex::new(last),
-            watchers: lines::Watchers::default(),
+            watchers: waiting_room::Watchers::default(),
             ticks: std::sync::atomic::AtomicU64::new(0),
         };
         metrics::gauge!(names::RECOVERY_DURATION_SECONDS).set(report.duration.as_secs_f64());
@@ -179,7 +179,7 @@ impl Engine {
             self.await_durable(position).await;
         }
         // Idle tickets are looked for about once a second: it walks every waiting ticket.
-        self.advance_lines(tick.is_multiple_of(ticks_per_second.max(1))).await;
+        self.advance_waiting_rooms(tick.is_multiple_of(ticks_per_second.max(1))).await;
         expired
     }
 

@@ -4,8 +4,8 @@
 use super::EngineHandle;
 use super::convert::{self, Violations};
 use super::status::rejection_status;
-use crate::domain::command::{Command, Reply};
-use crate::domain::office::ScheduleRule;
+use crate::domain::ScheduleRule;
+use crate::domain::{Command, Reply};
 use crate::engine::Engine;
 use crate::limits::{DISPLAY_TEXT_CHARS_MAX, SCHEDULE_DAYS_MAX};
 use crate::proto::{self, admin_service_server::AdminService};
@@ -28,7 +28,7 @@ impl AdminApi {
         self.engine.get()
     }
 
-    async fn run(&self, request_id: crate::domain::ids::RequestId, command: Command) -> Result<Reply, Status> {
+    async fn run(&self, request_id: crate::domain::RequestId, command: Command) -> Result<Reply, Status> {
         self.engine()?.execute(&request_id, &command).await.map_err(|rejection| rejection_status(&rejection))
     }
 }
@@ -186,7 +186,7 @@ impl AdminService for AdminApi {
         let request_id = violations.request_id(&request.request_id);
         let before = violations.date("before_date", request.before_date.as_ref());
         let engine = self.engine()?;
-        let today = crate::domain::time::Zone::resolve("UTC").map(|utc| utc.date_at(engine.now()));
+        let today = crate::domain::Zone::resolve("UTC").map(|utc| utc.date_at(engine.now()));
         if let (Some(before), Some(today)) = (before, today)
             && before >= today
         {

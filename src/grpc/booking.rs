@@ -5,11 +5,11 @@ use super::EngineHandle;
 use super::convert::{self, Violations};
 use super::status::{auth_status, hoarding_status, rejection_status};
 use crate::auth::{Access, HoldLimiter, HoldRequestKeys};
-use crate::domain::booking::SlotRef;
-use crate::domain::command::{Command, HoldCommand, Outcome, Rejection, Reply};
-use crate::domain::ids::{OfficeId, RequestId};
-use crate::domain::nik::Nik;
-use crate::domain::time::{Date, Zone};
+use crate::domain::Nik;
+use crate::domain::SlotRef;
+use crate::domain::{Command, HoldCommand, Outcome, Rejection, Reply};
+use crate::domain::{Date, Zone};
+use crate::domain::{OfficeId, RequestId};
 use crate::engine::Engine;
 use crate::limits::GROUP_APPLICANTS_MAX;
 use crate::metrics as names;
@@ -57,7 +57,7 @@ impl BookingApi {
         &self,
         access: &Access,
         command: &Command,
-        now: crate::domain::time::Timestamp,
+        now: crate::domain::Timestamp,
         office: &str,
     ) -> Result<Option<crate::auth::hoarding::Reservation>, Status> {
         let Command::Hold(hold) = command else { return Ok(None) };
@@ -128,7 +128,7 @@ fn hold_command(request: &HoldParts<'_>, today: Date) -> Result<(RequestId, Comm
     let admission_token = match request.admission_token {
         "" => Some(None),
         text => {
-            let parsed = crate::domain::waiting_room::parse_token(text);
+            let parsed = crate::domain::parse_token(text);
             if parsed.is_none() {
                 violations.add("admission_token", "must be a token from WaitingRoomService (AT and 16 hex digits)");
             }
@@ -141,7 +141,7 @@ fn hold_command(request: &HoldParts<'_>, today: Date) -> Result<(RequestId, Comm
     let mut applicants = Vec::with_capacity(request.applicants.len());
     for (field, applicant) in &request.applicants {
         let Some(applicant) = violations.applicant(field, *applicant, today) else { continue };
-        if applicants.iter().any(|seen: &crate::domain::booking::Applicant| seen.nik == applicant.nik) {
+        if applicants.iter().any(|seen: &crate::domain::Applicant| seen.nik == applicant.nik) {
             violations.add(format!("{field}.nik"), "the same applicant is listed twice");
         }
         applicants.push(applicant);
@@ -371,7 +371,7 @@ impl BookingService for BookingApi {
             Some(None)
         } else {
             violations
-                .id("page_token", &request.page_token, crate::domain::ids::BookingId::parse, "a next_page_token")
+                .id("page_token", &request.page_token, crate::domain::BookingId::parse, "a next_page_token")
                 .map(Some)
         };
         let (office_id, date, after) = violations
@@ -410,10 +410,7 @@ impl BookingService for BookingApi {
     }
 }
 
-fn request_and_booking(
-    request_id: &str,
-    booking_id: &str,
-) -> Result<(RequestId, crate::domain::ids::BookingId), Status> {
+fn request_and_booking(request_id: &str, booking_id: &str) -> Result<(RequestId, crate::domain::BookingId), Status> {
     let mut violations = Violations::default();
     let request_id = violations.request_id(request_id);
     let booking_id = violations.booking_id(booking_id);

@@ -5,7 +5,7 @@
 //! NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION for business refusals (with an ErrorInfo reason and metadata), and
 //! RESOURCE_EXHAUSTED only for overload and server limits (with a RetryInfo hint).
 
-use crate::domain::command::Rejection;
+use crate::domain::Rejection;
 use std::collections::HashMap;
 use std::time::Duration;
 use tonic::{Code, Status};

@@ -4,10 +4,10 @@
 use super::EngineHandle;
 use super::convert::{self, Violations};
 use super::status::{overload_status, rejection_status};
-use crate::domain::command::Rejection;
-use crate::domain::lines::TicketView;
-use crate::domain::nik::Nik;
-use crate::domain::waiting_room::{TicketId, TicketState};
+use crate::domain::Nik;
+use crate::domain::Rejection;
+use crate::domain::TicketView;
+use crate::domain::{TicketId, TicketState};
 use crate::engine::Engine;
 use crate::limits::{WATCH_INTERVAL_MS, WATCH_STREAMS_MAX};
 use crate::proto::{self, waiting_room_service_server::WaitingRoomService};

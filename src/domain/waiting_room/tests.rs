@@ -2,15 +2,18 @@
 //! instant, admissions that never outrun the slots, tickets that always end, single-use admission tokens bound to one
 //! applicant, `ahead` equal to a naive count, and rooms that rebuild exactly from the log and from an image.
 
-use super::book::{BookRules, Execution};
-use super::booking::{Applicant, BookingState};
-use super::command::{Command, HoldCommand, Rejection, Reply};
-use super::ids::{AccountId, BookingId, SessionId};
-use super::lines::{Advanced, Supply, TicketView};
-use super::office::{Pool, ScheduleRule, ServiceType};
-use super::testkit::*;
-use super::time::{Date, Timestamp};
-use super::waiting_room::{Room, RoomKey, Ticket, TicketId, TicketState, admission_token};
+use super::book::{Advanced, Supply, TicketView};
+use super::room::{Ticket, TicketId, TicketState, WaitingRoom, WaitingRoomKey, admission_token};
+use crate::domain::bookings::booking::{Applicant, BookingState};
+use crate::domain::bookings::rules::BookRules;
+use crate::domain::catalogue::office::{Pool, ScheduleRule, ServiceType};
+use crate::domain::messages::command::{Command, HoldCommand};
+use crate::domain::messages::rejection::Rejection;
+use crate::domain::messages::reply::Reply;
+use crate::domain::state::book::Execution;
+use crate::domain::testkit::*;
+use crate::domain::values::ids::{AccountId, BookingId, SessionId};
+use crate::domain::values::time::{Date, Timestamp};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use std::collections::{BTreeMap, BTreeSet};
@@ -42,7 +45,7 @@ fn room_rules(admission_factor_percent: u32) -> BookRules {
 /// A quota book with the test office and a waiting room in front of Thursday's release.
 struct Line {
     fixture: Fixture,
-    key: RoomKey,
+    key: WaitingRoomKey,
 }
 
 impl Line {
@@ -57,8 +60,8 @@ impl Line {
         };
         let set = fixture.run(&Command::SetSchedule { office_id: office_id(), rule }, now());
         assert_eq!(set.outcome, Ok(Reply::ScheduleSet { dates_scheduled: 1 }));
-        let key = RoomKey { office_id: office_id(), release_at: release() };
-        assert_eq!(fixture.book.room_keys(), vec![key.clone()]);
+        let key = WaitingRoomKey { office_id: office_id(), release_at: release() };
+        assert_eq!(fixture.book.waiting_room_keys(), vec![key.clone()]);
         Line { fixture, key }
     }
 
@@ -77,11 +80,11 @@ impl Line {
     }
 
     fn advance_with(&self, supply: Supply, idle: &[TicketId], at: Timestamp) -> Option<Advanced> {
-        self.fixture.book.advance_room(&self.key, supply, idle, at, &self.fixture.log)
+        self.fixture.book.advance_waiting_room(&self.key, supply, idle, at, &self.fixture.log)
     }
 
-    fn room(&self) -> Room {
-        Room::clone(self.fixture.book.rooms.lock()[&self.key].as_ref())
+    fn room(&self) -> WaitingRoom {
+        WaitingRoom::clone(self.fixture.book.waiting_rooms.lock()[&self.key].as_ref())
     }
 
     fn ticket(&self, ticket_id: TicketId) -> Ticket {
@@ -121,7 +124,7 @@ impl Line {
             assert_eq!(loaded.ticket(*ticket_id, at), view, "loaded view of {ticket_id}");
         }
         for book in [&replayed, &loaded] {
-            assert_room_consistent(&book.rooms.lock()[&self.key]);
+            assert_room_consistent(&book.waiting_rooms.lock()[&self.key]);
         }
     }
 }
@@ -136,7 +139,7 @@ fn sessions() -> [SessionId; 2] {
 }
 
 /// Checks a room's derived bookkeeping against its tickets, and `ahead` against a naive count.
-fn assert_room_consistent(room: &Room) {
+fn assert_room_consistent(room: &WaitingRoom) {
     let tickets: Vec<&Ticket> = room.tickets.values().collect();
     let waiting: Vec<&Ticket> = tickets.iter().copied().filter(|ticket| ticket.state == TicketState::Waiting).collect();
     let admitted: BTreeSet<(Timestamp, TicketId)> = tickets
@@ -186,7 +189,7 @@ fn assert_room_consistent(room: &Room) {
 }
 
 /// Ticket ids by drawn order.
-fn in_order(room: &Room) -> Vec<TicketId> {
+fn in_order(room: &WaitingRoom) -> Vec<TicketId> {
     let mut tickets: Vec<&Ticket> = room.tickets.values().filter(|ticket| ticket.order > 0).collect();
     tickets.sort_by_key(|ticket| ticket.order);
     tickets.iter().map(|ticket| ticket.ticket_id).collect()
@@ -207,8 +210,8 @@ fn waiting_ticket(number: u64, at: Timestamp) -> Ticket {
 
 /// The order a room with `seed` draws for `count` pre-open joiners.
 fn drawn_order(seed: u64, count: u64) -> Vec<TicketId> {
-    let key = RoomKey { office_id: office_id(), release_at: release() };
-    let mut room = Room::new(key, seed, thursday(), thursday());
+    let key = WaitingRoomKey { office_id: office_id(), release_at: release() };
+    let mut room = WaitingRoom::new(key, seed, thursday(), thursday());
     for number in 1..=count {
         room.join(waiting_ticket(number, release().plus_ms(-60_000 + number as i64)));
     }
@@ -291,7 +294,7 @@ fn joining_needs_an_open_line_and_joining_again_returns_the_same_ticket() {
         &line.fixture.log,
     );
     assert_eq!(refused.map(|_| ()), Err(Rejection::NotYetOpen { opens_at }));
-    let other = super::ids::OfficeId::parse("kanim-other").expect("id");
+    let other = crate::domain::values::ids::OfficeId::parse("kanim-other").expect("id");
     let refused = line.fixture.book.join(&other, ServiceType::NewPassport, person(1).nik, opens_at, &line.fixture.log);
     assert_eq!(refused.map(|_| ()), Err(Rejection::NoWaitingRoom(other)));
 
@@ -520,8 +523,8 @@ fn every_ticket_ends_once_the_slots_are_gone() {
 
 #[test]
 fn ahead_counts_the_waiting_tickets_in_front_through_growth_and_departures() {
-    let key = RoomKey { office_id: office_id(), release_at: release() };
-    let mut room = Room::new(key, 7, thursday(), thursday());
+    let key = WaitingRoomKey { office_id: office_id(), release_at: release() };
+    let mut room = WaitingRoom::new(key, 7, thursday(), thursday());
     for number in 1..=40 {
         room.join(waiting_ticket(number, release().plus_ms(-1_000)));
     }
@@ -834,7 +837,7 @@ impl History {
 
 /// Checks that tickets placed after the draw are in the order they were applied, and the draw holds exactly those who
 /// joined before it and stayed.
-fn check_orders(room: &Room, drawn: &BTreeSet<TicketId>, after_draw: &[TicketId]) {
+fn check_orders(room: &WaitingRoom, drawn: &BTreeSet<TicketId>, after_draw: &[TicketId]) {
     let order = in_order(room);
     let (first, rest) = order.split_at(drawn.len().min(order.len()));
     assert_eq!(first.iter().copied().collect::<BTreeSet<_>>(), *drawn, "the draw holds the pre-open joiners");

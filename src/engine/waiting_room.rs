@@ -5,13 +5,13 @@
 //! so replay does not depend on it.
 
 use super::{Engine, WalEvents};
-use crate::domain::command::Rejection;
-use crate::domain::ids::OfficeId;
-use crate::domain::lines::TicketView;
-use crate::domain::nik::Nik;
-use crate::domain::office::ServiceType;
-use crate::domain::time::Timestamp;
-use crate::domain::waiting_room::TicketId;
+use crate::domain::Nik;
+use crate::domain::OfficeId;
+use crate::domain::Rejection;
+use crate::domain::ServiceType;
+use crate::domain::TicketId;
+use crate::domain::TicketView;
+use crate::domain::Timestamp;
 use crate::metrics as names;
 use std::collections::HashMap;
 
@@ -73,11 +73,11 @@ impl Engine {
     }
 
     /// Moves every line on; checks for idle tickets when `check_idle`.
-    pub(super) async fn advance_lines(&self, check_idle: bool) {
+    pub(super) async fn advance_waiting_rooms(&self, check_idle: bool) {
         let now = self.clock.now();
         let idle_ttl = self.book.rules().ticket_idle_ttl_ms;
         let mut last_position = None;
-        for key in self.book.room_keys() {
+        for key in self.book.waiting_room_keys() {
             if now < key.release_at {
                 continue;
             }
@@ -95,7 +95,7 @@ impl Engine {
                 Vec::new()
             };
             let supply = self.book.supply(&key);
-            if let Some(advanced) = self.book.advance_room(&key, supply, &idle, now, &WalEvents(&self.wal)) {
+            if let Some(advanced) = self.book.advance_waiting_room(&key, supply, &idle, now, &WalEvents(&self.wal)) {
                 last_position = Some(advanced.position);
                 let office = key.office_id.to_string();
                 let admissions = advanced.waited_ms.len() as u64;
