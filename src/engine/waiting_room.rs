@@ -8,15 +8,14 @@ use super::{Engine, WalEvents};
 use crate::domain::Nik;
 use crate::domain::OfficeId;
 use crate::domain::Rejection;
+use crate::domain::RequestId;
 use crate::domain::ServiceType;
 use crate::domain::TicketId;
 use crate::domain::TicketView;
 use crate::domain::Timestamp;
+use crate::limits::IDLE_CHECK_TICKETS_MAX;
 use crate::metrics as names;
 use std::collections::HashMap;
-
-/// Most waiting tickets checked for idleness per line per pass.
-const IDLE_CHECK_TICKETS_MAX: usize = 100_000;
 
 /// When each ticket was last seen by a Join, a Watch or a read, in milliseconds since the epoch.
 #[derive(Default)]
@@ -43,10 +42,16 @@ impl Watchers {
 }
 
 impl Engine {
-    /// Joins the office's line, durably.
-    pub async fn join(&self, office_id: &OfficeId, service: ServiceType, nik: Nik) -> Result<TicketView, Rejection> {
+    /// Joins the office's waiting room, durably; a retry of `request_id` returns the same ticket.
+    pub async fn join(
+        &self,
+        request_id: &RequestId,
+        office_id: &OfficeId,
+        service: ServiceType,
+        nik: Nik,
+    ) -> Result<TicketView, Rejection> {
         let now = self.clock.now();
-        let (view, position) = self.book.join(office_id, service, nik, now, &WalEvents(&self.wal))?;
+        let (view, position) = self.book.join(request_id, office_id, service, nik, now, &WalEvents(&self.wal))?;
         if let Some(position) = position {
             self.await_durable(position).await;
         }
@@ -54,10 +59,10 @@ impl Engine {
         Ok(view)
     }
 
-    /// Leaves a line, durably.
-    pub async fn leave(&self, ticket_id: TicketId) -> Result<TicketView, Rejection> {
+    /// Leaves a waiting room, durably; a retry of `request_id` gives the same answer.
+    pub async fn leave(&self, request_id: &RequestId, ticket_id: TicketId) -> Result<TicketView, Rejection> {
         let now = self.clock.now();
-        let (view, position) = self.book.leave(ticket_id, now, &WalEvents(&self.wal))?;
+        let (view, position) = self.book.leave(request_id, ticket_id, now, &WalEvents(&self.wal))?;
         if let Some(position) = position {
             self.await_durable(position).await;
         }

@@ -89,13 +89,7 @@ impl BookingApi {
         };
         let label = match &outcome {
             Ok(_) => "held",
-            Err(Rejection::SessionFull { .. }) => "session_full",
-            Err(Rejection::NotYetOpen { .. }) => "not_yet_open",
-            Err(Rejection::DateClosed { .. }) => "date_closed",
-            Err(Rejection::ApplicantHasBooking { .. }) => "already_exists",
-            Err(Rejection::AdmissionRequired) => "admission_required",
-            Err(Rejection::Invalid(_)) => "invalid",
-            Err(_) => "other",
+            Err(rejection) => rejection.label(),
         };
         metrics::counter!(names::HOLDS_TOTAL, "office" => office, "outcome" => label).increment(1);
         outcome.map_err(|rejection| rejection_status(&rejection))

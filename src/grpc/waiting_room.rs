@@ -83,7 +83,7 @@ impl WaitingRoomService for WaitingRoomApi {
     async fn join(&self, request: Request<proto::JoinRequest>) -> Result<Response<proto::JoinResponse>, Status> {
         let request = request.into_inner();
         let mut violations = Violations::default();
-        let _request_id = violations.request_id(&request.request_id);
+        let request_id = violations.request_id(&request.request_id);
         let office_id = violations.office_id("office_id", &request.office_id);
         let service = violations.service("service", request.service);
         let nik = Nik::parse(&request.nik).map_err(|problem| violations.add("nik", problem.description())).ok();
@@ -92,11 +92,14 @@ impl WaitingRoomService for WaitingRoomApi {
                 violations.date(field, date.as_ref());
             }
         }
-        let (office_id, service, nik) = violations
-            .finish((|| Some((office_id?, service?, nik?)))())
+        let (request_id, office_id, service, nik) = violations
+            .finish((|| Some((request_id?, office_id?, service?, nik?)))())
             .map_err(|rejection| rejection_status(&rejection))?;
-        let view =
-            self.engine()?.join(&office_id, service, nik).await.map_err(|rejection| rejection_status(&rejection))?;
+        let view = self
+            .engine()?
+            .join(&request_id, &office_id, service, nik)
+            .await
+            .map_err(|rejection| rejection_status(&rejection))?;
         Ok(Response::new(proto::JoinResponse { ticket: Some(ticket(&view)) }))
     }
 
@@ -144,9 +147,10 @@ impl WaitingRoomService for WaitingRoomApi {
         let mut violations = Violations::default();
         let request_id = violations.request_id(&request.request_id);
         let ticket_id = ticket_id(&mut violations, &request.ticket_id);
-        let (_, ticket_id) =
+        let (request_id, ticket_id) =
             violations.finish(request_id.zip(ticket_id)).map_err(|rejection| rejection_status(&rejection))?;
-        let view = self.engine()?.leave(ticket_id).await.map_err(|rejection| rejection_status(&rejection))?;
+        let view =
+            self.engine()?.leave(&request_id, ticket_id).await.map_err(|rejection| rejection_status(&rejection))?;
         Ok(Response::new(proto::LeaveResponse { ticket: Some(ticket(&view)) }))
     }
 }

@@ -5,7 +5,9 @@ use crate::domain::bookings::booking::{Applicant, SlotRef};
 use crate::domain::catalogue::office::{OfficeSettings, ScheduleRule, ServiceType};
 use crate::domain::values::hashing::fnv1a;
 use crate::domain::values::ids::{AccountId, BookingId, OfficeId, PaymentReference, SessionId};
+use crate::domain::values::nik::Nik;
 use crate::domain::values::time::Date;
+use crate::domain::waiting_room::room::TicketId;
 use serde::{Deserialize, Serialize};
 
 /// Take slots in one session for one or more applicants, all or none.
@@ -81,6 +83,20 @@ pub enum Command {
         /// Reopen instead of close.
         reopen: bool,
     },
+    /// Take a place in the office's open waiting room (or get back the applicant's ticket there).
+    JoinWaitingRoom {
+        /// The office.
+        office_id: OfficeId,
+        /// The service wanted.
+        service: ServiceType,
+        /// Who joins.
+        nik: Nik,
+    },
+    /// Give up a place in a waiting room.
+    LeaveWaitingRoom {
+        /// The ticket.
+        ticket_id: TicketId,
+    },
 }
 
 impl Command {
@@ -98,6 +114,8 @@ impl Command {
             Command::SetSchedule { .. } => "set_schedule",
             Command::CloseDate { .. } => "close_date",
             Command::PurgeBookings { .. } => "purge_bookings",
+            Command::JoinWaitingRoom { .. } => "join_waiting_room",
+            Command::LeaveWaitingRoom { .. } => "leave_waiting_room",
         }
     }
 

@@ -142,4 +142,12 @@ pub enum Event {
         /// Reopened instead.
         reopen: bool,
     },
+    /// A caller's request changed a waiting room (join, leave): the change, with the stamp that lets a retry of the
+    /// same request id find its first answer.
+    WaitingRoomRequested {
+        /// Who asked.
+        stamp: Stamp,
+        /// What changed.
+        change: WaitingRoomEvent,
+    },
 }

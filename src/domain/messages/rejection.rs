@@ -106,6 +106,31 @@ impl Rejection {
         }
     }
 
+    /// A stable lowercase label for metrics (`outcome`), one per variant: the match is exhaustive so a new refusal
+    /// gets its own label instead of disappearing into "other".
+    #[must_use]
+    pub fn label(&self) -> &'static str {
+        match self {
+            Rejection::Invalid(_) => "invalid",
+            Rejection::RequestIdReused => "request_id_reused",
+            Rejection::OfficeNotFound(_) => "office_not_found",
+            Rejection::SessionNotFound { .. } => "session_not_found",
+            Rejection::BookingNotFound(_) => "booking_not_found",
+            Rejection::ApplicantHasBooking { .. } => "already_exists",
+            Rejection::NotYetOpen { .. } => "not_yet_open",
+            Rejection::SessionFull { .. } => "session_full",
+            Rejection::DateClosed { .. } => "date_closed",
+            Rejection::PaymentExpired { .. } => "payment_expired",
+            Rejection::AlreadyPaid { .. } => "already_paid",
+            Rejection::RescheduleNotAllowed { .. } => "reschedule_not_allowed",
+            Rejection::InvalidState { .. } => "invalid_state",
+            Rejection::AdmissionRequired => "admission_required",
+            Rejection::NoWaitingRoom(_) => "no_waiting_room",
+            Rejection::TicketNotFound(_) => "ticket_not_found",
+            Rejection::LimitReached { .. } => "limit_reached",
+        }
+    }
+
     /// A single invalid field.
     #[must_use]
     pub fn invalid(field: &str, description: impl Into<String>) -> Rejection {

@@ -3,6 +3,7 @@
 use super::rejection::Rejection;
 use crate::domain::bookings::booking::Booking;
 use crate::domain::values::ids::GroupId;
+use crate::domain::waiting_room::room::TicketId;
 use serde::{Deserialize, Serialize};
 
 /// What a successful command answers.
@@ -43,6 +44,11 @@ pub enum Reply {
     Purged {
         /// How many.
         bookings_purged: u64,
+    },
+    /// A waiting-room ticket joined or left (the caller reads its current state).
+    Ticket {
+        /// The ticket.
+        ticket_id: TicketId,
     },
 }
 

@@ -17,6 +17,7 @@ use crate::domain::messages::reply::Reply;
 use crate::domain::values::ids::BookingId;
 use crate::domain::values::time::Timestamp;
 use crate::domain::waiting_room::apply::{apply_waiting_room_event, open_waiting_room};
+use crate::domain::waiting_room::event::WaitingRoomEvent;
 use crate::domain::waiting_room::room::{TicketState, WaitingRooms};
 use std::sync::Arc;
 
@@ -29,6 +30,17 @@ pub fn apply(
     event: &Event,
 ) -> Applied {
     match event {
+        Event::WaitingRoomRequested { stamp, change } => {
+            let rooms = rooms.expect("waiting-room requests are applied with the waiting rooms locked");
+            let applied = apply_waiting_room_event(rooms, change);
+            let ticket_id = match change {
+                WaitingRoomEvent::Joined { ticket_id, .. } | WaitingRoomEvent::Left { ticket_id, .. } => *ticket_id,
+                WaitingRoomEvent::Advanced { .. } => {
+                    unreachable!("the waiting room moves on by itself, not on request")
+                }
+            };
+            Applied { answered: answered(stamp, Ok(Reply::Ticket { ticket_id })).answered, ..applied }
+        }
         Event::WaitingRoom(room_event) => {
             let rooms = rooms.expect("room events are applied with the rooms locked");
             apply_waiting_room_event(rooms, room_event)

@@ -21,7 +21,10 @@ use crate::domain::messages::rejection::Rejection;
 use crate::domain::messages::reply::{Outcome, Reply};
 use crate::domain::values::ids::{BookingId, RequestId};
 use crate::domain::values::time::Timestamp;
+use crate::domain::waiting_room;
 use crate::domain::waiting_room::admission::waiting_room_for;
+use crate::domain::waiting_room::decide::Decision;
+use crate::domain::waiting_room::room::TicketId;
 use crate::domain::waiting_room::room::{WaitingRooms, next_ticket_id};
 use crate::limits::SHARD_COUNT;
 use parking_lot::{Mutex, RwLock};
@@ -142,6 +145,37 @@ impl QuotaBook {
             | Command::Cancel { .. }
             | Command::Reschedule { .. }
             | Command::CheckIn { .. } => self.execute_on_booking(command, stamp, log),
+            Command::JoinWaitingRoom { .. } | Command::LeaveWaitingRoom { .. } => {
+                self.execute_waiting_room(command, stamp, log)
+            }
+        }
+    }
+
+    /// A join or leave: the request id's shard, then the waiting rooms (the lock order holds: shards first).
+    fn execute_waiting_room(&self, command: &Command, stamp: Stamp, log: &impl EventLog) -> Execution {
+        let mut guards = Guards::lock(&self.shards, vec![stamp.request_id.shard_index()]);
+        if let Some(known) = self.remembered(&guards, &stamp) {
+            return known;
+        }
+        if let Err(rejection) = self.check_room(0) {
+            return Execution::refused(rejection);
+        }
+        let mut rooms = self.waiting_rooms.lock();
+        let decided = match command {
+            Command::JoinWaitingRoom { office_id, service, nik } => {
+                waiting_room::decide::join(&self.rules, &rooms, office_id, *service, *nik, stamp, || {
+                    TicketId(self.next_ticket_id.fetch_add(1, Ordering::Relaxed))
+                })
+            }
+            Command::LeaveWaitingRoom { ticket_id } => waiting_room::decide::leave(&rooms, *ticket_id, stamp),
+            _ => unreachable!("dispatched on waiting-room commands"),
+        };
+        match decided {
+            Ok(Decision::Change(event)) => self.commit(&mut guards, Some(&mut rooms), self.catalog(), event, log),
+            Ok(Decision::Unchanged(ticket_id)) => {
+                Execution { outcome: Ok(Reply::Ticket { ticket_id }), log_position: None, repeated: false }
+            }
+            Err(rejection) => Execution::refused(rejection),
         }
     }
 

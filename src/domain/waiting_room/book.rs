@@ -3,20 +3,21 @@
 //! Lock order: the rooms lock is taken after shard locks (holds) or alone (everything here); the supply figures a
 //! line needs are read from the shards first, one at a time, and passed in.
 
+use super::decide::waiting_room_of;
 use super::event::WaitingRoomEvent;
 use super::room::{Ticket, TicketId, TicketState, WaitingRoom, WaitingRoomKey, WaitingRooms};
 use crate::domain::catalogue::office::{Pool, ServiceType};
+use crate::domain::messages::command::Command;
 use crate::domain::messages::event::Event;
 use crate::domain::messages::rejection::Rejection;
-use crate::domain::state::book::{EventLog, QuotaBook};
+use crate::domain::messages::reply::Reply;
+use crate::domain::state::book::{EventLog, Execution, QuotaBook};
 use crate::domain::state::shard::{DayKey, ShardKey};
-use crate::domain::values::ids::OfficeId;
+use crate::domain::values::ids::{OfficeId, RequestId};
 use crate::domain::values::nik::Nik;
 use crate::domain::values::time::Timestamp;
+use crate::limits::WAITING_ROOM_STEP_TICKETS_MAX;
 use std::sync::atomic::Ordering;
-
-/// Most tickets admitted or expired in one step of a line, so a step stays short under the rooms lock.
-pub const WAITING_ROOM_STEP_TICKETS_MAX: usize = 2_000;
 
 /// A ticket as a caller sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,76 +61,48 @@ impl QuotaBook {
         self.waiting_rooms.lock().keys().cloned().collect()
     }
 
-    /// Joins the office's open line (or returns the applicant's ticket there). Refused when the office has no line,
-    /// or its next line does not open yet.
+    /// Joins the office's open waiting room (or returns the applicant's ticket there) under `request_id`: a retry of
+    /// the same request returns the same ticket. Refused when the office has no waiting room, or its next one does not
+    /// open yet. Returns the ticket now and the log position to await, if anything was logged.
     pub fn join(
         &self,
+        request_id: &RequestId,
         office_id: &OfficeId,
         service: ServiceType,
         nik: Nik,
         now: Timestamp,
         log: &impl EventLog,
     ) -> Result<(TicketView, Option<u64>), Rejection> {
-        let mut rooms = self.waiting_rooms.lock();
-        let key = self.joinable_waiting_room(&rooms, office_id, now)?;
-        let room = rooms.get(&key).expect("chosen above");
-        if let Some(ticket_id) = room.by_nik.get(&nik) {
-            return Ok((self.view(room, *ticket_id, now).expect("indexed ticket exists"), None));
-        }
-        if room.tickets.len() as u64 >= self.rules().tickets_per_room_max {
-            return Err(Rejection::LimitReached { limit: "tickets_per_room_max".into() });
-        }
-        let ticket_id = TicketId(self.next_ticket_id.fetch_add(1, Ordering::Relaxed));
-        let event =
-            Event::WaitingRoom(WaitingRoomEvent::Joined { room: key.clone(), ticket_id, nik, service, at: now });
-        let position = self.commit_waiting_room_event(&mut rooms, &event, log);
-        let room = rooms.get(&key).expect("chosen above");
-        Ok((self.view(room, ticket_id, now).expect("just joined"), Some(position)))
+        let command = Command::JoinWaitingRoom { office_id: office_id.clone(), service, nik };
+        self.ticket_answer(self.execute(request_id, &command, now, log), now)
     }
 
-    /// The line an office's applicants join at `now`: the latest one already open, else an error naming when the next
-    /// one opens.
-    fn joinable_waiting_room(
-        &self,
-        rooms: &WaitingRooms,
-        office_id: &OfficeId,
-        now: Timestamp,
-    ) -> Result<WaitingRoomKey, Rejection> {
-        let pre_open = self.rules().waiting_room_pre_open_ms;
-        let office_rooms = rooms.keys().filter(|key| &key.office_id == office_id);
-        let open = office_rooms.clone().filter(|key| key.release_at.plus_ms(-pre_open) <= now).max();
-        if let Some(key) = open {
-            return Ok(key.clone());
-        }
-        match office_rooms.min() {
-            Some(next) => Err(Rejection::NotYetOpen { opens_at: next.release_at.plus_ms(-pre_open) }),
-            None => Err(Rejection::NoWaitingRoom(office_id.clone())),
-        }
-    }
-
-    /// Leaves the line. Leaving twice, or after the ticket ended, changes nothing.
+    /// Leaves a waiting room under `request_id`. Leaving twice, or after the ticket ended, changes nothing.
     pub fn leave(
         &self,
+        request_id: &RequestId,
         ticket_id: TicketId,
         now: Timestamp,
         log: &impl EventLog,
     ) -> Result<(TicketView, Option<u64>), Rejection> {
-        let mut rooms = self.waiting_rooms.lock();
-        let key = find_room(&rooms, ticket_id).ok_or(Rejection::TicketNotFound(ticket_id))?;
-        let ticket = &rooms[&key].tickets[&ticket_id];
-        let mut position = None;
-        if !ticket.state.is_terminal() {
-            let event = Event::WaitingRoom(WaitingRoomEvent::Left { room: key.clone(), ticket_id });
-            position = Some(self.commit_waiting_room_event(&mut rooms, &event, log));
+        self.ticket_answer(self.execute(request_id, &Command::LeaveWaitingRoom { ticket_id }, now, log), now)
+    }
+
+    fn ticket_answer(&self, execution: Execution, now: Timestamp) -> Result<(TicketView, Option<u64>), Rejection> {
+        match execution.outcome? {
+            Reply::Ticket { ticket_id } => {
+                let view = self.ticket(ticket_id, now).ok_or(Rejection::TicketNotFound(ticket_id))?;
+                Ok((view, execution.log_position))
+            }
+            other => unreachable!("a waiting-room request answers with a ticket, not {other:?}"),
         }
-        Ok((self.view(&rooms[&key], ticket_id, now).expect("exists"), position))
     }
 
     /// A ticket as its holder sees it now.
     #[must_use]
     pub fn ticket(&self, ticket_id: TicketId, now: Timestamp) -> Option<TicketView> {
         let rooms = self.waiting_rooms.lock();
-        let key = find_room(&rooms, ticket_id)?;
+        let key = waiting_room_of(&rooms, ticket_id)?;
         self.view(&rooms[&key], ticket_id, now)
     }
 
@@ -287,8 +260,4 @@ impl QuotaBook {
         }
         log.append(event)
     }
-}
-
-fn find_room(rooms: &WaitingRooms, ticket_id: TicketId) -> Option<WaitingRoomKey> {
-    rooms.iter().find(|(_, room)| room.tickets.contains_key(&ticket_id)).map(|(key, _)| key.clone())
 }

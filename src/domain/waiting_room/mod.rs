@@ -7,6 +7,7 @@
 pub mod admission;
 pub mod apply;
 pub mod book;
+pub mod decide;
 pub mod event;
 pub mod room;
 

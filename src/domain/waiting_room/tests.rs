@@ -67,7 +67,8 @@ impl Line {
 
     fn join(&self, applicant: &Applicant, at: Timestamp) -> TicketView {
         let log = &self.fixture.log;
-        match self.fixture.book.join(&office_id(), ServiceType::NewPassport, applicant.nik, at, log) {
+        match self.fixture.book.join(&unique_request(), &office_id(), ServiceType::NewPassport, applicant.nik, at, log)
+        {
             Ok((view, _)) => view,
             Err(rejection) => panic!("join refused: {rejection:?}"),
         }
@@ -287,6 +288,7 @@ fn joining_needs_an_open_line_and_joining_again_returns_the_same_ticket() {
     let line = Line::new(room_rules(100), SMALL);
     let opens_at = release().plus_ms(-PRE_OPEN_MS);
     let refused = line.fixture.book.join(
+        &unique_request(),
         &office_id(),
         ServiceType::NewPassport,
         person(1).nik,
@@ -295,7 +297,14 @@ fn joining_needs_an_open_line_and_joining_again_returns_the_same_ticket() {
     );
     assert_eq!(refused.map(|_| ()), Err(Rejection::NotYetOpen { opens_at }));
     let other = crate::domain::values::ids::OfficeId::parse("kanim-other").expect("id");
-    let refused = line.fixture.book.join(&other, ServiceType::NewPassport, person(1).nik, opens_at, &line.fixture.log);
+    let refused = line.fixture.book.join(
+        &unique_request(),
+        &other,
+        ServiceType::NewPassport,
+        person(1).nik,
+        opens_at,
+        &line.fixture.log,
+    );
     assert_eq!(refused.map(|_| ()), Err(Rejection::NoWaitingRoom(other)));
 
     let first = line.join(&person(1), opens_at);
@@ -303,6 +312,7 @@ fn joining_needs_an_open_line_and_joining_again_returns_the_same_ticket() {
     assert_eq!(first.estimated_wait_ms, PRE_OPEN_MS, "until the release instant");
     let logged = line.fixture.log.len();
     let again = line.fixture.book.join(
+        &unique_request(),
         &office_id(),
         ServiceType::NewPassport,
         person(1).nik,
@@ -317,12 +327,52 @@ fn joining_needs_an_open_line_and_joining_again_returns_the_same_ticket() {
 }
 
 #[test]
+fn join_and_leave_are_idempotent_by_request_id_and_replay_remembers_them() {
+    let line = Line::new(room_rules(100), SMALL);
+    let at = release().plus_ms(-1_000);
+    let book = &line.fixture.book;
+    let log = &line.fixture.log;
+    let join_id = request("join-1");
+    let nik = person(1).nik;
+    let (first, position) = book.join(&join_id, &office_id(), ServiceType::NewPassport, nik, at, log).expect("joins");
+    assert!(position.is_some(), "a new ticket is logged");
+    let (retried, position) =
+        book.join(&join_id, &office_id(), ServiceType::NewPassport, nik, at.plus_ms(5), log).expect("retry");
+    assert_eq!(retried.ticket.ticket_id, first.ticket.ticket_id);
+    assert!(position.is_some(), "a retry waits for the first answer's record to be durable");
+    let reused = book.join(&join_id, &office_id(), ServiceType::NewPassport, person(2).nik, at, log);
+    assert_eq!(reused.map(|_| ()), Err(Rejection::RequestIdReused), "same id, another applicant");
+
+    let leave_id = request("leave-1");
+    let (left, _) = book.leave(&leave_id, first.ticket.ticket_id, at.plus_ms(10), log).expect("leaves");
+    assert_eq!(left.ticket.state, TicketState::Left);
+    let (again, _) = book.leave(&leave_id, first.ticket.ticket_id, at.plus_ms(20), log).expect("retry");
+    assert_eq!(again.ticket.state, TicketState::Left);
+    let reused = book.join(&leave_id, &office_id(), ServiceType::NewPassport, nik, at, log);
+    assert_eq!(reused.map(|_| ()), Err(Rejection::RequestIdReused), "a leave's id is not a join's");
+
+    let replayed = replayed(room_rules(100), &log.events());
+    let (after_restart, position) = replayed
+        .join(&join_id, &office_id(), ServiceType::NewPassport, nik, at.plus_ms(30), &VecLog::default())
+        .expect("retry after a restart");
+    assert_eq!(after_restart.ticket.ticket_id, first.ticket.ticket_id, "the first answer survives replay");
+    assert_eq!(position, None, "a replayed record is already durable");
+    line.assert_rebuilds();
+}
+
+#[test]
 fn a_full_line_refuses_new_tickets() {
     let line = Line::new(BookRules { tickets_per_room_max: 2, ..room_rules(100) }, SMALL);
     line.join(&person(1), release());
     line.join(&person(2), release());
-    let refused =
-        line.fixture.book.join(&office_id(), ServiceType::NewPassport, person(3).nik, release(), &line.fixture.log);
+    let refused = line.fixture.book.join(
+        &unique_request(),
+        &office_id(),
+        ServiceType::NewPassport,
+        person(3).nik,
+        release(),
+        &line.fixture.log,
+    );
     assert_eq!(refused.map(|_| ()), Err(Rejection::LimitReached { limit: "tickets_per_room_max".into() }));
 }
 
@@ -425,13 +475,17 @@ fn an_admission_token_expires() {
 fn leaving_gives_up_the_admission() {
     let (line, admitted) = admitted_line(11);
     let at = release().plus_ms(1_000);
-    let (left, _) = line.fixture.book.leave(admitted[0].ticket_id, at, &line.fixture.log).expect("leaves");
+    let (left, _) =
+        line.fixture.book.leave(&unique_request(), admitted[0].ticket_id, at, &line.fixture.log).expect("leaves");
     assert_eq!((left.ticket.state, line.room().admitted_now), (TicketState::Left, 5));
     let refused =
         line.hold(&applicant_of(&admitted[0]), morning(), Pool::Regular, Some(admitted[0].admission_token), at);
     assert_eq!(refused.outcome, Err(Rejection::AdmissionRequired));
     let logged = line.fixture.log.len();
-    line.fixture.book.leave(admitted[0].ticket_id, at, &line.fixture.log).expect("leaving twice is fine");
+    line.fixture
+        .book
+        .leave(&unique_request(), admitted[0].ticket_id, at, &line.fixture.log)
+        .expect("leaving twice is fine");
     assert_eq!(line.fixture.log.len(), logged, "leaving twice logs nothing");
     line.advance(at);
     assert_eq!(line.room().admitted_now, 6, "the freed admission goes to the next in line");
@@ -643,8 +697,12 @@ impl History {
                 let tickets = self.tickets(None);
                 if !tickets.is_empty() {
                     let ticket = &tickets[pick.index(tickets.len())];
-                    let (view, _) =
-                        self.line.fixture.book.leave(ticket.ticket_id, at, &self.line.fixture.log).expect("leaves");
+                    let (view, _) = self
+                        .line
+                        .fixture
+                        .book
+                        .leave(&unique_request(), ticket.ticket_id, at, &self.line.fixture.log)
+                        .expect("leaves");
                     let expected = if ticket.state.is_terminal() { ticket.state } else { TicketState::Left };
                     assert_eq!(view.ticket.state, expected);
                 }
@@ -881,7 +939,7 @@ proptest! {
                     let tickets: Vec<TicketId> = line.room().tickets.keys().copied().collect();
                     if !tickets.is_empty() {
                         let ticket_id = tickets[pick.index(tickets.len())];
-                        line.fixture.book.leave(ticket_id, clock, &line.fixture.log).expect("leaves");
+                        line.fixture.book.leave(&unique_request(), ticket_id, clock, &line.fixture.log).expect("leaves");
                         pre_open.remove(&ticket_id);
                     }
                 }
@@ -931,4 +989,10 @@ proptest! {
         history.drain();
         history.line.assert_rebuilds();
     }
+}
+
+/// A request id no other call in this test process uses.
+fn unique_request() -> crate::domain::values::ids::RequestId {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    request(&format!("wr-{}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)))
 }
