@@ -193,9 +193,11 @@ fn timed_holds(iters: u64, follow_up: FollowUp) -> Duration {
                 let booking_id = held_booking(reply);
                 let (request_id, payment_reference) = &follow_ups[index];
                 let command = match follow_up {
-                    FollowUp::Pay => {
-                        Command::ConfirmPayment { booking_id, payment_reference: payment_reference.clone() }
-                    }
+                    FollowUp::Pay => Command::ConfirmPayment {
+                        booking_id,
+                        payment_reference: payment_reference.clone(),
+                        paid_at: None,
+                    },
                     _ => Command::Cancel { booking_id },
                 };
                 let execution = book.execute(request_id, &command, at, &log);

@@ -148,6 +148,8 @@ impl Default for StorageConfig {
 pub struct BookingConfig {
     /// See [`BookRules::applicant_active_bookings_max`].
     pub applicant_active_bookings_max: u32,
+    /// See [`BookRules::payment_settlement_grace_ms`], in seconds.
+    pub payment_settlement_grace_seconds: u64,
     /// See [`BookRules::reschedules_max`].
     pub reschedules_max: u32,
     /// See [`BookRules::reschedule_days_before_min`].
@@ -181,6 +183,7 @@ impl Default for BookingConfig {
         let rules = BookRules::default();
         BookingConfig {
             applicant_active_bookings_max: rules.applicant_active_bookings_max,
+            payment_settlement_grace_seconds: (rules.payment_settlement_grace_ms / 1000) as u64,
             reschedules_max: rules.reschedules_max,
             reschedule_days_before_min: rules.reschedule_days_before_min,
             request_retention_seconds: (rules.request_retention_ms / 1000) as u64,
@@ -329,6 +332,9 @@ impl Config {
         if !(1..=100).contains(&booking.applicant_active_bookings_max) {
             return invalid("booking.applicant_active_bookings_max", "must be between 1 and 100");
         }
+        if booking.payment_settlement_grace_seconds > 86_400 {
+            return invalid("booking.payment_settlement_grace_seconds", "must be between 0 and 86400");
+        }
         if !(0..=365).contains(&booking.reschedule_days_before_min) {
             return invalid("booking.reschedule_days_before_min", "must be between 0 and 365");
         }
@@ -389,6 +395,7 @@ impl Config {
         let booking = &self.booking;
         BookRules {
             applicant_active_bookings_max: booking.applicant_active_bookings_max,
+            payment_settlement_grace_ms: seconds_to_ms(booking.payment_settlement_grace_seconds),
             reschedules_max: booking.reschedules_max,
             reschedule_days_before_min: booking.reschedule_days_before_min,
             request_retention_ms: booking.request_retention_seconds.saturating_mul(1000).min(i64::MAX as u64) as i64,

@@ -17,12 +17,15 @@ pub const GRPC_REQUESTS_SHED_TOTAL: &str = "antrean_grpc_requests_shed_total";
 pub const GRPC_IN_FLIGHT_REQUESTS: &str = "antrean_grpc_in_flight_requests";
 /// Hold attempts, by `office` and `outcome`.
 pub const HOLDS_TOTAL: &str = "antrean_holds_total";
-/// Payments, by `office` and `outcome`.
+/// Payments, by `office` and `outcome` (`confirmed`, `honoured_in_grace`, `revived`, `repeated`, `refused_expired`,
+/// `duplicate`, `refused_refunded`, `refused`).
 pub const PAYMENTS_TOTAL: &str = "antrean_payments_total";
 /// Cancellations, by `office`.
 pub const CANCELLATIONS_TOTAL: &str = "antrean_cancellations_total";
 /// Expired holds, by `office`.
 pub const EXPIRIES_TOTAL: &str = "antrean_expiries_total";
+/// Confirmed bookings not checked in by the end of their session, by `office`.
+pub const NO_SHOWS_TOTAL: &str = "antrean_no_shows_total";
 /// Check-ins, by `office`.
 pub const CHECK_INS_TOTAL: &str = "antrean_check_ins_total";
 /// Reschedules, by `office`.
@@ -105,6 +108,7 @@ fn describe() {
     describe_counter!(EXPIRIES_TOTAL, "Holds expired unpaid, by office");
     describe_counter!(CHECK_INS_TOTAL, "Check-ins by office");
     describe_counter!(RESCHEDULES_TOTAL, "Reschedules by office");
+    describe_counter!(NO_SHOWS_TOTAL, "Confirmed bookings not checked in by the end of their session, by office");
     describe_counter!(REFUNDS_TOTAL, "Refunds recorded, by office and reason");
     describe_gauge!(SLOTS_REMAINING, "Free slots on dates with bookings, by office");
     describe_gauge!(HOLDS_ACTIVE, "Holds awaiting payment, by office");

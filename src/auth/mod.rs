@@ -83,19 +83,27 @@ pub struct Access {
     pub reveal_nik: bool,
     /// Offices within reach.
     pub offices: OfficeScope,
+    /// Whether the caller may say when a payment was made (`ConfirmPaymentRequest.paid_at`), which can save a late
+    /// notification's slot: the payment role only (and the open local demo).
+    pub attests_payment_time: bool,
 }
 
 impl Access {
     /// Access without configured callers (the local demo): everything.
     #[must_use]
     pub fn open() -> Access {
-        Access { caller: Arc::from("open"), reveal_nik: true, offices: OfficeScope::All }
+        Access { caller: Arc::from("open"), reveal_nik: true, offices: OfficeScope::All, attests_payment_time: true }
     }
 
     /// Access for nothing: what a handler assumes when no layer ran (fail closed).
     #[must_use]
     pub fn none() -> Access {
-        Access { caller: Arc::from("unauthenticated"), reveal_nik: false, offices: OfficeScope::Only(Arc::default()) }
+        Access {
+            caller: Arc::from("unauthenticated"),
+            reveal_nik: false,
+            offices: OfficeScope::Only(Arc::default()),
+            attests_payment_time: false,
+        }
     }
 
     /// The access of `caller` through the roles in `allowed` that it holds: full NIKs if any of those roles sees
@@ -108,6 +116,7 @@ impl Access {
             caller: Arc::from(caller.name.as_str()),
             reveal_nik: roles.iter().any(|role| role.sees_full_nik()),
             offices: if scoped { OfficeScope::Only(Arc::new(caller.offices.clone())) } else { OfficeScope::All },
+            attests_payment_time: roles.contains(&Role::Payment),
         }
     }
 

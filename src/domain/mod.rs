@@ -29,11 +29,13 @@ pub mod waiting_room;
 #[cfg(test)]
 mod book_tests;
 #[cfg(test)]
+mod lifecycle_tests;
+#[cfg(test)]
 mod model_tests;
 #[cfg(test)]
 mod testkit;
 
-pub use bookings::booking::{Applicant, Booking, BookingState, SlotRef};
+pub use bookings::booking::{Applicant, Booking, BookingState, PurgedBooking, SlotRef};
 pub use bookings::refund::{Refund, RefundReason};
 pub use bookings::rules::BookRules;
 pub use catalogue::office::{

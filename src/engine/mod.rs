@@ -7,6 +7,7 @@
 
 pub mod codec;
 pub mod error;
+pub mod lifecycle;
 pub mod recovery;
 pub mod waiting_room;
 
@@ -15,7 +16,6 @@ use crate::domain::RequestId;
 use crate::domain::Timestamp;
 use crate::domain::{Command, Event, Outcome};
 use crate::domain::{EventLog, QuotaBook};
-use crate::limits::EXPIRIES_PER_TICK_MAX;
 use crate::metrics as names;
 use crate::storage::{self, LogPosition, LogSink, SnapshotInfo, Wal, WalOptions};
 pub use error::{EngineError, Result};
@@ -153,22 +153,11 @@ impl Engine {
         metrics::histogram!(names::WAL_APPEND_SECONDS).record(started.elapsed().as_secs_f64());
     }
 
-    /// Expires every hold whose deadline has passed (at most a bounded number per call). Returns how many expired.
+    /// Expires every hold whose deadline (and settlement grace) has passed and marks no-shows (at most a bounded number
+    /// per call, see `lifecycle.rs`). Returns how many expired.
     pub async fn expire_due(&self) -> usize {
         let now = self.clock.now();
-        let due = self.book.due_expiries(now, EXPIRIES_PER_TICK_MAX);
-        let mut last_position = None;
-        let mut expired = 0;
-        for booking_id in due {
-            if let Some((booking, position)) = self.book.expire(booking_id, now, &WalEvents(&self.wal)) {
-                metrics::counter!(names::EXPIRIES_TOTAL, "office" => booking.slot.office_id.to_string()).increment(1);
-                last_position = Some(position);
-                expired += 1;
-            }
-        }
-        if let Some(position) = last_position {
-            self.await_durable(position).await;
-        }
+        let expired = self.release_due_bookings(now).await;
         let tick = self.ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let ticks_per_second = (1000 / self.options.expiry_tick.as_millis().max(1)) as u64;
         // Looking for stale request ids walks every remembered request: about every 10 seconds is plenty for a

@@ -5,9 +5,9 @@
 //! build loads in another with a different shard count.
 
 use super::book::{Capture, QuotaBook};
-use super::reads::add_counters;
+use super::reads::{add_counters, refund_order};
 use super::shard::{ApplicantRecord, DayKey, DayLedger, OfficeCounters, RequestRecord, Shard, ShardKey};
-use crate::domain::bookings::booking::{Booking, BookingState};
+use crate::domain::bookings::booking::{Booking, BookingState, PurgedBooking};
 use crate::domain::bookings::refund::Refund;
 use crate::domain::bookings::rules::BookRules;
 use crate::domain::catalogue::office::{Catalog, Office, OfficeSettings, ScheduleRule};
@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Version of the image layout inside a snapshot payload; bumped on any incompatible change.
-pub const IMAGE_VERSION: u16 = 1;
+pub const IMAGE_VERSION: u16 = 2;
 
 /// An office in an image.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,7 +40,8 @@ pub struct Image {
     pub version: u16,
     /// Log position the image reflects.
     pub log_position: u64,
-    /// Next booking number.
+    /// Next booking number: one past the highest number a logged hold ever used, whether or not that booking still
+    /// exists (purged numbers are never handed out again).
     pub next_booking_id: u64,
     /// Offices by id.
     pub offices: Vec<OfficeImage>,
@@ -54,6 +55,8 @@ pub struct Image {
     pub requests: Vec<(RequestId, RequestRecord)>,
     /// Refunds in the order recorded.
     pub refunds: Vec<Refund>,
+    /// What is kept of purged bookings, by booking id.
+    pub purged: Vec<PurgedBooking>,
     /// Running totals per office.
     pub counters: Vec<(OfficeId, OfficeCounters)>,
     /// Waiting rooms by line.
@@ -83,8 +86,11 @@ impl Capture {
             .map(|(id, record)| (id, RequestRecord { log_position: 0, ..record }))
             .collect();
         requests.sort_by(|left, right| left.0.cmp(&right.0));
-        let mut refunds: Vec<Refund> = shards.iter().flat_map(|shard| shard.refunds.iter().cloned()).collect();
-        refunds.sort_by_key(|refund| (refund.recorded_at, refund.booking_id));
+        let mut refunds: Vec<Refund> =
+            shards.iter().flat_map(|shard| shard.refunds.values().flatten().cloned()).collect();
+        refunds.sort_by(refund_order);
+        let mut purged: Vec<PurgedBooking> = shards.iter().flat_map(|shard| shard.purged.values().cloned()).collect();
+        purged.sort_by_key(|purged| purged.booking_id);
         let mut counters: BTreeMap<OfficeId, OfficeCounters> = BTreeMap::new();
         for (office_id, more) in shards.iter().flat_map(|shard| shard.counters.iter()) {
             add_counters(counters.entry(office_id.clone()).or_default(), more);
@@ -92,16 +98,14 @@ impl Capture {
         Image {
             version: IMAGE_VERSION,
             log_position: self.log_position,
-            // Derived from the bookings, not the live counter: a refused or repeated hold consumes booking numbers
-            // without logging anything, so replay could never reproduce the counter. Numbers past the highest booking
-            // were never used by a logged event, so starting there again is safe.
-            next_booking_id: bookings.last().map_or(1, |booking| booking.booking_id.0 + 1),
+            next_booking_id: self.next_booking_id,
             offices: catalog_image(&self.catalog),
             days,
             bookings,
             applicants,
             requests,
             refunds,
+            purged,
             counters: counters.into_iter().collect(),
             rooms: self.waiting_rooms.iter().map(|room| WaitingRoom::clone(room)).collect(),
         }
@@ -164,8 +168,14 @@ impl QuotaBook {
         }
         for booking in image.bookings {
             let shard = &mut shards[booking.booking_id.shard_index()];
-            if booking.state == BookingState::AwaitingPayment {
-                shard.deadlines.insert((booking.payment_deadline, booking.booking_id));
+            match booking.state {
+                BookingState::AwaitingPayment => {
+                    shard.deadlines.insert((booking.hold_due_at(), booking.booking_id));
+                }
+                BookingState::Confirmed => {
+                    shard.session_ends.insert((booking.session_ends_at, booking.booking_id));
+                }
+                _ => {}
             }
             shard.bookings.insert(booking.booking_id, booking);
         }
@@ -176,7 +186,10 @@ impl QuotaBook {
             shards[request_id.shard_index()].requests.insert(request_id, record);
         }
         for refund in image.refunds {
-            shards[refund.booking_id.shard_index()].refunds.push(refund);
+            shards[refund.booking_id.shard_index()].refunds.entry(refund.booking_id).or_default().push(refund);
+        }
+        for purged in image.purged {
+            shards[purged.booking_id.shard_index()].purged.insert(purged.booking_id, purged);
         }
         // Totals are summed over shards when read, so one shard can carry each office's whole total.
         shards[0].counters = image.counters.into_iter().collect();

@@ -198,15 +198,28 @@ impl QuotaBook {
         let mut refunds: Vec<Refund> = Vec::new();
         for index in 0..SHARD_COUNT {
             self.read_shard(index, |shard| {
-                let wanted =
-                    shard.refunds.iter().filter(|refund| office_id.is_none_or(|office| &refund.office_id == office));
+                let wanted = shard
+                    .refunds
+                    .values()
+                    .flatten()
+                    .filter(|refund| office_id.is_none_or(|office| &refund.office_id == office));
                 refunds.extend(wanted.cloned());
             });
         }
-        refunds.sort_by_key(|refund| (refund.recorded_at, refund.booking_id));
+        refunds.sort_by(refund_order);
         let more = refunds.len() > skip + limit;
         (refunds.into_iter().skip(skip).take(limit).collect(), more)
     }
+}
+
+/// The order refunds are listed in: as recorded, ties broken by booking and payment so the order is total.
+#[must_use]
+pub fn refund_order(left: &Refund, right: &Refund) -> std::cmp::Ordering {
+    (left.recorded_at, left.booking_id, left.payment_reference.as_str()).cmp(&(
+        right.recorded_at,
+        right.booking_id,
+        right.payment_reference.as_str(),
+    ))
 }
 
 /// Adds `more` into `total`.
@@ -218,4 +231,5 @@ pub fn add_counters(total: &mut OfficeCounters, more: &OfficeCounters) {
     total.refunds_total += more.refunds_total;
     total.reschedules_total += more.reschedules_total;
     total.check_ins_total += more.check_ins_total;
+    total.no_shows_total += more.no_shows_total;
 }

@@ -4,7 +4,7 @@
 //! the shards it needs before it takes any lock.
 
 use crate::domain::bookings::booking::SlotRef;
-use crate::domain::bookings::booking::{Booking, BookingState};
+use crate::domain::bookings::booking::{Booking, BookingState, PurgedBooking};
 use crate::domain::bookings::refund::Refund;
 use crate::domain::catalogue::office::Pool;
 use crate::domain::messages::reply::Outcome;
@@ -62,7 +62,7 @@ impl PoolLedger {
             BookingState::AwaitingPayment => Some(&mut self.awaiting),
             BookingState::Confirmed => Some(&mut self.confirmed),
             BookingState::CheckedIn => Some(&mut self.checked_in),
-            BookingState::Cancelled | BookingState::Expired => None,
+            BookingState::Cancelled | BookingState::Expired | BookingState::NoShow => None,
         }
     }
 }
@@ -146,6 +146,8 @@ pub struct OfficeCounters {
     pub reschedules_total: u64,
     /// Check-ins.
     pub check_ins_total: u64,
+    /// Confirmed bookings not checked in by the end of their session.
+    pub no_shows_total: u64,
 }
 
 /// Everything whose key hashes to one shard.
@@ -155,14 +157,19 @@ pub struct Shard {
     pub days: HashMap<DayKey, DayLedger>,
     /// Bookings by id.
     pub bookings: HashMap<BookingId, Booking>,
-    /// Payment deadlines of bookings awaiting payment, soonest first.
+    /// Bookings awaiting payment by [`Booking::hold_due_at`] (the payment deadline, then the end of the settlement
+    /// grace), soonest first: what the ticker looks at.
     pub deadlines: BTreeSet<(Timestamp, BookingId)>,
+    /// Confirmed bookings by the end of their session, soonest first: the no-shows the ticker looks for.
+    pub session_ends: BTreeSet<(Timestamp, BookingId)>,
     /// Applicants by NIK.
     pub applicants: HashMap<Nik, ApplicantRecord>,
     /// First answers by request id.
     pub requests: HashMap<RequestId, RequestRecord>,
-    /// Refunds recorded for bookings in this shard, oldest first.
-    pub refunds: Vec<Refund>,
+    /// Refunds recorded for bookings in this shard (present or purged), by booking, each booking's oldest first.
+    pub refunds: HashMap<BookingId, Vec<Refund>>,
+    /// What is kept of purged bookings in this shard, by booking.
+    pub purged: HashMap<BookingId, PurgedBooking>,
     /// Totals per office, for days in this shard.
     pub counters: HashMap<OfficeId, OfficeCounters>,
 }
