@@ -386,6 +386,9 @@ impl Model {
         if booking.reschedules_used >= 1 || local_today(self.now) > booking.slot.date.plus_days(-1) {
             return Expected::Refused(Rejection::RescheduleNotAllowed { why: String::new() });
         }
+        if booking.state == BookingState::Confirmed && self.now >= booking.session_ends_at() {
+            return invalid_state(booking.state);
+        }
         if to_date == booking.slot.date && to_session == &booking.slot.session_id {
             return Expected::Refused(Rejection::invalid("session_id", "same"));
         }

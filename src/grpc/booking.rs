@@ -282,8 +282,8 @@ impl BookingService for BookingApi {
             return Err(auth_status(crate::auth::AuthRefusal::Role));
         }
         let engine = self.engine()?;
-        let office = command.booking_id().and_then(|booking_id| engine.book().booking(booking_id));
-        let office = office.map_or_else(|| "unknown".to_owned(), |booking| booking.slot.office_id.to_string());
+        let office = command.booking_id().and_then(|booking_id| engine.book().office_of(booking_id));
+        let office = office.map_or_else(|| "unknown".to_owned(), |office_id| office_id.to_string());
         let execution = engine.execute_detailed(&request_id, &command).await;
         let label = match &execution.outcome {
             Ok(Reply::Paid { revived: true, .. }) => "revived",

@@ -372,6 +372,11 @@ pub fn reschedule(
             return Err(Rejection::RescheduleNotAllowed { why });
         }
     }
+    // Once its session has ended a confirmed booking is a no-show, whether or not the ticker has marked it yet.
+    if booking.state == BookingState::Confirmed && stamp.at >= booking.session_ends_at {
+        let action = format!("reschedule after the session ended ({})", booking.session_ends_at);
+        return Err(Rejection::InvalidState { state: booking.state, action });
+    }
     if to_date == slot.date && to_session == &slot.session_id {
         return Err(Rejection::invalid("session_id", "is the booking's current session"));
     }

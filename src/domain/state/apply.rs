@@ -124,7 +124,6 @@ pub fn apply(
             assert!(booking.settlement_deadline.is_none() && *at == booking.payment_deadline, "overdue once");
             shard.deadlines.remove(&(booking.hold_due_at(), *booking_id));
             booking.settlement_deadline = Some(*settles_until);
-            booking.updated_at = *at;
             shard.deadlines.insert((*settles_until, *booking_id));
             Applied::default()
         }

@@ -157,6 +157,15 @@ impl QuotaBook {
         Ok((bookings, more))
     }
 
+    /// The office of a booking, present or purged (for metric labels of payments that arrive after a purge).
+    #[must_use]
+    pub fn office_of(&self, booking_id: BookingId) -> Option<OfficeId> {
+        self.read_shard(booking_id.shard_index(), |shard| match shard.bookings.get(&booking_id) {
+            Some(booking) => Some(booking.slot.office_id.clone()),
+            None => shard.purged.get(&booking_id).map(|purged| purged.office_id.clone()),
+        })
+    }
+
     /// Every booking of the applicant, newest first.
     #[must_use]
     pub fn find_bookings(&self, nik: Nik) -> Vec<Booking> {
