@@ -63,3 +63,11 @@ pub const WATCH_STREAMS_MAX: usize = 50_000;
 
 /// How often a Watch stream looks at its ticket, in milliseconds.
 pub const WATCH_INTERVAL_MS: u64 = 250;
+
+/// How often the tick looks for request ids past their retention, in seconds. It walks every remembered request;
+/// retention is measured in hours, so every 10 seconds is plenty.
+pub const STALE_REQUEST_SCAN_SECONDS: u64 = 10;
+
+/// How often the tick looks for waiting tickets nobody watches, in seconds. It walks every waiting ticket; idle times
+/// are minutes, so once a second is precise enough.
+pub const IDLE_TICKET_SCAN_SECONDS: u64 = 1;

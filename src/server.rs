@@ -247,7 +247,7 @@ fn spawn_background(engine: &Arc<Engine>, config: &Config, stop: &Arc<AtomicBool
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             interval.tick().await;
-            ticker_engine.expire_due().await;
+            ticker_engine.run_tick().await;
         }
     });
     let gauge_engine = Arc::clone(engine);
