@@ -3,6 +3,8 @@
 //!
 //! Layout (dependencies point down the list, never up):
 //! - `main.rs`: the binary (flags, configuration, tracing, metrics exporter, signals).
+//! - [`server`]: wiring the services onto a listener and `run` (start, recover, serve, drain, final snapshot);
+//!   [`demo`]: the `--demo-release-in` schedule.
 //! - [`grpc`]: thin tonic layer: conversions, one status mapping, handlers without business logic.
 //! - [`auth`]: caller authentication, the role table, office scoping, NIK masking, anti-hoarding limits; [`tls`]:
 //!   transport security.
@@ -13,6 +15,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod demo;
 pub mod domain;
 pub mod engine;
 pub mod grpc;
