@@ -8,7 +8,7 @@
 //! - [`grpc`]: thin tonic layer: conversions, one status mapping, handlers without business logic.
 //! - [`auth`]: caller authentication, the role table, office scoping, NIK masking, anti-hoarding limits; [`tls`]:
 //!   transport security.
-//! - [`engine`]: validate -> apply -> log -> await durability -> reply; the expiry ticker and snapshots.
+//! - [`engine`]: validate -> apply -> log -> await durability -> reply; the background ticker, snapshots and gauges.
 //! - [`storage`]: the write-ahead log with group commit, snapshots and recovery, over opaque bytes.
 //! - [`domain`]: the deterministic allocation state machine (no I/O, no clock).
 //! - [`config`], [`limits`]: settings and named maxima.

@@ -1,14 +1,18 @@
 //! The engine: the one thing the gRPC layer calls. For a change it reads the clock, lets the quota book decide and
 //! apply it under shard locks (logging its event there), then awaits durability of that log record before the answer
-//! is released. It also runs the background work: the expiry ticker, request-id forgetting, snapshots, and gauges.
+//! is released. It also owns the background work, started and stopped as one value in [`background`] (the ticker that
+//! expires holds, forgets old request ids and moves the waiting rooms on; snapshots; gauges), told to stop through
+//! [`shutdown`].
 //!
 //! Architecture invariant: no answer that reports a change leaves here before the change is durable, and a failed log
 //! write stops the process instead of answering.
 
+pub mod background;
 pub mod codec;
 pub mod error;
 pub mod lines;
 pub mod recovery;
+pub mod shutdown;
 
 use crate::domain::book::{EventLog, QuotaBook};
 use crate::domain::command::{Command, Event, Outcome};
