@@ -13,6 +13,8 @@
 //! - [`domain`]: the deterministic allocation state machine (no I/O, no clock).
 //! - [`config`], [`limits`]: settings and named maxima.
 
+#![forbid(unsafe_code)]
+
 pub mod auth;
 pub mod config;
 pub mod demo;

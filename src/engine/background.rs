@@ -131,19 +131,9 @@ fn publish_gauges(engine: &Engine, data_dir: &Path, started: Instant) {
 /// Free bytes (for an unprivileged process) and total bytes of the file system holding `path`; `None` if it cannot be
 /// asked.
 fn disk_space(path: &Path) -> Option<(u64, u64)> {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    let mut stats = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-    // SAFETY: `path` is a valid NUL-terminated string and `stats` points to writable memory of the right type; the
-    // result is read only when statvfs reports success.
-    let stats = unsafe {
-        if libc::statvfs(path.as_ptr(), stats.as_mut_ptr()) != 0 {
-            return None;
-        }
-        stats.assume_init()
-    };
-    let block = stats.f_frsize as u64;
-    Some((stats.f_bavail as u64 * block, stats.f_blocks as u64 * block))
+    let stats = rustix::fs::statvfs(path).ok()?;
+    let block = stats.f_frsize;
+    Some((stats.f_bavail.saturating_mul(block), stats.f_blocks.saturating_mul(block)))
 }
 
 #[cfg(test)]
