@@ -3,7 +3,7 @@
 
 use super::EngineHandle;
 use super::convert::{self, Violations};
-use super::status::{overload_status, rejection_status};
+use super::status::overload_status;
 use crate::domain::command::Rejection;
 use crate::domain::lines::TicketView;
 use crate::domain::nik::Nik;
@@ -92,11 +92,8 @@ impl WaitingRoomService for WaitingRoomApi {
                 violations.date(field, date.as_ref());
             }
         }
-        let (office_id, service, nik) = violations
-            .finish((|| Some((office_id?, service?, nik?)))())
-            .map_err(|rejection| rejection_status(&rejection))?;
-        let view =
-            self.engine()?.join(&office_id, service, nik).await.map_err(|rejection| rejection_status(&rejection))?;
+        let (office_id, service, nik) = violations.finish((|| Some((office_id?, service?, nik?)))())?;
+        let view = self.engine()?.join(&office_id, service, nik).await?;
         Ok(Response::new(proto::JoinResponse { ticket: Some(ticket(&view)) }))
     }
 
@@ -106,9 +103,9 @@ impl WaitingRoomService for WaitingRoomApi {
         let request = request.into_inner();
         let mut violations = Violations::default();
         let ticket_id = ticket_id(&mut violations, &request.ticket_id);
-        let ticket_id = violations.finish(ticket_id).map_err(|rejection| rejection_status(&rejection))?;
+        let ticket_id = violations.finish(ticket_id)?;
         let engine = Arc::clone(self.engine()?);
-        let first = engine.ticket(ticket_id).ok_or_else(|| rejection_status(&Rejection::TicketNotFound(ticket_id)))?;
+        let first = engine.ticket(ticket_id).ok_or(Rejection::TicketNotFound(ticket_id))?;
         if self.watch_streams.fetch_add(1, Ordering::AcqRel) >= WATCH_STREAMS_MAX {
             self.watch_streams.fetch_sub(1, Ordering::AcqRel);
             return Err(overload_status("watch_streams"));
@@ -144,9 +141,8 @@ impl WaitingRoomService for WaitingRoomApi {
         let mut violations = Violations::default();
         let request_id = violations.request_id(&request.request_id);
         let ticket_id = ticket_id(&mut violations, &request.ticket_id);
-        let (_, ticket_id) =
-            violations.finish(request_id.zip(ticket_id)).map_err(|rejection| rejection_status(&rejection))?;
-        let view = self.engine()?.leave(ticket_id).await.map_err(|rejection| rejection_status(&rejection))?;
+        let (_, ticket_id) = violations.finish(request_id.zip(ticket_id))?;
+        let view = self.engine()?.leave(ticket_id).await?;
         Ok(Response::new(proto::LeaveResponse { ticket: Some(ticket(&view)) }))
     }
 }
