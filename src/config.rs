@@ -3,10 +3,9 @@
 //! `validate` names the first bad field and why, so an operator can fix a file without reading code. Unknown fields
 //! are refused: a typo must not silently fall back to a default, least of all a durability setting.
 
-use crate::domain::BookRules;
-use crate::domain::TimeOfDay;
-use crate::domain::{OfficeId, SessionId};
-use crate::domain::{OfficeSettings, Pool, ServiceType, SessionTemplate, validate_settings};
+use crate::domain::{
+    BookRules, OfficeId, OfficeSettings, Pool, ServiceType, SessionId, SessionTemplate, TimeOfDay, validate_settings,
+};
 use crate::limits::OFFICES_MAX;
 use crate::storage::{FsyncMode, WalOptions};
 use serde::Deserialize;

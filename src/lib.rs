@@ -3,16 +3,21 @@
 //!
 //! Layout (dependencies point down the list, never up):
 //! - `main.rs`: the binary (flags, configuration, tracing, metrics exporter, signals).
+//! - [`server`]: wiring the services onto a listener and `run` (start, recover, serve, drain, final snapshot);
+//!   [`demo`]: the `--demo-release-in` schedule.
 //! - [`grpc`]: thin tonic layer: conversions, one status mapping, handlers without business logic.
 //! - [`auth`]: caller authentication, the role table, office scoping, NIK masking, anti-hoarding limits; [`tls`]:
 //!   transport security.
-//! - [`engine`]: validate -> apply -> log -> await durability -> reply; the expiry ticker and snapshots.
+//! - [`engine`]: validate -> apply -> log -> await durability -> reply; the background ticker, snapshots and gauges.
 //! - [`storage`]: the write-ahead log with group commit, snapshots and recovery, over opaque bytes.
 //! - [`domain`]: the deterministic allocation state machine (no I/O, no clock).
 //! - [`config`], [`limits`]: settings and named maxima.
 
+#![forbid(unsafe_code)]
+
 pub mod auth;
 pub mod config;
+pub mod demo;
 pub mod domain;
 pub mod engine;
 pub mod grpc;

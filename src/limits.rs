@@ -1,4 +1,5 @@
-//! Named maxima, in one place, with the relationships between them checked at compile time.
+//! Named maxima, and the fixed periods of the background work, in one place, with the relationships between them
+//! checked at compile time.
 //!
 //! Every queue, map and message in antrean has a bound; hitting one is an answer to the caller (RESOURCE_EXHAUSTED
 //! with a retry hint), never unbounded growth.
@@ -86,3 +87,32 @@ pub const WATCH_STREAMS_MAX: usize = 50_000;
 
 /// How often a Watch stream looks at its ticket, in milliseconds.
 pub const WATCH_INTERVAL_MS: u64 = 250;
+
+/// Most gRPC calls one HTTP/2 connection may have open at once. A client multiplexes its calls over one connection;
+/// 1024 is far more than one client needs to keep the server busy, and it bounds what one connection can open before
+/// `server.in_flight_requests_max` refuses (each open stream costs buffers even before a handler runs).
+pub const HTTP2_STREAMS_PER_CONNECTION_MAX: u32 = 1024;
+
+/// How often an idle HTTP/2 connection is pinged, in seconds: often enough that a dead peer or a load balancer that
+/// dropped the connection is noticed within a minute, rare enough to cost nothing.
+pub const HTTP2_KEEPALIVE_INTERVAL_SECONDS: u64 = 30;
+
+/// How often the gauges (free slots, active holds, waiting-room depths, disk space, uptime) are published, in
+/// seconds. Publishing walks every office and waiting room; Prometheus scrapes every 15 s or so, so 5 s keeps the
+/// gauges fresh for each scrape without the walk showing in a profile.
+pub const GAUGE_PERIOD_SECONDS: u64 = 5;
+
+/// How often the snapshot thread asks whether a snapshot is due, in milliseconds. Snapshots are due after minutes or a
+/// million records, so a quarter of a second is precise enough and costs one atomic read and one lock.
+pub const SNAPSHOT_POLL_MS: u64 = 250;
+
+/// How often the tick looks for request ids past their retention, in seconds. It walks every remembered request;
+/// retention is measured in hours, so every 10 seconds is plenty.
+pub const STALE_REQUEST_SCAN_SECONDS: u64 = 10;
+
+/// How often the tick looks for waiting tickets nobody watches, in seconds. It walks every waiting ticket; idle times
+/// are minutes, so once a second is precise enough.
+pub const IDLE_TICKET_SCAN_SECONDS: u64 = 1;
+
+const _: () = assert!(HTTP2_STREAMS_PER_CONNECTION_MAX >= 1);
+const _: () = assert!(GAUGE_PERIOD_SECONDS >= 1 && SNAPSHOT_POLL_MS >= 1);

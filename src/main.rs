@@ -1,5 +1,7 @@
 //! The `antrean` binary: flags and configuration, logging, the metrics exporter and signals, then `server::run`.
 
+#![forbid(unsafe_code)]
+
 use antrean::config::{Config, DEMO_CONFIG};
 use anyhow::Context;
 use clap::{Parser, Subcommand};

@@ -1,28 +1,33 @@
-//! Running the service: bind, recover (health NOT_SERVING meanwhile), serve, run the background work, and on SIGTERM
-//! or Ctrl-C drain in-flight calls within a bounded time, write a final snapshot and close the log.
+//! Running the service, and only that: wiring the services, their layers, health and reflection onto a listener, then
+//! [`run`]: start (health NOT_SERVING) -> recover -> serve -> on SIGTERM or Ctrl-C drain in-flight calls within a
+//! bounded time -> final snapshot and close the log.
+//!
+//! What runs beside the calls (ticker, snapshots, gauges) is the engine's [`Background`]; this module starts it after
+//! recovery and stops it after the drain.
 
 use crate::auth::layer::AuthLayer;
 use crate::auth::{AntiHoardingConfig, Callers, HoldLimiter};
 use crate::config::Config;
+use crate::engine::background::Background;
 use crate::engine::{Engine, EngineOptions, SystemClock};
 use crate::grpc::EngineHandle;
 use crate::grpc::admin::AdminApi;
 use crate::grpc::booking::BookingApi;
 use crate::grpc::overload::OverloadLayer;
 use crate::grpc::waiting_room::WaitingRoomApi;
-use crate::limits::GRPC_MESSAGE_BYTES_MAX;
+use crate::limits::{GRPC_MESSAGE_BYTES_MAX, HTTP2_KEEPALIVE_INTERVAL_SECONDS, HTTP2_STREAMS_PER_CONNECTION_MAX};
 use crate::metrics as names;
 use crate::proto::admin_service_server::AdminServiceServer;
 use crate::proto::booking_service_server::BookingServiceServer;
 use crate::proto::waiting_room_service_server::WaitingRoomServiceServer;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tonic_health::ServingStatus;
+use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::server::HealthReporter;
 
 /// Why the service could not run.
@@ -64,13 +69,44 @@ async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
     metrics::gauge!(names::READY).set(if status == ServingStatus::Serving { 1.0 } else { 0.0 });
 }
 
-/// Serves on `listener` until `shutdown` resolves, then drains and stops.
+/// Serves on `listener` until `shutdown` resolves, then drains and stops: start (health NOT_SERVING) -> recover ->
+/// serve and run the background work -> drain -> final snapshot.
 pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
     let local =
         listener.local_addr().map_err(|source| ServerError::Io { context: "listener address".into(), source })?;
     let (reporter, health) = tonic_health::server::health_reporter();
     set_health(&reporter, ServingStatus::NotServing).await;
     let handle = EngineHandle::default();
+    let (stop_serving, serving_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = spawn_server(&config, &handle, health, listener, serving_stopped)?;
+    tracing::info!(listen = %local, "antrean listening (NOT_SERVING until recovery finishes)");
+
+    let engine = Arc::new(open_engine(&config).await?);
+    handle.set(Arc::clone(&engine));
+    let background = Background::start(&engine);
+    set_health(&reporter, ServingStatus::Serving).await;
+    tracing::info!(listen = %local, "serving");
+
+    shutdown.await;
+    tracing::info!("draining: refusing new calls, finishing in-flight ones");
+    set_health(&reporter, ServingStatus::NotServing).await;
+    let _ = stop_serving.send(());
+    drain(server, Duration::from_millis(config.server.drain_timeout_ms)).await;
+    background.stop().await;
+    final_snapshot(engine).await?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// Builds the services and their layers and serves them on `listener` in a task of their own until `serving_stopped`
+/// resolves (or its sender is dropped).
+fn spawn_server(
+    config: &Config,
+    handle: &EngineHandle,
+    health: HealthServer<impl Health>,
+    listener: TcpListener,
+    serving_stopped: tokio::sync::oneshot::Receiver<()>,
+) -> Result<JoinHandle<Result<(), tonic::transport::Error>>, ServerError> {
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .build_v1()?;
@@ -96,7 +132,6 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
     let admin = AdminServiceServer::new(AdminApi::new(handle.clone()))
         .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
-    let (stop_serving, serving_stopped) = tokio::sync::oneshot::channel::<()>();
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = &config.server.tls {
         builder = builder.tls_config(tls.server_config()?)?;
@@ -106,8 +141,8 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
     let server = builder
         .timeout(Duration::from_millis(config.server.request_timeout_ms))
         .tcp_nodelay(true)
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .max_concurrent_streams(Some(1024))
+        .http2_keepalive_interval(Some(Duration::from_secs(HTTP2_KEEPALIVE_INTERVAL_SECONDS)))
+        .max_concurrent_streams(Some(HTTP2_STREAMS_PER_CONNECTION_MAX))
         .layer(OverloadLayer::new(
             config.server.in_flight_requests_max as usize,
             config.server.caller_requests_per_second_max,
@@ -122,40 +157,30 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
         .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async {
             let _ = serving_stopped.await;
         });
-    let server = tokio::spawn(server);
-    tracing::info!(listen = %local, "antrean listening (NOT_SERVING until recovery finishes)");
+    Ok(tokio::spawn(server))
+}
 
-    let engine = Arc::new(open_engine(&config).await?);
-    handle.set(Arc::clone(&engine));
-    let stop = Arc::new(AtomicBool::new(false));
-    let background = spawn_background(&engine, &config, &stop);
-    set_health(&reporter, ServingStatus::Serving).await;
-    tracing::info!(listen = %local, "serving");
-
-    shutdown.await;
-    tracing::info!("draining: refusing new calls, finishing in-flight ones");
-    set_health(&reporter, ServingStatus::NotServing).await;
-    let _ = stop_serving.send(());
-    let drain = Duration::from_millis(config.server.drain_timeout_ms);
+/// Waits up to `drain` for the server task to finish the calls in flight; past it, stops waiting (the calls still
+/// running are cut off when the process exits).
+async fn drain(server: JoinHandle<Result<(), tonic::transport::Error>>, drain: Duration) {
     match tokio::time::timeout(drain, server).await {
         Ok(Ok(Ok(()))) => tracing::info!("drained"),
         Ok(Ok(Err(error))) => tracing::error!(%error, "server stopped with an error"),
         Ok(Err(error)) => tracing::error!(%error, "server task failed"),
         Err(_) => tracing::warn!(drain_ms = drain.as_millis() as u64, "drain timed out; stopping anyway"),
     }
-    stop.store(true, Ordering::Release);
-    background.stop().await;
+}
+
+/// Writes the final snapshot and closes the log, off the runtime threads (both block on file I/O).
+async fn final_snapshot(engine: Arc<Engine>) -> Result<(), ServerError> {
     let runtime = tokio::runtime::Handle::current();
-    let closing = Arc::clone(&engine);
     tokio::task::spawn_blocking(move || -> Result<(), ServerError> {
-        closing.snapshot(&runtime)?;
-        closing.close_log()?;
+        engine.snapshot(&runtime)?;
+        engine.close_log()?;
         Ok(())
     })
     .await
-    .map_err(|error| ServerError::Io { context: "final snapshot".into(), source: std::io::Error::other(error) })??;
-    tracing::info!("stopped cleanly");
-    Ok(())
+    .map_err(|error| ServerError::Io { context: "final snapshot".into(), source: std::io::Error::other(error) })?
 }
 
 async fn open_engine(config: &Config) -> Result<Engine, ServerError> {
@@ -184,142 +209,9 @@ async fn open_engine(config: &Config) -> Result<Engine, ServerError> {
         tracing::info!(offices = seeded, "seeded offices from the configuration");
     }
     if let Some(seconds) = config.demo_release_in_seconds {
-        demo_release(&engine, seconds).await;
+        crate::demo::demo_release(&engine, seconds).await;
     }
     Ok(engine)
-}
-
-/// The office `--demo-release-in` releases: Pontianak opens every Friday for the following week (2025).
-pub const DEMO_RELEASE_OFFICE: &str = "kanim-pontianak";
-
-/// Schedules the demo office's dates 7 to 13 days ahead to open `seconds` from now, behind a waiting room.
-async fn demo_release(engine: &Engine, seconds: u64) {
-    use crate::domain::Command;
-    use crate::domain::ScheduleRule;
-    use crate::domain::{OfficeId, RequestId};
-    let office_id = OfficeId::parse(DEMO_RELEASE_OFFICE).expect("a valid id");
-    let Some(office) = engine.book().office(&office_id) else {
-        tracing::warn!(office = DEMO_RELEASE_OFFICE, "demo release: office not in the catalogue");
-        return;
-    };
-    let now = engine.now();
-    let today = office.today(now);
-    let release_at = now.plus_ms(i64::try_from(seconds).unwrap_or(i64::MAX / 2).saturating_mul(1000));
-    let rule = ScheduleRule {
-        first_date: today.plus_days(7),
-        last_date: today.plus_days(13),
-        release_at,
-        sessions: None,
-        waiting_room: true,
-    };
-    let request_id = RequestId::parse(&format!("demo-release:{}", release_at.0)).expect("short");
-    match engine.execute(&request_id, &Command::SetSchedule { office_id, rule }).await {
-        Ok(_) => {
-            tracing::info!(office = DEMO_RELEASE_OFFICE, %release_at, "demo release scheduled behind a waiting room")
-        }
-        Err(rejection) => tracing::warn!(reason = rejection.reason(), "demo release not scheduled"),
-    }
-}
-
-/// Background work, stopped together.
-struct Background {
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-    snapshotter: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Background {
-    async fn stop(mut self) {
-        for task in self.tasks.drain(..) {
-            task.abort();
-            let _ = task.await;
-        }
-        if let Some(thread) = self.snapshotter.take() {
-            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-        }
-    }
-}
-
-fn spawn_background(engine: &Arc<Engine>, config: &Config, stop: &Arc<AtomicBool>) -> Background {
-    let ticker_engine = Arc::clone(engine);
-    let tick = Duration::from_millis(config.booking.expiry_tick_ms);
-    let expiry = tokio::spawn(async move {
-        let mut interval = tokio::time::interval(tick);
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            interval.tick().await;
-            ticker_engine.expire_due().await;
-        }
-    });
-    let gauge_engine = Arc::clone(engine);
-    let data_dir = config.storage.data_dir.clone();
-    let gauges = tokio::spawn(async move {
-        let started = Instant::now();
-        let mut interval = tokio::time::interval(Duration::from_secs(5));
-        loop {
-            interval.tick().await;
-            publish_gauges(&gauge_engine, &data_dir, started);
-        }
-    });
-    let snapshot_engine = Arc::clone(engine);
-    let snapshot_stop = Arc::clone(stop);
-    let runtime = tokio::runtime::Handle::current();
-    let snapshotter = std::thread::Builder::new()
-        .name("antrean-snapshot".into())
-        .spawn(move || {
-            while !snapshot_stop.load(Ordering::Acquire) {
-                std::thread::sleep(Duration::from_millis(250));
-                if snapshot_engine.snapshot_due()
-                    && let Err(error) = snapshot_engine.snapshot(&runtime)
-                {
-                    tracing::error!(%error, "snapshot failed");
-                }
-            }
-        })
-        .ok();
-    Background { tasks: vec![expiry, gauges], snapshotter }
-}
-
-fn publish_gauges(engine: &Engine, data_dir: &Path, started: Instant) {
-    metrics::gauge!(names::UPTIME_SECONDS).set(started.elapsed().as_secs_f64());
-    for office_id in engine.book().catalog().offices.keys() {
-        if let Ok(stats) = engine.book().office_stats(office_id) {
-            let office = office_id.to_string();
-            metrics::gauge!(names::SLOTS_REMAINING, "office" => office.clone()).set(stats.remaining as f64);
-            metrics::gauge!(names::HOLDS_ACTIVE, "office" => office).set(stats.active_holds as f64);
-        }
-    }
-    let mut depths: std::collections::BTreeMap<String, (u64, u64)> = std::collections::BTreeMap::new();
-    for (key, waiting, admitted) in engine.book().waiting_room_depths() {
-        let depth = depths.entry(key.office_id.to_string()).or_default();
-        depth.0 += waiting;
-        depth.1 += u64::from(admitted);
-    }
-    for (office, (waiting, admitted)) in depths {
-        metrics::gauge!(names::WAITING_ROOM_TICKETS, "office" => office.clone(), "state" => "waiting")
-            .set(waiting as f64);
-        metrics::gauge!(names::WAITING_ROOM_TICKETS, "office" => office, "state" => "admitted").set(admitted as f64);
-    }
-    if let Some((free, total)) = disk_space(data_dir) {
-        metrics::gauge!(names::DATA_DIR_FREE_BYTES).set(free as f64);
-        metrics::gauge!(names::DATA_DIR_TOTAL_BYTES).set(total as f64);
-    }
-}
-
-/// Free and total bytes of the file system holding `path`.
-fn disk_space(path: &Path) -> Option<(u64, u64)> {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    let mut stats = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-    // SAFETY: `path` is a valid NUL-terminated string and `stats` points to writable memory of the right type; the
-    // result is read only when statvfs reports success.
-    let stats = unsafe {
-        if libc::statvfs(path.as_ptr(), stats.as_mut_ptr()) != 0 {
-            return None;
-        }
-        stats.assume_init()
-    };
-    let block = stats.f_frsize as u64;
-    Some((stats.f_bavail as u64 * block, stats.f_blocks as u64 * block))
 }
 
 /// Binds the gRPC listener.

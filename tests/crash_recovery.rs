@@ -202,11 +202,9 @@ async fn run_traffic(server: &Server, model: &Model, seed: u64, cycle: u64, kill
     tokio::time::sleep(Duration::from_millis(kill_after_ms)).await;
     // The kill happens in the test's process; the tasks notice by their calls failing.
     let mut records = Vec::new();
-    let pid = server.child.as_ref().expect("running").id() as i32;
-    // SAFETY: sending a signal to our own child process, which has not been reaped yet.
-    unsafe {
-        libc::kill(pid, libc::SIGKILL);
-    }
+    // Our own child, not reaped yet, so the pid is still its own.
+    let pid = rustix::process::Pid::from_child(server.child.as_ref().expect("running"));
+    rustix::process::kill_process(pid, rustix::process::Signal::KILL).expect("send SIGKILL to the server");
     for task in tasks {
         let record = tokio::time::timeout(CALL_TIMEOUT * 2, task).await.expect("traffic task ends").expect("no panic");
         records.push(record);

@@ -148,7 +148,7 @@ impl Running {
     /// Sets the clock to `at` and runs one step of the ticker.
     async fn tick_at(&self, at: Timestamp) {
         self.clock.set(at);
-        self.engine.expire_due().await;
+        self.engine.run_tick().await;
     }
 
     fn state(&self, booking_id: BookingId) -> Option<BookingState> {

@@ -7,8 +7,8 @@
 
 use super::callers::{Callers, Unidentified};
 use super::permissions::{Role, Rule, rule};
+use super::status::auth_status;
 use super::{Access, AuthRefusal};
-use crate::grpc::status::auth_status;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;

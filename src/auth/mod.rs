@@ -3,8 +3,8 @@
 //!
 //! The [`layer::AuthLayer`] runs in front of every service: it identifies the caller, checks the method against the
 //! role table in [`permissions`], and puts an [`Access`] into the request's extensions. Handlers read it to mask NIKs
-//! and to keep office callers to their own offices. Refusals become `Status` values in `grpc/status.rs`, like every
-//! other refusal.
+//! and to keep office callers to their own offices. Refusals become `Status` values in [`status`], with the same
+//! conventions as every other refusal in `grpc/status.rs` (auth sits below the gRPC layer and must not import it).
 //!
 //! Architecture invariant: a token, a token hash or a full NIK is never logged and never a metric label; metric labels
 //! are closed sets (reasons, scopes).
@@ -16,11 +16,13 @@
 //! - `callers.rs`: `[[callers]]` configuration and [`Callers`], the registry that authenticates.
 //! - `layer.rs`: the tower layer.
 //! - `hoarding.rs`: `[anti_hoarding]` and the [`HoldLimiter`].
+//! - `status.rs`: auth and anti-hoarding refusals as `tonic::Status`.
 
 pub mod callers;
 pub mod hoarding;
 pub mod layer;
 pub mod permissions;
+pub mod status;
 pub mod token;
 
 pub use callers::{Caller, CallerConfig, Callers, validate_callers};
@@ -132,6 +134,17 @@ impl Access {
         match &self.offices {
             OfficeScope::All => true,
             OfficeScope::Only(offices) => offices.contains(office_id),
+        }
+    }
+
+    /// `Ok` if the caller may say when a payment was made (`ConfirmPaymentRequest.paid_at`); otherwise counts the
+    /// refusal and returns it.
+    pub fn check_attests_payment_time(&self) -> Result<(), AuthRefusal> {
+        if self.attests_payment_time {
+            Ok(())
+        } else {
+            AuthRefusal::Role.count();
+            Err(AuthRefusal::Role)
         }
     }
 

@@ -1,21 +1,22 @@
 //! The engine: the one thing the gRPC layer calls. For a change it reads the clock, lets the quota book decide and
 //! apply it under shard locks (logging its event there), then awaits durability of that log record before the answer
-//! is released. It also runs the background work: the expiry ticker, request-id forgetting, snapshots, and gauges.
+//! is released. It also owns the background work, started and stopped as one value in [`background`] (the ticker that
+//! expires holds, forgets old request ids and moves the waiting rooms on; snapshots; gauges), told to stop through
+//! [`shutdown`].
 //!
 //! Architecture invariant: no answer that reports a change leaves here before the change is durable, and a failed log
 //! write stops the process instead of answering.
 
+pub mod background;
 pub mod codec;
 pub mod error;
 pub mod lifecycle;
 pub mod recovery;
+pub mod shutdown;
 pub mod waiting_room;
 
-use crate::domain::OfficeSettings;
-use crate::domain::RequestId;
-use crate::domain::Timestamp;
-use crate::domain::{Command, Event, Outcome};
-use crate::domain::{EventLog, QuotaBook};
+use crate::domain::{Command, Event, EventLog, OfficeSettings, Outcome, QuotaBook, RequestId, Timestamp};
+use crate::limits::{IDLE_TICKET_SCAN_SECONDS, STALE_REQUEST_SCAN_SECONDS};
 use crate::metrics as names;
 use crate::storage::{self, LogPosition, LogSink, SnapshotInfo, Wal, WalOptions};
 pub use error::{EngineError, Result};
@@ -153,22 +154,23 @@ impl Engine {
         metrics::histogram!(names::WAL_APPEND_SECONDS).record(started.elapsed().as_secs_f64());
     }
 
-    /// Expires every hold whose deadline (and settlement grace) has passed and marks no-shows (at most a bounded number
-    /// per call, see `lifecycle.rs`). Returns how many expired.
-    pub async fn expire_due(&self) -> usize {
+    /// One tick of the background ticker: moves bookings on with time (`lifecycle.rs`: holds past their payment
+    /// deadline enter their settlement grace, holds past the grace expire, confirmed bookings whose session ended
+    /// unchecked become no-shows, a bounded number of each per tick), forgets request ids past their retention (every
+    /// [`STALE_REQUEST_SCAN_SECONDS`]), and moves every waiting room on, expiring tickets nobody watches (looked for
+    /// every [`IDLE_TICKET_SCAN_SECONDS`]). Each change is logged and durable before it returns. Returns how many holds
+    /// expired.
+    pub async fn run_tick(&self) -> usize {
         let now = self.clock.now();
         let expired = self.release_due_bookings(now).await;
         let tick = self.ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let ticks_per_second = (1000 / self.options.expiry_tick.as_millis().max(1)) as u64;
-        // Looking for stale request ids walks every remembered request: about every 10 seconds is plenty for a
-        // retention measured in hours.
-        if tick.is_multiple_of((ticks_per_second * 10).max(1))
+        if tick.is_multiple_of((ticks_per_second * STALE_REQUEST_SCAN_SECONDS).max(1))
             && let Some(position) = self.book.forget_requests(now, &WalEvents(&self.wal))
         {
             self.await_durable(position).await;
         }
-        // Idle tickets are looked for about once a second: it walks every waiting ticket.
-        self.advance_waiting_rooms(tick.is_multiple_of(ticks_per_second.max(1))).await;
+        self.advance_waiting_rooms(tick.is_multiple_of((ticks_per_second * IDLE_TICKET_SCAN_SECONDS).max(1))).await;
         expired
     }
 

@@ -5,14 +5,7 @@
 //! so replay does not depend on it.
 
 use super::{Engine, WalEvents};
-use crate::domain::Nik;
-use crate::domain::OfficeId;
-use crate::domain::Rejection;
-use crate::domain::RequestId;
-use crate::domain::ServiceType;
-use crate::domain::TicketId;
-use crate::domain::TicketView;
-use crate::domain::Timestamp;
+use crate::domain::{Nik, OfficeId, Rejection, RequestId, ServiceType, TicketId, TicketView, Timestamp};
 use crate::limits::IDLE_CHECK_TICKETS_MAX;
 use crate::metrics as names;
 use std::collections::HashMap;

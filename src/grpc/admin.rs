@@ -3,9 +3,7 @@
 
 use super::EngineHandle;
 use super::convert::{self, Violations};
-use super::status::rejection_status;
-use crate::domain::ScheduleRule;
-use crate::domain::{Command, Reply};
+use crate::domain::{Command, Reply, ScheduleRule};
 use crate::engine::Engine;
 use crate::limits::{DISPLAY_TEXT_CHARS_MAX, SCHEDULE_DAYS_MAX};
 use crate::proto::{self, admin_service_server::AdminService};
@@ -29,7 +27,7 @@ impl AdminApi {
     }
 
     async fn run(&self, request_id: crate::domain::RequestId, command: Command) -> Result<Reply, Status> {
-        self.engine()?.execute(&request_id, &command).await.map_err(|rejection| rejection_status(&rejection))
+        self.engine()?.execute(&request_id, &command).await.map_err(Status::from)
     }
 }
 
@@ -43,8 +41,7 @@ impl AdminService for AdminApi {
         let mut violations = Violations::default();
         let request_id = violations.request_id(&request.request_id);
         let settings = violations.office(request.office.as_ref());
-        let (request_id, settings) =
-            violations.finish(request_id.zip(settings)).map_err(|rejection| rejection_status(&rejection))?;
+        let (request_id, settings) = violations.finish(request_id.zip(settings))?;
         let office_id = settings.office_id.clone();
         let created = match self.run(request_id, Command::UpsertOffice(settings)).await? {
             Reply::OfficeUpserted { created } => created,
@@ -78,18 +75,16 @@ impl AdminService for AdminApi {
         } else {
             violations.sessions("sessions", &request.sessions).map(Some)
         };
-        let (request_id, command) = violations
-            .finish((|| {
-                let rule = ScheduleRule {
-                    first_date: first?,
-                    last_date: last?,
-                    release_at: release_at?,
-                    sessions: sessions?,
-                    waiting_room: request.waiting_room,
-                };
-                Some((request_id?, Command::SetSchedule { office_id: office_id?, rule }))
-            })())
-            .map_err(|rejection| rejection_status(&rejection))?;
+        let (request_id, command) = violations.finish((|| {
+            let rule = ScheduleRule {
+                first_date: first?,
+                last_date: last?,
+                release_at: release_at?,
+                sessions: sessions?,
+                waiting_room: request.waiting_room,
+            };
+            Some((request_id?, Command::SetSchedule { office_id: office_id?, rule }))
+        })())?;
         match self.run(request_id, command).await? {
             Reply::ScheduleSet { dates_scheduled } => Ok(Response::new(proto::SetScheduleResponse { dates_scheduled })),
             other => unreachable!("a schedule answers ScheduleSet, not {other:?}"),
@@ -109,14 +104,12 @@ impl AdminService for AdminApi {
         if reason.chars().count() > DISPLAY_TEXT_CHARS_MAX || reason.chars().any(char::is_control) {
             violations.add("reason", format!("must be up to {DISPLAY_TEXT_CHARS_MAX} printable characters"));
         }
-        let (request_id, command) = violations
-            .finish((|| {
-                Some((
-                    request_id?,
-                    Command::CloseDate { office_id: office_id?, date: date?, reason, reopen: request.reopen },
-                ))
-            })())
-            .map_err(|rejection| rejection_status(&rejection))?;
+        let (request_id, command) = violations.finish((|| {
+            Some((
+                request_id?,
+                Command::CloseDate { office_id: office_id?, date: date?, reason, reopen: request.reopen },
+            ))
+        })())?;
         match self.run(request_id, command).await? {
             Reply::DateClosed { bookings_affected } => {
                 Ok(Response::new(proto::CloseDateResponse { bookings_affected }))
@@ -132,8 +125,8 @@ impl AdminService for AdminApi {
         let request = request.into_inner();
         let mut violations = Violations::default();
         let office_id = violations.office_id("office_id", &request.office_id);
-        let office_id = violations.finish(office_id).map_err(|rejection| rejection_status(&rejection))?;
-        let stats = self.engine()?.book().office_stats(&office_id).map_err(|rejection| rejection_status(&rejection))?;
+        let office_id = violations.finish(office_id)?;
+        let stats = self.engine()?.book().office_stats(&office_id)?;
         let counters = &stats.counters;
         Ok(Response::new(proto::GetOfficeStatsResponse {
             office_id: office_id.to_string(),
@@ -168,8 +161,7 @@ impl AdminService for AdminApi {
         if skip.is_none() {
             violations.add("page_token", "must be a next_page_token from a previous response");
         }
-        let (office_id, skip) =
-            violations.finish(office_id.zip(skip)).map_err(|rejection| rejection_status(&rejection))?;
+        let (office_id, skip) = violations.finish(office_id.zip(skip))?;
         let (refunds, more) = self.engine()?.book().list_refunds(office_id.as_ref(), skip, limit);
         let next_page_token = if more { (skip + refunds.len()).to_string() } else { String::new() };
         Ok(Response::new(proto::ListRefundsResponse {
@@ -193,8 +185,7 @@ impl AdminService for AdminApi {
         {
             violations.add("before_date", "must be before today: only past appointments are purged");
         }
-        let (request_id, before) =
-            violations.finish(request_id.zip(before)).map_err(|rejection| rejection_status(&rejection))?;
+        let (request_id, before) = violations.finish(request_id.zip(before))?;
         match self.run(request_id, Command::PurgeBookings { before }).await? {
             Reply::Purged { bookings_purged } => Ok(Response::new(proto::PurgeBookingsResponse { bookings_purged })),
             other => unreachable!("a purge answers Purged, not {other:?}"),

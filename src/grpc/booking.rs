@@ -3,13 +3,9 @@
 
 use super::EngineHandle;
 use super::convert::{self, Violations};
-use super::status::{auth_status, hoarding_status, rejection_status};
+use crate::auth::status::hoarding_status;
 use crate::auth::{Access, HoldLimiter, HoldRequestKeys};
-use crate::domain::Nik;
-use crate::domain::SlotRef;
-use crate::domain::{Command, HoldCommand, Outcome, Rejection, Reply};
-use crate::domain::{Date, Zone};
-use crate::domain::{OfficeId, RequestId};
+use crate::domain::{Command, Date, HoldCommand, Nik, OfficeId, Outcome, Rejection, Reply, RequestId, SlotRef, Zone};
 use crate::engine::Engine;
 use crate::limits::GROUP_APPLICANTS_MAX;
 use crate::metrics as names;
@@ -49,7 +45,7 @@ impl BookingApi {
     }
 
     async fn run(&self, request_id: RequestId, command: Command) -> Result<Reply, Status> {
-        self.engine()?.execute(&request_id, &command).await.map_err(|rejection| rejection_status(&rejection))
+        self.engine()?.execute(&request_id, &command).await.map_err(Status::from)
     }
 
     /// Counts a hold against the anti-hoarding limits of `access`'s caller, the account and every applicant.
@@ -98,7 +94,7 @@ impl BookingApi {
             Err(rejection) => rejection.label(),
         };
         metrics::counter!(names::HOLDS_TOTAL, "office" => office, "outcome" => label).increment(1);
-        outcome.map_err(|rejection| rejection_status(&rejection))
+        outcome.map_err(Status::from)
     }
 }
 
@@ -191,15 +187,9 @@ impl BookingService for BookingApi {
         let service = violations.service("service", request.service);
         let first = violations.date("first_date", request.first_date.as_ref());
         let last = violations.date("last_date", request.last_date.as_ref());
-        let (office_id, service, first, last) = violations
-            .finish((|| Some((office_id?, service?, first?, last?)))())
-            .map_err(|rejection| rejection_status(&rejection))?;
+        let (office_id, service, first, last) = violations.finish((|| Some((office_id?, service?, first?, last?)))())?;
         let now = self.engine()?.now();
-        let sessions = self
-            .engine()?
-            .book()
-            .availability(&office_id, service, first, last, now)
-            .map_err(|rejection| rejection_status(&rejection))?;
+        let sessions = self.engine()?.book().availability(&office_id, service, first, last, now)?;
         Ok(Response::new(proto::GetAvailabilityResponse {
             sessions: sessions.iter().map(convert::availability).collect(),
         }))
@@ -267,19 +257,16 @@ impl BookingService for BookingApi {
         let booking_id = violations.booking_id(&request.booking_id);
         let payment_reference = violations.payment_reference(&request.payment_reference);
         let paid_at = violations.optional_timestamp("paid_at", request.paid_at.as_ref());
-        let (request_id, command) = violations
-            .finish((|| {
-                let command = Command::ConfirmPayment {
-                    booking_id: booking_id?,
-                    payment_reference: payment_reference?,
-                    paid_at: paid_at?,
-                };
-                Some((request_id?, command))
-            })())
-            .map_err(|rejection| rejection_status(&rejection))?;
-        if matches!(command, Command::ConfirmPayment { paid_at: Some(_), .. }) && !access.attests_payment_time {
-            crate::auth::AuthRefusal::Role.count();
-            return Err(auth_status(crate::auth::AuthRefusal::Role));
+        let (request_id, command) = violations.finish((|| {
+            let command = Command::ConfirmPayment {
+                booking_id: booking_id?,
+                payment_reference: payment_reference?,
+                paid_at: paid_at?,
+            };
+            Some((request_id?, command))
+        })())?;
+        if matches!(command, Command::ConfirmPayment { paid_at: Some(_), .. }) {
+            access.check_attests_payment_time()?;
         }
         let engine = self.engine()?;
         let office = command.booking_id().and_then(|booking_id| engine.book().office_of(booking_id));
@@ -304,7 +291,7 @@ impl BookingService for BookingApi {
         {
             metrics::counter!(names::REFUNDS_TOTAL, "office" => office, "reason" => reason.name()).increment(1);
         }
-        match execution.outcome.map_err(|rejection| rejection_status(&rejection))? {
+        match execution.outcome? {
             Reply::Paid { booking, revived, .. } => Ok(Response::new(proto::ConfirmPaymentResponse {
                 booking: Some(convert::booking(&booking, access.reveal_nik)),
                 revived,
@@ -340,14 +327,9 @@ impl BookingService for BookingApi {
         let booking_id = violations.booking_id(&request.booking_id);
         let date = violations.date("date", request.date.as_ref());
         let session_id = violations.session_id("session_id", &request.session_id);
-        let (request_id, command) = violations
-            .finish((|| {
-                Some((
-                    request_id?,
-                    Command::Reschedule { booking_id: booking_id?, date: date?, session_id: session_id? },
-                ))
-            })())
-            .map_err(|rejection| rejection_status(&rejection))?;
+        let (request_id, command) = violations.finish((|| {
+            Some((request_id?, Command::Reschedule { booking_id: booking_id?, date: date?, session_id: session_id? }))
+        })())?;
         let booking = booking_reply(self.run(request_id, command).await?, access.reveal_nik);
         metrics::counter!(names::RESCHEDULES_TOTAL, "office" => booking.office_id.clone()).increment(1);
         Ok(Response::new(proto::RescheduleResponse { booking: Some(booking) }))
@@ -361,7 +343,7 @@ impl BookingService for BookingApi {
         let request = request.into_inner();
         let (request_id, booking_id) = request_and_booking(&request.request_id, &request.booking_id)?;
         if let Some(existing) = self.engine()?.book().booking(booking_id) {
-            access.check_office(&existing.slot.office_id).map_err(auth_status)?;
+            access.check_office(&existing.slot.office_id)?;
         }
         let booking = booking_reply(self.run(request_id, Command::CheckIn { booking_id }).await?, access.reveal_nik);
         metrics::counter!(names::CHECK_INS_TOTAL, "office" => booking.office_id.clone()).increment(1);
@@ -376,13 +358,9 @@ impl BookingService for BookingApi {
         let request = request.into_inner();
         let mut violations = Violations::default();
         let booking_id = violations.booking_id(&request.booking_id);
-        let booking_id = violations.finish(booking_id).map_err(|rejection| rejection_status(&rejection))?;
-        let booking = self
-            .engine()?
-            .book()
-            .booking(booking_id)
-            .ok_or_else(|| rejection_status(&Rejection::BookingNotFound(booking_id)))?;
-        access.check_office(&booking.slot.office_id).map_err(auth_status)?;
+        let booking_id = violations.finish(booking_id)?;
+        let booking = self.engine()?.book().booking(booking_id).ok_or(Rejection::BookingNotFound(booking_id))?;
+        access.check_office(&booking.slot.office_id)?;
         Ok(Response::new(proto::GetBookingResponse { booking: Some(convert::booking(&booking, access.reveal_nik)) }))
     }
 
@@ -403,15 +381,9 @@ impl BookingService for BookingApi {
                 .id("page_token", &request.page_token, crate::domain::BookingId::parse, "a next_page_token")
                 .map(Some)
         };
-        let (office_id, date, after) = violations
-            .finish((|| Some((office_id?, date?, after?)))())
-            .map_err(|rejection| rejection_status(&rejection))?;
-        access.check_office(&office_id).map_err(auth_status)?;
-        let (bookings, more) = self
-            .engine()?
-            .book()
-            .list_bookings(&office_id, date, after, limit)
-            .map_err(|rejection| rejection_status(&rejection))?;
+        let (office_id, date, after) = violations.finish((|| Some((office_id?, date?, after?)))())?;
+        access.check_office(&office_id)?;
+        let (bookings, more) = self.engine()?.book().list_bookings(&office_id, date, after, limit)?;
         let next_page_token = match (more, bookings.last()) {
             (true, Some(last)) => last.booking_id.to_string(),
             _ => String::new(),
@@ -426,8 +398,7 @@ impl BookingService for BookingApi {
     ) -> Result<Response<proto::FindBookingsResponse>, Status> {
         let access = Access::of(request.extensions());
         let request = request.into_inner();
-        let nik = Nik::parse(&request.nik)
-            .map_err(|problem| rejection_status(&Rejection::invalid("nik", problem.description())))?;
+        let nik = Nik::parse(&request.nik).map_err(|problem| Rejection::invalid("nik", problem.description()))?;
         let bookings = self.engine()?.book().find_bookings(nik);
         Ok(Response::new(proto::FindBookingsResponse {
             bookings: bookings
@@ -443,5 +414,5 @@ fn request_and_booking(request_id: &str, booking_id: &str) -> Result<(RequestId,
     let mut violations = Violations::default();
     let request_id = violations.request_id(request_id);
     let booking_id = violations.booking_id(booking_id);
-    violations.finish(request_id.zip(booking_id)).map_err(|rejection| rejection_status(&rejection))
+    violations.finish(request_id.zip(booking_id)).map_err(Status::from)
 }

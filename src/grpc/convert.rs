@@ -1,14 +1,11 @@
 //! Conversions between the wire types of `antrean.v1` and the core's types. Request conversions validate every field
 //! and collect every violation, so a caller fixes all of them in one round trip.
 
-use crate::domain::Nik;
-use crate::domain::Refund;
-use crate::domain::SessionState;
-use crate::domain::{AccountId, BookingId, OfficeId, PaymentReference, RequestId, SessionId};
-use crate::domain::{Applicant, Booking, BookingState};
-use crate::domain::{Date, TimeOfDay, Timestamp};
-use crate::domain::{FieldViolation, RefundReason, Rejection};
-use crate::domain::{Office, OfficeSettings, Pool, ServiceType, SessionTemplate};
+use crate::domain::{
+    AccountId, Applicant, Booking, BookingId, BookingState, Date, FieldViolation, Nik, Office, OfficeId,
+    OfficeSettings, PaymentReference, Pool, Refund, RefundReason, Rejection, RequestId, ServiceType, SessionId,
+    SessionState, SessionTemplate, TimeOfDay, Timestamp,
+};
 use crate::limits::FULL_NAME_CHARS_MAX;
 use crate::proto;
 

@@ -1,9 +1,13 @@
-//! The one place where refusals become `tonic::Status`: an exhaustive match, so a new rejection cannot ship without a
-//! status code, a stable reason and its details.
+//! The one place where the engine's refusals and overload become `tonic::Status`: an exhaustive match, so a new
+//! rejection cannot ship without a status code, a stable reason and its details.
 //!
 //! Codes follow gRPC's definitions: INVALID_ARGUMENT for malformed requests (with a BadRequest listing every bad field),
 //! NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION for business refusals (with an ErrorInfo reason and metadata), and
 //! RESOURCE_EXHAUSTED only for overload and server limits (with a RetryInfo hint).
+//!
+//! Handlers turn a refusal into a status with `?` (through `From<Rejection>`), never by hand. Auth's refusals
+//! (unknown caller, role, office, anti-hoarding) are built the same way in `auth/status.rs`, below this layer, because
+//! the auth layer answers before any handler runs.
 
 use crate::domain::Rejection;
 use std::collections::HashMap;
@@ -11,14 +15,19 @@ use std::time::Duration;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-/// `ErrorInfo.domain` of every error antrean sends.
-pub const ERROR_DOMAIN: &str = "antrean";
+pub use crate::auth::status::ERROR_DOMAIN;
 
 /// How long a caller refused for overload should wait before retrying.
 pub const OVERLOAD_RETRY_DELAY: Duration = Duration::from_millis(200);
 
 /// How long a caller refused because a server limit is reached should wait.
 pub const LIMIT_RETRY_DELAY: Duration = Duration::from_secs(5);
+
+impl From<Rejection> for Status {
+    fn from(rejection: Rejection) -> Status {
+        rejection_status(&rejection)
+    }
+}
 
 /// The status for a refusal.
 #[must_use]
@@ -154,45 +163,4 @@ pub fn overload_status(why: &str) -> Status {
     let mut details = ErrorDetails::with_retry_info(Some(OVERLOAD_RETRY_DELAY));
     details.set_error_info("OVERLOADED", ERROR_DOMAIN, HashMap::from([("why".to_owned(), why.to_owned())]));
     Status::with_error_details(Code::ResourceExhausted, format!("server overloaded ({why}): retry later"), details)
-}
-
-/// The status for a call refused by authentication or authorization: UNAUTHENTICATED when the caller is not known,
-/// PERMISSION_DENIED when it is known but not allowed. The message never echoes a token or a NIK.
-#[must_use]
-pub fn auth_status(refusal: crate::auth::AuthRefusal) -> Status {
-    use crate::auth::AuthRefusal;
-    let (code, reason, message) = match refusal {
-        AuthRefusal::MissingCredentials => (
-            Code::Unauthenticated,
-            "CREDENTIALS_MISSING",
-            "send `authorization: Bearer TOKEN` or a client certificate of a configured caller",
-        ),
-        AuthRefusal::InvalidToken => (Code::Unauthenticated, "TOKEN_INVALID", "the bearer token is not valid"),
-        AuthRefusal::UnknownCertificate => {
-            (Code::Unauthenticated, "CERTIFICATE_UNKNOWN", "the client certificate names no configured caller")
-        }
-        AuthRefusal::Role => {
-            (Code::PermissionDenied, "ROLE_NOT_ALLOWED", "the caller's roles do not allow this method")
-        }
-        AuthRefusal::Office => {
-            (Code::PermissionDenied, "OFFICE_NOT_ALLOWED", "the caller may act only on its own offices")
-        }
-    };
-    let mut details = ErrorDetails::new();
-    details.set_error_info(reason, ERROR_DOMAIN, HashMap::new());
-    Status::with_error_details(code, message, details)
-}
-
-/// The status for a hold refused by an anti-hoarding limit: RESOURCE_EXHAUSTED with the time until the window ends
-/// as the retry hint, and the limit's scope (`caller`, `account`, `applicant`, `tracked_keys`) in the metadata.
-#[must_use]
-pub fn hoarding_status(refusal: &crate::auth::HoardingRefusal) -> Status {
-    let scope = refusal.scope.label();
-    let mut details = ErrorDetails::with_retry_info(Some(Duration::from_millis(refusal.retry_after_ms)));
-    details.set_error_info("HOLD_RATE_LIMITED", ERROR_DOMAIN, HashMap::from([("scope".to_owned(), scope.to_owned())]));
-    Status::with_error_details(
-        Code::ResourceExhausted,
-        format!("too many holds for this {scope} in the current window; retry later"),
-        details,
-    )
 }

@@ -3,11 +3,8 @@
 
 use super::EngineHandle;
 use super::convert::{self, Violations};
-use super::status::{overload_status, rejection_status};
-use crate::domain::Nik;
-use crate::domain::Rejection;
-use crate::domain::TicketView;
-use crate::domain::{TicketId, TicketState};
+use super::status::overload_status;
+use crate::domain::{Nik, Rejection, TicketId, TicketState, TicketView};
 use crate::engine::Engine;
 use crate::limits::{WATCH_INTERVAL_MS, WATCH_STREAMS_MAX};
 use crate::proto::{self, waiting_room_service_server::WaitingRoomService};
@@ -92,14 +89,9 @@ impl WaitingRoomService for WaitingRoomApi {
                 violations.date(field, date.as_ref());
             }
         }
-        let (request_id, office_id, service, nik) = violations
-            .finish((|| Some((request_id?, office_id?, service?, nik?)))())
-            .map_err(|rejection| rejection_status(&rejection))?;
-        let view = self
-            .engine()?
-            .join(&request_id, &office_id, service, nik)
-            .await
-            .map_err(|rejection| rejection_status(&rejection))?;
+        let (request_id, office_id, service, nik) =
+            violations.finish((|| Some((request_id?, office_id?, service?, nik?)))())?;
+        let view = self.engine()?.join(&request_id, &office_id, service, nik).await?;
         Ok(Response::new(proto::JoinResponse { ticket: Some(ticket(&view)) }))
     }
 
@@ -109,9 +101,9 @@ impl WaitingRoomService for WaitingRoomApi {
         let request = request.into_inner();
         let mut violations = Violations::default();
         let ticket_id = ticket_id(&mut violations, &request.ticket_id);
-        let ticket_id = violations.finish(ticket_id).map_err(|rejection| rejection_status(&rejection))?;
+        let ticket_id = violations.finish(ticket_id)?;
         let engine = Arc::clone(self.engine()?);
-        let first = engine.ticket(ticket_id).ok_or_else(|| rejection_status(&Rejection::TicketNotFound(ticket_id)))?;
+        let first = engine.ticket(ticket_id).ok_or(Rejection::TicketNotFound(ticket_id))?;
         if self.watch_streams.fetch_add(1, Ordering::AcqRel) >= WATCH_STREAMS_MAX {
             self.watch_streams.fetch_sub(1, Ordering::AcqRel);
             return Err(overload_status("watch_streams"));
@@ -147,10 +139,8 @@ impl WaitingRoomService for WaitingRoomApi {
         let mut violations = Violations::default();
         let request_id = violations.request_id(&request.request_id);
         let ticket_id = ticket_id(&mut violations, &request.ticket_id);
-        let (request_id, ticket_id) =
-            violations.finish(request_id.zip(ticket_id)).map_err(|rejection| rejection_status(&rejection))?;
-        let view =
-            self.engine()?.leave(&request_id, ticket_id).await.map_err(|rejection| rejection_status(&rejection))?;
+        let (request_id, ticket_id) = violations.finish(request_id.zip(ticket_id))?;
+        let view = self.engine()?.leave(&request_id, ticket_id).await?;
         Ok(Response::new(proto::LeaveResponse { ticket: Some(ticket(&view)) }))
     }
 }

@@ -108,11 +108,8 @@ impl Server {
     /// Sends SIGTERM and waits for the exit status (at most 30 s).
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");
-        let pid = child.id() as i32;
-        // SAFETY: sending a signal to our own child process.
-        unsafe {
-            libc::kill(pid, libc::SIGTERM);
-        }
+        rustix::process::kill_process(rustix::process::Pid::from_child(&child), rustix::process::Signal::TERM)
+            .expect("send SIGTERM to the server");
         wait_with_deadline(&mut child, Duration::from_secs(30))
     }
 
