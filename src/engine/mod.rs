@@ -14,6 +14,7 @@ pub mod lifecycle;
 pub mod recovery;
 pub mod shutdown;
 pub mod waiting_room;
+pub mod watchers;
 
 use crate::domain::{Command, Event, EventLog, OfficeSettings, Outcome, QuotaBook, RequestId, Timestamp};
 use crate::limits::{IDLE_TICKET_SCAN_SECONDS, STALE_REQUEST_SCAN_SECONDS};
@@ -67,7 +68,7 @@ pub struct Engine {
     options: EngineOptions,
     snapshot_in_progress: Mutex<()>,
     last_snapshot: Mutex<(u64, Instant)>,
-    watchers: waiting_room::Watchers,
+    watchers: watchers::Watchers,
     started_at: Timestamp,
     ticks: std::sync::atomic::AtomicU64,
 }
@@ -101,7 +102,7 @@ impl Engine {
             options,
             snapshot_in_progress: Mutex::new(()),
             last_snapshot: Mutex::new(last),
-            watchers: waiting_room::Watchers::default(),
+            watchers: watchers::Watchers::default(),
             ticks: std::sync::atomic::AtomicU64::new(0),
         };
         metrics::gauge!(names::RECOVERY_DURATION_SECONDS).set(report.duration.as_secs_f64());
