@@ -506,4 +506,13 @@ mod tests {
         let error = Config::parse(&office).expect_err("bad zone");
         assert!(error.to_string().contains("offices[0].time_zone"), "{error}");
     }
+
+    #[test]
+    fn the_settlement_grace_is_fifteen_minutes_unless_set_and_at_most_a_day() {
+        assert_eq!(Config::demo().book_rules().payment_settlement_grace_ms, 900_000);
+        let none = Config::parse("[booking]\npayment_settlement_grace_seconds = 0\n").expect("no grace is valid");
+        assert_eq!(none.book_rules().payment_settlement_grace_ms, 0);
+        let error = Config::parse("[booking]\npayment_settlement_grace_seconds = 86401\n").expect_err("too long");
+        assert!(error.to_string().contains("booking.payment_settlement_grace_seconds"), "{error}");
+    }
 }
