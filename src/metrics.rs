@@ -27,8 +27,9 @@ pub const EXPIRIES_TOTAL: &str = "antrean_expiries_total";
 pub const CHECK_INS_TOTAL: &str = "antrean_check_ins_total";
 /// Reschedules, by `office`.
 pub const RESCHEDULES_TOTAL: &str = "antrean_reschedules_total";
-/// Refunds recorded, by `office` and `reason`.
-pub const REFUNDS_TOTAL: &str = "antrean_refunds_total";
+/// Refunds recorded (a payment that came too late, twice, or for a cancelled booking), by `office` and `reason`
+/// (`payment_expired`, `duplicate_payment`, `cancelled`).
+pub const REFUNDS_RECORDED_TOTAL: &str = "antrean_refunds_recorded_total";
 /// Free slots on dates with bookings, by `office`.
 pub const SLOTS_REMAINING: &str = "antrean_slots_remaining";
 /// Holds awaiting payment, by `office`.
@@ -105,7 +106,7 @@ fn describe() {
     describe_counter!(EXPIRIES_TOTAL, "Holds expired unpaid, by office");
     describe_counter!(CHECK_INS_TOTAL, "Check-ins by office");
     describe_counter!(RESCHEDULES_TOTAL, "Reschedules by office");
-    describe_counter!(REFUNDS_TOTAL, "Refunds recorded, by office and reason");
+    describe_counter!(REFUNDS_RECORDED_TOTAL, "Refunds recorded, by office and reason");
     describe_gauge!(SLOTS_REMAINING, "Free slots on dates with bookings, by office");
     describe_gauge!(HOLDS_ACTIVE, "Holds awaiting payment, by office");
     describe_gauge!(WAITING_ROOM_TICKETS, "Tickets in waiting rooms, by office and state");

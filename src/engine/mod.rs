@@ -25,6 +25,7 @@ use crate::storage::{self, LogPosition, LogSink, SnapshotInfo, Wal, WalOptions};
 pub use error::{EngineError, Result};
 use parking_lot::Mutex;
 pub use recovery::RecoveryReport;
+use std::cell::Cell;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -84,6 +85,23 @@ impl EventLog for WalEvents<'_> {
     }
 }
 
+/// Sends a caller's events to the log like [`WalEvents`], and notes the reason of a refund the call records. The refund
+/// is counted once the book has returned: its office is read from the booking, which cannot be done here, under the
+/// shard locks the book holds while appending.
+struct RefundNotingEvents<'wal> {
+    log: WalEvents<'wal>,
+    refund_reason: Cell<Option<&'static str>>,
+}
+
+impl EventLog for RefundNotingEvents<'_> {
+    fn append(&self, event: &Event) -> u64 {
+        if let Event::PaymentRefused { reason, .. } = event {
+            self.refund_reason.set(Some(reason.name()));
+        }
+        self.log.append(event)
+    }
+}
+
 impl Engine {
     /// Recovers the state in `options.data_dir` and opens the log for appending. Blocking: call it off the runtime.
     pub fn open(
@@ -137,12 +155,20 @@ impl Engine {
         self.clock.now()
     }
 
-    /// Executes a change and returns its answer once the change is durable.
+    /// Executes a change and returns its answer once the change is durable. A refund the change records is counted in
+    /// `antrean_refunds_recorded_total`; a retry that gets the remembered answer records nothing and counts nothing.
     pub async fn execute(&self, request_id: &RequestId, command: &Command) -> Outcome {
         let now = self.clock.now();
-        let execution = self.book.execute(request_id, command, now, &WalEvents(&self.wal));
+        let events = RefundNotingEvents { log: WalEvents(&self.wal), refund_reason: Cell::new(None) };
+        let execution = self.book.execute(request_id, command, now, &events);
         if let Some(position) = execution.log_position {
             self.await_durable(position).await;
+        }
+        if let Some(reason) = events.refund_reason.get()
+            && let Some(booking) = command.booking_id().and_then(|booking_id| self.book.booking(booking_id))
+        {
+            let office = booking.slot.office_id.to_string();
+            metrics::counter!(names::REFUNDS_RECORDED_TOTAL, "office" => office, "reason" => reason).increment(1);
         }
         tracing::debug!(command = command.name(), request_id = %request_id, repeated = execution.repeated,
             outcome = match &execution.outcome { Ok(_) => "ok", Err(rejection) => rejection.reason() }, "executed");
