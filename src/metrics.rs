@@ -38,7 +38,7 @@ pub const HOLDS_ACTIVE: &str = "antrean_holds_active";
 pub const WAITING_ROOM_TICKETS: &str = "antrean_waiting_room_tickets";
 /// Tickets admitted from waiting rooms, by `office`.
 pub const WAITING_ROOM_ADMISSIONS_TOTAL: &str = "antrean_waiting_room_admissions_total";
-/// Time in line until admission, by `office`.
+/// Time waited in a waiting room until admission, by `office`.
 pub const WAITING_ROOM_WAIT_SECONDS: &str = "antrean_waiting_room_wait_seconds";
 /// Time from append to durable, per call.
 pub const WAL_APPEND_SECONDS: &str = "antrean_wal_append_seconds";
@@ -111,7 +111,7 @@ fn describe() {
     describe_gauge!(HOLDS_ACTIVE, "Holds awaiting payment, by office");
     describe_gauge!(WAITING_ROOM_TICKETS, "Tickets in waiting rooms, by office and state");
     describe_counter!(WAITING_ROOM_ADMISSIONS_TOTAL, "Tickets admitted from waiting rooms, by office");
-    describe_histogram!(WAITING_ROOM_WAIT_SECONDS, Unit::Seconds, "Time in line until admission, by office");
+    describe_histogram!(WAITING_ROOM_WAIT_SECONDS, Unit::Seconds, "Time in a waiting room until admission, by office");
     describe_histogram!(WAL_APPEND_SECONDS, Unit::Seconds, "Time from log append to durable");
     describe_histogram!(WAL_FSYNC_SECONDS, Unit::Seconds, "fdatasync latency");
     describe_histogram!(WAL_BATCH_RECORDS, "Records per group commit");
