@@ -8,13 +8,11 @@
 //! not building request strings. A fresh book is made for every sample, so memory stays bounded and late samples do not
 //! run against a bigger book than early ones.
 
-use antrean::domain::book::{BookRules, EventLog, QuotaBook};
-use antrean::domain::booking::{Applicant, SlotRef};
-use antrean::domain::command::{Command, Event, HoldCommand, Reply};
-use antrean::domain::ids::{AccountId, BookingId, OfficeId, PaymentReference, RequestId, SessionId};
-use antrean::domain::nik::Nik;
-use antrean::domain::office::{OfficeSettings, Pool, ServiceType, SessionTemplate};
-use antrean::domain::time::{Date, TimeOfDay, Timestamp, Zone};
+use antrean::domain::{
+    AccountId, Applicant, BookRules, BookingId, Command, Date, Event, EventLog, HoldCommand, Nik, OfficeId,
+    OfficeSettings, PaymentReference, Pool, QuotaBook, Reply, RequestId, ServiceType, SessionId, SessionTemplate,
+    SlotRef, TimeOfDay, Timestamp, Zone,
+};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};

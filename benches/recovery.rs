@@ -7,13 +7,10 @@
 //! 1,000 slots) against a log that keeps the events; those events are then replayed and written to real log files.
 //! Each figure is one whole pass; results are dropped outside the timed region.
 
-use antrean::domain::book::{BookRules, EventLog, QuotaBook};
-use antrean::domain::booking::{Applicant, SlotRef};
-use antrean::domain::command::{Command, Event, HoldCommand};
-use antrean::domain::ids::{AccountId, OfficeId, RequestId, SessionId};
-use antrean::domain::nik::Nik;
-use antrean::domain::office::{OfficeSettings, Pool, ServiceType, SessionTemplate};
-use antrean::domain::time::{Date, TimeOfDay, Timestamp, Zone};
+use antrean::domain::{
+    AccountId, Applicant, BookRules, Command, Date, Event, EventLog, HoldCommand, Nik, OfficeId, OfficeSettings, Pool,
+    QuotaBook, RequestId, ServiceType, SessionId, SessionTemplate, SlotRef, TimeOfDay, Timestamp, Zone,
+};
 use antrean::engine::codec::{decode_event, decode_image, encode_event, encode_image};
 use antrean::engine::recovery::recover;
 use antrean::storage::{self, FsyncMode, LogPosition, LogSink, StorageError, Wal, WalOptions};

@@ -9,10 +9,9 @@
 //! in seconds (`_seconds`: retention, windows, lifetimes, snapshot age). The stem matches the rule it sets:
 //! `ticket_idle_ttl_seconds` here is `BookRules::ticket_idle_ttl_ms` in the domain.
 
-use crate::domain::book::BookRules;
-use crate::domain::ids::{OfficeId, SessionId};
-use crate::domain::office::{OfficeSettings, Pool, ServiceType, SessionTemplate, validate_settings};
-use crate::domain::time::TimeOfDay;
+use crate::domain::{
+    BookRules, OfficeId, OfficeSettings, Pool, ServiceType, SessionId, SessionTemplate, TimeOfDay, validate_settings,
+};
 use crate::limits::OFFICES_MAX;
 use crate::storage::{FsyncMode, WalOptions};
 use serde::{Deserialize, Deserializer};

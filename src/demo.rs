@@ -11,9 +11,7 @@ pub const DEMO_RELEASE_OFFICE: &str = "kanim-pontianak";
 /// Schedules the demo office's dates 7 to 13 days ahead to open `seconds` from now, behind a waiting room. A refusal
 /// (the office is not in the catalogue, the schedule is refused) is logged, not returned: the demo is optional.
 pub async fn demo_release(engine: &Engine, seconds: u64) {
-    use crate::domain::command::Command;
-    use crate::domain::ids::{OfficeId, RequestId};
-    use crate::domain::office::ScheduleRule;
+    use crate::domain::{Command, OfficeId, RequestId, ScheduleRule};
     let office_id = OfficeId::parse(DEMO_RELEASE_OFFICE).expect("a valid id");
     let Some(office) = engine.book().office(&office_id) else {
         tracing::warn!(office = DEMO_RELEASE_OFFICE, "demo release: office not in the catalogue");

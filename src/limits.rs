@@ -53,6 +53,17 @@ pub const LOG_RECORD_BYTES_MAX: u32 = 256 * 1024;
 /// Most expiries applied in one tick of the expiry ticker, so a backlog after downtime does not starve callers.
 pub const EXPIRIES_PER_TICK_MAX: usize = 10_000;
 
+/// Most tickets admitted or expired in one step of a waiting room, so a step stays short under the waiting-rooms lock
+/// (a step is one log record; 2,000 ticket ids keep it far below `LOG_RECORD_BYTES_MAX`).
+pub const WAITING_ROOM_STEP_TICKETS_MAX: usize = 2_000;
+
+/// Most waiting tickets checked for idleness per waiting room per pass, so one pass stays bounded however long the
+/// line is; the rest are checked on later passes.
+pub const IDLE_CHECK_TICKETS_MAX: usize = 100_000;
+
+// A step's ticket ids (8 bytes each, postcard uses at most 10) fit in one log record.
+const _: () = assert!(WAITING_ROOM_STEP_TICKETS_MAX * 10 * 2 < LOG_RECORD_BYTES_MAX as usize);
+
 const _: () = assert!(SHARD_COUNT.is_power_of_two());
 const _: () = assert!(PAGE_SIZE_DEFAULT <= PAGE_SIZE_MAX);
 const _: () = assert!(GROUP_APPLICANTS_MAX >= 1);

@@ -8,7 +8,7 @@
 
 mod common;
 
-use antrean::domain::command::Event;
+use antrean::domain::Event;
 use antrean::engine::codec::decode_event;
 use antrean::proto::{self, booking_service_client::BookingServiceClient};
 use common::{Options, Server, applicant, create_office, hold_request, test_office};

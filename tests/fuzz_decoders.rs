@@ -8,7 +8,7 @@
 
 mod common;
 
-use antrean::domain::book::{BookRules, QuotaBook};
+use antrean::domain::{BookRules, QuotaBook};
 use antrean::engine::codec::{decode_event, decode_image, encode_event};
 use antrean::grpc::convert::{self, Violations};
 use antrean::proto;
@@ -141,7 +141,7 @@ proptest! {
     #[test]
     fn requests_convert_or_are_refused(bytes in input("hold_request")) {
         if let Ok(request) = proto::HoldGroupRequest::decode(&bytes[..]) {
-            let today = antrean::domain::time::Date::new(2026, 6, 1).expect("date");
+            let today = antrean::domain::Date::new(2026, 6, 1).expect("date");
             let mut violations = Violations::default();
             violations.request_id(&request.request_id);
             violations.office_id("office_id", &request.office_id);

@@ -14,7 +14,7 @@
 
 use super::permissions::Role;
 use super::token::{TOKEN_BYTES_MAX, TokenHash, find_token};
-use crate::domain::ids::OfficeId;
+use crate::domain::OfficeId;
 use serde::Deserialize;
 use std::collections::BTreeSet;
 use std::sync::Arc;

@@ -10,7 +10,7 @@
 //! `tracked_keys_max` per window; when the table is full, holds by keys not yet seen in the window are refused with
 //! scope `tracked_keys` until the window ends. Time is an argument, so tests need no clock.
 
-use crate::domain::nik::Nik;
+use crate::domain::Nik;
 use parking_lot::Mutex;
 use serde::Deserialize;
 use std::collections::HashMap;

@@ -174,8 +174,8 @@ mod tests {
         let access = |path: &str, token: &str| {
             authorize(&callers, &request(path, Some(&format!("Bearer token-{token}")))).expect("allowed")
         };
-        let batam = crate::domain::ids::OfficeId::parse("kanim-batam").expect("id");
-        let jakarta = crate::domain::ids::OfficeId::parse("kanim-jakarta").expect("id");
+        let batam = crate::domain::OfficeId::parse("kanim-batam").expect("id");
+        let jakarta = crate::domain::OfficeId::parse("kanim-jakarta").expect("id");
         let counter = access("/antrean.v1.BookingService/GetBooking", "counter");
         assert!(counter.reveal_nik && counter.may_touch(&batam) && !counter.may_touch(&jakarta));
         let both = access("/antrean.v1.BookingService/GetBooking", "both");

@@ -29,7 +29,7 @@ pub use callers::{Caller, CallerConfig, Callers, validate_callers};
 pub use hoarding::{AntiHoardingConfig, HoardingRefusal, HoardingScope, HoldLimiter, HoldRequestKeys};
 pub use permissions::Role;
 
-use crate::domain::ids::OfficeId;
+use crate::domain::OfficeId;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 

@@ -1,14 +1,17 @@
 //! The quota book against a naive reference model: random command sequences over two offices with tiny capacities,
 //! checked after every step, then rebuilt from the log and from an image. And threads racing for the last slots.
 
-use super::book::{BookRules, Execution, QuotaBook};
-use super::booking::{Applicant, BookingState, SlotRef};
-use super::command::{Command, HoldCommand, Rejection, Reply};
-use super::ids::{AccountId, BookingId, OfficeId, RequestId, SessionId};
-use super::image::Image;
-use super::office::{Pool, ServiceType};
 use super::testkit::*;
-use super::time::{Date, Timestamp};
+use crate::domain::bookings::booking::{Applicant, BookingState, SlotRef};
+use crate::domain::bookings::rules::BookRules;
+use crate::domain::catalogue::office::{Pool, ServiceType};
+use crate::domain::messages::command::{Command, HoldCommand};
+use crate::domain::messages::rejection::Rejection;
+use crate::domain::messages::reply::Reply;
+use crate::domain::state::book::{Execution, QuotaBook};
+use crate::domain::state::image::Image;
+use crate::domain::values::ids::{AccountId, BookingId, OfficeId, RequestId, SessionId};
+use crate::domain::values::time::{Date, Timestamp};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::strategy::ValueTree;

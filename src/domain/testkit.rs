@@ -1,14 +1,17 @@
 //! Test fixtures for the allocation core: an in-memory event log, a small office in Jakarta, valid applicants, fixed
 //! instants, and a `check(steps, expected)` helper. Test-only: nothing here is compiled into the service.
 
-use super::book::{BookRules, EventLog, Execution, QuotaBook};
-use super::booking::{Applicant, Booking, SlotRef};
-use super::command::{Command, Event, HoldCommand, Outcome, Reply};
-use super::ids::{AccountId, BookingId, OfficeId, PaymentReference, RequestId, SessionId};
-use super::image::Image;
-use super::nik::Nik;
-use super::office::{OfficeSettings, Pool, ServiceType, SessionTemplate};
-use super::time::{Date, TimeOfDay, Timestamp, Zone};
+use crate::domain::bookings::booking::{Applicant, Booking, SlotRef};
+use crate::domain::bookings::rules::BookRules;
+use crate::domain::catalogue::office::{OfficeSettings, Pool, ServiceType, SessionTemplate};
+use crate::domain::messages::command::{Command, HoldCommand};
+use crate::domain::messages::event::Event;
+use crate::domain::messages::reply::{Outcome, Reply};
+use crate::domain::state::book::{EventLog, Execution, QuotaBook};
+use crate::domain::state::image::Image;
+use crate::domain::values::ids::{AccountId, BookingId, OfficeId, PaymentReference, RequestId, SessionId};
+use crate::domain::values::nik::Nik;
+use crate::domain::values::time::{Date, TimeOfDay, Timestamp, Zone};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -112,7 +112,7 @@ fn publish_gauges(engine: &Engine, data_dir: &Path, started: Instant) {
         }
     }
     let mut depths: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    for (key, waiting, admitted) in engine.book().room_depths() {
+    for (key, waiting, admitted) in engine.book().waiting_room_depths() {
         let depth = depths.entry(key.office_id.to_string()).or_default();
         depth.0 += waiting;
         depth.1 += u64::from(admitted);

@@ -6,8 +6,7 @@
 //! index. Variant order is part of the format: new variants are appended, never inserted. Every decoded value is checked
 //! again by the domain when applied (pair assertions).
 
-use crate::domain::command::Event;
-use crate::domain::image::Image;
+use crate::domain::{Event, Image};
 
 /// A payload that could not be decoded.
 #[derive(Debug, thiserror::Error)]

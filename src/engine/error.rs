@@ -1,5 +1,5 @@
 //! Errors of the engine layer: start-up failures and a failed log. Business refusals are not errors: they are
-//! [`crate::domain::command::Rejection`] values.
+//! [`crate::domain::Rejection`] values.
 
 use std::path::PathBuf;
 
@@ -14,7 +14,7 @@ pub enum EngineError {
     Decode(#[from] super::codec::DecodeError),
     /// A snapshot image could not be loaded.
     #[error(transparent)]
-    Image(#[from] crate::domain::image::ImageError),
+    Image(#[from] crate::domain::ImageError),
     /// The data directory could not be created.
     #[error("cannot create data directory {path}: {source}")]
     DataDir {

@@ -10,15 +10,11 @@
 pub mod background;
 pub mod codec;
 pub mod error;
-pub mod lines;
 pub mod recovery;
 pub mod shutdown;
+pub mod waiting_room;
 
-use crate::domain::book::{EventLog, QuotaBook};
-use crate::domain::command::{Command, Event, Outcome};
-use crate::domain::ids::RequestId;
-use crate::domain::office::OfficeSettings;
-use crate::domain::time::Timestamp;
+use crate::domain::{Command, Event, EventLog, OfficeSettings, Outcome, QuotaBook, RequestId, Timestamp};
 use crate::limits::{EXPIRIES_PER_TICK_MAX, IDLE_TICKET_SCAN_SECONDS, STALE_REQUEST_SCAN_SECONDS};
 use crate::metrics as names;
 use crate::storage::{self, LogPosition, LogSink, SnapshotInfo, Wal, WalOptions};
@@ -71,7 +67,7 @@ pub struct Engine {
     options: EngineOptions,
     snapshot_in_progress: Mutex<()>,
     last_snapshot: Mutex<(u64, Instant)>,
-    watchers: lines::Watchers,
+    watchers: waiting_room::Watchers,
     started_at: Timestamp,
     ticks: std::sync::atomic::AtomicU64,
 }
@@ -105,7 +101,7 @@ impl EventLog for RefundNotingEvents<'_> {
 impl Engine {
     /// Recovers the state in `options.data_dir` and opens the log for appending. Blocking: call it off the runtime.
     pub fn open(
-        rules: crate::domain::book::BookRules,
+        rules: crate::domain::BookRules,
         options: EngineOptions,
         clock: Arc<dyn Clock>,
     ) -> Result<(Engine, RecoveryReport)> {
@@ -122,7 +118,7 @@ impl Engine {
             options,
             snapshot_in_progress: Mutex::new(()),
             last_snapshot: Mutex::new(last),
-            watchers: lines::Watchers::default(),
+            watchers: waiting_room::Watchers::default(),
             ticks: std::sync::atomic::AtomicU64::new(0),
         };
         metrics::gauge!(names::RECOVERY_DURATION_SECONDS).set(report.duration.as_secs_f64());
@@ -210,7 +206,7 @@ impl Engine {
         {
             self.await_durable(position).await;
         }
-        self.advance_lines(tick.is_multiple_of((ticks_per_second * IDLE_TICKET_SCAN_SECONDS).max(1))).await;
+        self.advance_waiting_rooms(tick.is_multiple_of((ticks_per_second * IDLE_TICKET_SCAN_SECONDS).max(1))).await;
         expired
     }
 

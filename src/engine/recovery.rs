@@ -4,7 +4,7 @@
 
 use super::codec;
 use super::error::EngineError;
-use crate::domain::book::{BookRules, QuotaBook};
+use crate::domain::{BookRules, QuotaBook};
 use crate::storage::{self, LogPosition, LogReadReport};
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -3,8 +3,7 @@
 
 use super::EngineHandle;
 use super::convert::{self, Violations};
-use crate::domain::command::{Command, Reply};
-use crate::domain::office::ScheduleRule;
+use crate::domain::{Command, Reply, ScheduleRule};
 use crate::engine::Engine;
 use crate::limits::{DISPLAY_TEXT_CHARS_MAX, SCHEDULE_DAYS_MAX};
 use crate::proto::{self, admin_service_server::AdminService};
@@ -27,7 +26,7 @@ impl AdminApi {
         self.engine.get()
     }
 
-    async fn run(&self, request_id: crate::domain::ids::RequestId, command: Command) -> Result<Reply, Status> {
+    async fn run(&self, request_id: crate::domain::RequestId, command: Command) -> Result<Reply, Status> {
         self.engine()?.execute(&request_id, &command).await.map_err(Status::from)
     }
 }
@@ -179,7 +178,7 @@ impl AdminService for AdminApi {
         let request_id = violations.request_id(&request.request_id);
         let before = violations.date("before_date", request.before_date.as_ref());
         let engine = self.engine()?;
-        let today = crate::domain::time::Zone::resolve("UTC").map(|utc| utc.date_at(engine.now()));
+        let today = crate::domain::Zone::resolve("UTC").map(|utc| utc.date_at(engine.now()));
         if let (Some(before), Some(today)) = (before, today)
             && before >= today
         {

@@ -5,11 +5,7 @@ use super::EngineHandle;
 use super::convert::{self, Violations};
 use crate::auth::status::hoarding_status;
 use crate::auth::{Access, HoldLimiter, HoldRequestKeys};
-use crate::domain::booking::SlotRef;
-use crate::domain::command::{Command, HoldCommand, Outcome, Rejection, Reply};
-use crate::domain::ids::{OfficeId, RequestId};
-use crate::domain::nik::Nik;
-use crate::domain::time::{Date, Zone};
+use crate::domain::{Command, Date, HoldCommand, Nik, OfficeId, Outcome, Rejection, Reply, RequestId, SlotRef, Zone};
 use crate::engine::Engine;
 use crate::limits::GROUP_APPLICANTS_MAX;
 use crate::metrics as names;
@@ -57,7 +53,7 @@ impl BookingApi {
         &self,
         access: &Access,
         command: &Command,
-        now: crate::domain::time::Timestamp,
+        now: crate::domain::Timestamp,
         office: &str,
     ) -> Result<Option<crate::auth::hoarding::Reservation>, Status> {
         let Command::Hold(hold) = command else { return Ok(None) };
@@ -89,13 +85,7 @@ impl BookingApi {
         };
         let label = match &outcome {
             Ok(_) => "held",
-            Err(Rejection::SessionFull { .. }) => "session_full",
-            Err(Rejection::NotYetOpen { .. }) => "not_yet_open",
-            Err(Rejection::DateClosed { .. }) => "date_closed",
-            Err(Rejection::ApplicantHasBooking { .. }) => "already_exists",
-            Err(Rejection::AdmissionRequired) => "admission_required",
-            Err(Rejection::Invalid(_)) => "invalid",
-            Err(_) => "other",
+            Err(rejection) => rejection.label(),
         };
         metrics::counter!(names::HOLDS_TOTAL, "office" => office, "outcome" => label).increment(1);
         outcome.map_err(Status::from)
@@ -128,7 +118,7 @@ fn hold_command(request: &HoldParts<'_>, today: Date) -> Result<(RequestId, Comm
     let admission_token = match request.admission_token {
         "" => Some(None),
         text => {
-            let parsed = crate::domain::waiting_room::parse_token(text);
+            let parsed = crate::domain::parse_token(text);
             if parsed.is_none() {
                 violations.add("admission_token", "must be a token from WaitingRoomService (AT and 16 hex digits)");
             }
@@ -141,7 +131,7 @@ fn hold_command(request: &HoldParts<'_>, today: Date) -> Result<(RequestId, Comm
     let mut applicants = Vec::with_capacity(request.applicants.len());
     for (field, applicant) in &request.applicants {
         let Some(applicant) = violations.applicant(field, *applicant, today) else { continue };
-        if applicants.iter().any(|seen: &crate::domain::booking::Applicant| seen.nik == applicant.nik) {
+        if applicants.iter().any(|seen: &crate::domain::Applicant| seen.nik == applicant.nik) {
             violations.add(format!("{field}.nik"), "the same applicant is listed twice");
         }
         applicants.push(applicant);
@@ -355,7 +345,7 @@ impl BookingService for BookingApi {
             Some(None)
         } else {
             violations
-                .id("page_token", &request.page_token, crate::domain::ids::BookingId::parse, "a next_page_token")
+                .id("page_token", &request.page_token, crate::domain::BookingId::parse, "a next_page_token")
                 .map(Some)
         };
         let (office_id, date, after) = violations.finish((|| Some((office_id?, date?, after?)))())?;
@@ -387,10 +377,7 @@ impl BookingService for BookingApi {
     }
 }
 
-fn request_and_booking(
-    request_id: &str,
-    booking_id: &str,
-) -> Result<(RequestId, crate::domain::ids::BookingId), Status> {
+fn request_and_booking(request_id: &str, booking_id: &str) -> Result<(RequestId, crate::domain::BookingId), Status> {
     let mut violations = Violations::default();
     let request_id = violations.request_id(request_id);
     let booking_id = violations.booking_id(booking_id);

@@ -1,14 +1,11 @@
 //! Conversions between the wire types of `antrean.v1` and the core's types. Request conversions validate every field
 //! and collect every violation, so a caller fixes all of them in one round trip.
 
-use crate::domain::booking::{Applicant, Booking, BookingState};
-use crate::domain::command::{FieldViolation, RefundReason, Rejection};
-use crate::domain::ids::{AccountId, BookingId, OfficeId, PaymentReference, RequestId, SessionId};
-use crate::domain::nik::Nik;
-use crate::domain::office::{Office, OfficeSettings, Pool, ServiceType, SessionTemplate};
-use crate::domain::reads::SessionState;
-use crate::domain::shard::Refund;
-use crate::domain::time::{Date, TimeOfDay, Timestamp};
+use crate::domain::{
+    AccountId, Applicant, Booking, BookingId, BookingState, Date, FieldViolation, Nik, Office, OfficeId,
+    OfficeSettings, PaymentReference, Pool, Refund, RefundReason, Rejection, RequestId, ServiceType, SessionId,
+    SessionState, SessionTemplate, TimeOfDay, Timestamp,
+};
 use crate::limits::FULL_NAME_CHARS_MAX;
 use crate::proto;
 
@@ -179,7 +176,7 @@ impl Violations {
             }
         }
         templates.sort_by_key(|template| template.starts_at);
-        self.extend(crate::domain::office::validate_sessions(&templates, field));
+        self.extend(crate::domain::validate_sessions(&templates, field));
         Some(templates)
     }
 
@@ -217,7 +214,7 @@ impl Violations {
             release_days_before: office.release_days_before,
             release_time: release_time?,
         };
-        self.extend(crate::domain::office::validate_settings(&settings, "office."));
+        self.extend(crate::domain::validate_settings(&settings, "office."));
         Some(settings)
     }
 }
@@ -337,7 +334,7 @@ pub fn office(office: &Office) -> proto::Office {
 
 /// Availability on the wire.
 #[must_use]
-pub fn availability(session: &crate::domain::reads::SessionAvailability) -> proto::SessionAvailability {
+pub fn availability(session: &crate::domain::SessionAvailability) -> proto::SessionAvailability {
     proto::SessionAvailability {
         date: Some(date(session.date)),
         session_id: session.session_id.to_string(),

@@ -9,7 +9,7 @@
 //! (unknown caller, role, office, anti-hoarding) are built the same way in `auth/status.rs`, below this layer, because
 //! the auth layer answers before any handler runs.
 
-use crate::domain::command::Rejection;
+use crate::domain::Rejection;
 use std::collections::HashMap;
 use std::time::Duration;
 use tonic::{Code, Status};

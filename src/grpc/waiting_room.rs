@@ -4,10 +4,7 @@
 use super::EngineHandle;
 use super::convert::{self, Violations};
 use super::status::overload_status;
-use crate::domain::command::Rejection;
-use crate::domain::lines::TicketView;
-use crate::domain::nik::Nik;
-use crate::domain::waiting_room::{TicketId, TicketState};
+use crate::domain::{Nik, Rejection, TicketId, TicketState, TicketView};
 use crate::engine::Engine;
 use crate::limits::{WATCH_INTERVAL_MS, WATCH_STREAMS_MAX};
 use crate::proto::{self, waiting_room_service_server::WaitingRoomService};
@@ -83,7 +80,7 @@ impl WaitingRoomService for WaitingRoomApi {
     async fn join(&self, request: Request<proto::JoinRequest>) -> Result<Response<proto::JoinResponse>, Status> {
         let request = request.into_inner();
         let mut violations = Violations::default();
-        let _request_id = violations.request_id(&request.request_id);
+        let request_id = violations.request_id(&request.request_id);
         let office_id = violations.office_id("office_id", &request.office_id);
         let service = violations.service("service", request.service);
         let nik = Nik::parse(&request.nik).map_err(|problem| violations.add("nik", problem.description())).ok();
@@ -92,8 +89,9 @@ impl WaitingRoomService for WaitingRoomApi {
                 violations.date(field, date.as_ref());
             }
         }
-        let (office_id, service, nik) = violations.finish((|| Some((office_id?, service?, nik?)))())?;
-        let view = self.engine()?.join(&office_id, service, nik).await?;
+        let (request_id, office_id, service, nik) =
+            violations.finish((|| Some((request_id?, office_id?, service?, nik?)))())?;
+        let view = self.engine()?.join(&request_id, &office_id, service, nik).await?;
         Ok(Response::new(proto::JoinResponse { ticket: Some(ticket(&view)) }))
     }
 
@@ -141,8 +139,8 @@ impl WaitingRoomService for WaitingRoomApi {
         let mut violations = Violations::default();
         let request_id = violations.request_id(&request.request_id);
         let ticket_id = ticket_id(&mut violations, &request.ticket_id);
-        let (_, ticket_id) = violations.finish(request_id.zip(ticket_id))?;
-        let view = self.engine()?.leave(ticket_id).await?;
+        let (request_id, ticket_id) = violations.finish(request_id.zip(ticket_id))?;
+        let view = self.engine()?.leave(&request_id, ticket_id).await?;
         Ok(Response::new(proto::LeaveResponse { ticket: Some(ticket(&view)) }))
     }
 }

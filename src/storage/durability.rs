@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
-use super::{LogPosition, Result, StorageError};
+use super::error::{Result, StorageError};
+use super::sink::LogPosition;
 
 /// Why the writer stopped; kept so every waiter can get its own [`StorageError::LogFailed`].
 #[derive(Clone, Debug)]

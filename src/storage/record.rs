@@ -17,7 +17,7 @@
 //! zero is legal. Lengths above [`RECORD_PAYLOAD_BYTES_LIMIT`] are invalid in any file, whatever the writer's
 //! `record_bytes_max`, so a corrupt length field cannot make a reader allocate or scan gigabytes.
 
-use super::LogPosition;
+use super::sink::LogPosition;
 
 /// Bytes in a record frame before the payload.
 pub const RECORD_HEADER_BYTES: u64 = 16;

@@ -20,12 +20,13 @@
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 
+use super::error::{Result, StorageError};
 use super::file::sync_directory;
 use super::record::{Decoded, RECORD_HEADER_BYTES, decode_record};
 use super::segment::{
     SEGMENT_HEADER_BYTES, SegmentFile, decode_segment_header, delete_temporary_segments, list_segments,
 };
-use super::{LogPosition, Result, StorageError};
+use super::sink::LogPosition;
 
 /// Records read into memory by [`collect_log`], in position order.
 pub type LogRecords = Vec<(LogPosition, Vec<u8>)>;

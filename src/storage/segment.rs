@@ -28,8 +28,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::error::io_error;
+use super::error::{Result, StorageError};
 use super::file::sync_directory;
-use super::{LogPosition, Result, StorageError};
+use super::sink::LogPosition;
 
 /// Bytes in a segment header.
 pub const SEGMENT_HEADER_BYTES: u64 = 24;

@@ -28,9 +28,10 @@ use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use super::error::io_error;
+use super::error::{Result, StorageError};
 use super::file::sync_directory;
 use super::segment::directory_file_names;
-use super::{LogPosition, Result, StorageError};
+use super::sink::LogPosition;
 
 /// Bytes in a snapshot header.
 pub const SNAPSHOT_HEADER_BYTES: u64 = 36;

@@ -13,10 +13,11 @@ use parking_lot::{Condvar, Mutex};
 
 use super::durability::{Durability, Failure};
 use super::file::{FileOpener, LogFile};
+use super::options::{FsyncMode, WalOptions};
 use super::record::{encode_record, frame_bytes};
 use super::segment::{SEGMENT_HEADER_BYTES, create_segment};
+use super::sink::LogPosition;
 use super::stats::{StatsCounters, WalObserver};
-use super::{FsyncMode, LogPosition, WalOptions};
 
 /// State shared by the `Wal` handle and the writer thread.
 pub(crate) struct Shared {

@@ -3,15 +3,20 @@
 //! Each function here is pure given the locked shards, the catalogue and `now`: the same inputs always give the same
 //! event or the same refusal.
 
-use super::access::ShardAccess;
-use super::book::BookRules;
 use super::booking::{Booking, BookingState, SlotRef};
-use super::command::{Event, FieldViolation, HoldCommand, RefundReason, Rejection, Stamp};
-use super::ids::{BookingId, GroupId, PaymentReference, SessionId};
-use super::office::{Catalog, Office, Pool, SessionTemplate};
-use super::shard::{DayKey, ShardKey};
-use super::time::{Date, Timestamp};
-use super::waiting_room::{RoomKey, Rooms, TicketId, TicketState};
+use super::refund::RefundReason;
+use super::rules::BookRules;
+use crate::domain::catalogue::office::{Catalog, Office, Pool, SessionTemplate};
+use crate::domain::messages::command::HoldCommand;
+use crate::domain::messages::event::{Event, Stamp};
+use crate::domain::messages::rejection::Rejection;
+use crate::domain::state::access::ShardAccess;
+use crate::domain::state::shard::{DayKey, ShardKey};
+use crate::domain::values::ids::{BookingId, GroupId, PaymentReference, SessionId};
+use crate::domain::values::time::{Date, Timestamp};
+use crate::domain::values::violation::FieldViolation;
+use crate::domain::waiting_room::admission::{check_admission, waiting_room_for};
+use crate::domain::waiting_room::room::WaitingRooms;
 
 /// A bookable session: what [`check_bookable`] found.
 pub struct Bookable<'office> {
@@ -19,39 +24,6 @@ pub struct Bookable<'office> {
     pub session: &'office SessionTemplate,
     /// When it starts.
     pub starts_at: Timestamp,
-}
-
-/// The waiting room that `slot` is behind, if any. The priority pool is not behind the line: it is a quota of its own
-/// for applicants over 60, under 5 or with a disability, and the crowd in the line could not use it anyway.
-#[must_use]
-pub fn room_for(catalog: &Catalog, slot: &SlotRef) -> Option<RoomKey> {
-    if slot.pool == Pool::Priority {
-        return None;
-    }
-    let plan = catalog.office(&slot.office_id)?.plan(slot.date)?;
-    plan.waiting_room.then(|| RoomKey { office_id: slot.office_id.clone(), release_at: plan.release_at })
-}
-
-/// Checks the hold's admission token against the waiting room: admitted, unexpired, unused, and issued to one of the
-/// applicants.
-fn check_admission(
-    rooms: Option<&Rooms>,
-    key: &RoomKey,
-    hold: &HoldCommand,
-    now: Timestamp,
-) -> Result<TicketId, Rejection> {
-    let token = hold.admission_token.ok_or(Rejection::AdmissionRequired)?;
-    let room = rooms.and_then(|rooms| rooms.get(key)).ok_or(Rejection::AdmissionRequired)?;
-    let ticket = room.by_token.get(&token).and_then(|ticket_id| room.tickets.get(ticket_id));
-    let valid = ticket.is_some_and(|ticket| {
-        ticket.state == TicketState::Admitted
-            && now < ticket.admission_expires_at
-            && hold.applicants.iter().any(|applicant| applicant.nik == ticket.nik)
-    });
-    match ticket {
-        Some(ticket) if valid => Ok(ticket.ticket_id),
-        _ => Err(Rejection::AdmissionRequired),
-    }
 }
 
 /// Checks that `slot` can take new bookings at `now`: the office works that day, the session and pool exist, the date
@@ -107,7 +79,7 @@ pub fn hold(
     hold: &HoldCommand,
     stamp: Stamp,
     first_booking_id: BookingId,
-    rooms: Option<&Rooms>,
+    rooms: Option<&WaitingRooms>,
 ) -> Result<Event, Rejection> {
     check_distinct_applicants(hold)?;
     let slot = &hold.slot;
@@ -132,7 +104,7 @@ pub fn hold(
     if left < wanted {
         return Err(Rejection::SessionFull { remaining: left });
     }
-    let admission = match room_for(catalog, slot) {
+    let admission = match waiting_room_for(catalog, slot) {
         Some(key) => Some((key.clone(), check_admission(rooms, &key, hold, stamp.at)?)),
         None => None,
     };
@@ -212,7 +184,7 @@ pub fn confirm_payment(
         .iter()
         .find(|refund| refund.booking_id == booking_id && &refund.payment_reference == payment_reference);
     if let Some(refund) = refunded {
-        return Err(refund_rejection(refund.reason, booking));
+        return Err(Rejection::refund(refund.reason, booking));
     }
     let refuse = |reason| {
         Ok(Some(Event::PaymentRefused {
@@ -244,19 +216,6 @@ pub fn confirm_payment(
             } else {
                 refuse(RefundReason::PaymentExpired)
             }
-        }
-    }
-}
-
-/// The refusal that goes with a refund.
-#[must_use]
-pub fn refund_rejection(reason: RefundReason, booking: &Booking) -> Rejection {
-    let booking_id = booking.booking_id;
-    match reason {
-        RefundReason::PaymentExpired => Rejection::PaymentExpired { booking_id },
-        RefundReason::DuplicatePayment => Rejection::AlreadyPaid { booking_id },
-        RefundReason::Cancelled => {
-            Rejection::InvalidState { state: booking.state, action: "pay for a cancelled booking".into() }
         }
     }
 }
@@ -344,7 +303,7 @@ pub fn reschedule(
         SlotRef { office_id: slot.office_id.clone(), date: to_date, session_id: to_session.clone(), pool: slot.pool };
     // A reschedule carries no admission token, so it cannot move into a date behind a waiting room: that would skip
     // the line.
-    if room_for(catalog, &to).is_some() {
+    if waiting_room_for(catalog, &to).is_some() {
         return Err(Rejection::AdmissionRequired);
     }
     let left = remaining(access, &to, bookable.session);

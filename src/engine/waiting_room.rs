@@ -5,18 +5,10 @@
 //! so replay does not depend on it.
 
 use super::{Engine, WalEvents};
-use crate::domain::command::Rejection;
-use crate::domain::ids::OfficeId;
-use crate::domain::lines::TicketView;
-use crate::domain::nik::Nik;
-use crate::domain::office::ServiceType;
-use crate::domain::time::Timestamp;
-use crate::domain::waiting_room::TicketId;
+use crate::domain::{Nik, OfficeId, Rejection, RequestId, ServiceType, TicketId, TicketView, Timestamp};
+use crate::limits::IDLE_CHECK_TICKETS_MAX;
 use crate::metrics as names;
 use std::collections::HashMap;
-
-/// Most waiting tickets checked for idleness per line per pass.
-const IDLE_CHECK_TICKETS_MAX: usize = 100_000;
 
 /// When each ticket was last seen by a Join, a Watch or a read, in milliseconds since the epoch.
 #[derive(Default)]
@@ -43,10 +35,16 @@ impl Watchers {
 }
 
 impl Engine {
-    /// Joins the office's line, durably.
-    pub async fn join(&self, office_id: &OfficeId, service: ServiceType, nik: Nik) -> Result<TicketView, Rejection> {
+    /// Joins the office's waiting room, durably; a retry of `request_id` returns the same ticket.
+    pub async fn join(
+        &self,
+        request_id: &RequestId,
+        office_id: &OfficeId,
+        service: ServiceType,
+        nik: Nik,
+    ) -> Result<TicketView, Rejection> {
         let now = self.clock.now();
-        let (view, position) = self.book.join(office_id, service, nik, now, &WalEvents(&self.wal))?;
+        let (view, position) = self.book.join(request_id, office_id, service, nik, now, &WalEvents(&self.wal))?;
         if let Some(position) = position {
             self.await_durable(position).await;
         }
@@ -54,10 +52,10 @@ impl Engine {
         Ok(view)
     }
 
-    /// Leaves a line, durably.
-    pub async fn leave(&self, ticket_id: TicketId) -> Result<TicketView, Rejection> {
+    /// Leaves a waiting room, durably; a retry of `request_id` gives the same answer.
+    pub async fn leave(&self, request_id: &RequestId, ticket_id: TicketId) -> Result<TicketView, Rejection> {
         let now = self.clock.now();
-        let (view, position) = self.book.leave(ticket_id, now, &WalEvents(&self.wal))?;
+        let (view, position) = self.book.leave(request_id, ticket_id, now, &WalEvents(&self.wal))?;
         if let Some(position) = position {
             self.await_durable(position).await;
         }
@@ -73,11 +71,11 @@ impl Engine {
     }
 
     /// Moves every line on; checks for idle tickets when `check_idle`.
-    pub(super) async fn advance_lines(&self, check_idle: bool) {
+    pub(super) async fn advance_waiting_rooms(&self, check_idle: bool) {
         let now = self.clock.now();
         let idle_ttl = self.book.rules().ticket_idle_ttl_ms;
         let mut last_position = None;
-        for key in self.book.room_keys() {
+        for key in self.book.waiting_room_keys() {
             if now < key.release_at {
                 continue;
             }
@@ -95,7 +93,7 @@ impl Engine {
                 Vec::new()
             };
             let supply = self.book.supply(&key);
-            if let Some(advanced) = self.book.advance_room(&key, supply, &idle, now, &WalEvents(&self.wal)) {
+            if let Some(advanced) = self.book.advance_waiting_room(&key, supply, &idle, now, &WalEvents(&self.wal)) {
                 last_position = Some(advanced.position);
                 let office = key.office_id.to_string();
                 let admissions = advanced.waited_ms.len() as u64;

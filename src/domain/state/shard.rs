@@ -3,12 +3,14 @@
 //! A shard is plain data behind one lock. Which shard a key lives in depends only on the key, so every command can name
 //! the shards it needs before it takes any lock.
 
-use super::booking::{Booking, BookingState};
-use super::command::{Outcome, RefundReason};
-use super::ids::{BookingId, OfficeId, PaymentReference, RequestId, SessionId};
-use super::nik::Nik;
-use super::office::Pool;
-use super::time::{Date, Timestamp};
+use crate::domain::bookings::booking::SlotRef;
+use crate::domain::bookings::booking::{Booking, BookingState};
+use crate::domain::bookings::refund::Refund;
+use crate::domain::catalogue::office::Pool;
+use crate::domain::messages::reply::Outcome;
+use crate::domain::values::ids::{BookingId, OfficeId, RequestId, SessionId};
+use crate::domain::values::nik::Nik;
+use crate::domain::values::time::{Date, Timestamp};
 use crate::limits::SHARD_COUNT;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -121,19 +123,10 @@ pub struct RequestRecord {
     pub log_position: u64,
 }
 
-/// A payment to return.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Refund {
-    /// The booking paid for.
-    pub booking_id: BookingId,
-    /// The office.
-    pub office_id: OfficeId,
-    /// The payment.
-    pub payment_reference: PaymentReference,
-    /// Why.
-    pub reason: RefundReason,
-    /// When recorded.
-    pub recorded_at: Timestamp,
+/// The day key of a slot.
+#[must_use]
+pub fn day_key(slot: &SlotRef) -> DayKey {
+    DayKey { office_id: slot.office_id.clone(), date: slot.date }
 }
 
 /// Running totals of one office, kept in the shard of each of its days and summed when read.
@@ -189,8 +182,8 @@ impl ShardKey for DayKey {
     fn shard_index(&self) -> usize {
         let date = self.date;
         let [year_low, year_high] = date.year.to_le_bytes();
-        let hash = super::command::fnv1a_continue(
-            super::command::fnv1a(self.office_id.as_str().as_bytes()),
+        let hash = crate::domain::values::hashing::fnv1a_continue(
+            crate::domain::values::hashing::fnv1a(self.office_id.as_str().as_bytes()),
             &[year_low, year_high, date.month as u8, date.day as u8],
         );
         index_of(hash)
@@ -199,18 +192,18 @@ impl ShardKey for DayKey {
 
 impl ShardKey for BookingId {
     fn shard_index(&self) -> usize {
-        index_of(super::command::fnv1a(&self.0.to_le_bytes()))
+        index_of(crate::domain::values::hashing::fnv1a(&self.0.to_le_bytes()))
     }
 }
 
 impl ShardKey for Nik {
     fn shard_index(&self) -> usize {
-        index_of(super::command::fnv1a(&self.value().to_le_bytes()))
+        index_of(crate::domain::values::hashing::fnv1a(&self.value().to_le_bytes()))
     }
 }
 
 impl ShardKey for RequestId {
     fn shard_index(&self) -> usize {
-        index_of(super::command::fnv1a(self.as_str().as_bytes()))
+        index_of(crate::domain::values::hashing::fnv1a(self.as_str().as_bytes()))
     }
 }

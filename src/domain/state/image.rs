@@ -4,15 +4,17 @@
 //! The image is flat and sorted, independent of how many shards the running book has, so a snapshot taken by one
 //! build loads in another with a different shard count.
 
-use super::book::{BookRules, Capture, QuotaBook};
-use super::booking::{Booking, BookingState};
-use super::ids::{OfficeId, RequestId};
-use super::nik::Nik;
-use super::office::{Catalog, Office, OfficeSettings, ScheduleRule};
+use super::book::{Capture, QuotaBook};
 use super::reads::add_counters;
-use super::shard::{ApplicantRecord, DayKey, DayLedger, OfficeCounters, Refund, RequestRecord, Shard, ShardKey};
-use super::time::Date;
-use super::waiting_room::{Room, Rooms};
+use super::shard::{ApplicantRecord, DayKey, DayLedger, OfficeCounters, RequestRecord, Shard, ShardKey};
+use crate::domain::bookings::booking::{Booking, BookingState};
+use crate::domain::bookings::refund::Refund;
+use crate::domain::bookings::rules::BookRules;
+use crate::domain::catalogue::office::{Catalog, Office, OfficeSettings, ScheduleRule};
+use crate::domain::values::ids::{OfficeId, RequestId};
+use crate::domain::values::nik::Nik;
+use crate::domain::values::time::Date;
+use crate::domain::waiting_room::room::{WaitingRoom, WaitingRooms};
 use crate::limits::SHARD_COUNT;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -55,7 +57,7 @@ pub struct Image {
     /// Running totals per office.
     pub counters: Vec<(OfficeId, OfficeCounters)>,
     /// Waiting rooms by line.
-    pub rooms: Vec<Room>,
+    pub rooms: Vec<WaitingRoom>,
 }
 
 impl Capture {
@@ -101,7 +103,7 @@ impl Capture {
             requests,
             refunds,
             counters: counters.into_iter().collect(),
-            rooms: self.rooms.iter().map(|room| Room::clone(room)).collect(),
+            rooms: self.waiting_rooms.iter().map(|room| WaitingRoom::clone(room)).collect(),
         }
     }
 }
@@ -178,7 +180,7 @@ impl QuotaBook {
         }
         // Totals are summed over shards when read, so one shard can carry each office's whole total.
         shards[0].counters = image.counters.into_iter().collect();
-        let mut rooms = Rooms::new();
+        let mut rooms = WaitingRooms::new();
         for mut room in image.rooms {
             room.reindex();
             rooms.insert(room.key.clone(), std::sync::Arc::new(room));

@@ -2,8 +2,8 @@
 //! after random command sequences; a violation is a bug, reported with enough detail to find it.
 
 use super::book::QuotaBook;
-use super::booking::BookingState;
 use super::image::Image;
+use crate::domain::bookings::booking::BookingState;
 use std::collections::HashMap;
 
 impl QuotaBook {
@@ -22,7 +22,7 @@ pub fn check_image(image: &Image, applicant_active_bookings_max: u32) -> Result<
     let day_index: HashMap<_, usize> =
         image.days.iter().enumerate().map(|(index, (key, _))| (key.clone(), index)).collect();
     for booking in &image.bookings {
-        let key = super::apply::day_key(&booking.slot);
+        let key = super::shard::day_key(&booking.slot);
         let Some(&index) = day_index.get(&key) else {
             return Err(format!("booking {} has no day ledger for {key:?}", booking.booking_id));
         };

@@ -1,10 +1,12 @@
 //! Deciding admin commands: offices, schedules and closures. They run with every shard locked, because a new plan
 //! must be checked against every day of the office that already has bookings.
 
-use super::access::ShardAccess;
-use super::command::{Command, Event, Rejection, Stamp};
-use super::ids::OfficeId;
 use super::office::{Catalog, Office};
+use crate::domain::messages::command::Command;
+use crate::domain::messages::event::{Event, Stamp};
+use crate::domain::messages::rejection::Rejection;
+use crate::domain::state::access::ShardAccess;
+use crate::domain::values::ids::OfficeId;
 use crate::limits::{OFFICES_MAX, SCHEDULES_PER_OFFICE_MAX, SHARD_COUNT};
 
 /// Decides an admin command against the whole state.

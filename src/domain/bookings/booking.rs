@@ -1,9 +1,9 @@
 //! A booking: one applicant's slot through its life, and the applicant who comes.
 
-use super::ids::{AccountId, BookingId, GroupId, OfficeId, PaymentReference, SessionId};
-use super::nik::Nik;
-use super::office::{Pool, ServiceType};
-use super::time::{Date, Timestamp};
+use crate::domain::catalogue::office::{Pool, ServiceType};
+use crate::domain::values::ids::{AccountId, BookingId, GroupId, OfficeId, PaymentReference, SessionId};
+use crate::domain::values::nik::Nik;
+use crate::domain::values::time::{Date, Timestamp};
 use serde::{Deserialize, Serialize};
 
 /// Where a booking is in its life. Numbers mirror `antrean.v1.BookingState`.

@@ -2,15 +2,18 @@
 //! instant, admissions that never outrun the slots, tickets that always end, single-use admission tokens bound to one
 //! applicant, `ahead` equal to a naive count, and rooms that rebuild exactly from the log and from an image.
 
-use super::book::{BookRules, Execution};
-use super::booking::{Applicant, BookingState};
-use super::command::{Command, HoldCommand, Rejection, Reply};
-use super::ids::{AccountId, BookingId, SessionId};
-use super::lines::{Advanced, Supply, TicketView};
-use super::office::{Pool, ScheduleRule, ServiceType};
-use super::testkit::*;
-use super::time::{Date, Timestamp};
-use super::waiting_room::{Room, RoomKey, Ticket, TicketId, TicketState, admission_token};
+use super::book::{Advanced, Supply, TicketView};
+use super::room::{Ticket, TicketId, TicketState, WaitingRoom, WaitingRoomKey, admission_token};
+use crate::domain::bookings::booking::{Applicant, BookingState};
+use crate::domain::bookings::rules::BookRules;
+use crate::domain::catalogue::office::{Pool, ScheduleRule, ServiceType};
+use crate::domain::messages::command::{Command, HoldCommand};
+use crate::domain::messages::rejection::Rejection;
+use crate::domain::messages::reply::Reply;
+use crate::domain::state::book::Execution;
+use crate::domain::testkit::*;
+use crate::domain::values::ids::{AccountId, BookingId, SessionId};
+use crate::domain::values::time::{Date, Timestamp};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use std::collections::{BTreeMap, BTreeSet};
@@ -42,7 +45,7 @@ fn room_rules(admission_factor_percent: u32) -> BookRules {
 /// A quota book with the test office and a waiting room in front of Thursday's release.
 struct Line {
     fixture: Fixture,
-    key: RoomKey,
+    key: WaitingRoomKey,
 }
 
 impl Line {
@@ -57,14 +60,15 @@ impl Line {
         };
         let set = fixture.run(&Command::SetSchedule { office_id: office_id(), rule }, now());
         assert_eq!(set.outcome, Ok(Reply::ScheduleSet { dates_scheduled: 1 }));
-        let key = RoomKey { office_id: office_id(), release_at: release() };
-        assert_eq!(fixture.book.room_keys(), vec![key.clone()]);
+        let key = WaitingRoomKey { office_id: office_id(), release_at: release() };
+        assert_eq!(fixture.book.waiting_room_keys(), vec![key.clone()]);
         Line { fixture, key }
     }
 
     fn join(&self, applicant: &Applicant, at: Timestamp) -> TicketView {
         let log = &self.fixture.log;
-        match self.fixture.book.join(&office_id(), ServiceType::NewPassport, applicant.nik, at, log) {
+        match self.fixture.book.join(&unique_request(), &office_id(), ServiceType::NewPassport, applicant.nik, at, log)
+        {
             Ok((view, _)) => view,
             Err(rejection) => panic!("join refused: {rejection:?}"),
         }
@@ -77,11 +81,11 @@ impl Line {
     }
 
     fn advance_with(&self, supply: Supply, idle: &[TicketId], at: Timestamp) -> Option<Advanced> {
-        self.fixture.book.advance_room(&self.key, supply, idle, at, &self.fixture.log)
+        self.fixture.book.advance_waiting_room(&self.key, supply, idle, at, &self.fixture.log)
     }
 
-    fn room(&self) -> Room {
-        Room::clone(self.fixture.book.rooms.lock()[&self.key].as_ref())
+    fn room(&self) -> WaitingRoom {
+        WaitingRoom::clone(self.fixture.book.waiting_rooms.lock()[&self.key].as_ref())
     }
 
     fn ticket(&self, ticket_id: TicketId) -> Ticket {
@@ -121,7 +125,7 @@ impl Line {
             assert_eq!(loaded.ticket(*ticket_id, at), view, "loaded view of {ticket_id}");
         }
         for book in [&replayed, &loaded] {
-            assert_room_consistent(&book.rooms.lock()[&self.key]);
+            assert_room_consistent(&book.waiting_rooms.lock()[&self.key]);
         }
     }
 }
@@ -136,7 +140,7 @@ fn sessions() -> [SessionId; 2] {
 }
 
 /// Checks a room's derived bookkeeping against its tickets, and `ahead` against a naive count.
-fn assert_room_consistent(room: &Room) {
+fn assert_room_consistent(room: &WaitingRoom) {
     let tickets: Vec<&Ticket> = room.tickets.values().collect();
     let waiting: Vec<&Ticket> = tickets.iter().copied().filter(|ticket| ticket.state == TicketState::Waiting).collect();
     let admitted: BTreeSet<(Timestamp, TicketId)> = tickets
@@ -186,7 +190,7 @@ fn assert_room_consistent(room: &Room) {
 }
 
 /// Ticket ids by drawn order.
-fn in_order(room: &Room) -> Vec<TicketId> {
+fn in_order(room: &WaitingRoom) -> Vec<TicketId> {
     let mut tickets: Vec<&Ticket> = room.tickets.values().filter(|ticket| ticket.order > 0).collect();
     tickets.sort_by_key(|ticket| ticket.order);
     tickets.iter().map(|ticket| ticket.ticket_id).collect()
@@ -207,8 +211,8 @@ fn waiting_ticket(number: u64, at: Timestamp) -> Ticket {
 
 /// The order a room with `seed` draws for `count` pre-open joiners.
 fn drawn_order(seed: u64, count: u64) -> Vec<TicketId> {
-    let key = RoomKey { office_id: office_id(), release_at: release() };
-    let mut room = Room::new(key, seed, thursday(), thursday());
+    let key = WaitingRoomKey { office_id: office_id(), release_at: release() };
+    let mut room = WaitingRoom::new(key, seed, thursday(), thursday());
     for number in 1..=count {
         room.join(waiting_ticket(number, release().plus_ms(-60_000 + number as i64)));
     }
@@ -284,6 +288,7 @@ fn joining_needs_an_open_line_and_joining_again_returns_the_same_ticket() {
     let line = Line::new(room_rules(100), SMALL);
     let opens_at = release().plus_ms(-PRE_OPEN_MS);
     let refused = line.fixture.book.join(
+        &unique_request(),
         &office_id(),
         ServiceType::NewPassport,
         person(1).nik,
@@ -291,8 +296,15 @@ fn joining_needs_an_open_line_and_joining_again_returns_the_same_ticket() {
         &line.fixture.log,
     );
     assert_eq!(refused.map(|_| ()), Err(Rejection::NotYetOpen { opens_at }));
-    let other = super::ids::OfficeId::parse("kanim-other").expect("id");
-    let refused = line.fixture.book.join(&other, ServiceType::NewPassport, person(1).nik, opens_at, &line.fixture.log);
+    let other = crate::domain::values::ids::OfficeId::parse("kanim-other").expect("id");
+    let refused = line.fixture.book.join(
+        &unique_request(),
+        &other,
+        ServiceType::NewPassport,
+        person(1).nik,
+        opens_at,
+        &line.fixture.log,
+    );
     assert_eq!(refused.map(|_| ()), Err(Rejection::NoWaitingRoom(other)));
 
     let first = line.join(&person(1), opens_at);
@@ -300,6 +312,7 @@ fn joining_needs_an_open_line_and_joining_again_returns_the_same_ticket() {
     assert_eq!(first.estimated_wait_ms, PRE_OPEN_MS, "until the release instant");
     let logged = line.fixture.log.len();
     let again = line.fixture.book.join(
+        &unique_request(),
         &office_id(),
         ServiceType::NewPassport,
         person(1).nik,
@@ -314,12 +327,52 @@ fn joining_needs_an_open_line_and_joining_again_returns_the_same_ticket() {
 }
 
 #[test]
+fn join_and_leave_are_idempotent_by_request_id_and_replay_remembers_them() {
+    let line = Line::new(room_rules(100), SMALL);
+    let at = release().plus_ms(-1_000);
+    let book = &line.fixture.book;
+    let log = &line.fixture.log;
+    let join_id = request("join-1");
+    let nik = person(1).nik;
+    let (first, position) = book.join(&join_id, &office_id(), ServiceType::NewPassport, nik, at, log).expect("joins");
+    assert!(position.is_some(), "a new ticket is logged");
+    let (retried, position) =
+        book.join(&join_id, &office_id(), ServiceType::NewPassport, nik, at.plus_ms(5), log).expect("retry");
+    assert_eq!(retried.ticket.ticket_id, first.ticket.ticket_id);
+    assert!(position.is_some(), "a retry waits for the first answer's record to be durable");
+    let reused = book.join(&join_id, &office_id(), ServiceType::NewPassport, person(2).nik, at, log);
+    assert_eq!(reused.map(|_| ()), Err(Rejection::RequestIdReused), "same id, another applicant");
+
+    let leave_id = request("leave-1");
+    let (left, _) = book.leave(&leave_id, first.ticket.ticket_id, at.plus_ms(10), log).expect("leaves");
+    assert_eq!(left.ticket.state, TicketState::Left);
+    let (again, _) = book.leave(&leave_id, first.ticket.ticket_id, at.plus_ms(20), log).expect("retry");
+    assert_eq!(again.ticket.state, TicketState::Left);
+    let reused = book.join(&leave_id, &office_id(), ServiceType::NewPassport, nik, at, log);
+    assert_eq!(reused.map(|_| ()), Err(Rejection::RequestIdReused), "a leave's id is not a join's");
+
+    let replayed = replayed(room_rules(100), &log.events());
+    let (after_restart, position) = replayed
+        .join(&join_id, &office_id(), ServiceType::NewPassport, nik, at.plus_ms(30), &VecLog::default())
+        .expect("retry after a restart");
+    assert_eq!(after_restart.ticket.ticket_id, first.ticket.ticket_id, "the first answer survives replay");
+    assert_eq!(position, None, "a replayed record is already durable");
+    line.assert_rebuilds();
+}
+
+#[test]
 fn a_full_line_refuses_new_tickets() {
     let line = Line::new(BookRules { tickets_per_room_max: 2, ..room_rules(100) }, SMALL);
     line.join(&person(1), release());
     line.join(&person(2), release());
-    let refused =
-        line.fixture.book.join(&office_id(), ServiceType::NewPassport, person(3).nik, release(), &line.fixture.log);
+    let refused = line.fixture.book.join(
+        &unique_request(),
+        &office_id(),
+        ServiceType::NewPassport,
+        person(3).nik,
+        release(),
+        &line.fixture.log,
+    );
     assert_eq!(refused.map(|_| ()), Err(Rejection::LimitReached { limit: "tickets_per_room_max".into() }));
 }
 
@@ -422,13 +475,17 @@ fn an_admission_token_expires() {
 fn leaving_gives_up_the_admission() {
     let (line, admitted) = admitted_line(11);
     let at = release().plus_ms(1_000);
-    let (left, _) = line.fixture.book.leave(admitted[0].ticket_id, at, &line.fixture.log).expect("leaves");
+    let (left, _) =
+        line.fixture.book.leave(&unique_request(), admitted[0].ticket_id, at, &line.fixture.log).expect("leaves");
     assert_eq!((left.ticket.state, line.room().admitted_now), (TicketState::Left, 5));
     let refused =
         line.hold(&applicant_of(&admitted[0]), morning(), Pool::Regular, Some(admitted[0].admission_token), at);
     assert_eq!(refused.outcome, Err(Rejection::AdmissionRequired));
     let logged = line.fixture.log.len();
-    line.fixture.book.leave(admitted[0].ticket_id, at, &line.fixture.log).expect("leaving twice is fine");
+    line.fixture
+        .book
+        .leave(&unique_request(), admitted[0].ticket_id, at, &line.fixture.log)
+        .expect("leaving twice is fine");
     assert_eq!(line.fixture.log.len(), logged, "leaving twice logs nothing");
     line.advance(at);
     assert_eq!(line.room().admitted_now, 6, "the freed admission goes to the next in line");
@@ -520,8 +577,8 @@ fn every_ticket_ends_once_the_slots_are_gone() {
 
 #[test]
 fn ahead_counts_the_waiting_tickets_in_front_through_growth_and_departures() {
-    let key = RoomKey { office_id: office_id(), release_at: release() };
-    let mut room = Room::new(key, 7, thursday(), thursday());
+    let key = WaitingRoomKey { office_id: office_id(), release_at: release() };
+    let mut room = WaitingRoom::new(key, 7, thursday(), thursday());
     for number in 1..=40 {
         room.join(waiting_ticket(number, release().plus_ms(-1_000)));
     }
@@ -640,8 +697,12 @@ impl History {
                 let tickets = self.tickets(None);
                 if !tickets.is_empty() {
                     let ticket = &tickets[pick.index(tickets.len())];
-                    let (view, _) =
-                        self.line.fixture.book.leave(ticket.ticket_id, at, &self.line.fixture.log).expect("leaves");
+                    let (view, _) = self
+                        .line
+                        .fixture
+                        .book
+                        .leave(&unique_request(), ticket.ticket_id, at, &self.line.fixture.log)
+                        .expect("leaves");
                     let expected = if ticket.state.is_terminal() { ticket.state } else { TicketState::Left };
                     assert_eq!(view.ticket.state, expected);
                 }
@@ -834,7 +895,7 @@ impl History {
 
 /// Checks that tickets placed after the draw are in the order they were applied, and the draw holds exactly those who
 /// joined before it and stayed.
-fn check_orders(room: &Room, drawn: &BTreeSet<TicketId>, after_draw: &[TicketId]) {
+fn check_orders(room: &WaitingRoom, drawn: &BTreeSet<TicketId>, after_draw: &[TicketId]) {
     let order = in_order(room);
     let (first, rest) = order.split_at(drawn.len().min(order.len()));
     assert_eq!(first.iter().copied().collect::<BTreeSet<_>>(), *drawn, "the draw holds the pre-open joiners");
@@ -878,7 +939,7 @@ proptest! {
                     let tickets: Vec<TicketId> = line.room().tickets.keys().copied().collect();
                     if !tickets.is_empty() {
                         let ticket_id = tickets[pick.index(tickets.len())];
-                        line.fixture.book.leave(ticket_id, clock, &line.fixture.log).expect("leaves");
+                        line.fixture.book.leave(&unique_request(), ticket_id, clock, &line.fixture.log).expect("leaves");
                         pre_open.remove(&ticket_id);
                     }
                 }
@@ -928,4 +989,10 @@ proptest! {
         history.drain();
         history.line.assert_rebuilds();
     }
+}
+
+/// A request id no other call in this test process uses.
+fn unique_request() -> crate::domain::values::ids::RequestId {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    request(&format!("wr-{}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)))
 }

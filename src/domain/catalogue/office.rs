@@ -4,9 +4,9 @@
 //! The catalogue changes only through admin commands, which the quota book applies while holding every shard lock, so
 //! a hold always sees one consistent catalogue.
 
-use super::command::FieldViolation;
-use super::ids::{OfficeId, SessionId};
-use super::time::{Date, TimeOfDay, Timestamp, Zone};
+use crate::domain::values::ids::{OfficeId, SessionId};
+use crate::domain::values::time::{Date, TimeOfDay, Timestamp, Zone};
+use crate::domain::values::violation::FieldViolation;
 use crate::limits::{DISPLAY_TEXT_CHARS_MAX, POOL_CAPACITY_MAX, SESSIONS_PER_DAY_MAX};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

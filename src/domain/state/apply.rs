@@ -5,45 +5,45 @@
 //! and continuing would corrupt state.
 
 use super::access::ShardAccess;
-use super::booking::{Booking, BookingState, SlotRef, payment_code_for};
-use super::command::{Event, Outcome, Reply, RoomEvent, Stamp};
-use super::ids::BookingId;
-use super::ids::OfficeId;
-use super::office::{Catalog, Office, ScheduleRule};
-use super::shard::{DayKey, DayLedger, OfficeCounters, PoolLedger, Refund, SessionLedger, ShardKey};
-use super::time::Timestamp;
-use super::waiting_room::{Room, RoomKey, Rooms, Ticket, TicketId, TicketState};
+use super::applied::{Applied, answered};
+use super::shard::day_key;
+use super::shard::{DayKey, DayLedger, OfficeCounters, PoolLedger, SessionLedger, ShardKey};
+use crate::domain::bookings::booking::{Booking, BookingState, SlotRef, payment_code_for};
+use crate::domain::bookings::refund::Refund;
+use crate::domain::catalogue::office::{Catalog, Office, ScheduleRule};
+use crate::domain::messages::event::Event;
+use crate::domain::messages::rejection::Rejection;
+use crate::domain::messages::reply::Reply;
+use crate::domain::values::ids::BookingId;
+use crate::domain::values::time::Timestamp;
+use crate::domain::waiting_room::apply::{apply_waiting_room_event, open_waiting_room};
+use crate::domain::waiting_room::event::WaitingRoomEvent;
+use crate::domain::waiting_room::room::{TicketState, WaitingRooms};
 use std::sync::Arc;
-
-/// What applying an event did, beyond the state change itself.
-#[derive(Debug, Default)]
-pub struct Applied {
-    /// The request the event answers and the answer, to remember for retries.
-    pub answered: Option<(Stamp, Outcome)>,
-    /// Bookings created.
-    pub bookings_created: u64,
-    /// Highest booking id the event uses.
-    pub highest_booking_id: Option<BookingId>,
-    /// Request records dropped.
-    pub requests_forgotten: u64,
-    /// Highest ticket id the event uses.
-    pub highest_ticket_id: Option<TicketId>,
-    /// Bookings deleted.
-    pub bookings_purged: u64,
-}
 
 /// Applies `event`. Admin events replace the catalogue through `catalog`. Events that touch waiting rooms (holds with
 /// an admission token, schedules with a waiting room, room events) need `rooms`.
 pub fn apply(
     access: &mut impl ShardAccess,
     catalog: &mut Arc<Catalog>,
-    rooms: Option<&mut Rooms>,
+    rooms: Option<&mut WaitingRooms>,
     event: &Event,
 ) -> Applied {
     match event {
-        Event::Room(room_event) => {
+        Event::WaitingRoomRequested { stamp, change } => {
+            let rooms = rooms.expect("waiting-room requests are applied with the waiting rooms locked");
+            let applied = apply_waiting_room_event(rooms, change);
+            let ticket_id = match change {
+                WaitingRoomEvent::Joined { ticket_id, .. } | WaitingRoomEvent::Left { ticket_id, .. } => *ticket_id,
+                WaitingRoomEvent::Advanced { .. } => {
+                    unreachable!("the waiting room moves on by itself, not on request")
+                }
+            };
+            Applied { answered: answered(stamp, Ok(Reply::Ticket { ticket_id })).answered, ..applied }
+        }
+        Event::WaitingRoom(room_event) => {
             let rooms = rooms.expect("room events are applied with the rooms locked");
-            apply_room(rooms, room_event)
+            apply_waiting_room_event(rooms, room_event)
         }
         Event::Held { stamp, hold, first_booking_id, group_id, payment_deadline, session_starts_at, admission } => {
             if let Some((key, ticket_id)) = admission {
@@ -106,7 +106,7 @@ pub fn apply(
             };
             access.shard_mut(booking_id.shard_index()).refunds.push(refund);
             counters(access, &day_key(&booking.slot)).refunds_total += 1;
-            let rejection = super::decide::refund_rejection(*reason, &booking);
+            let rejection = Rejection::refund(*reason, &booking);
             answered(stamp, Err(rejection))
         }
         Event::Cancelled { stamp, booking_id } => {
@@ -154,7 +154,7 @@ pub fn apply(
             let dates_scheduled = scheduled_days(office, rule);
             if rule.waiting_room {
                 let rooms = rooms.expect("schedules are applied with the rooms locked");
-                open_room(rooms, office_id, rule, stamp.fingerprint);
+                open_waiting_room(rooms, office_id, rule, stamp.fingerprint);
             }
             resize_days(access, catalog, office_id);
             answered(stamp, Ok(Reply::ScheduleSet { dates_scheduled }))
@@ -173,82 +173,6 @@ pub fn apply(
             answered(stamp, Ok(Reply::DateClosed { bookings_affected: bookings_affected as i32 }))
         }
     }
-}
-
-/// Creates the waiting room of a schedule (or widens its dates when the release already has one).
-fn open_room(rooms: &mut Rooms, office_id: &OfficeId, rule: &ScheduleRule, fingerprint: u64) {
-    let key = RoomKey { office_id: office_id.clone(), release_at: rule.release_at };
-    // The seed comes from the logged schedule, so the draw replays identically, yet no caller can predict it
-    // without knowing the whole request.
-    let seed = fingerprint ^ (rule.release_at.0 as u64).rotate_left(17);
-    let room =
-        rooms.entry(key.clone()).or_insert_with(|| Arc::new(Room::new(key, seed, rule.first_date, rule.last_date)));
-    let room = Arc::make_mut(room);
-    room.first_date = room.first_date.min(rule.first_date);
-    room.last_date = room.last_date.max(rule.last_date);
-}
-
-pub(crate) fn apply_room(rooms: &mut Rooms, event: &RoomEvent) -> Applied {
-    match event {
-        RoomEvent::Joined { room, ticket_id, nik, service, at } => {
-            let room = Arc::make_mut(rooms.get_mut(room).expect("join was decided on this room"));
-            let state = if room.sold_out { TicketState::SoldOut } else { TicketState::Waiting };
-            let ticket = Ticket {
-                ticket_id: *ticket_id,
-                nik: *nik,
-                service: *service,
-                joined_at: *at,
-                state,
-                order: 0,
-                admission_token: 0,
-                admission_expires_at: Timestamp(0),
-            };
-            room.join(ticket);
-            Applied { highest_ticket_id: Some(*ticket_id), ..Applied::default() }
-        }
-        RoomEvent::Left { room, ticket_id } => {
-            let room = Arc::make_mut(rooms.get_mut(room).expect("leave was decided on this room"));
-            room.set_state(*ticket_id, TicketState::Left);
-            Applied::default()
-        }
-        RoomEvent::Advanced { room, at, admitted, admission_expires_at, expired, sold_out } => {
-            let room = Arc::make_mut(rooms.get_mut(room).expect("the line exists"));
-            room.draw_if_due(*at);
-            for ticket_id in expired {
-                room.set_state(*ticket_id, TicketState::Expired);
-            }
-            for ticket_id in admitted {
-                room.admit(*ticket_id, *at, *admission_expires_at);
-            }
-            match sold_out {
-                Some(true) => {
-                    room.sold_out = true;
-                    let waiting: Vec<TicketId> = room
-                        .tickets
-                        .values()
-                        .filter(|ticket| ticket.state == TicketState::Waiting)
-                        .map(|ticket| ticket.ticket_id)
-                        .collect();
-                    for ticket_id in waiting {
-                        room.set_state(ticket_id, TicketState::SoldOut);
-                    }
-                }
-                Some(false) => room.sold_out = false,
-                None => {}
-            }
-            Applied::default()
-        }
-    }
-}
-
-fn answered(stamp: &Stamp, outcome: Outcome) -> Applied {
-    Applied { answered: Some((stamp.clone(), outcome)), ..Applied::default() }
-}
-
-/// The day key of a slot.
-#[must_use]
-pub fn day_key(slot: &SlotRef) -> DayKey {
-    DayKey { office_id: slot.office_id.clone(), date: slot.date }
 }
 
 /// The booking, which must exist.
@@ -400,7 +324,7 @@ fn forget_requests(access: &mut impl ShardAccess, recorded_before: Timestamp) ->
 
 /// Deletes finished bookings (not holding a slot that is still to come) dated before `before`, with their entries in
 /// day and applicant indexes. Runs with every shard locked.
-fn purge_bookings(access: &mut impl ShardAccess, before: super::time::Date) -> u64 {
+fn purge_bookings(access: &mut impl ShardAccess, before: crate::domain::values::time::Date) -> u64 {
     let mut purged = Vec::new();
     for index in 0..crate::limits::SHARD_COUNT {
         let finished = |booking: &Booking| booking.slot.date < before && !booking.state.is_active();
@@ -446,7 +370,7 @@ fn scheduled_days(office: &Office, rule: &ScheduleRule) -> i32 {
 
 /// Brings every existing day ledger of an office in line with the catalogue's current plans. The decision step has
 /// already checked that no booking loses its slot.
-fn resize_days(access: &mut impl ShardAccess, catalog: &Catalog, office_id: &super::ids::OfficeId) {
+fn resize_days(access: &mut impl ShardAccess, catalog: &Catalog, office_id: &crate::domain::values::ids::OfficeId) {
     let Some(office) = catalog.office(office_id) else { return };
     for index in 0..crate::limits::SHARD_COUNT {
         let keys: Vec<DayKey> =
@@ -460,11 +384,11 @@ fn resize_days(access: &mut impl ShardAccess, catalog: &Catalog, office_id: &sup
     }
 }
 
-fn resize_day(ledger: &mut DayLedger, sessions: &[super::office::SessionTemplate]) {
+fn resize_day(ledger: &mut DayLedger, sessions: &[crate::domain::catalogue::office::SessionTemplate]) {
     let mut resized = Vec::with_capacity(sessions.len());
     for template in sessions {
         let old = ledger.sessions.iter().find(|session| session.session_id == template.session_id);
-        let pools = super::office::Pool::ALL
+        let pools = crate::domain::catalogue::office::Pool::ALL
             .iter()
             .filter_map(|pool| {
                 let mut ledger = old

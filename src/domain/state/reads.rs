@@ -1,13 +1,14 @@
 //! Queries: availability, booking lists, statistics and refunds. They lock one shard at a time and never log.
 
 use super::book::QuotaBook;
-use super::booking::Booking;
-use super::command::Rejection;
-use super::ids::{BookingId, OfficeId, SessionId};
-use super::nik::Nik;
-use super::office::{Pool, ServiceType};
-use super::shard::{DayKey, OfficeCounters, Refund, ShardKey};
-use super::time::{Date, TimeOfDay, Timestamp};
+use super::shard::{DayKey, OfficeCounters, ShardKey};
+use crate::domain::bookings::booking::Booking;
+use crate::domain::bookings::refund::Refund;
+use crate::domain::catalogue::office::{Pool, ServiceType};
+use crate::domain::messages::rejection::Rejection;
+use crate::domain::values::ids::{BookingId, OfficeId, SessionId};
+use crate::domain::values::nik::Nik;
+use crate::domain::values::time::{Date, TimeOfDay, Timestamp};
 use crate::limits::{AVAILABILITY_DAYS_MAX, SHARD_COUNT};
 
 /// Whether a pool can be booked now. Numbers mirror `antrean.v1.SessionState`.

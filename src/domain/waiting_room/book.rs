@@ -3,18 +3,21 @@
 //! Lock order: the rooms lock is taken after shard locks (holds) or alone (everything here); the supply figures a
 //! line needs are read from the shards first, one at a time, and passed in.
 
-use super::book::{EventLog, QuotaBook};
-use super::command::{Event, Rejection, RoomEvent};
-use super::ids::OfficeId;
-use super::nik::Nik;
-use super::office::{Pool, ServiceType};
-use super::shard::{DayKey, ShardKey};
-use super::time::Timestamp;
-use super::waiting_room::{Room, RoomKey, Rooms, Ticket, TicketId, TicketState};
+use super::decide::waiting_room_of;
+use super::event::WaitingRoomEvent;
+use super::room::{Ticket, TicketId, TicketState, WaitingRoom, WaitingRoomKey, WaitingRooms};
+use crate::domain::catalogue::office::{Pool, ServiceType};
+use crate::domain::messages::command::Command;
+use crate::domain::messages::event::Event;
+use crate::domain::messages::rejection::Rejection;
+use crate::domain::messages::reply::Reply;
+use crate::domain::state::book::{EventLog, Execution, QuotaBook};
+use crate::domain::state::shard::{DayKey, ShardKey};
+use crate::domain::values::ids::{OfficeId, RequestId};
+use crate::domain::values::nik::Nik;
+use crate::domain::values::time::Timestamp;
+use crate::limits::WAITING_ROOM_STEP_TICKETS_MAX;
 use std::sync::atomic::Ordering;
-
-/// Most tickets admitted or expired in one step of a line, so a step stays short under the rooms lock.
-pub const LINE_STEP_TICKETS_MAX: usize = 2_000;
 
 /// A ticket as a caller sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,7 +25,7 @@ pub struct TicketView {
     /// The ticket.
     pub ticket: Ticket,
     /// Its line.
-    pub room: RoomKey,
+    pub room: WaitingRoomKey,
     /// Waiting tickets ahead of it.
     pub ahead: u64,
     /// Estimated milliseconds until admission, from the line's admission rate (or until the release instant).
@@ -54,78 +57,56 @@ pub struct Supply {
 impl QuotaBook {
     /// Every line.
     #[must_use]
-    pub fn room_keys(&self) -> Vec<RoomKey> {
-        self.rooms.lock().keys().cloned().collect()
+    pub fn waiting_room_keys(&self) -> Vec<WaitingRoomKey> {
+        self.waiting_rooms.lock().keys().cloned().collect()
     }
 
-    /// Joins the office's open line (or returns the applicant's ticket there). Refused when the office has no line,
-    /// or its next line does not open yet.
+    /// Joins the office's open waiting room (or returns the applicant's ticket there) under `request_id`: a retry of
+    /// the same request returns the same ticket. Refused when the office has no waiting room, or its next one does not
+    /// open yet. Returns the ticket now and the log position to await, if anything was logged.
     pub fn join(
         &self,
+        request_id: &RequestId,
         office_id: &OfficeId,
         service: ServiceType,
         nik: Nik,
         now: Timestamp,
         log: &impl EventLog,
     ) -> Result<(TicketView, Option<u64>), Rejection> {
-        let mut rooms = self.rooms.lock();
-        let key = self.open_room(&rooms, office_id, now)?;
-        let room = rooms.get(&key).expect("chosen above");
-        if let Some(ticket_id) = room.by_nik.get(&nik) {
-            return Ok((self.view(room, *ticket_id, now).expect("indexed ticket exists"), None));
-        }
-        if room.tickets.len() as u64 >= self.rules().tickets_per_room_max {
-            return Err(Rejection::LimitReached { limit: "tickets_per_room_max".into() });
-        }
-        let ticket_id = TicketId(self.next_ticket_id.fetch_add(1, Ordering::Relaxed));
-        let event = Event::Room(RoomEvent::Joined { room: key.clone(), ticket_id, nik, service, at: now });
-        let position = self.apply_room_event(&mut rooms, &event, log);
-        let room = rooms.get(&key).expect("chosen above");
-        Ok((self.view(room, ticket_id, now).expect("just joined"), Some(position)))
+        let command = Command::JoinWaitingRoom { office_id: office_id.clone(), service, nik };
+        self.ticket_answer(self.execute(request_id, &command, now, log), now)
     }
 
-    /// The line an office's applicants join at `now`: the latest one already open, else an error naming when the next
-    /// one opens.
-    fn open_room(&self, rooms: &Rooms, office_id: &OfficeId, now: Timestamp) -> Result<RoomKey, Rejection> {
-        let pre_open = self.rules().waiting_room_pre_open_ms;
-        let office_rooms = rooms.keys().filter(|key| &key.office_id == office_id);
-        let open = office_rooms.clone().filter(|key| key.release_at.plus_ms(-pre_open) <= now).max();
-        if let Some(key) = open {
-            return Ok(key.clone());
-        }
-        match office_rooms.min() {
-            Some(next) => Err(Rejection::NotYetOpen { opens_at: next.release_at.plus_ms(-pre_open) }),
-            None => Err(Rejection::NoWaitingRoom(office_id.clone())),
-        }
-    }
-
-    /// Leaves the line. Leaving twice, or after the ticket ended, changes nothing.
+    /// Leaves a waiting room under `request_id`. Leaving twice, or after the ticket ended, changes nothing.
     pub fn leave(
         &self,
+        request_id: &RequestId,
         ticket_id: TicketId,
         now: Timestamp,
         log: &impl EventLog,
     ) -> Result<(TicketView, Option<u64>), Rejection> {
-        let mut rooms = self.rooms.lock();
-        let key = find_room(&rooms, ticket_id).ok_or(Rejection::TicketNotFound(ticket_id))?;
-        let ticket = &rooms[&key].tickets[&ticket_id];
-        let mut position = None;
-        if !ticket.state.is_terminal() {
-            let event = Event::Room(RoomEvent::Left { room: key.clone(), ticket_id });
-            position = Some(self.apply_room_event(&mut rooms, &event, log));
+        self.ticket_answer(self.execute(request_id, &Command::LeaveWaitingRoom { ticket_id }, now, log), now)
+    }
+
+    fn ticket_answer(&self, execution: Execution, now: Timestamp) -> Result<(TicketView, Option<u64>), Rejection> {
+        match execution.outcome? {
+            Reply::Ticket { ticket_id } => {
+                let view = self.ticket(ticket_id, now).ok_or(Rejection::TicketNotFound(ticket_id))?;
+                Ok((view, execution.log_position))
+            }
+            other => unreachable!("a waiting-room request answers with a ticket, not {other:?}"),
         }
-        Ok((self.view(&rooms[&key], ticket_id, now).expect("exists"), position))
     }
 
     /// A ticket as its holder sees it now.
     #[must_use]
     pub fn ticket(&self, ticket_id: TicketId, now: Timestamp) -> Option<TicketView> {
-        let rooms = self.rooms.lock();
-        let key = find_room(&rooms, ticket_id)?;
+        let rooms = self.waiting_rooms.lock();
+        let key = waiting_room_of(&rooms, ticket_id)?;
         self.view(&rooms[&key], ticket_id, now)
     }
 
-    fn view(&self, room: &Room, ticket_id: TicketId, now: Timestamp) -> Option<TicketView> {
+    fn view(&self, room: &WaitingRoom, ticket_id: TicketId, now: Timestamp) -> Option<TicketView> {
         let ticket = room.tickets.get(&ticket_id)?.clone();
         let ahead = if ticket.state == TicketState::Waiting { room.ahead(&ticket) } else { 0 };
         let estimated_wait_ms = if now < room.key.release_at {
@@ -144,11 +125,14 @@ impl QuotaBook {
 
     /// The slots behind a line: remaining and awaiting payment over its dates.
     #[must_use]
-    pub fn supply(&self, key: &RoomKey) -> Supply {
+    pub fn supply(&self, key: &WaitingRoomKey) -> Supply {
         let catalog = self.catalog();
         let Some(office) = catalog.office(&key.office_id) else { return Supply::default() };
-        let Some((first, last, admitted)) =
-            self.rooms.lock().get(key).map(|room| (room.first_date, room.last_date, u64::from(room.admitted_now)))
+        let Some((first, last, admitted)) = self
+            .waiting_rooms
+            .lock()
+            .get(key)
+            .map(|room| (room.first_date, room.last_date, u64::from(room.admitted_now)))
         else {
             return Supply::default();
         };
@@ -165,7 +149,7 @@ impl QuotaBook {
             let day = DayKey { office_id: key.office_id.clone(), date };
             let ledger = self.read_shard(day.shard_index(), |shard| shard.days.get(&day).cloned());
             for session in plan.sessions {
-                // The priority pool is not behind the line (see `decide::room_for`).
+                // The priority pool is not behind the line (see `decide::waiting_room_for`).
                 for (pool, capacity) in session.capacities.iter().filter(|(pool, _)| *pool != Pool::Priority) {
                     let counted = ledger.as_ref().and_then(|ledger| ledger.pool(&session.session_id, *pool));
                     supply.remaining += u64::from(counted.map_or(*capacity, |ledger| ledger.remaining()));
@@ -179,15 +163,15 @@ impl QuotaBook {
     /// Moves a line on at `now`: makes the draw when due, expires admissions that ran out and tickets in `idle`,
     /// admits the next tickets while admitted-not-booked stays within remaining slots times the admission factor, and
     /// declares the line sold out when no slot is left and none can come back. Logs one event when anything changes.
-    pub fn advance_room(
+    pub fn advance_waiting_room(
         &self,
-        key: &RoomKey,
+        key: &WaitingRoomKey,
         supply: Supply,
         idle: &[TicketId],
         now: Timestamp,
         log: &impl EventLog,
     ) -> Option<Advanced> {
-        let mut rooms = self.rooms.lock();
+        let mut rooms = self.waiting_rooms.lock();
         let room = rooms.get(key)?;
         if now < key.release_at {
             return None;
@@ -197,7 +181,7 @@ impl QuotaBook {
             .iter()
             .take_while(|(expires_at, _)| *expires_at <= now)
             .map(|(_, ticket_id)| *ticket_id)
-            .take(LINE_STEP_TICKETS_MAX)
+            .take(WAITING_ROOM_STEP_TICKETS_MAX)
             .collect();
         let admitted_after_expiry = u64::from(room.admitted_now).max(supply.admitted) - expired.len() as u64;
         expired.extend(idle.iter().filter(|ticket_id| {
@@ -205,13 +189,13 @@ impl QuotaBook {
         }));
         // Rounded up, so a factor below 100 % still admits someone for the last slot instead of stalling the line.
         let budget = (supply.remaining * u64::from(self.rules().admission_factor_percent)).div_ceil(100);
-        let wanted = budget.saturating_sub(admitted_after_expiry).min(LINE_STEP_TICKETS_MAX as u64) as usize;
+        let wanted = budget.saturating_sub(admitted_after_expiry).min(WAITING_ROOM_STEP_TICKETS_MAX as u64) as usize;
         // Applying the event makes the draw first, which decides who is next: pick from a drawn copy when it is pending.
         let drawn_copy;
         let ordered = if room.drawn {
             room
         } else {
-            let mut copy = Room::clone(room);
+            let mut copy = WaitingRoom::clone(room);
             copy.draw_if_due(now);
             drawn_copy = copy;
             &drawn_copy
@@ -237,7 +221,7 @@ impl QuotaBook {
             .map(|ticket| now.ms_since(ticket.joined_at.max(key.release_at)))
             .collect();
         let admission_expires_at = now.plus_ms(self.rules().admission_ttl_ms);
-        let event = Event::Room(RoomEvent::Advanced {
+        let event = Event::WaitingRoom(WaitingRoomEvent::Advanced {
             room: key.clone(),
             at: now,
             admitted,
@@ -245,20 +229,20 @@ impl QuotaBook {
             expired,
             sold_out,
         });
-        let position = self.apply_room_event(&mut rooms, &event, log);
+        let position = self.commit_waiting_room_event(&mut rooms, &event, log);
         Some(Advanced { position, waited_ms })
     }
 
     /// Tickets waiting and admitted per line, for gauges.
     #[must_use]
-    pub fn room_depths(&self) -> Vec<(RoomKey, u64, u32)> {
-        self.rooms.lock().iter().map(|(key, room)| (key.clone(), room.waiting(), room.admitted_now)).collect()
+    pub fn waiting_room_depths(&self) -> Vec<(WaitingRoomKey, u64, u32)> {
+        self.waiting_rooms.lock().iter().map(|(key, room)| (key.clone(), room.waiting(), room.admitted_now)).collect()
     }
 
     /// Waiting tickets of a line, for the engine's idle check.
     #[must_use]
-    pub fn waiting_tickets(&self, key: &RoomKey, limit: usize) -> Vec<(TicketId, Timestamp)> {
-        let rooms = self.rooms.lock();
+    pub fn waiting_tickets(&self, key: &WaitingRoomKey, limit: usize) -> Vec<(TicketId, Timestamp)> {
+        let rooms = self.waiting_rooms.lock();
         let Some(room) = rooms.get(key) else { return Vec::new() };
         room.tickets
             .values()
@@ -268,16 +252,12 @@ impl QuotaBook {
             .collect()
     }
 
-    fn apply_room_event(&self, rooms: &mut Rooms, event: &Event, log: &impl EventLog) -> u64 {
-        let Event::Room(room_event) = event else { unreachable!("room events only") };
-        let applied = super::apply::apply_room(rooms, room_event);
+    fn commit_waiting_room_event(&self, rooms: &mut WaitingRooms, event: &Event, log: &impl EventLog) -> u64 {
+        let Event::WaitingRoom(room_event) = event else { unreachable!("room events only") };
+        let applied = super::apply::apply_waiting_room_event(rooms, room_event);
         if let Some(highest) = applied.highest_ticket_id {
             self.next_ticket_id.fetch_max(highest.0 + 1, Ordering::Relaxed);
         }
         log.append(event)
     }
-}
-
-fn find_room(rooms: &Rooms, ticket_id: TicketId) -> Option<RoomKey> {
-    rooms.iter().find(|(_, room)| room.tickets.contains_key(&ticket_id)).map(|(key, _)| key.clone())
 }

@@ -5,10 +5,10 @@
 //! The engine decides when to admit, expire or declare a line sold out from what it observes (slots remaining, who
 //! stopped watching) and records it as an event; applying those events is pure, like every other change.
 
-use super::ids::OfficeId;
-use super::nik::Nik;
-use super::office::ServiceType;
-use super::time::{Date, Timestamp};
+use crate::domain::catalogue::office::ServiceType;
+use crate::domain::values::ids::OfficeId;
+use crate::domain::values::nik::Nik;
+use crate::domain::values::time::{Date, Timestamp};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -16,12 +16,12 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 
-/// Every waiting room, by line. Rooms are shared with snapshots until written (`Arc::make_mut`).
-pub type Rooms = BTreeMap<RoomKey, Arc<Room>>;
+/// Every waiting room, by line. WaitingRooms are shared with snapshots until written (`Arc::make_mut`).
+pub type WaitingRooms = BTreeMap<WaitingRoomKey, Arc<WaitingRoom>>;
 
 /// The next ticket number after every ticket in `rooms`.
 #[must_use]
-pub fn next_ticket_id(rooms: &Rooms) -> u64 {
+pub fn next_ticket_id(rooms: &WaitingRooms) -> u64 {
     let highest = rooms.values().filter_map(|room| room.tickets.keys().next_back()).map(|ticket_id| ticket_id.0).max();
     highest.map_or(1, |highest| highest + 1)
 }
@@ -51,7 +51,7 @@ impl fmt::Display for TicketId {
 
 /// Which line: an office's release instant.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct RoomKey {
+pub struct WaitingRoomKey {
     /// The office.
     pub office_id: OfficeId,
     /// The release instant the line waits for.
@@ -133,7 +133,7 @@ impl PartialEq for WaitingIndex {
 impl Eq for WaitingIndex {}
 
 impl WaitingIndex {
-    /// Adds `delta` at `order`. The tree must already cover `order` (`Room::place` grows it by rebuilding).
+    /// Adds `delta` at `order`. The tree must already cover `order` (`WaitingRoom::place` grows it by rebuilding).
     fn add(&mut self, order: u64, delta: i64) {
         let mut index = order as usize;
         debug_assert!(index < self.0.len(), "waiting index too small for order {order}");
@@ -157,9 +157,9 @@ impl WaitingIndex {
 
 /// One line.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Room {
+pub struct WaitingRoom {
     /// Which line.
-    pub key: RoomKey,
+    pub key: WaitingRoomKey,
     /// Seed of the draw and of admission tokens.
     pub seed: u64,
     /// First date behind this line.
@@ -195,11 +195,11 @@ pub struct Room {
     pub index: WaitingIndex,
 }
 
-impl Room {
+impl WaitingRoom {
     /// An empty line for `key`.
     #[must_use]
-    pub fn new(key: RoomKey, seed: u64, first_date: Date, last_date: Date) -> Room {
-        Room {
+    pub fn new(key: WaitingRoomKey, seed: u64, first_date: Date, last_date: Date) -> WaitingRoom {
+        WaitingRoom {
             key,
             seed,
             first_date,
@@ -266,7 +266,7 @@ impl Room {
             let mut bytes = ticket.ticket_id.0.to_le_bytes().to_vec();
             bytes.extend_from_slice(&ticket.nik.value().to_le_bytes());
             bytes.extend_from_slice(&ticket.joined_at.0.to_le_bytes());
-            entropy = entropy.rotate_left(5) ^ super::command::fnv1a(&bytes);
+            entropy = entropy.rotate_left(5) ^ crate::domain::values::hashing::fnv1a(&bytes);
         }
         let mut random = ChaCha8Rng::seed_from_u64(entropy);
         for last in (1..order.len()).rev() {

@@ -7,15 +7,25 @@
 //! trait the caller implements.
 
 use super::access::{Exclusive, Guards, ShardAccess};
-use super::apply::{self, Applied, day_key};
-use super::booking::Booking;
-use super::command::{Command, Event, Outcome, Rejection, Reply, Stamp};
-use super::decide;
-use super::ids::{BookingId, RequestId};
-use super::office::{Catalog, Office};
+use super::applied::Applied;
+use super::apply;
+use super::shard::day_key;
 use super::shard::{DayKey, RequestRecord, Shard, ShardKey};
-use super::time::Timestamp;
-use super::waiting_room::{Rooms, next_ticket_id};
+use crate::domain::bookings::booking::Booking;
+use crate::domain::bookings::decide;
+use crate::domain::bookings::rules::BookRules;
+use crate::domain::catalogue::office::{Catalog, Office};
+use crate::domain::messages::command::Command;
+use crate::domain::messages::event::{Event, Stamp};
+use crate::domain::messages::rejection::Rejection;
+use crate::domain::messages::reply::{Outcome, Reply};
+use crate::domain::values::ids::{BookingId, RequestId};
+use crate::domain::values::time::Timestamp;
+use crate::domain::waiting_room;
+use crate::domain::waiting_room::admission::waiting_room_for;
+use crate::domain::waiting_room::decide::Decision;
+use crate::domain::waiting_room::room::TicketId;
+use crate::domain::waiting_room::room::{WaitingRooms, next_ticket_id};
 use crate::limits::SHARD_COUNT;
 use parking_lot::{Mutex, RwLock};
 use std::sync::Arc;
@@ -25,52 +35,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub trait EventLog {
     /// Appends `event` and returns its log position.
     fn append(&self, event: &Event) -> u64;
-}
-
-/// Policy knobs of the quota book (from configuration).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BookRules {
-    /// Most active bookings one applicant may have across all offices.
-    pub applicant_active_bookings_max: u32,
-    /// Most times a booking may be rescheduled.
-    pub reschedules_max: u32,
-    /// A reschedule must happen at least this many days before the appointment.
-    pub reschedule_days_before_min: i32,
-    /// How long request ids are remembered, in milliseconds.
-    pub request_retention_ms: i64,
-    /// Most request records kept; beyond it new mutations are refused until old ones are forgotten.
-    pub requests_max: u64,
-    /// Most bookings kept.
-    pub bookings_max: u64,
-    /// A waiting room opens this long before its release instant; joiners before the instant are drawn in random
-    /// order.
-    pub waiting_room_pre_open_ms: i64,
-    /// An admitted ticket must hold within this long.
-    pub admission_ttl_ms: i64,
-    /// Admitted-and-not-yet-booked tickets are kept at most at remaining slots times this percentage.
-    pub admission_factor_percent: u32,
-    /// A waiting ticket nobody watches for this long expires.
-    pub ticket_idle_ttl_ms: i64,
-    /// Most tickets in one waiting room.
-    pub tickets_per_room_max: u64,
-}
-
-impl Default for BookRules {
-    fn default() -> BookRules {
-        BookRules {
-            applicant_active_bookings_max: 1,
-            reschedules_max: 1,
-            reschedule_days_before_min: 1,
-            request_retention_ms: 24 * 3_600_000,
-            requests_max: 5_000_000,
-            bookings_max: 20_000_000,
-            waiting_room_pre_open_ms: 15 * 60_000,
-            admission_ttl_ms: 5 * 60_000,
-            admission_factor_percent: 100,
-            ticket_idle_ttl_ms: 2 * 60_000,
-            tickets_per_room_max: 2_000_000,
-        }
-    }
 }
 
 /// The result of executing a command.
@@ -97,7 +61,7 @@ pub struct QuotaBook {
     shards: Box<[Mutex<Arc<Shard>>]>,
     catalog: RwLock<Arc<Catalog>>,
     /// Waiting rooms. Locked after shard locks, never before.
-    pub(crate) rooms: Mutex<Rooms>,
+    pub(crate) waiting_rooms: Mutex<WaitingRooms>,
     pub(crate) next_ticket_id: AtomicU64,
     next_booking_id: AtomicU64,
     bookings_count: AtomicU64,
@@ -109,7 +73,7 @@ pub struct Capture {
     /// The shards.
     pub shards: Vec<Arc<Shard>>,
     /// The waiting rooms.
-    pub rooms: Vec<Arc<super::waiting_room::Room>>,
+    pub waiting_rooms: Vec<Arc<crate::domain::waiting_room::room::WaitingRoom>>,
     /// The catalogue.
     pub catalog: Arc<Catalog>,
     /// The log position the capture reflects exactly.
@@ -124,7 +88,7 @@ impl QuotaBook {
             rules,
             shards: (0..SHARD_COUNT).map(|_| Mutex::new(Arc::new(Shard::default()))).collect(),
             catalog: RwLock::new(Arc::new(Catalog::default())),
-            rooms: Mutex::new(Rooms::new()),
+            waiting_rooms: Mutex::new(WaitingRooms::new()),
             next_ticket_id: AtomicU64::new(1),
             next_booking_id: AtomicU64::new(1),
             bookings_count: AtomicU64::new(0),
@@ -138,7 +102,7 @@ impl QuotaBook {
         rules: BookRules,
         shards: Vec<Shard>,
         catalog: Catalog,
-        rooms: Rooms,
+        rooms: WaitingRooms,
         next_booking_id: u64,
     ) -> QuotaBook {
         assert_eq!(shards.len(), SHARD_COUNT, "a book has exactly SHARD_COUNT shards");
@@ -149,7 +113,7 @@ impl QuotaBook {
             shards: shards.into_iter().map(|shard| Mutex::new(Arc::new(shard))).collect(),
             catalog: RwLock::new(Arc::new(catalog)),
             next_ticket_id: AtomicU64::new(next_ticket_id(&rooms)),
-            rooms: Mutex::new(rooms),
+            waiting_rooms: Mutex::new(rooms),
             next_booking_id: AtomicU64::new(next_booking_id.max(1)),
             bookings_count: AtomicU64::new(bookings as u64),
             requests_count: AtomicU64::new(requests as u64),
@@ -181,6 +145,37 @@ impl QuotaBook {
             | Command::Cancel { .. }
             | Command::Reschedule { .. }
             | Command::CheckIn { .. } => self.execute_on_booking(command, stamp, log),
+            Command::JoinWaitingRoom { .. } | Command::LeaveWaitingRoom { .. } => {
+                self.execute_waiting_room(command, stamp, log)
+            }
+        }
+    }
+
+    /// A join or leave: the request id's shard, then the waiting rooms (the lock order holds: shards first).
+    fn execute_waiting_room(&self, command: &Command, stamp: Stamp, log: &impl EventLog) -> Execution {
+        let mut guards = Guards::lock(&self.shards, vec![stamp.request_id.shard_index()]);
+        if let Some(known) = self.remembered(&guards, &stamp) {
+            return known;
+        }
+        if let Err(rejection) = self.check_room(0) {
+            return Execution::refused(rejection);
+        }
+        let mut rooms = self.waiting_rooms.lock();
+        let decided = match command {
+            Command::JoinWaitingRoom { office_id, service, nik } => {
+                waiting_room::decide::join(&self.rules, &rooms, office_id, *service, *nik, stamp, || {
+                    TicketId(self.next_ticket_id.fetch_add(1, Ordering::Relaxed))
+                })
+            }
+            Command::LeaveWaitingRoom { ticket_id } => waiting_room::decide::leave(&rooms, *ticket_id, stamp),
+            _ => unreachable!("dispatched on waiting-room commands"),
+        };
+        match decided {
+            Ok(Decision::Change(event)) => self.commit(&mut guards, Some(&mut rooms), self.catalog(), event, log),
+            Ok(Decision::Unchanged(ticket_id)) => {
+                Execution { outcome: Ok(Reply::Ticket { ticket_id }), log_position: None, repeated: false }
+            }
+            Err(rejection) => Execution::refused(rejection),
         }
     }
 
@@ -199,7 +194,7 @@ impl QuotaBook {
             return Execution::refused(rejection);
         }
         let catalog = self.catalog();
-        let mut rooms = decide::room_for(&catalog, &hold.slot).map(|_| self.rooms.lock());
+        let mut rooms = waiting_room_for(&catalog, &hold.slot).map(|_| self.waiting_rooms.lock());
         match decide::hold(&guards, &catalog, &self.rules, hold, stamp, first, rooms.as_deref()) {
             Ok(event) => self.commit(&mut guards, rooms.as_deref_mut(), catalog, event, log),
             Err(rejection) => Execution::refused(rejection),
@@ -272,8 +267,8 @@ impl QuotaBook {
             return Execution::refused(rejection);
         }
         let catalog = self.catalog();
-        let mut rooms = self.rooms.lock();
-        match super::admin::decide(&guards, &catalog, command, stamp) {
+        let mut rooms = self.waiting_rooms.lock();
+        match crate::domain::catalogue::admin::decide(&guards, &catalog, command, stamp) {
             Ok(event) => self.commit(&mut guards, Some(&mut rooms), catalog, event, log),
             Err(rejection) => Execution::refused(rejection),
         }
@@ -283,7 +278,7 @@ impl QuotaBook {
     fn commit(
         &self,
         guards: &mut Guards<'_>,
-        rooms: Option<&mut Rooms>,
+        rooms: Option<&mut WaitingRooms>,
         catalog: Arc<Catalog>,
         event: Event,
         log: &impl EventLog,
@@ -345,7 +340,8 @@ impl QuotaBook {
             vec![booking_id.shard_index(), peeked.applicant.nik.shard_index(), day_key(&peeked.slot).shard_index()];
         let mut guards = Guards::lock(&self.shards, indices);
         let booking = guards.shard(booking_id.shard_index()).bookings.get(&booking_id)?;
-        let due = booking.state == super::booking::BookingState::AwaitingPayment && booking.payment_deadline <= now;
+        let due = booking.state == crate::domain::bookings::booking::BookingState::AwaitingPayment
+            && booking.payment_deadline <= now;
         if !due || booking.slot != peeked.slot {
             return None;
         }
@@ -391,8 +387,12 @@ impl QuotaBook {
     /// Applies a logged event during recovery, before serving. Needs `&mut self`: nothing else may run.
     pub fn replay(&mut self, event: &Event) {
         let mut catalog = self.catalog.get_mut().clone();
-        let applied =
-            apply::apply(&mut Exclusive::new(&mut self.shards), &mut catalog, Some(self.rooms.get_mut()), event);
+        let applied = apply::apply(
+            &mut Exclusive::new(&mut self.shards),
+            &mut catalog,
+            Some(self.waiting_rooms.get_mut()),
+            event,
+        );
         *self.catalog.get_mut() = catalog;
         self.account(&applied);
         if let Some(highest) = applied.highest_ticket_id {
@@ -407,10 +407,10 @@ impl QuotaBook {
     /// position the capture reflects.
     pub fn capture(&self, log_position: impl FnOnce() -> u64) -> Capture {
         let guards: Vec<_> = self.shards.iter().map(|shard| shard.lock()).collect();
-        let rooms = self.rooms.lock();
+        let rooms = self.waiting_rooms.lock();
         Capture {
             shards: guards.iter().map(|guard| Arc::clone(guard)).collect(),
-            rooms: rooms.values().cloned().collect(),
+            waiting_rooms: rooms.values().cloned().collect(),
             catalog: self.catalog(),
             log_position: log_position(),
         }
@@ -435,7 +435,7 @@ impl QuotaBook {
 
     /// The office with `office_id`, if any.
     #[must_use]
-    pub fn office(&self, office_id: &super::ids::OfficeId) -> Option<Office> {
+    pub fn office(&self, office_id: &crate::domain::values::ids::OfficeId) -> Option<Office> {
         self.catalog().office(office_id).cloned()
     }
 }

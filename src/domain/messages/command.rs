@@ -1,0 +1,145 @@
+//! What callers ask for: commands. Commands are validated values: the edge turns requests into commands and refuses
+//! malformed ones with every field violation at once.
+
+use crate::domain::bookings::booking::{Applicant, SlotRef};
+use crate::domain::catalogue::office::{OfficeSettings, ScheduleRule, ServiceType};
+use crate::domain::values::hashing::fnv1a;
+use crate::domain::values::ids::{AccountId, BookingId, OfficeId, PaymentReference, SessionId};
+use crate::domain::values::nik::Nik;
+use crate::domain::values::time::Date;
+use crate::domain::waiting_room::room::TicketId;
+use serde::{Deserialize, Serialize};
+
+/// Take slots in one session for one or more applicants, all or none.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldCommand {
+    /// Where.
+    pub slot: SlotRef,
+    /// What for.
+    pub service: ServiceType,
+    /// Who comes: one for `Hold`, up to the group limit for `HoldGroup`.
+    pub applicants: Vec<Applicant>,
+    /// Who books.
+    pub account_id: AccountId,
+    /// Made through `HoldGroup` (the bookings get a group id).
+    pub group: bool,
+    /// Admission token from the waiting room, for dates behind one.
+    pub admission_token: Option<u64>,
+}
+
+/// A change a caller asks for. Each arrives with a [`RequestId`] that makes it idempotent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Hold slots.
+    Hold(HoldCommand),
+    /// A payment arrived for a booking.
+    ConfirmPayment {
+        /// The booking paid for.
+        booking_id: BookingId,
+        /// The payment's reference.
+        payment_reference: PaymentReference,
+    },
+    /// Cancel a booking.
+    Cancel {
+        /// The booking.
+        booking_id: BookingId,
+    },
+    /// Move a booking to another session (same office, service and pool).
+    Reschedule {
+        /// The booking.
+        booking_id: BookingId,
+        /// New date.
+        date: Date,
+        /// New session.
+        session_id: SessionId,
+    },
+    /// The applicant arrived at the office.
+    CheckIn {
+        /// The booking.
+        booking_id: BookingId,
+    },
+    /// Create or replace an office's settings.
+    UpsertOffice(OfficeSettings),
+    /// Set the release instant (and maybe sessions) of a range of dates.
+    SetSchedule {
+        /// The office.
+        office_id: OfficeId,
+        /// The schedule.
+        rule: ScheduleRule,
+    },
+    /// Delete finished bookings with an appointment before `before` (retention).
+    PurgeBookings {
+        /// The cut-off date (exclusive).
+        before: Date,
+    },
+    /// Close or reopen a date.
+    CloseDate {
+        /// The office.
+        office_id: OfficeId,
+        /// The date.
+        date: Date,
+        /// Why.
+        reason: String,
+        /// Reopen instead of close.
+        reopen: bool,
+    },
+    /// Take a place in the office's open waiting room (or get back the applicant's ticket there).
+    JoinWaitingRoom {
+        /// The office.
+        office_id: OfficeId,
+        /// The service wanted.
+        service: ServiceType,
+        /// Who joins.
+        nik: Nik,
+    },
+    /// Give up a place in a waiting room.
+    LeaveWaitingRoom {
+        /// The ticket.
+        ticket_id: TicketId,
+    },
+}
+
+impl Command {
+    /// Lowercase name for logs and metrics.
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Hold(hold) if hold.group => "hold_group",
+            Command::Hold(_) => "hold",
+            Command::ConfirmPayment { .. } => "confirm_payment",
+            Command::Cancel { .. } => "cancel",
+            Command::Reschedule { .. } => "reschedule",
+            Command::CheckIn { .. } => "check_in",
+            Command::UpsertOffice(_) => "upsert_office",
+            Command::SetSchedule { .. } => "set_schedule",
+            Command::CloseDate { .. } => "close_date",
+            Command::PurgeBookings { .. } => "purge_bookings",
+            Command::JoinWaitingRoom { .. } => "join_waiting_room",
+            Command::LeaveWaitingRoom { .. } => "leave_waiting_room",
+        }
+    }
+
+    /// The booking a booking command acts on.
+    #[must_use]
+    pub fn booking_id(&self) -> Option<BookingId> {
+        match self {
+            Command::ConfirmPayment { booking_id, .. }
+            | Command::Cancel { booking_id }
+            | Command::Reschedule { booking_id, .. }
+            | Command::CheckIn { booking_id } => Some(*booking_id),
+            _ => None,
+        }
+    }
+
+    /// A stable 64-bit digest of the command, to tell a retry (same digest) from a reuse of a request id for a
+    /// different command. FNV-1a over the canonical encoding: stable across builds and restarts.
+    #[must_use]
+    pub fn fingerprint(&self) -> u64 {
+        // Encode into a stack buffer first: a hold encodes to a few hundred bytes, so the common case allocates nothing.
+        let mut buffer = [0u8; 2048];
+        match postcard::to_slice(self, &mut buffer) {
+            Ok(encoded) => fnv1a(encoded),
+            Err(_) => fnv1a(&postcard::to_stdvec(self).unwrap_or_default()),
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! What the quota book records: events. Events are facts: applying an event never fails and never looks at the
+//! clock, so replaying the log rebuilds exactly the state that answered the callers. Refusals that change nothing are
+//! not events: they cost no log write.
+
+use super::command::HoldCommand;
+use crate::domain::bookings::booking::SlotRef;
+use crate::domain::bookings::refund::RefundReason;
+use crate::domain::catalogue::office::{OfficeSettings, ScheduleRule};
+use crate::domain::values::ids::{BookingId, GroupId, OfficeId, PaymentReference, RequestId};
+use crate::domain::values::time::{Date, Timestamp};
+use crate::domain::waiting_room::event::WaitingRoomEvent;
+use crate::domain::waiting_room::room::{TicketId, WaitingRoomKey};
+use serde::{Deserialize, Serialize};
+
+/// Who asked for a change, and when: recorded with the change so a retry finds the first answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stamp {
+    /// The caller's id of the call.
+    pub request_id: RequestId,
+    /// [`Command::fingerprint`] of the call.
+    pub fingerprint: u64,
+    /// When it was applied.
+    pub at: Timestamp,
+}
+
+/// A state change, as written to the log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Event {
+    /// Slots were held; bookings are numbered from `first_booking_id` in applicant order.
+    Held {
+        /// Who asked.
+        stamp: Stamp,
+        /// What was held.
+        hold: HoldCommand,
+        /// Number of the first booking.
+        first_booking_id: BookingId,
+        /// Set for group holds.
+        group_id: Option<GroupId>,
+        /// Pay before this.
+        payment_deadline: Timestamp,
+        /// When the session starts.
+        session_starts_at: Timestamp,
+        /// The waiting-room ticket whose admission token was used.
+        admission: Option<(WaitingRoomKey, TicketId)>,
+    },
+    /// A payment was accepted.
+    PaymentConfirmed {
+        /// Who asked.
+        stamp: Stamp,
+        /// The booking.
+        booking_id: BookingId,
+        /// The payment.
+        payment_reference: PaymentReference,
+        /// It came after the deadline and the slot was taken again.
+        revived: bool,
+    },
+    /// A payment was refused and must be refunded.
+    PaymentRefused {
+        /// Who asked.
+        stamp: Stamp,
+        /// The booking.
+        booking_id: BookingId,
+        /// The payment.
+        payment_reference: PaymentReference,
+        /// Why.
+        reason: RefundReason,
+    },
+    /// A booking was cancelled.
+    Cancelled {
+        /// Who asked.
+        stamp: Stamp,
+        /// The booking.
+        booking_id: BookingId,
+    },
+    /// A booking moved to another session.
+    Rescheduled {
+        /// Who asked.
+        stamp: Stamp,
+        /// The booking.
+        booking_id: BookingId,
+        /// The new slot.
+        to: SlotRef,
+        /// When the new session starts.
+        session_starts_at: Timestamp,
+        /// The new payment deadline (unchanged unless it would fall after the new session starts).
+        payment_deadline: Timestamp,
+    },
+    /// The applicant arrived.
+    CheckedIn {
+        /// Who asked.
+        stamp: Stamp,
+        /// The booking.
+        booking_id: BookingId,
+    },
+    /// A hold's deadline passed unpaid.
+    Expired {
+        /// The booking.
+        booking_id: BookingId,
+        /// The deadline, which is when it expired (even if the service was down then).
+        at: Timestamp,
+    },
+    /// Request records older than `recorded_before` are dropped.
+    RequestsForgotten {
+        /// The cut-off.
+        recorded_before: Timestamp,
+    },
+    /// An office was created or its settings replaced.
+    OfficeUpserted {
+        /// Who asked.
+        stamp: Stamp,
+        /// The new settings.
+        settings: OfficeSettings,
+    },
+    /// A schedule was added.
+    ScheduleSet {
+        /// Who asked.
+        stamp: Stamp,
+        /// The office.
+        office_id: OfficeId,
+        /// The schedule.
+        rule: ScheduleRule,
+    },
+    /// The waiting room changed.
+    WaitingRoom(WaitingRoomEvent),
+    /// Finished bookings before a date were deleted.
+    BookingsPurged {
+        /// Who asked.
+        stamp: Stamp,
+        /// The cut-off date (exclusive).
+        before: Date,
+    },
+    /// A date was closed or reopened.
+    DateClosed {
+        /// Who asked.
+        stamp: Stamp,
+        /// The office.
+        office_id: OfficeId,
+        /// The date.
+        date: Date,
+        /// Why.
+        reason: String,
+        /// Reopened instead.
+        reopen: bool,
+    },
+    /// A caller's request changed a waiting room (join, leave): the change, with the stamp that lets a retry of the
+    /// same request id find its first answer.
+    WaitingRoomRequested {
+        /// Who asked.
+        stamp: Stamp,
+        /// What changed.
+        change: WaitingRoomEvent,
+    },
+}

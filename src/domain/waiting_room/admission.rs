@@ -1,0 +1,41 @@
+//! Which dates a waiting room gates, and whether a hold's admission token lets it through.
+
+use super::room::{TicketId, TicketState, WaitingRoomKey, WaitingRooms};
+use crate::domain::bookings::booking::SlotRef;
+use crate::domain::catalogue::office::{Catalog, Pool};
+use crate::domain::messages::command::HoldCommand;
+use crate::domain::messages::rejection::Rejection;
+use crate::domain::values::time::Timestamp;
+
+/// The waiting room that `slot` is behind, if any. The priority pool is not behind the line: it is a quota of its own
+/// for applicants over 60, under 5 or with a disability, and the crowd in the line could not use it anyway.
+#[must_use]
+pub fn waiting_room_for(catalog: &Catalog, slot: &SlotRef) -> Option<WaitingRoomKey> {
+    if slot.pool == Pool::Priority {
+        return None;
+    }
+    let plan = catalog.office(&slot.office_id)?.plan(slot.date)?;
+    plan.waiting_room.then(|| WaitingRoomKey { office_id: slot.office_id.clone(), release_at: plan.release_at })
+}
+
+/// Checks the hold's admission token against the waiting room: admitted, unexpired, unused, and issued to one of the
+/// applicants.
+pub fn check_admission(
+    rooms: Option<&WaitingRooms>,
+    key: &WaitingRoomKey,
+    hold: &HoldCommand,
+    now: Timestamp,
+) -> Result<TicketId, Rejection> {
+    let token = hold.admission_token.ok_or(Rejection::AdmissionRequired)?;
+    let room = rooms.and_then(|rooms| rooms.get(key)).ok_or(Rejection::AdmissionRequired)?;
+    let ticket = room.by_token.get(&token).and_then(|ticket_id| room.tickets.get(ticket_id));
+    let valid = ticket.is_some_and(|ticket| {
+        ticket.state == TicketState::Admitted
+            && now < ticket.admission_expires_at
+            && hold.applicants.iter().any(|applicant| applicant.nik == ticket.nik)
+    });
+    match ticket {
+        Some(ticket) if valid => Ok(ticket.ticket_id),
+        _ => Err(Rejection::AdmissionRequired),
+    }
+}
