@@ -229,7 +229,7 @@ fn single_thread(criterion: &mut Criterion) {
     group.bench_function("availability_7_days", |bencher| {
         bencher.iter(|| {
             book.availability(&office, ServiceType::NewPassport, date_after(1), date_after(7), now()).expect("ok")
-        })
+        });
     });
     group.finish();
 }
@@ -241,7 +241,7 @@ fn contention(criterion: &mut Criterion) {
     group.measurement_time(Duration::from_secs(5));
     for (name, spread, offices) in [("hot_session", Spread::Hot, 1), ("spread_64_offices", Spread::Offices(64), 64)] {
         group.bench_function(BenchmarkId::new("2_threads", name), |bencher| {
-            bencher.iter_custom(|iters| two_threads(iters, spread, offices))
+            bencher.iter_custom(|iters| two_threads(iters, spread, offices));
         });
     }
     group.finish();

@@ -107,11 +107,15 @@ fn spawn_server(
     listener: TcpListener,
     serving_stopped: tokio::sync::oneshot::Receiver<()>,
 ) -> Result<JoinHandle<Result<(), tonic::transport::Error>>, ServerError> {
+    // Reflection describes every service served here, the standard health service included, as grpc-go servers do:
+    // `grpcurl list` shows it and `grpcurl describe grpc.health.v1.Health` resolves.
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
     let reflection_v1alpha = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
     let callers = Arc::new(Callers::new(&config.callers));
     let hold_limiter = if callers.is_open() {

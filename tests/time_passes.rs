@@ -123,7 +123,7 @@ impl Running {
     fn open(dir: &Path, at: Timestamp) -> Running {
         let mut config = Config::default();
         config.storage.data_dir = dir.to_owned();
-        config.storage.fsync = "none".into();
+        config.storage.fsync = antrean::config::Fsync::None;
         let options = EngineOptions {
             data_dir: dir.to_owned(),
             wal: config.wal_options().expect("wal options"),

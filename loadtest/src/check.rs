@@ -383,7 +383,7 @@ async fn list_active(
             match booking.state() {
                 BookingState::Confirmed | BookingState::CheckedIn => counts.certain += 1,
                 BookingState::AwaitingPayment if system_time(booking.payment_deadline.as_ref()) > now => {
-                    counts.certain += 1
+                    counts.certain += 1;
                 }
                 BookingState::AwaitingPayment => counts.overdue += 1,
                 _ => {}

@@ -265,7 +265,7 @@ fn late_payment_revives_the_booking_when_its_slot_is_still_free() {
     let late = fixture.run(&pay(booking.booking_id, "simponi-late"), booking.payment_deadline.plus_ms(HOUR_MS));
     match late.outcome {
         Ok(Reply::Paid { booking: revived, revived: true, in_grace: false }) => {
-            assert_eq!(revived.state, BookingState::Confirmed)
+            assert_eq!(revived.state, BookingState::Confirmed);
         }
         other => panic!("expected a revival, got {other:?}"),
     }

@@ -289,7 +289,8 @@ impl BookingService for BookingApi {
             && execution.log_position.is_some()
             && !execution.repeated
         {
-            metrics::counter!(names::REFUNDS_TOTAL, "office" => office, "reason" => reason.name()).increment(1);
+            metrics::counter!(names::REFUNDS_RECORDED_TOTAL, "office" => office, "reason" => reason.name())
+                .increment(1);
         }
         match execution.outcome? {
             Reply::Paid { booking, revived, .. } => Ok(Response::new(proto::ConfirmPaymentResponse {
