@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::server::HealthReporter;
@@ -144,7 +145,6 @@ fn spawn_server(
     }
     let server = builder
         .timeout(Duration::from_millis(config.server.request_timeout_ms))
-        .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(HTTP2_KEEPALIVE_INTERVAL_SECONDS)))
         .max_concurrent_streams(Some(HTTP2_STREAMS_PER_CONNECTION_MAX))
         .layer(OverloadLayer::new(
@@ -158,7 +158,10 @@ fn spawn_server(
         .add_service(booking)
         .add_service(admin)
         .add_service(waiting_room)
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async {
+        // TCP_NODELAY on every accepted socket: with Nagle on, a small answer written while an earlier one is not yet
+        // acknowledged waits for the client's delayed ACK (40 ms on Linux), which stalled about one call in ten under
+        // a mixed load. The builder's `tcp_nodelay` does not apply to an incoming stream we hand it, so set it here.
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), async {
             let _ = serving_stopped.await;
         });
     Ok(tokio::spawn(server))

@@ -370,12 +370,8 @@ fn move_booking(
 fn forget_requests(access: &mut impl ShardAccess, recorded_before: Timestamp) -> Applied {
     let mut forgotten = 0;
     for index in 0..crate::limits::SHARD_COUNT {
-        let stale = access.shard(index).requests.values().any(|record| record.recorded_at < recorded_before);
-        if stale {
-            let requests = &mut access.shard_mut(index).requests;
-            let before = requests.len();
-            requests.retain(|_, record| record.recorded_at >= recorded_before);
-            forgotten += (before - requests.len()) as u64;
+        if access.shard(index).oldest_request().is_some_and(|oldest| oldest < recorded_before) {
+            forgotten += access.shard_mut(index).forget_requests_before(recorded_before);
         }
     }
     Applied { requests_forgotten: forgotten, ..Applied::default() }

@@ -475,7 +475,7 @@ impl QuotaBook {
         let stale = self
             .shards
             .iter()
-            .any(|shard| shard.lock().requests.values().any(|record| record.recorded_at < recorded_before));
+            .any(|shard| shard.lock().oldest_request().is_some_and(|oldest| oldest < recorded_before));
         if !stale {
             return None;
         }
@@ -547,8 +547,7 @@ impl QuotaBook {
 /// Remembers the first answer to a request, so a retry gets it again.
 fn remember(count: &AtomicU64, access: &mut impl ShardAccess, stamp: Stamp, outcome: Outcome, log_position: u64) {
     let record = RequestRecord { fingerprint: stamp.fingerprint, recorded_at: stamp.at, outcome, log_position };
-    let previous = access.shard_mut(stamp.request_id.shard_index()).requests.insert(stamp.request_id, record);
-    if previous.is_none() {
+    if access.shard_mut(stamp.request_id.shard_index()).remember_request(stamp.request_id, record) {
         count.fetch_add(1, Ordering::Relaxed);
     }
 }

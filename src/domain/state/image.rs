@@ -183,7 +183,7 @@ impl QuotaBook {
             shards[nik.shard_index()].applicants.insert(nik, record);
         }
         for (request_id, record) in image.requests {
-            shards[request_id.shard_index()].requests.insert(request_id, record);
+            shards[request_id.shard_index()].remember_request(request_id, record);
         }
         for refund in image.refunds {
             shards[refund.booking_id.shard_index()].refunds.entry(refund.booking_id).or_default().push(refund);

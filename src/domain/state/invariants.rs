@@ -15,8 +15,8 @@ impl QuotaBook {
     }
 }
 
-/// The ticker's indexes list exactly the bookings it must look at: every hold by when it is next due, every confirmed
-/// booking by the end of its session.
+/// The ticker's indexes list exactly what it must look at: every hold by when it is next due, every confirmed
+/// booking by the end of its session, every remembered request by when it was recorded.
 fn check_time_indexes(shard: &Shard) -> Result<(), String> {
     let holds: BTreeSet<_> = shard
         .bookings
@@ -35,6 +35,11 @@ fn check_time_indexes(shard: &Shard) -> Result<(), String> {
         .collect();
     if confirmed != shard.session_ends {
         return Err(format!("session-end index {:?} but confirmed {confirmed:?}", shard.session_ends));
+    }
+    let requests: BTreeSet<_> =
+        shard.requests.iter().map(|(request_id, record)| (record.recorded_at, request_id.clone())).collect();
+    if requests != shard.requests_by_age {
+        return Err(format!("request age index {:?} but requests {requests:?}", shard.requests_by_age));
     }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! Queries: availability, booking lists, statistics and refunds. They lock one shard at a time and never log.
 
 use super::book::QuotaBook;
-use super::shard::{DayKey, OfficeCounters, ShardKey};
+use super::shard::{DayKey, OfficeCounters, ShardKey, session_pool};
 use crate::domain::bookings::booking::Booking;
 use crate::domain::bookings::refund::Refund;
 use crate::domain::catalogue::office::{Pool, ServiceType};
@@ -99,14 +99,18 @@ impl QuotaBook {
             let date = first.plus_days(offset);
             let Some(plan) = office.plan(date) else { continue };
             let key = DayKey { office_id: office_id.clone(), date };
-            let ledger = self.read_shard(key.shard_index(), |shard| shard.days.get(&key).cloned());
+            // Only the session counters are copied out of the lock: the day's booking-id set can be large.
+            let counters =
+                self.read_shard(key.shard_index(), |shard| shard.days.get(&key).map(|day| day.sessions.clone()));
             for template in plan.sessions {
                 let started = now >= office.session_start(date, template);
                 let pools = Pool::ALL
                     .iter()
                     .filter(|pool| template.capacity(**pool) > 0)
                     .map(|pool| {
-                        let counted = ledger.as_ref().and_then(|ledger| ledger.pool(&template.session_id, *pool));
+                        let counted = counters
+                            .as_deref()
+                            .and_then(|counters| session_pool(counters, &template.session_id, *pool));
                         let capacity = template.capacity(*pool);
                         let remaining = counted.map_or(capacity, |ledger| ledger.remaining());
                         let state = if plan.closed.is_some() || started {

@@ -95,9 +95,20 @@ impl DayLedger {
     /// The pool ledger of `session_id`/`pool`, read-only.
     #[must_use]
     pub fn pool(&self, session_id: &SessionId, pool: Pool) -> Option<&PoolLedger> {
-        let session = self.sessions.iter().find(|session| &session.session_id == session_id)?;
-        session.pools.iter().find(|ledger| ledger.pool == Some(pool))
+        session_pool(&self.sessions, session_id, pool)
     }
+}
+
+/// The pool ledger of `session_id`/`pool` among a day's sessions. Readers copy a day's `sessions` (a few counters)
+/// out of the shard lock and look pools up with this, instead of cloning the whole day with its booking-id set.
+#[must_use]
+pub fn session_pool<'day>(
+    sessions: &'day [SessionLedger],
+    session_id: &SessionId,
+    pool: Pool,
+) -> Option<&'day PoolLedger> {
+    let session = sessions.iter().find(|session| &session.session_id == session_id)?;
+    session.pools.iter().find(|ledger| ledger.pool == Some(pool))
 }
 
 /// An applicant's bookings.
@@ -166,6 +177,9 @@ pub struct Shard {
     pub applicants: HashMap<Nik, ApplicantRecord>,
     /// First answers by request id.
     pub requests: HashMap<RequestId, RequestRecord>,
+    /// The same request ids by when they were recorded, oldest first, so finding and forgetting stale ones costs
+    /// what is stale, not a walk over every remembered request.
+    pub requests_by_age: BTreeSet<(Timestamp, RequestId)>,
     /// Refunds recorded for bookings in this shard (present or purged), by booking, each booking's oldest first.
     pub refunds: HashMap<BookingId, Vec<Refund>>,
     /// What is kept of purged bookings in this shard, by booking.
@@ -212,5 +226,39 @@ impl ShardKey for Nik {
 impl ShardKey for RequestId {
     fn shard_index(&self) -> usize {
         index_of(crate::domain::values::hashing::fnv1a(self.as_str().as_bytes()))
+    }
+}
+
+impl Shard {
+    /// Remembers `record` as the first answer to `request_id`, keeping the age index in step. Returns whether the id
+    /// was new to the shard.
+    pub fn remember_request(&mut self, request_id: RequestId, record: RequestRecord) -> bool {
+        self.requests_by_age.insert((record.recorded_at, request_id.clone()));
+        match self.requests.insert(request_id.clone(), record) {
+            Some(previous) => {
+                self.requests_by_age.remove(&(previous.recorded_at, request_id));
+                false
+            }
+            None => true,
+        }
+    }
+
+    /// Forgets the request records older than `recorded_before`; returns how many.
+    pub fn forget_requests_before(&mut self, recorded_before: Timestamp) -> u64 {
+        let mut forgotten = 0;
+        while let Some((recorded_at, _)) = self.requests_by_age.first()
+            && *recorded_at < recorded_before
+        {
+            let (_, request_id) = self.requests_by_age.pop_first().expect("looked at above");
+            self.requests.remove(&request_id);
+            forgotten += 1;
+        }
+        forgotten
+    }
+
+    /// When the oldest remembered request was recorded.
+    #[must_use]
+    pub fn oldest_request(&self) -> Option<Timestamp> {
+        self.requests_by_age.first().map(|(recorded_at, _)| *recorded_at)
     }
 }
