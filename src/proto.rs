@@ -1,4 +1,5 @@
-//! The generated gRPC API (`antrean.v1`), shared by the server, the tests and the load generator.
+//! The generated gRPC API (`antrean.v1`), for the server and its tests (the load generator compiles its own client from
+//! the same `.proto` files).
 
 #![allow(missing_docs, clippy::all, clippy::pedantic)]
 
