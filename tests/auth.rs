@@ -19,6 +19,7 @@ const BOOKING_TOKEN: &str = "booking-token-0123456789abcdef0123456789abcdef";
 const PAYMENT_TOKEN: &str = "payment-token-0123456789abcdef0123456789abcdef";
 const OFFICE_TOKEN: &str = "office-token-0123456789abcdef0123456789abcdef";
 const ADMIN_TOKEN: &str = "admin-token-0123456789abcdef0123456789abcdef";
+const PARTNER_TOKEN: &str = "partner-token-0123456789abcdef0123456789abcdef";
 const OFFICE_A: &str = "kanim-auth-a";
 const OFFICE_B: &str = "kanim-auth-b";
 
@@ -30,6 +31,11 @@ fn config(anti_hoarding: &str) -> String {
 [[callers]]
 name = "app-backend"
 token_sha256 = "{booking}"
+roles = ["booking"]
+
+[[callers]]
+name = "partner-backend"
+token_sha256 = "{partner}"
 roles = ["booking"]
 
 [[callers]]
@@ -52,6 +58,7 @@ roles = ["admin"]
         payment = token_hash(PAYMENT_TOKEN),
         office = token_hash(OFFICE_TOKEN),
         admin = token_hash(ADMIN_TOKEN),
+        partner = token_hash(PARTNER_TOKEN),
     )
 }
 
@@ -283,4 +290,56 @@ fn bad_caller_configuration_names_the_field() {
         assert!(stderr.contains(field), "{field} not named in {stderr}");
         assert!(!stderr.contains(&token_hash("t")), "the token hash is not echoed back");
     }
+}
+
+/// Calls `path` with an empty message and `authorization` exactly as given.
+async fn call_with_authorization(
+    channel: &tonic::transport::Channel,
+    path: &str,
+    authorization: &str,
+) -> Result<Vec<u8>, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    grpc.ready().await.map_err(|error| tonic::Status::unavailable(error.to_string()))?;
+    let mut request = tonic::Request::new(Vec::new());
+    request.metadata_mut().insert("authorization", authorization.parse().expect("ascii header"));
+    let path = http::uri::PathAndQuery::try_from(path).expect("path");
+    grpc.unary(request, path, calls::RawCodec).await.map(tonic::Response::into_inner)
+}
+
+/// Issue 13, item 2: the per-caller request rate is counted per authenticated caller, however the scheme of its
+/// `authorization` header is spelled, and per peer address for calls without a caller (junk headers on Health).
+#[tokio::test]
+async fn the_request_rate_is_counted_per_caller_not_per_header_spelling() {
+    let server = start("[server]\ncaller_requests_per_second_max = 5\n");
+    let channel = server.channel().await;
+    // At most the burst (5) and what refills while the calls run (5 a second), and one for rounding.
+    let allowed = |started: std::time::Instant| 6.0 + 5.0 * started.elapsed().as_secs_f64();
+
+    let started = std::time::Instant::now();
+    let mut served = 0;
+    for spelling in 0..40u32 {
+        let scheme: String = "bearer"
+            .chars()
+            .enumerate()
+            .map(|(position, letter)| if spelling >> position & 1 == 1 { letter.to_ascii_uppercase() } else { letter })
+            .collect();
+        let authorization = format!("{scheme} {BOOKING_TOKEN}");
+        if call_with_authorization(&channel, "/antrean.v1.BookingService/ListOffices", &authorization).await.is_ok() {
+            served += 1;
+        }
+    }
+    assert!(f64::from(served) <= allowed(started), "{served} of 40 calls of one caller got through a limit of 5/s");
+
+    let started = std::time::Instant::now();
+    let mut served = 0;
+    for junk in 0..40 {
+        let authorization = format!("junk-{junk}");
+        if call_with_authorization(&channel, "/grpc.health.v1.Health/Check", &authorization).await.is_ok() {
+            served += 1;
+        }
+    }
+    assert!(f64::from(served) <= allowed(started), "{served} of 40 calls from one address got through 5/s");
+
+    let (mut partner, _) = clients_with_token(&channel, PARTNER_TOKEN);
+    partner.list_offices(proto::ListOfficesRequest {}).await.expect("another caller has a budget of its own");
 }

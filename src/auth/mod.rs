@@ -81,6 +81,9 @@ pub enum OfficeScope {
 pub struct Access {
     /// The caller's configured name (`"open"` without configured callers); for anti-hoarding keys and logs.
     pub caller: Arc<str>,
+    /// Whether `caller` is a configured caller the layer identified (false for public methods and the open demo,
+    /// where `caller` names no one): only then are per-caller limits keyed on it.
+    pub authenticated: bool,
     /// Whether answers carry full NIKs.
     pub reveal_nik: bool,
     /// Offices within reach.
@@ -91,13 +94,18 @@ impl Access {
     /// Access without configured callers (the local demo): everything.
     #[must_use]
     pub fn open() -> Access {
-        Access { caller: Arc::from("open"), reveal_nik: true, offices: OfficeScope::All }
+        Access { caller: Arc::from("open"), authenticated: false, reveal_nik: true, offices: OfficeScope::All }
     }
 
     /// Access for nothing: what a handler assumes when no layer ran (fail closed).
     #[must_use]
     pub fn none() -> Access {
-        Access { caller: Arc::from("unauthenticated"), reveal_nik: false, offices: OfficeScope::Only(Arc::default()) }
+        Access {
+            caller: Arc::from("unauthenticated"),
+            authenticated: false,
+            reveal_nik: false,
+            offices: OfficeScope::Only(Arc::default()),
+        }
     }
 
     /// The access of `caller` through the roles in `allowed` that it holds: full NIKs if any of those roles sees
@@ -108,6 +116,7 @@ impl Access {
         let scoped = !roles.is_empty() && roles.iter().all(|role| role.office_scoped());
         Access {
             caller: Arc::from(caller.name.as_str()),
+            authenticated: true,
             reveal_nik: roles.iter().any(|role| role.sees_full_nik()),
             offices: if scoped { OfficeScope::Only(Arc::new(caller.offices.clone())) } else { OfficeScope::All },
         }
