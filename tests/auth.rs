@@ -343,3 +343,28 @@ async fn the_request_rate_is_counted_per_caller_not_per_header_spelling() {
     let (mut partner, _) = clients_with_token(&channel, PARTNER_TOKEN);
     partner.list_offices(proto::ListOfficesRequest {}).await.expect("another caller has a budget of its own");
 }
+
+async fn api_get(booking: &mut calls::AuthBooking, booking_id: &str) -> Result<proto::Booking, tonic::Status> {
+    let request = proto::GetBookingRequest { booking_id: booking_id.to_owned() };
+    booking.get_booking(request).await.map(|response| response.into_inner().booking.expect("booking"))
+}
+
+/// Issue 13, item 5: the masked NIK payment callers get cannot be completed from the rest of the same answer: the
+/// birth date (digits 7 to 12 of the NIK) is not in it.
+#[tokio::test]
+async fn a_masked_nik_cannot_be_completed_from_the_rest_of_the_answer() {
+    let server = start("");
+    let channel = server.channel().await;
+    let (in_a, _) = setup_two_offices(&channel).await;
+    let (mut payment, _) = clients_with_token(&channel, PAYMENT_TOKEN);
+    let request = proto::ConfirmPaymentRequest {
+        request_id: request_id("pay"),
+        booking_id: in_a.booking_id.clone(),
+        payment_reference: "PAY-1".into(),
+        paid_at: None,
+    };
+    let paid = payment.confirm_payment(request).await.expect("pay").into_inner().booking.expect("booking");
+    let person = paid.applicant.expect("applicant");
+    assert!(person.nik.ends_with("**********"), "masked: {}", person.nik);
+    assert_eq!(person.birth_date, None, "the birth date gives away digits 7 to 12 of the masked NIK");
+}

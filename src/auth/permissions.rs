@@ -45,7 +45,8 @@ impl Role {
 
     /// Whether answers to this role carry applicants' full NIK. The booking back-ends show it back to the applicant
     /// who typed it, and office staff compare it with the identity card at the counter; the payment back-end and
-    /// operators do not need it, so they get the masked form (`317101**********`).
+    /// operators do not need it, so they get the masked form (`317101**********`) and no birth date (which is digits 7
+    /// to 12 of the NIK).
     #[must_use]
     pub fn sees_full_nik(self) -> bool {
         match self {
