@@ -126,7 +126,10 @@ fn describe() {
     describe_gauge!(READY, "1 when serving");
     describe_gauge!(UPTIME_SECONDS, Unit::Seconds, "Seconds since start");
     describe_gauge!(BUILD_INFO, "Always 1, labelled with the version");
-    describe_counter!(AUTH_REFUSALS_TOTAL, "Calls refused as unauthenticated or permission denied, by reason");
+    describe_counter!(
+        AUTH_REFUSALS_TOTAL,
+        "Calls refused by authentication or authorization, by reason (booking_not_visible is answered NOT_FOUND)"
+    );
     describe_counter!(HOARDING_REFUSALS_TOTAL, "Holds refused by an anti-hoarding limit, by scope");
 }
 

@@ -156,8 +156,7 @@ async fn office_callers_reach_only_their_offices() {
         .get_booking(proto::GetBookingRequest { booking_id: in_b.booking_id.clone() })
         .await
         .expect_err("another office");
-    assert_eq!(status.code(), Code::PermissionDenied);
-    assert_eq!(reason(&status).as_deref(), Some("OFFICE_NOT_ALLOWED"));
+    assert_eq!(status.code(), Code::NotFound, "another office's booking is not there for this caller");
 
     let list = |office_id: &str| proto::ListBookingsRequest {
         office_id: office_id.to_owned(),
@@ -175,7 +174,7 @@ async fn office_callers_reach_only_their_offices() {
         booking_id: booking_id.to_owned(),
     };
     let status = office.check_in(check_in(&in_b.booking_id)).await.expect_err("another office's check-in");
-    assert_eq!(status.code(), Code::PermissionDenied);
+    assert_eq!(status.code(), Code::NotFound);
     let status = office.check_in(check_in(&in_a.booking_id)).await.expect_err("unpaid");
     assert_eq!(status.code(), Code::FailedPrecondition, "own office passes authorization: {status:?}");
 
@@ -367,4 +366,22 @@ async fn a_masked_nik_cannot_be_completed_from_the_rest_of_the_answer() {
     let person = paid.applicant.expect("applicant");
     assert!(person.nik.ends_with("**********"), "masked: {}", person.nik);
     assert_eq!(person.birth_date, None, "the birth date gives away digits 7 to 12 of the masked NIK");
+}
+
+/// Issue 13, item 6: an office caller gets the same answer for another office's booking as for an id that does not
+/// exist, for reads and for check-in.
+#[tokio::test]
+async fn office_callers_cannot_tell_another_offices_booking_from_none() {
+    let server = start("");
+    let channel = server.channel().await;
+    let (_, in_b) = setup_two_offices(&channel).await;
+    let (mut office, _) = clients_with_token(&channel, OFFICE_TOKEN);
+    let absent = antrean::domain::BookingId(12_345).to_string();
+    for booking_id in [&in_b.booking_id, &absent] {
+        let status = api_get(&mut office, booking_id).await.expect_err("not this office's");
+        api::expect_reason(&status, Code::NotFound, "BOOKING_NOT_FOUND");
+        let check_in = proto::CheckInRequest { request_id: request_id("check-in"), booking_id: booking_id.clone() };
+        let status = office.check_in(check_in).await.expect_err("not this office's");
+        api::expect_reason(&status, Code::NotFound, "BOOKING_NOT_FOUND");
+    }
 }

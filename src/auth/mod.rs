@@ -29,7 +29,7 @@ pub use callers::{Caller, CallerConfig, Callers, validate_callers};
 pub use hoarding::{AntiHoardingConfig, HoardingRefusal, HoardingScope, HoldLimiter, HoldRequestKeys};
 pub use permissions::Role;
 
-use crate::domain::OfficeId;
+use crate::domain::{Booking, OfficeId, Rejection};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -44,7 +44,8 @@ pub enum AuthRefusal {
     UnknownCertificate,
     /// The caller's roles do not allow the method. PERMISSION_DENIED.
     Role,
-    /// An office caller asked about another office's booking or list. PERMISSION_DENIED.
+    /// An office caller asked for another office's list. PERMISSION_DENIED. (Another office's booking is answered
+    /// NOT_FOUND instead, see [`Access::check_booking`].)
     Office,
 }
 
@@ -134,6 +135,18 @@ impl Access {
         match &self.offices {
             OfficeScope::All => true,
             OfficeScope::Only(offices) => offices.contains(office_id),
+        }
+    }
+
+    /// `Ok` if the call may see and act on `booking`; otherwise NOT_FOUND, exactly the answer for an id that does
+    /// not exist, so a caller cannot learn that a booking it may not see exists. Counted as an auth refusal with
+    /// reason `booking_not_visible`.
+    pub fn check_booking(&self, booking: &Booking) -> Result<(), Rejection> {
+        if self.may_touch(&booking.slot.office_id) {
+            Ok(())
+        } else {
+            metrics::counter!(crate::metrics::AUTH_REFUSALS_TOTAL, "reason" => "booking_not_visible").increment(1);
+            Err(Rejection::BookingNotFound(booking.booking_id))
         }
     }
 

@@ -310,7 +310,7 @@ impl BookingService for BookingApi {
         let request = request.into_inner();
         let (request_id, booking_id) = request_and_booking(&request.request_id, &request.booking_id)?;
         if let Some(existing) = self.engine()?.book().booking(booking_id) {
-            access.check_office(&existing.slot.office_id)?;
+            access.check_booking(&existing)?;
         }
         let booking = booking_reply(self.run(request_id, Command::CheckIn { booking_id }).await?, access.reveal_nik);
         metrics::counter!(names::CHECK_INS_TOTAL, "office" => booking.office_id.clone()).increment(1);
@@ -327,7 +327,7 @@ impl BookingService for BookingApi {
         let booking_id = violations.booking_id(&request.booking_id);
         let booking_id = violations.finish(booking_id)?;
         let booking = self.engine()?.book().booking(booking_id).ok_or(Rejection::BookingNotFound(booking_id))?;
-        access.check_office(&booking.slot.office_id)?;
+        access.check_booking(&booking)?;
         Ok(Response::new(proto::GetBookingResponse { booking: Some(convert::booking(&booking, access.reveal_nik)) }))
     }
 
