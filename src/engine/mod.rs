@@ -87,6 +87,7 @@ impl Engine {
         options: EngineOptions,
         clock: Arc<dyn Clock>,
     ) -> Result<(Engine, RecoveryReport)> {
+        storage::check_private_dir(&options.data_dir)?;
         let snapshot_dir = options.data_dir.join("snapshots");
         let (book, report) = recovery::recover(rules, &snapshot_dir, &options.wal.dir, options.accept_log_truncation)?;
         let observer: Arc<dyn storage::WalObserver> = Arc::new(names::WalMetrics);
