@@ -1,4 +1,7 @@
 //! The generated gRPC API (`antrean.v1`), shared by the server, the tests and the load generator.
+//!
+//! The generated services and clients encode and decode with `grpc::codec::ProtoCodec` (`codec_path` in
+//! `build.rs`): the one place the generated code reaches up into the gRPC layer.
 
 #![allow(missing_docs, clippy::all, clippy::pedantic)]
 

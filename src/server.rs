@@ -13,6 +13,7 @@ use crate::engine::{Engine, EngineOptions, SystemClock};
 use crate::grpc::EngineHandle;
 use crate::grpc::admin::AdminApi;
 use crate::grpc::booking::BookingApi;
+use crate::grpc::codec::MessageLimitLayer;
 use crate::grpc::overload::{CallerRateLayer, OverloadLayer};
 use crate::grpc::waiting_room::WaitingRoomApi;
 use crate::limits::{GRPC_MESSAGE_BYTES_MAX, HTTP2_KEEPALIVE_INTERVAL_SECONDS, HTTP2_STREAMS_PER_CONNECTION_MAX};
@@ -144,10 +145,12 @@ fn spawn_server(
         .http2_keepalive_interval(Some(Duration::from_secs(HTTP2_KEEPALIVE_INTERVAL_SECONDS)))
         .max_concurrent_streams(Some(HTTP2_STREAMS_PER_CONNECTION_MAX))
         // Outermost first: shed overload and measure every call, then identify the caller, then count its rate
-        // against that identity (not against header bytes a client can vary).
+        // against that identity (not against header bytes a client can vary); innermost, answer an oversized
+        // message RESOURCE_EXHAUSTED.
         .layer(OverloadLayer::new(config.server.in_flight_requests_max as usize))
         .layer(AuthLayer::new(callers))
         .layer(CallerRateLayer::new(config.server.caller_requests_per_second_max))
+        .layer(MessageLimitLayer)
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
