@@ -88,6 +88,11 @@ roles = ["admin"]
 name = "app-backend"
 token_sha256 = "{token}"
 roles = ["booking"]
+
+[[callers]]
+name = "kiosk"
+cert_name = "kiosk.callers.test"
+roles = ["booking"]
 "#,
         token = token_hash(TOKEN),
     );
@@ -255,4 +260,24 @@ fn plain_text_on_a_public_address_needs_insecure() {
     let output = child.wait_with_output().expect("reap");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--insecure: serving plain text"), "the warning is logged: {stderr}");
+}
+
+/// Issue 13, item 9: callers are identified by exact certificate names. A wildcard certificate from the right CA
+/// identifies nobody, even though it would match a caller's name, and so does one naming two callers.
+#[tokio::test]
+async fn wildcard_and_ambiguous_certificates_identify_no_caller() {
+    let fixture = start(true);
+    let operator = fixture.client_ca.sign(&["operator.callers.test"]);
+    fixture.ready(fixture.tls(Some(operator))).await;
+
+    for names in [&["*.callers.test"][..], &["operator.callers.test", "kiosk.callers.test"][..]] {
+        let certificate = fixture.client_ca.sign(names);
+        let channel = fixture.connect(fixture.tls(Some(certificate))).await.expect("the CA signed it");
+        let status = AdminServiceClient::new(channel)
+            .get_office_stats(proto::GetOfficeStatsRequest { office_id: "kanim-none".into() })
+            .await
+            .expect_err("no caller");
+        assert_eq!(status.code(), Code::Unauthenticated, "{names:?}: {status:?}");
+        assert_eq!(reason(&status).as_deref(), Some("CERTIFICATE_UNKNOWN"), "{names:?}");
+    }
 }
