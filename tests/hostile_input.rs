@@ -320,3 +320,35 @@ async fn undecodable_and_oversized_messages_get_grpc_codes_with_reasons() {
     assert_eq!(error_reason(&status).as_deref(), Some("MESSAGE_TOO_LARGE"), "{status:?}");
     still_serving(&channel).await;
 }
+
+/// Issue 13, item 10: names and other free text refuse control and format characters: bidirectional overrides
+/// (U+202E) that make a name read backwards, and zero-width characters that make two names look the same.
+#[tokio::test]
+async fn free_text_refuses_bidirectional_overrides_and_zero_width_characters() {
+    let server = Server::start();
+    let (mut booking, mut admin) = server.clients().await;
+    common::create_office(&mut admin, test_office(OFFICE, 10, 3600)).await;
+    for (serial, name) in [(1, "Budi \u{202e}oyotnaS"), (2, "Bu\u{200b}di Santoso"), (3, "Budi\u{2066} Santoso")] {
+        let mut hold = hold_request(OFFICE, 1, applicant(serial));
+        hold.applicant.as_mut().expect("applicant").full_name = name.into();
+        let status = booking.hold(hold).await.expect_err("a name with an invisible or reordering character");
+        assert_eq!(status.code(), Code::InvalidArgument, "{name:?}: {status:?}");
+        assert!(status.message().contains("applicant.full_name"), "{name:?}: {status:?}");
+    }
+    let mut office = test_office("kanim-bidi", 5, 3600);
+    office.display_name = "Kanim \u{202e}matab".into();
+    office.city = "Ba\u{200d}tam".into();
+    let upsert = proto::UpsertOfficeRequest { request_id: request_id("office"), office: Some(office) };
+    let status = admin.upsert_office(upsert).await.expect_err("free text of an office");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("office.display_name") && status.message().contains("office.city"), "{status:?}");
+    let close = proto::CloseDateRequest {
+        request_id: request_id("close"),
+        office_id: OFFICE.into(),
+        date: Some(common::jakarta_date(3)),
+        reason: "libur\u{feff} nasional".into(),
+        reopen: false,
+    };
+    let status = admin.close_date(close).await.expect_err("a closure reason with a zero-width no-break space");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+}

@@ -160,7 +160,7 @@ pub fn validate_callers(callers: &[CallerConfig]) -> Result<(), (String, String)
         let field = |name: &str| format!("callers[{index}].{name}");
         let name_ok = !caller.name.is_empty()
             && caller.name.chars().count() <= CALLER_NAME_CHARS_MAX
-            && !caller.name.chars().any(char::is_control);
+            && crate::domain::is_plain_text(&caller.name);
         if !name_ok {
             return Err((field("name"), format!("must be 1 to {CALLER_NAME_CHARS_MAX} printable characters")));
         }

@@ -49,6 +49,7 @@ pub use state::image::{Image, ImageError};
 pub use state::reads::{OfficeStats, PoolAvailability, SessionAvailability, SessionState};
 pub use values::ids::{AccountId, BookingId, GroupId, OfficeId, PaymentReference, RequestId, SessionId};
 pub use values::nik::{Nik, NikProblem};
+pub use values::text::is_plain_text;
 pub use values::time::{Date, TimeOfDay, Timestamp, Zone};
 pub use values::violation::FieldViolation;
 pub use waiting_room::book::{Advanced, Supply, TicketView};

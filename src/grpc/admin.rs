@@ -101,7 +101,7 @@ impl AdminService for AdminApi {
         let office_id = violations.office_id("office_id", &request.office_id);
         let date = violations.date("date", request.date.as_ref());
         let reason = request.reason.trim().to_owned();
-        if reason.chars().count() > DISPLAY_TEXT_CHARS_MAX || reason.chars().any(char::is_control) {
+        if reason.chars().count() > DISPLAY_TEXT_CHARS_MAX || !crate::domain::is_plain_text(&reason) {
             violations.add("reason", format!("must be up to {DISPLAY_TEXT_CHARS_MAX} printable characters"));
         }
         let (request_id, command) = violations.finish((|| {

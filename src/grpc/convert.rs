@@ -4,7 +4,7 @@
 use crate::domain::{
     AccountId, Applicant, Booking, BookingId, BookingState, Date, FieldViolation, Nik, Office, OfficeId,
     OfficeSettings, PaymentReference, Pool, Refund, RefundReason, Rejection, RequestId, ServiceType, SessionId,
-    SessionState, SessionTemplate, TimeOfDay, Timestamp,
+    SessionState, SessionTemplate, TimeOfDay, Timestamp, is_plain_text,
 };
 use crate::limits::FULL_NAME_CHARS_MAX;
 use crate::proto;
@@ -143,7 +143,7 @@ impl Violations {
         };
         let nik = nik.map_err(|problem| self.add(format!("{field}.nik"), problem.description())).ok();
         let name = applicant.full_name.trim();
-        if name.is_empty() || name.chars().count() > FULL_NAME_CHARS_MAX || name.chars().any(char::is_control) {
+        if name.is_empty() || name.chars().count() > FULL_NAME_CHARS_MAX || !is_plain_text(name) {
             let description = format!("must be 1 to {FULL_NAME_CHARS_MAX} printable characters");
             self.add(format!("{field}.full_name"), description);
         }
