@@ -122,7 +122,13 @@ fn spawn_server(
         );
         Arc::new(HoldLimiter::new(&AntiHoardingConfig::unlimited()))
     } else {
-        Arc::new(HoldLimiter::new(&config.anti_hoarding))
+        let booking = crate::auth::Role::Booking.name();
+        let booking_callers =
+            config.callers.iter().filter(|caller| caller.roles.iter().any(|role| role == booking)).count();
+        if booking_callers < 2 && config.anti_hoarding.caller_session_share_percent > 0 {
+            tracing::info!("one booking caller: anti_hoarding.caller_session_share_percent does not apply");
+        }
+        Arc::new(HoldLimiter::new(&config.anti_hoarding).shared_by(booking_callers))
     };
     let booking = BookingServiceServer::new(BookingApi::new(handle.clone(), hold_limiter))
         .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)

@@ -291,6 +291,23 @@ fn bad_caller_configuration_names_the_field() {
     }
 }
 
+/// Creates `offices` (id and regular capacity per session) as the operator.
+async fn create_offices(channel: &tonic::transport::Channel, offices: &[(&str, u32)]) {
+    let (_, mut admin) = clients_with_token(channel, ADMIN_TOKEN);
+    for (office_id, capacity) in offices {
+        let office = test_office(office_id, *capacity, 3600);
+        let request = proto::UpsertOfficeRequest { request_id: request_id("office"), office: Some(office) };
+        admin.upsert_office(request).await.expect("the operator creates offices");
+    }
+}
+
+/// A hold of applicant `serial` at `office_id` tomorrow, for `account`.
+fn hold_for(office_id: &str, serial: u32, account: &str) -> proto::HoldRequest {
+    let mut request = hold_request(office_id, 1, applicant(serial));
+    account.clone_into(&mut request.account_id);
+    request
+}
+
 /// Calls `path` with an empty message and `authorization` exactly as given.
 async fn call_with_authorization(
     channel: &tonic::transport::Channel,
@@ -303,6 +320,55 @@ async fn call_with_authorization(
     request.metadata_mut().insert("authorization", authorization.parse().expect("ascii header"));
     let path = http::uri::PathAndQuery::try_from(path).expect("path");
     grpc.unary(request, path, calls::RawCodec).await.map(tonic::Response::into_inner)
+}
+
+/// Issue 13, item 1: a hold the engine refuses gives its anti-hoarding counts back and leaves no key behind, so one
+/// caller re-holding an applicant who already has a booking with a new account each time cannot fill the table.
+#[tokio::test]
+async fn refused_holds_leave_nothing_behind_in_the_anti_hoarding_table() {
+    let server = start("[anti_hoarding]\ntracked_keys_max = 100\n");
+    let channel = server.channel().await;
+    create_offices(&channel, &[(OFFICE_A, 50), (OFFICE_B, 50)]).await;
+    let (mut app, _) = clients_with_token(&channel, BOOKING_TOKEN);
+    let (mut partner, _) = clients_with_token(&channel, PARTNER_TOKEN);
+
+    app.hold(hold_for(OFFICE_A, 1, "first-account")).await.expect("the applicant's booking");
+    let mut already_booked = 0;
+    for round in 0..110 {
+        let status = app.hold(hold_for(OFFICE_A, 1, &format!("account-{round}"))).await.expect_err("has a booking");
+        assert_eq!(status.code(), Code::AlreadyExists, "round {round}: {status:?}");
+        already_booked += 1;
+    }
+    assert_eq!(already_booked, 110);
+    partner
+        .hold(hold_for(OFFICE_B, 2, "partner-account"))
+        .await
+        .expect("another caller's hold at another office is not refused for a table the refusals filled");
+}
+
+/// Issue 13, item 1: one caller's successful holds fill at most its share of the anti-hoarding table; the other
+/// booking back-end keeps its own.
+#[tokio::test]
+async fn one_caller_cannot_fill_the_anti_hoarding_table_that_others_need() {
+    let server = start("[anti_hoarding]\ntracked_keys_max = 60\n");
+    let channel = server.channel().await;
+    create_offices(&channel, &[(OFFICE_A, 200), (OFFICE_B, 50)]).await;
+    let (mut app, _) = clients_with_token(&channel, BOOKING_TOKEN);
+    let (mut partner, _) = clients_with_token(&channel, PARTNER_TOKEN);
+
+    let mut held = 0;
+    for serial in 0..60 {
+        match app.hold(hold_for(OFFICE_A, 100 + serial, &format!("fresh-{serial}"))).await {
+            Ok(_) => held += 1,
+            Err(status) => {
+                let metadata = api::expect_reason(&status, Code::ResourceExhausted, "HOLD_RATE_LIMITED");
+                assert_eq!(metadata.get("scope").map(String::as_str), Some("tracked_keys"));
+                break;
+            }
+        }
+    }
+    assert!(held < 60, "the caller reaches the end of its share of the table");
+    partner.hold(hold_for(OFFICE_B, 2, "partner-account")).await.expect("the other back-end keeps its share");
 }
 
 /// Issue 13, item 2: the per-caller request rate is counted per authenticated caller, however the scheme of its
@@ -341,6 +407,34 @@ async fn the_request_rate_is_counted_per_caller_not_per_header_spelling() {
 
     let (mut partner, _) = clients_with_token(&channel, PARTNER_TOKEN);
     partner.list_offices(proto::ListOfficesRequest {}).await.expect("another caller has a budget of its own");
+}
+
+/// Issue 13, item 3: with two booking back-ends, one of them choosing a new account for every hold takes at most
+/// its share of a session (half by default), and the other still finds slots.
+#[tokio::test]
+async fn one_booking_caller_cannot_sweep_a_session_with_fresh_accounts() {
+    let server = start("");
+    let channel = server.channel().await;
+    create_offices(&channel, &[(OFFICE_A, 17)]).await;
+    let (mut app, _) = clients_with_token(&channel, BOOKING_TOKEN);
+    let (mut partner, _) = clients_with_token(&channel, PARTNER_TOKEN);
+
+    let mut held = 0;
+    let mut refusal = None;
+    for serial in 0..17 {
+        match app.hold(hold_for(OFFICE_A, 100 + serial, &format!("fresh-{serial}"))).await {
+            Ok(_) => held += 1,
+            Err(status) => {
+                refusal = Some(status);
+                break;
+            }
+        }
+    }
+    assert!(held <= 9, "one booking caller took {held} of the session's 17 slots");
+    let status = refusal.expect("refused once past its share");
+    let metadata = api::expect_reason(&status, Code::ResourceExhausted, "HOLD_RATE_LIMITED");
+    assert_eq!(metadata.get("scope").map(String::as_str), Some("session_share"));
+    partner.hold(hold_for(OFFICE_A, 200, "partner-account")).await.expect("the other back-end still finds a slot");
 }
 
 async fn api_get(booking: &mut calls::AuthBooking, booking_id: &str) -> Result<proto::Booking, tonic::Status> {

@@ -3,6 +3,7 @@
 
 use super::EngineHandle;
 use super::convert::{self, Violations};
+use crate::auth::hoarding::SessionPool;
 use crate::auth::status::hoarding_status;
 use crate::auth::{Access, HoldLimiter, HoldRequestKeys};
 use crate::domain::{Command, Date, HoldCommand, Nik, OfficeId, Outcome, Rejection, Reply, RequestId, SlotRef, Zone};
@@ -59,7 +60,17 @@ impl BookingApi {
         let Command::Hold(hold) = command else { return Ok(None) };
         let applicants: Vec<Nik> = hold.applicants.iter().map(|applicant| applicant.nik).collect();
         let account = hold.account_id.to_string();
-        let keys = HoldRequestKeys { caller: &access.caller, account: &account, applicants: &applicants };
+        let slot = &hold.slot;
+        let session_key = format!("{}/{}/{}/{}", slot.office_id, slot.date, slot.session_id, slot.pool.name());
+        let capacity = self.engine()?.book().office(&slot.office_id).and_then(|office| {
+            let plan = office.plan(slot.date)?;
+            plan.sessions
+                .iter()
+                .find(|session| session.session_id == slot.session_id)
+                .map(|session| session.capacity(slot.pool))
+        });
+        let session = capacity.map(|capacity| SessionPool { key: &session_key, capacity });
+        let keys = HoldRequestKeys { caller: &access.caller, account: &account, applicants: &applicants, session };
         self.hold_limiter.reserve(&keys, now.0).map(Some).map_err(|refusal| {
             metrics::counter!(names::HOARDING_REFUSALS_TOTAL, "scope" => refusal.scope.label()).increment(1);
             metrics::counter!(names::HOLDS_TOTAL, "office" => office.to_owned(), "outcome" => "rate_limited")
