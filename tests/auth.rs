@@ -437,6 +437,63 @@ async fn one_booking_caller_cannot_sweep_a_session_with_fresh_accounts() {
     partner.hold(hold_for(OFFICE_A, 200, "partner-account")).await.expect("the other back-end still finds a slot");
 }
 
+/// Issue 13, item 4: a booking belongs to the caller that made it. Another booking caller cannot read, cancel,
+/// reschedule or find it (NOT_FOUND, as for an id that does not exist); request ids are per caller; booking ids are
+/// not sequential and carry a check character.
+#[tokio::test]
+async fn a_booking_belongs_to_the_caller_that_made_it() {
+    let server = start("");
+    let channel = server.channel().await;
+    create_offices(&channel, &[(OFFICE_A, 10)]).await;
+    let (mut app, _) = clients_with_token(&channel, BOOKING_TOKEN);
+    let (mut partner, _) = clients_with_token(&channel, PARTNER_TOKEN);
+
+    let request = hold_request(OFFICE_A, 1, applicant(1));
+    let mine = app.hold(request.clone()).await.expect("hold").into_inner().booking.expect("booking");
+    let next = app.hold(hold_request(OFFICE_A, 1, applicant(2))).await.expect("hold").into_inner().booking;
+    let next = next.expect("booking");
+    for id in [&mine.booking_id, &next.booking_id] {
+        assert!(id.starts_with("BK") && id.len() == 12, "short enough to read over a phone: {id}");
+    }
+    let number = |id: &str| id[2..].parse::<u64>().ok();
+    if let (Some(first), Some(second)) = (number(&mine.booking_id), number(&next.booking_id)) {
+        assert!(first.abs_diff(second) > 1_000, "consecutive holds get unrelated ids: {first} and {second}");
+    }
+    let mut typo = mine.booking_id.clone().into_bytes();
+    typo[6] = if typo[6] == b'0' { b'1' } else { b'0' };
+    let typo = String::from_utf8(typo).expect("ascii");
+    let status = api_get(&mut app, &typo).await.expect_err("a mistyped id");
+    assert_eq!(status.code(), Code::InvalidArgument, "the check character catches {typo}: {status:?}");
+
+    let absent = api_get(&mut partner, &antrean::domain::BookingId(12_345).to_string()).await.expect_err("absent");
+    let status = api_get(&mut partner, &mine.booking_id).await.expect_err("another caller's booking");
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    assert_eq!(reason(&status), reason(&absent), "answered as for an id that does not exist");
+    let cancel = proto::CancelRequest { request_id: request_id("cancel"), booking_id: mine.booking_id.clone() };
+    assert_eq!(partner.cancel(cancel).await.expect_err("not the partner's").code(), Code::NotFound);
+    let reschedule = proto::RescheduleRequest {
+        request_id: request_id("reschedule"),
+        booking_id: mine.booking_id.clone(),
+        date: Some(common::jakarta_date(2)),
+        session_id: "1300-1500".into(),
+    };
+    assert_eq!(partner.reschedule(reschedule).await.expect_err("not the partner's").code(), Code::NotFound);
+    let find = || proto::FindBookingsRequest { nik: applicant(1).nik };
+    assert!(partner.find_bookings(find()).await.expect("find").into_inner().bookings.is_empty());
+    assert_eq!(app.find_bookings(find()).await.expect("find").into_inner().bookings.len(), 1);
+    let still = api_get(&mut app, &mine.booking_id).await.expect("the owner reads it");
+    assert_eq!(still.state, proto::BookingState::AwaitingPayment as i32, "the partner's cancel changed nothing");
+
+    // The same request id, sent by another caller, is that caller's own.
+    match partner.hold(request.clone()).await {
+        Ok(answer) => panic!("another caller's request id answered with its booking: {answer:?}"),
+        Err(status) => assert_eq!(status.code(), Code::AlreadyExists, "the applicant has a booking: {status:?}"),
+    }
+    let mut different = hold_request(OFFICE_A, 1, applicant(3));
+    different.request_id.clone_from(&request.request_id);
+    partner.hold(different).await.expect("a request id another caller used is free for this one");
+}
+
 async fn api_get(booking: &mut calls::AuthBooking, booking_id: &str) -> Result<proto::Booking, tonic::Status> {
     let request = proto::GetBookingRequest { booking_id: booking_id.to_owned() };
     booking.get_booking(request).await.map(|response| response.into_inner().booking.expect("booking"))

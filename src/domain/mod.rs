@@ -45,7 +45,7 @@ pub use messages::event::{Event, Stamp};
 pub use messages::rejection::Rejection;
 pub use messages::reply::{Outcome, Reply};
 pub use state::book::{Capture, EventLog, Execution, QuotaBook};
-pub use state::image::{Image, ImageError};
+pub use state::image::{Image, ImageError, ImageV1};
 pub use state::reads::{OfficeStats, PoolAvailability, SessionAvailability, SessionState};
 pub use values::ids::{AccountId, BookingId, GroupId, OfficeId, PaymentReference, RequestId, SessionId};
 pub use values::nik::{Nik, NikProblem};

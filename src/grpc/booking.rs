@@ -6,7 +6,9 @@ use super::convert::{self, Violations};
 use crate::auth::hoarding::SessionPool;
 use crate::auth::status::hoarding_status;
 use crate::auth::{Access, HoldLimiter, HoldRequestKeys};
-use crate::domain::{Command, Date, HoldCommand, Nik, OfficeId, Outcome, Rejection, Reply, RequestId, SlotRef, Zone};
+use crate::domain::{
+    Booking, BookingId, Command, Date, HoldCommand, Nik, OfficeId, Outcome, Rejection, Reply, RequestId, SlotRef, Zone,
+};
 use crate::engine::Engine;
 use crate::limits::GROUP_APPLICANTS_MAX;
 use crate::metrics as names;
@@ -45,8 +47,18 @@ impl BookingApi {
         }
     }
 
-    async fn run(&self, request_id: RequestId, command: Command) -> Result<Reply, Status> {
-        self.engine()?.execute(&request_id, &command).await.map_err(Status::from)
+    /// Executes `command` under the caller's own request id.
+    async fn run(&self, access: &Access, request_id: &RequestId, command: Command) -> Result<Reply, Status> {
+        self.engine()?.execute(&access.request_id(request_id), &command).await.map_err(Status::from)
+    }
+
+    /// The booking `booking_id` when it exists and the caller reaches it, `None` when it does not exist (the engine
+    /// then answers, with NOT_FOUND or a retry's remembered answer), and NOT_FOUND when the caller does not reach it:
+    /// another caller's booking, or another office's, is answered as one that does not exist.
+    fn reachable(&self, access: &Access, booking_id: BookingId) -> Result<Option<Booking>, Status> {
+        let Some((booking, owner)) = self.engine()?.book().booking_with_owner(booking_id) else { return Ok(None) };
+        access.check_booking(&booking, owner.as_deref())?;
+        Ok(Some(booking))
     }
 
     /// Counts a hold against the anti-hoarding limits of `access`'s caller, the account and every applicant.
@@ -86,7 +98,7 @@ impl BookingApi {
         let outcome: Outcome = match converted {
             Ok((request_id, command)) => {
                 let reservation = self.reserve_hold(access, &command, engine.now(), &office)?;
-                let outcome = engine.execute(&request_id, &command).await;
+                let outcome = engine.execute(&access.request_id(&request_id), &command).await;
                 if let (Err(_), Some(reservation)) = (&outcome, reservation) {
                     self.hold_limiter.release(reservation);
                 }
@@ -263,10 +275,10 @@ impl BookingService for BookingApi {
         let payment_reference = violations.payment_reference(&request.payment_reference);
         let (request_id, booking_id, payment_reference) =
             violations.finish((|| Some((request_id?, booking_id?, payment_reference?)))())?;
-        let office = self.engine()?.book().booking(booking_id).map(|booking| booking.slot.office_id.to_string());
+        let office = self.reachable(&access, booking_id)?.map(|booking| booking.slot.office_id.to_string());
         let office = office.unwrap_or_else(|| "unknown".to_owned());
-        let outcome =
-            self.engine()?.execute(&request_id, &Command::ConfirmPayment { booking_id, payment_reference }).await;
+        let command = Command::ConfirmPayment { booking_id, payment_reference };
+        let outcome = self.engine()?.execute(&access.request_id(&request_id), &command).await;
         let label = match &outcome {
             Ok(Reply::Paid { revived: true, .. }) => "revived",
             Ok(_) => "confirmed",
@@ -288,7 +300,8 @@ impl BookingService for BookingApi {
         let access = Access::of(request.extensions());
         let request = request.into_inner();
         let (request_id, booking_id) = request_and_booking(&request.request_id, &request.booking_id)?;
-        let reply = self.run(request_id, Command::Cancel { booking_id }).await?;
+        self.reachable(&access, booking_id)?;
+        let reply = self.run(&access, &request_id, Command::Cancel { booking_id }).await?;
         let booking = booking_reply(reply, access.reveal_nik);
         metrics::counter!(names::CANCELLATIONS_TOTAL, "office" => booking.office_id.clone()).increment(1);
         Ok(Response::new(proto::CancelResponse { booking: Some(booking) }))
@@ -308,7 +321,10 @@ impl BookingService for BookingApi {
         let (request_id, command) = violations.finish((|| {
             Some((request_id?, Command::Reschedule { booking_id: booking_id?, date: date?, session_id: session_id? }))
         })())?;
-        let booking = booking_reply(self.run(request_id, command).await?, access.reveal_nik);
+        if let Some(booking_id) = command.booking_id() {
+            self.reachable(&access, booking_id)?;
+        }
+        let booking = booking_reply(self.run(&access, &request_id, command).await?, access.reveal_nik);
         metrics::counter!(names::RESCHEDULES_TOTAL, "office" => booking.office_id.clone()).increment(1);
         Ok(Response::new(proto::RescheduleResponse { booking: Some(booking) }))
     }
@@ -320,10 +336,9 @@ impl BookingService for BookingApi {
         let access = Access::of(request.extensions());
         let request = request.into_inner();
         let (request_id, booking_id) = request_and_booking(&request.request_id, &request.booking_id)?;
-        if let Some(existing) = self.engine()?.book().booking(booking_id) {
-            access.check_booking(&existing)?;
-        }
-        let booking = booking_reply(self.run(request_id, Command::CheckIn { booking_id }).await?, access.reveal_nik);
+        self.reachable(&access, booking_id)?;
+        let reply = self.run(&access, &request_id, Command::CheckIn { booking_id }).await?;
+        let booking = booking_reply(reply, access.reveal_nik);
         metrics::counter!(names::CHECK_INS_TOTAL, "office" => booking.office_id.clone()).increment(1);
         Ok(Response::new(proto::CheckInResponse { booking: Some(booking) }))
     }
@@ -337,8 +352,7 @@ impl BookingService for BookingApi {
         let mut violations = Violations::default();
         let booking_id = violations.booking_id(&request.booking_id);
         let booking_id = violations.finish(booking_id)?;
-        let booking = self.engine()?.book().booking(booking_id).ok_or(Rejection::BookingNotFound(booking_id))?;
-        access.check_booking(&booking)?;
+        let booking = self.reachable(&access, booking_id)?.ok_or(Rejection::BookingNotFound(booking_id))?;
         Ok(Response::new(proto::GetBookingResponse { booking: Some(convert::booking(&booking, access.reveal_nik)) }))
     }
 
@@ -377,18 +391,23 @@ impl BookingService for BookingApi {
         let access = Access::of(request.extensions());
         let request = request.into_inner();
         let nik = Nik::parse(&request.nik).map_err(|problem| Rejection::invalid("nik", problem.description()))?;
-        let bookings = self.engine()?.book().find_bookings(nik);
+        let book = self.engine()?.book();
+        let reached = |booking: &&Booking| {
+            let owner = book.booking_with_owner(booking.booking_id).and_then(|(_, owner)| owner);
+            access.reaches(booking, owner.as_deref())
+        };
+        let bookings = book.find_bookings(nik);
         Ok(Response::new(proto::FindBookingsResponse {
             bookings: bookings
                 .iter()
-                .filter(|booking| access.may_touch(&booking.slot.office_id))
+                .filter(reached)
                 .map(|booking| convert::booking(booking, access.reveal_nik))
                 .collect(),
         }))
     }
 }
 
-fn request_and_booking(request_id: &str, booking_id: &str) -> Result<(RequestId, crate::domain::BookingId), Status> {
+fn request_and_booking(request_id: &str, booking_id: &str) -> Result<(RequestId, BookingId), Status> {
     let mut violations = Violations::default();
     let request_id = violations.request_id(request_id);
     let booking_id = violations.booking_id(booking_id);

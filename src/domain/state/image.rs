@@ -11,7 +11,7 @@ use crate::domain::bookings::booking::{Booking, BookingState};
 use crate::domain::bookings::refund::Refund;
 use crate::domain::bookings::rules::BookRules;
 use crate::domain::catalogue::office::{Catalog, Office, OfficeSettings, ScheduleRule};
-use crate::domain::values::ids::{OfficeId, RequestId};
+use crate::domain::values::ids::{BookingId, OfficeId, RequestId};
 use crate::domain::values::nik::Nik;
 use crate::domain::values::time::Date;
 use crate::domain::waiting_room::room::{WaitingRoom, WaitingRooms};
@@ -19,8 +19,10 @@ use crate::limits::SHARD_COUNT;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Version of the image layout inside a snapshot payload; bumped on any incompatible change.
-pub const IMAGE_VERSION: u16 = 1;
+/// Version of the image layout inside a snapshot payload; bumped on any incompatible change. Version 2 adds the
+/// bookings' owners and drops the next booking number (numbers are drawn at random); version 1 images still load
+/// ([`ImageV1`]).
+pub const IMAGE_VERSION: u16 = 2;
 
 /// An office in an image.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,7 +42,35 @@ pub struct Image {
     pub version: u16,
     /// Log position the image reflects.
     pub log_position: u64,
-    /// Next booking number.
+    /// Offices by id.
+    pub offices: Vec<OfficeImage>,
+    /// Day ledgers by key.
+    pub days: Vec<(DayKey, DayLedger)>,
+    /// Bookings by id.
+    pub bookings: Vec<Booking>,
+    /// Applicants by NIK.
+    pub applicants: Vec<(Nik, ApplicantRecord)>,
+    /// Request records by id.
+    pub requests: Vec<(RequestId, RequestRecord)>,
+    /// Refunds in the order recorded.
+    pub refunds: Vec<Refund>,
+    /// Running totals per office.
+    pub counters: Vec<(OfficeId, OfficeCounters)>,
+    /// Waiting rooms by line.
+    pub rooms: Vec<WaitingRoom>,
+    /// The caller that made each booking that has one, by booking id.
+    pub owners: Vec<(BookingId, String)>,
+}
+
+/// A version 1 image (before bookings had owners), as older builds wrote it: read, then made a current [`Image`] with
+/// no owners (those bookings belong to no booking caller).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageV1 {
+    /// 1.
+    pub version: u16,
+    /// Log position the image reflects.
+    pub log_position: u64,
+    /// Next booking number (unused now).
     pub next_booking_id: u64,
     /// Offices by id.
     pub offices: Vec<OfficeImage>,
@@ -58,6 +88,24 @@ pub struct Image {
     pub counters: Vec<(OfficeId, OfficeCounters)>,
     /// Waiting rooms by line.
     pub rooms: Vec<WaitingRoom>,
+}
+
+impl From<ImageV1> for Image {
+    fn from(old: ImageV1) -> Image {
+        Image {
+            version: IMAGE_VERSION,
+            log_position: old.log_position,
+            offices: old.offices,
+            days: old.days,
+            bookings: old.bookings,
+            applicants: old.applicants,
+            requests: old.requests,
+            refunds: old.refunds,
+            counters: old.counters,
+            rooms: old.rooms,
+            owners: Vec::new(),
+        }
+    }
 }
 
 impl Capture {
@@ -85,6 +133,11 @@ impl Capture {
         requests.sort_by(|left, right| left.0.cmp(&right.0));
         let mut refunds: Vec<Refund> = shards.iter().flat_map(|shard| shard.refunds.iter().cloned()).collect();
         refunds.sort_by_key(|refund| (refund.recorded_at, refund.booking_id));
+        let mut owners: Vec<(BookingId, String)> = shards
+            .iter()
+            .flat_map(|shard| shard.owners.iter().map(|(booking_id, owner)| (*booking_id, owner.to_string())))
+            .collect();
+        owners.sort();
         let mut counters: BTreeMap<OfficeId, OfficeCounters> = BTreeMap::new();
         for (office_id, more) in shards.iter().flat_map(|shard| shard.counters.iter()) {
             add_counters(counters.entry(office_id.clone()).or_default(), more);
@@ -92,10 +145,6 @@ impl Capture {
         Image {
             version: IMAGE_VERSION,
             log_position: self.log_position,
-            // Derived from the bookings, not the live counter: a refused or repeated hold consumes booking numbers
-            // without logging anything, so replay could never reproduce the counter. Numbers past the highest booking
-            // were never used by a logged event, so starting there again is safe.
-            next_booking_id: bookings.last().map_or(1, |booking| booking.booking_id.0 + 1),
             offices: catalog_image(&self.catalog),
             days,
             bookings,
@@ -104,6 +153,7 @@ impl Capture {
             refunds,
             counters: counters.into_iter().collect(),
             rooms: self.waiting_rooms.iter().map(|room| WaitingRoom::clone(room)).collect(),
+            owners,
         }
     }
 }
@@ -169,6 +219,9 @@ impl QuotaBook {
             }
             shard.bookings.insert(booking.booking_id, booking);
         }
+        for (booking_id, owner) in image.owners {
+            shards[booking_id.shard_index()].owners.insert(booking_id, std::sync::Arc::from(owner));
+        }
         for (nik, record) in image.applicants {
             shards[nik.shard_index()].applicants.insert(nik, record);
         }
@@ -185,7 +238,7 @@ impl QuotaBook {
             room.reindex();
             rooms.insert(room.key.clone(), std::sync::Arc::new(room));
         }
-        Ok(QuotaBook::from_parts(rules, shards, catalog, rooms, image.next_booking_id))
+        Ok(QuotaBook::from_parts(rules, shards, catalog, rooms))
     }
 
     /// The current state as an image at `log_position` (for tests and tools; snapshots use [`QuotaBook::capture`]).

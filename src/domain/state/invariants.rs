@@ -16,8 +16,13 @@ impl QuotaBook {
 /// Checks the invariants of an image:
 /// - no pool has more slot-holding bookings than capacity, and its counts equal the bookings in each state;
 /// - every booking is listed by its day, and every applicant's active list is exactly its active bookings, within
-///   the limit.
+///   the limit;
+/// - every owner is the owner of a booking that exists.
 pub fn check_image(image: &Image, applicant_active_bookings_max: u32) -> Result<(), String> {
+    let booking_ids: std::collections::HashSet<_> = image.bookings.iter().map(|booking| booking.booking_id).collect();
+    if let Some((booking_id, _)) = image.owners.iter().find(|(booking_id, _)| !booking_ids.contains(booking_id)) {
+        return Err(format!("booking {booking_id} has an owner but does not exist"));
+    }
     let mut counted: HashMap<(usize, String, u8, BookingState), u32> = HashMap::new();
     let day_index: HashMap<_, usize> =
         image.days.iter().enumerate().map(|(index, (key, _))| (key.clone(), index)).collect();
