@@ -191,9 +191,11 @@ fn timed_holds(iters: u64, follow_up: FollowUp) -> Duration {
                 let booking_id = held_booking(reply);
                 let (request_id, payment_reference) = &follow_ups[index];
                 let command = match follow_up {
-                    FollowUp::Pay => {
-                        Command::ConfirmPayment { booking_id, payment_reference: payment_reference.clone() }
-                    }
+                    FollowUp::Pay => Command::ConfirmPayment {
+                        booking_id,
+                        payment_reference: payment_reference.clone(),
+                        paid_at: None,
+                    },
                     _ => Command::Cancel { booking_id },
                 };
                 let execution = book.execute(request_id, &command, at, &log);
@@ -227,7 +229,7 @@ fn single_thread(criterion: &mut Criterion) {
     group.bench_function("availability_7_days", |bencher| {
         bencher.iter(|| {
             book.availability(&office, ServiceType::NewPassport, date_after(1), date_after(7), now()).expect("ok")
-        })
+        });
     });
     group.finish();
 }
@@ -239,7 +241,7 @@ fn contention(criterion: &mut Criterion) {
     group.measurement_time(Duration::from_secs(5));
     for (name, spread, offices) in [("hot_session", Spread::Hot, 1), ("spread_64_offices", Spread::Offices(64), 64)] {
         group.bench_function(BenchmarkId::new("2_threads", name), |bencher| {
-            bencher.iter_custom(|iters| two_threads(iters, spread, offices))
+            bencher.iter_custom(|iters| two_threads(iters, spread, offices));
         });
     }
     group.finish();

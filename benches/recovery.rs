@@ -177,12 +177,12 @@ fn recovery(criterion: &mut Criterion) {
     let mut group = criterion.benchmark_group("recovery_1m_bookings");
     group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(10));
     group.bench_function("snapshot_encode", |bencher| {
-        bencher.iter_custom(|iters| timed(iters, || encode_image(&book.capture(|| position).to_image())))
+        bencher.iter_custom(|iters| timed(iters, || encode_image(&book.capture(|| position).to_image())));
     });
     group.bench_function("snapshot_load", |bencher| {
         bencher.iter_custom(|iters| {
             timed(iters, || QuotaBook::from_image(rules(), decode_image(&snapshot).expect("decode")).expect("load"))
-        })
+        });
     });
     group.bench_function("replay_decoded_events", |bencher| {
         bencher.iter_custom(|iters| {
@@ -193,7 +193,7 @@ fn recovery(criterion: &mut Criterion) {
                 }
                 replayed
             })
-        })
+        });
     });
     group.bench_function("replay_encoded_events", |bencher| {
         bencher.iter_custom(|iters| {
@@ -204,7 +204,7 @@ fn recovery(criterion: &mut Criterion) {
                 }
                 replayed
             })
-        })
+        });
     });
     group.bench_function("recover_from_log_files", |bencher| {
         bencher.iter_custom(|iters| {
@@ -214,7 +214,7 @@ fn recovery(criterion: &mut Criterion) {
                 assert_eq!((report.records_replayed, book.sizes().0), (position, BOOKINGS));
                 book
             })
-        })
+        });
     });
     group.bench_function("recover_from_snapshot_file", |bencher| {
         bencher.iter_custom(|iters| {
@@ -225,7 +225,7 @@ fn recovery(criterion: &mut Criterion) {
                 assert_eq!((report.snapshot_position, book.sizes().0), (Some(position), BOOKINGS));
                 book
             })
-        })
+        });
     });
     group.finish();
 }

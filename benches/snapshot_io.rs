@@ -34,10 +34,10 @@ fn snapshot_write_and_load(criterion: &mut Criterion) {
         bencher.iter(|| {
             position += 1;
             write_snapshot(dir.path(), LogPosition(position), &payload).expect("write snapshot")
-        })
+        });
     });
     group.bench_function("load", |bencher| {
-        bencher.iter(|| load_latest_snapshot(dir.path()).expect("load snapshot").expect("a snapshot exists"))
+        bencher.iter(|| load_latest_snapshot(dir.path()).expect("load snapshot").expect("a snapshot exists"));
     });
     group.finish();
 }

@@ -42,8 +42,8 @@ fn append_then_await_durable(criterion: &mut Criterion) {
                         last = wal.append(black_box(payload.clone()));
                     }
                     wal.wait_durable(last).await.expect("durable");
-                })
-            })
+                });
+            });
         });
         let stats = wal.stats();
         wal.close().expect("close log");

@@ -1,14 +1,20 @@
 //! Configuration: one TOML file (an embedded demo file by default), checked field by field before anything starts.
 //!
 //! `validate` names the first bad field and why, so an operator can fix a file without reading code. Unknown fields
-//! are refused: a typo must not silently fall back to a default, least of all a durability setting.
+//! are refused: a typo must not silently fall back to a default, least of all a durability setting. Settings with a
+//! fixed set of values are enums ([`Fsync`], [`LogFormat`]), so a misspelt value is refused while parsing.
+//!
+//! Units: every duration's name ends in its unit. A duration that can sensibly be shorter than a second is in
+//! milliseconds (`_ms`: the tick, fsync batching, call deadlines, the drain); one measured in minutes, hours or days is
+//! in seconds (`_seconds`: retention, windows, lifetimes, snapshot age). The stem matches the rule it sets:
+//! `ticket_idle_ttl_seconds` here is `BookRules::ticket_idle_ttl_ms` in the domain.
 
 use crate::domain::{
     BookRules, OfficeId, OfficeSettings, Pool, ServiceType, SessionId, SessionTemplate, TimeOfDay, validate_settings,
 };
 use crate::limits::OFFICES_MAX;
 use crate::storage::{FsyncMode, WalOptions};
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -61,6 +67,44 @@ pub struct Config {
     pub demo_release_in_seconds: Option<u64>,
 }
 
+/// `storage.fsync`: when an answer may be released relative to fdatasync.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Fsync {
+    /// Answer after the fdatasync that covers the call's record (the default).
+    #[default]
+    Always,
+    /// fdatasync at most every `fsync_batch_interval_ms`, still answering only after the sync that covers the call.
+    Batch,
+    /// Never fdatasync: a crash can lose acknowledged calls. Benchmarks only.
+    None,
+}
+
+/// `server.log_format`: how log lines are written to standard error.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (the default).
+    #[default]
+    Text,
+    /// One JSON object a line, for log pipelines.
+    Json,
+}
+
+/// Deserializes a field, prefixing a refusal with the field's path, so a bad enum value names the field like
+/// `validate` does (the TOML parser only shows the line).
+fn named_field<'de, D: Deserializer<'de>, T: Deserialize<'de>>(path: &str, deserializer: D) -> Result<T, D::Error> {
+    T::deserialize(deserializer).map_err(|error| serde::de::Error::custom(format!("{path}: {error}")))
+}
+
+fn storage_fsync<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Fsync, D::Error> {
+    named_field("storage.fsync", deserializer)
+}
+
+fn server_log_format<'de, D: Deserializer<'de>>(deserializer: D) -> Result<LogFormat, D::Error> {
+    named_field("server.log_format", deserializer)
+}
+
 /// `[server]`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -78,7 +122,8 @@ pub struct ServerConfig {
     /// Drain time on shutdown, in milliseconds.
     pub drain_timeout_ms: u64,
     /// `text` or `json`.
-    pub log_format: String,
+    #[serde(deserialize_with = "server_log_format")]
+    pub log_format: LogFormat,
     /// tracing EnvFilter directives.
     pub log_filter: String,
     /// `[server.tls]`: serve TLS (and require client certificates when a client CA is set).
@@ -94,7 +139,7 @@ impl Default for ServerConfig {
             caller_requests_per_second_max: 100_000,
             request_timeout_ms: 5_000,
             drain_timeout_ms: 10_000,
-            log_format: "text".into(),
+            log_format: LogFormat::Text,
             log_filter: "info".into(),
             tls: None,
         }
@@ -108,7 +153,8 @@ pub struct StorageConfig {
     /// Data directory.
     pub data_dir: PathBuf,
     /// `always`, `batch` or `none`.
-    pub fsync: String,
+    #[serde(deserialize_with = "storage_fsync")]
+    pub fsync: Fsync,
     /// Interval of `batch` mode, in milliseconds.
     pub fsync_batch_interval_ms: u64,
     /// Largest segment file.
@@ -129,7 +175,7 @@ impl Default for StorageConfig {
     fn default() -> StorageConfig {
         StorageConfig {
             data_dir: PathBuf::from("./data"),
-            fsync: "always".into(),
+            fsync: Fsync::Always,
             fsync_batch_interval_ms: 2,
             segment_bytes_max: 64 * 1024 * 1024,
             batch_records_max: 8192,
@@ -147,6 +193,8 @@ impl Default for StorageConfig {
 pub struct BookingConfig {
     /// See [`BookRules::applicant_active_bookings_max`].
     pub applicant_active_bookings_max: u32,
+    /// See [`BookRules::payment_settlement_grace_ms`], in seconds.
+    pub payment_settlement_grace_seconds: u64,
     /// See [`BookRules::reschedules_max`].
     pub reschedules_max: u32,
     /// See [`BookRules::reschedule_days_before_min`].
@@ -165,8 +213,9 @@ pub struct BookingConfig {
     pub admission_ttl_seconds: u64,
     /// Admitted-but-not-booked tickets at most at remaining slots times this percentage.
     pub admission_factor_percent: u32,
-    /// A waiting ticket nobody watches for this long expires, in seconds.
-    pub ticket_idle_seconds: u64,
+    /// A waiting ticket nobody watches for this long expires, in seconds. Was `ticket_idle_seconds`, still accepted.
+    #[serde(alias = "ticket_idle_seconds")]
+    pub ticket_idle_ttl_seconds: u64,
     /// Most tickets in one waiting room.
     pub tickets_per_room_max: u64,
 }
@@ -180,6 +229,7 @@ impl Default for BookingConfig {
         let rules = BookRules::default();
         BookingConfig {
             applicant_active_bookings_max: rules.applicant_active_bookings_max,
+            payment_settlement_grace_seconds: (rules.payment_settlement_grace_ms / 1000) as u64,
             reschedules_max: rules.reschedules_max,
             reschedule_days_before_min: rules.reschedule_days_before_min,
             request_retention_seconds: (rules.request_retention_ms / 1000) as u64,
@@ -189,7 +239,7 @@ impl Default for BookingConfig {
             waiting_room_pre_open_seconds: (rules.waiting_room_pre_open_ms / 1000) as u64,
             admission_ttl_seconds: (rules.admission_ttl_ms / 1000) as u64,
             admission_factor_percent: rules.admission_factor_percent,
-            ticket_idle_seconds: (rules.ticket_idle_ttl_ms / 1000) as u64,
+            ticket_idle_ttl_seconds: (rules.ticket_idle_ttl_ms / 1000) as u64,
             tickets_per_room_max: rules.tickets_per_room_max,
         }
     }
@@ -290,9 +340,6 @@ impl Config {
         if !(1..=1_000_000).contains(&self.server.in_flight_requests_max) {
             return invalid("server.in_flight_requests_max", "must be between 1 and 1000000");
         }
-        if !["text", "json"].contains(&self.server.log_format.as_str()) {
-            return invalid("server.log_format", "must be \"text\" or \"json\"");
-        }
         if self.server.caller_requests_per_second_max == 0 {
             return invalid("server.caller_requests_per_second_max", "must be at least 1");
         }
@@ -328,6 +375,9 @@ impl Config {
         if !(1..=100).contains(&booking.applicant_active_bookings_max) {
             return invalid("booking.applicant_active_bookings_max", "must be between 1 and 100");
         }
+        if booking.payment_settlement_grace_seconds > 86_400 {
+            return invalid("booking.payment_settlement_grace_seconds", "must be between 0 and 86400");
+        }
         if !(0..=365).contains(&booking.reschedule_days_before_min) {
             return invalid("booking.reschedule_days_before_min", "must be between 0 and 365");
         }
@@ -337,7 +387,10 @@ impl Config {
         if !(1..=1000).contains(&booking.admission_factor_percent) {
             return invalid("booking.admission_factor_percent", "must be between 1 and 1000");
         }
-        if booking.admission_ttl_seconds == 0 || booking.ticket_idle_seconds == 0 || booking.tickets_per_room_max == 0 {
+        if booking.admission_ttl_seconds == 0
+            || booking.ticket_idle_ttl_seconds == 0
+            || booking.tickets_per_room_max == 0
+        {
             return invalid(
                 "booking.admission_ttl_seconds",
                 "admission and idle times and the ticket maximum must be at least 1",
@@ -361,14 +414,10 @@ impl Config {
     /// The write-ahead log options.
     pub fn wal_options(&self) -> Result<WalOptions, crate::storage::StorageError> {
         let storage = &self.storage;
-        let fsync = match storage.fsync.as_str() {
-            "always" => FsyncMode::Always,
-            "batch" => FsyncMode::Batch { interval_ms: storage.fsync_batch_interval_ms },
-            "none" => FsyncMode::None,
-            _ => {
-                let reason = "must be \"always\", \"batch\" or \"none\"".to_owned();
-                return Err(crate::storage::StorageError::InvalidOptions { field: "fsync", reason });
-            }
+        let fsync = match storage.fsync {
+            Fsync::Always => FsyncMode::Always,
+            Fsync::Batch => FsyncMode::Batch { interval_ms: storage.fsync_batch_interval_ms },
+            Fsync::None => FsyncMode::None,
         };
         let options = WalOptions {
             dir: storage.data_dir.join("wal"),
@@ -388,15 +437,16 @@ impl Config {
         let booking = &self.booking;
         BookRules {
             applicant_active_bookings_max: booking.applicant_active_bookings_max,
+            payment_settlement_grace_ms: seconds_to_ms(booking.payment_settlement_grace_seconds),
             reschedules_max: booking.reschedules_max,
             reschedule_days_before_min: booking.reschedule_days_before_min,
-            request_retention_ms: booking.request_retention_seconds.saturating_mul(1000).min(i64::MAX as u64) as i64,
+            request_retention_ms: seconds_to_ms(booking.request_retention_seconds),
             requests_max: booking.requests_max,
             bookings_max: booking.bookings_max,
             waiting_room_pre_open_ms: seconds_to_ms(booking.waiting_room_pre_open_seconds),
             admission_ttl_ms: seconds_to_ms(booking.admission_ttl_seconds),
             admission_factor_percent: booking.admission_factor_percent,
-            ticket_idle_ttl_ms: seconds_to_ms(booking.ticket_idle_seconds),
+            ticket_idle_ttl_ms: seconds_to_ms(booking.ticket_idle_ttl_seconds),
             tickets_per_room_max: booking.tickets_per_room_max,
         }
     }
@@ -491,6 +541,8 @@ mod tests {
     fn errors_name_the_field() {
         let error = Config::parse("[storage]\nfsync = \"sometimes\"\n").expect_err("bad fsync");
         assert!(error.to_string().contains("storage.fsync"), "{error}");
+        let error = Config::parse("[server]\nlog_format = \"xml\"\n").expect_err("bad log format");
+        assert!(error.to_string().contains("server.log_format"), "{error}");
         let error = Config::parse("[server]\nlisten = \"nowhere\"\n").expect_err("bad listen");
         assert!(error.to_string().contains("server.listen"), "{error}");
         let error = Config::parse("[server]\nlistn = \"127.0.0.1:1\"\n").expect_err("typo");
@@ -498,5 +550,24 @@ mod tests {
         let office = DEMO_CONFIG.replacen("time_zone = \"Asia/Jakarta\"", "time_zone = \"Asia/Atlantis\"", 1);
         let error = Config::parse(&office).expect_err("bad zone");
         assert!(error.to_string().contains("offices[0].time_zone"), "{error}");
+    }
+
+    #[test]
+    fn the_settlement_grace_is_fifteen_minutes_unless_set_and_at_most_a_day() {
+        assert_eq!(Config::demo().book_rules().payment_settlement_grace_ms, 900_000);
+        let none = Config::parse("[booking]\npayment_settlement_grace_seconds = 0\n").expect("no grace is valid");
+        assert_eq!(none.book_rules().payment_settlement_grace_ms, 0);
+        let error = Config::parse("[booking]\npayment_settlement_grace_seconds = 86401\n").expect_err("too long");
+        assert!(error.to_string().contains("booking.payment_settlement_grace_seconds"), "{error}");
+    }
+
+    #[test]
+    fn enums_and_units_read_as_written_and_the_old_idle_name_still_works() {
+        let config = Config::parse("[server]\nlog_format = \"json\"\n[storage]\nfsync = \"batch\"\n").expect("valid");
+        assert_eq!((config.server.log_format, config.storage.fsync), (LogFormat::Json, Fsync::Batch));
+        let renamed = Config::parse("[booking]\nticket_idle_ttl_seconds = 90\n").expect("valid");
+        let old_name = Config::parse("[booking]\nticket_idle_seconds = 90\n").expect("still valid");
+        assert_eq!(renamed.book_rules().ticket_idle_ttl_ms, 90_000);
+        assert_eq!(old_name.book_rules(), renamed.book_rules());
     }
 }

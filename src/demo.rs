@@ -30,7 +30,7 @@ pub async fn demo_release(engine: &Engine, seconds: u64) {
     let request_id = RequestId::parse(&format!("demo-release:{}", release_at.0)).expect("short");
     match engine.execute(&request_id, &Command::SetSchedule { office_id, rule }).await {
         Ok(_) => {
-            tracing::info!(office = DEMO_RELEASE_OFFICE, %release_at, "demo release scheduled behind a waiting room")
+            tracing::info!(office = DEMO_RELEASE_OFFICE, %release_at, "demo release scheduled behind a waiting room");
         }
         Err(rejection) => tracing::warn!(reason = rejection.reason(), "demo release not scheduled"),
     }

@@ -53,6 +53,18 @@ pub const LOG_RECORD_BYTES_MAX: u32 = 256 * 1024;
 /// Most expiries applied in one tick of the expiry ticker, so a backlog after downtime does not starve callers.
 pub const EXPIRIES_PER_TICK_MAX: usize = 10_000;
 
+/// Most confirmed bookings marked no-show per ticker run (the rest wait for the next run, a tick later).
+pub const NO_SHOWS_PER_TICK_MAX: usize = 10_000;
+
+/// How long what is kept of a purged booking (office, date, accepted payment) and its refund records stay, counted in
+/// days from the appointment date back from a later purge's cut-off: a payment notification more than a year after
+/// the appointment is answered `BOOKING_NOT_FOUND`. About 100 bytes per purged booking.
+pub const PURGED_BOOKINGS_KEPT_DAYS: i32 = 366;
+
+/// How far ahead of the server's clock a payment's `paid_at` may be (clock skew between the payment network and this
+/// server) before it is refused as being in the future.
+pub const PAID_AT_AHEAD_MS_MAX: i64 = 30_000;
+
 /// Most tickets admitted or expired in one step of a waiting room, so a step stays short under the waiting-rooms lock
 /// (a step is one log record; 2,000 ticket ids keep it far below `LOG_RECORD_BYTES_MAX`).
 pub const WAITING_ROOM_STEP_TICKETS_MAX: usize = 2_000;

@@ -2,7 +2,7 @@
 
 #![forbid(unsafe_code)]
 
-use antrean::config::{Config, DEMO_CONFIG};
+use antrean::config::{Config, DEMO_CONFIG, Fsync, LogFormat};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
@@ -26,14 +26,14 @@ struct Cli {
     #[arg(long, env = "ANTREAN_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// Durability: always (answer after fdatasync), batch, or none (benchmarks only); overrides storage.fsync.
-    #[arg(long, env = "ANTREAN_FSYNC")]
-    fsync: Option<String>,
+    #[arg(long, env = "ANTREAN_FSYNC", value_enum)]
+    fsync: Option<Fsync>,
     /// Most requests served at once; overrides server.in_flight_requests_max.
     #[arg(long, env = "ANTREAN_IN_FLIGHT_REQUESTS_MAX")]
     in_flight_requests_max: Option<u32>,
     /// Log format: text or json; overrides server.log_format.
-    #[arg(long, env = "ANTREAN_LOG_FORMAT")]
-    log_format: Option<String>,
+    #[arg(long, env = "ANTREAN_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormat>,
     /// Start even if the middle of the log is corrupt, dropping every record after the corruption (copy the data
     /// directory first).
     #[arg(long, env = "ANTREAN_ACCEPT_LOG_TRUNCATION")]
@@ -82,14 +82,14 @@ fn load(cli: &Cli) -> anyhow::Result<Config> {
     if let Some(data_dir) = &cli.data_dir {
         config.storage.data_dir.clone_from(data_dir);
     }
-    if let Some(fsync) = &cli.fsync {
-        config.storage.fsync.clone_from(fsync);
+    if let Some(fsync) = cli.fsync {
+        config.storage.fsync = fsync;
     }
     if let Some(in_flight) = cli.in_flight_requests_max {
         config.server.in_flight_requests_max = in_flight;
     }
-    if let Some(format) = &cli.log_format {
-        config.server.log_format.clone_from(format);
+    if let Some(format) = cli.log_format {
+        config.server.log_format = format;
     }
     config.storage.accept_log_truncation |= cli.accept_log_truncation;
     config.demo_release_in_seconds = cli.demo_release_in;
@@ -114,10 +114,9 @@ fn init_tracing(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.server.log_filter));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if config.server.log_format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
+    match config.server.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
     }
 }
 
@@ -219,7 +218,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let address: SocketAddr = config.server.listen.parse()?;
     let listener = antrean::server::bind(address).await?;
     let local = listener.local_addr()?;
-    if config.storage.fsync == "none" {
+    if config.storage.fsync == Fsync::None {
         tracing::warn!("fsync = none: acknowledged calls can be lost on a crash; for benchmarks only");
     }
     println!("antrean listening on {local} (data in {})", config.storage.data_dir.display());

@@ -17,18 +17,22 @@ pub const GRPC_REQUESTS_SHED_TOTAL: &str = "antrean_grpc_requests_shed_total";
 pub const GRPC_IN_FLIGHT_REQUESTS: &str = "antrean_grpc_in_flight_requests";
 /// Hold attempts, by `office` and `outcome`.
 pub const HOLDS_TOTAL: &str = "antrean_holds_total";
-/// Payments, by `office` and `outcome`.
+/// Payments, by `office` and `outcome` (`confirmed`, `honoured_in_grace`, `revived`, `repeated`, `refused_expired`,
+/// `duplicate`, `refused_refunded`, `refused`).
 pub const PAYMENTS_TOTAL: &str = "antrean_payments_total";
 /// Cancellations, by `office`.
 pub const CANCELLATIONS_TOTAL: &str = "antrean_cancellations_total";
 /// Expired holds, by `office`.
 pub const EXPIRIES_TOTAL: &str = "antrean_expiries_total";
+/// Confirmed bookings not checked in by the end of their session, by `office`.
+pub const NO_SHOWS_TOTAL: &str = "antrean_no_shows_total";
 /// Check-ins, by `office`.
 pub const CHECK_INS_TOTAL: &str = "antrean_check_ins_total";
 /// Reschedules, by `office`.
 pub const RESCHEDULES_TOTAL: &str = "antrean_reschedules_total";
-/// Refunds recorded, by `office` and `reason`.
-pub const REFUNDS_TOTAL: &str = "antrean_refunds_total";
+/// Refunds recorded (a payment that came too late, twice, or for a cancelled booking), by `office` and `reason`
+/// (`payment_expired`, `duplicate_payment`, `cancelled`).
+pub const REFUNDS_RECORDED_TOTAL: &str = "antrean_refunds_recorded_total";
 /// Free slots on dates with bookings, by `office`.
 pub const SLOTS_REMAINING: &str = "antrean_slots_remaining";
 /// Holds awaiting payment, by `office`.
@@ -37,7 +41,7 @@ pub const HOLDS_ACTIVE: &str = "antrean_holds_active";
 pub const WAITING_ROOM_TICKETS: &str = "antrean_waiting_room_tickets";
 /// Tickets admitted from waiting rooms, by `office`.
 pub const WAITING_ROOM_ADMISSIONS_TOTAL: &str = "antrean_waiting_room_admissions_total";
-/// Time in line until admission, by `office`.
+/// Time waited in a waiting room until admission, by `office`.
 pub const WAITING_ROOM_WAIT_SECONDS: &str = "antrean_waiting_room_wait_seconds";
 /// Time from append to durable, per call.
 pub const WAL_APPEND_SECONDS: &str = "antrean_wal_append_seconds";
@@ -109,12 +113,13 @@ fn describe() {
     describe_counter!(EXPIRIES_TOTAL, "Holds expired unpaid, by office");
     describe_counter!(CHECK_INS_TOTAL, "Check-ins by office");
     describe_counter!(RESCHEDULES_TOTAL, "Reschedules by office");
-    describe_counter!(REFUNDS_TOTAL, "Refunds recorded, by office and reason");
+    describe_counter!(NO_SHOWS_TOTAL, "Confirmed bookings not checked in by the end of their session, by office");
+    describe_counter!(REFUNDS_RECORDED_TOTAL, "Refunds recorded, by office and reason");
     describe_gauge!(SLOTS_REMAINING, "Free slots on dates with bookings, by office");
     describe_gauge!(HOLDS_ACTIVE, "Holds awaiting payment, by office");
     describe_gauge!(WAITING_ROOM_TICKETS, "Tickets in waiting rooms, by office and state");
     describe_counter!(WAITING_ROOM_ADMISSIONS_TOTAL, "Tickets admitted from waiting rooms, by office");
-    describe_histogram!(WAITING_ROOM_WAIT_SECONDS, Unit::Seconds, "Time in line until admission, by office");
+    describe_histogram!(WAITING_ROOM_WAIT_SECONDS, Unit::Seconds, "Time in a waiting room until admission, by office");
     describe_histogram!(WAL_APPEND_SECONDS, Unit::Seconds, "Time from log append to durable");
     describe_histogram!(WAL_FSYNC_SECONDS, Unit::Seconds, "fdatasync latency");
     describe_histogram!(WAL_BATCH_RECORDS, "Records per group commit");

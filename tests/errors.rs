@@ -13,9 +13,11 @@ use tonic::Code;
 
 const OFFICE: &str = "kanim-errors";
 
-/// A server with the test office of `capacity` regular slots and the given payment window.
+/// A server with the test office of `capacity` regular slots and the given payment window, and no settlement grace, so
+/// that a hold's slot returns at its deadline (the grace has tests of its own in `payments.rs`).
 async fn start(capacity: u32, payment_window_seconds: i64) -> (Server, Booking, Admin) {
-    let server = Server::start();
+    let config = "[booking]\npayment_settlement_grace_seconds = 0\n".to_owned();
+    let server = Server::start_with(common::Options { config: Some(config), ..common::Options::default() });
     let (booking, mut admin) = server.clients().await;
     create_office(&mut admin, test_office(OFFICE, capacity, payment_window_seconds)).await;
     (server, booking, admin)

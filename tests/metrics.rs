@@ -52,6 +52,18 @@ async fn counters_move_by_exactly_what_happened() {
         })
         .await
         .expect("pay");
+    // A second, different payment for the paid booking is refused and recorded for refund; its retry (same request id)
+    // gets the remembered answer and records nothing more.
+    let duplicate = proto::ConfirmPaymentRequest {
+        request_id: common::request_id("pay-again"),
+        booking_id: first.booking_id.clone(),
+        payment_reference: "REF-2".into(),
+        paid_at: None,
+    };
+    for _attempt in 0..2 {
+        let refused = booking.confirm_payment(duplicate.clone()).await.expect_err("already paid");
+        assert_eq!(common::reason(&refused).as_deref(), Some("ALREADY_PAID"));
+    }
     booking
         .cancel(proto::CancelRequest {
             request_id: common::request_id("cancel"),
@@ -76,6 +88,7 @@ async fn counters_move_by_exactly_what_happened() {
     assert_eq!(sample(&text, &office("antrean_holds_total", ",outcome=\"session_full\"")), Some(1.0));
     assert_eq!(sample(&text, &office("antrean_payments_total", ",outcome=\"confirmed\"")), Some(1.0));
     assert_eq!(sample(&text, &office("antrean_cancellations_total", "")), Some(1.0));
+    assert_eq!(sample(&text, &office("antrean_refunds_recorded_total", ",reason=\"duplicate_payment\"")), Some(1.0));
     assert_eq!(sample(&text, "antrean_grpc_requests_total{method=\"Hold\",code=\"OK\"}"), Some(2.0));
     assert_eq!(sample(&text, "antrean_grpc_requests_total{method=\"Hold\",code=\"FAILED_PRECONDITION\"}"), Some(1.0));
     assert_eq!(sample(&text, "antrean_grpc_request_duration_seconds_count{method=\"Hold\"}"), Some(3.0));

@@ -59,3 +59,25 @@ async fn health_reports_serving_for_the_server_and_each_service() {
         assert_eq!(status, ServingStatus::Serving as i32, "health of {service:?}");
     }
 }
+
+/// A reflection client (grpcurl, Postman, grpc-go's own servers) expects the health service among the services and its
+/// schema resolvable, as grpc-go servers do: `grpcurl list` and `grpcurl describe grpc.health.v1.Health`.
+#[tokio::test]
+async fn reflection_lists_and_describes_the_health_service() {
+    let server = Server::start();
+    let mut client = ServerReflectionClient::new(server.channel().await);
+
+    let listed = ask(&mut client, MessageRequest::ListServices(String::new())).await;
+    let described = ask(&mut client, MessageRequest::FileContainingSymbol("grpc.health.v1.Health".into())).await;
+
+    let MessageResponse::ListServicesResponse(list) = listed else { panic!("not a service list: {listed:?}") };
+    let names: Vec<&str> = list.service.iter().map(|service| service.name.as_str()).collect();
+    assert!(names.contains(&"grpc.health.v1.Health"), "{names:?}");
+    let MessageResponse::FileDescriptorResponse(FileDescriptorResponse { file_descriptor_proto }) = described else {
+        panic!("grpc.health.v1.Health did not resolve: {described:?}")
+    };
+    let file = <prost_types::FileDescriptorProto as prost::Message>::decode(&file_descriptor_proto[0][..])
+        .expect("a file descriptor");
+    assert_eq!(file.package(), "grpc.health.v1");
+    assert!(file.service.iter().any(|service| service.name() == "Health"), "{file:?}");
+}

@@ -61,7 +61,7 @@ struct Journey {
 fn spike_config() -> String {
     let mut config = antrean::config::DEMO_CONFIG.to_owned();
     for (key, value) in
-        [("admission_ttl_seconds", "30"), ("ticket_idle_seconds", "600"), ("waiting_room_pre_open_seconds", "600")]
+        [("admission_ttl_seconds", "30"), ("ticket_idle_ttl_seconds", "600"), ("waiting_room_pre_open_seconds", "600")]
     {
         config = set_booking_key(&config, key, value);
     }

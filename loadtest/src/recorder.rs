@@ -25,6 +25,10 @@ pub const SERIES_SIGFIG: u8 = 2;
 const SHARDS_MAX: usize = 16;
 /// Most seconds in the per-second series (a run lasts at most 10 minutes plus its drain).
 pub const SERIES_SECONDS_MAX: usize = 15 * 60;
+/// A call is slow when it takes more than this many times its RPC's median. A stall that hits some calls and spares
+/// the rest (a timer, a pause, a lock held by background work) gives latency a second mode far above the median; the
+/// share of calls in it is one number, where percentiles only show it once it passes their quantile.
+pub const SLOW_FACTOR: u64 = 10;
 
 /// The outcome of one call: a gRPC status code name and, for rejections, the server's reason when it gave one.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -250,6 +254,20 @@ impl LatencyMs {
     }
 }
 
+/// The share of the calls in a histogram of microseconds (0 to 1) that took more than [`SLOW_FACTOR`] times its
+/// median; 0 when it is empty.
+pub fn slow_share(histogram: &Histogram<u64>) -> f64 {
+    if histogram.is_empty() {
+        return 0.0;
+    }
+    let threshold_us = histogram.value_at_quantile(0.50).saturating_mul(SLOW_FACTOR);
+    if threshold_us >= histogram.max() {
+        return 0.0;
+    }
+    let slow = histogram.count_between(histogram.next_non_equivalent(threshold_us), histogram.max());
+    slow as f64 / histogram.len() as f64
+}
+
 /// An empty latency histogram over [`LATENCY_LOW_US`, `LATENCY_HIGH_US`].
 pub fn latency_histogram(sigfig: u8) -> Histogram<u64> {
     Histogram::new_with_bounds(LATENCY_LOW_US, LATENCY_HIGH_US, sigfig).expect("valid histogram bounds")
@@ -293,6 +311,25 @@ mod tests {
         assert!(close(latency.p999, 999.0), "{latency:?}");
         assert!(close(latency.max, 1000.0), "{latency:?}");
         assert!(close(latency.mean, 500.5), "{latency:?}");
+    }
+
+    #[test]
+    fn slow_share_counts_the_calls_far_above_the_median() {
+        let mut bimodal = latency_histogram(LATENCY_SIGFIG);
+        bimodal.record_n(2_000, 900).unwrap();
+        bimodal.record_n(44_000, 100).unwrap();
+        assert!((slow_share(&bimodal) - 0.10).abs() < 1e-9, "{}", slow_share(&bimodal));
+        let mut uniform = latency_histogram(LATENCY_SIGFIG);
+        for ms in 1..=1000u64 {
+            uniform.record(ms * 1000).unwrap();
+        }
+        assert_eq!(slow_share(&uniform), 0.0, "max is only twice the median");
+        let mut tail = latency_histogram(LATENCY_SIGFIG);
+        tail.record_n(1_000, 99).unwrap();
+        tail.record(10_000).unwrap();
+        tail.record(10_020).unwrap();
+        assert!((slow_share(&tail) - 1.0 / 101.0).abs() < 1e-9, "exactly 10x the median is not slow");
+        assert_eq!(slow_share(&latency_histogram(LATENCY_SIGFIG)), 0.0);
     }
 
     #[test]

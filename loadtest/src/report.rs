@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::check::Correctness;
 use crate::cli::Pacing;
 use crate::driver::DriverStats;
-use crate::recorder::{LATENCY_SIGFIG, LatencyMs, Summary, latency_histogram};
+use crate::recorder::{LATENCY_SIGFIG, LatencyMs, SLOW_FACTOR, Summary, latency_histogram, slow_share};
 use crate::scenarios::fixture::Fixture;
 
 /// Prefix of pseudo-RPCs that measure a journey, not a call.
@@ -54,6 +54,8 @@ pub struct Report {
     pub throughput_per_s: f64,
     /// Latency of all measured calls.
     pub latency_ms: LatencyMs,
+    /// Share of all measured calls (0 to 1) slower than `SLOW_FACTOR` (10) times their median: a second latency mode.
+    pub slow_share: f64,
     /// Failed calls by status code, all RPCs.
     pub errors: BTreeMap<String, u64>,
     /// Per RPC.
@@ -83,6 +85,8 @@ pub struct RpcReport {
     pub throughput_per_s: f64,
     /// Latency percentiles.
     pub latency_ms: LatencyMs,
+    /// Share of the calls (0 to 1) slower than `SLOW_FACTOR` (10) times this RPC's median: a second latency mode.
+    pub slow_share: f64,
     /// Calls by status code.
     pub codes: BTreeMap<String, u64>,
     /// Calls by `CODE/REASON`.
@@ -160,6 +164,7 @@ pub fn build(
             calls: stats.calls(),
             throughput_per_s: stats.calls() as f64 / elapsed_s,
             latency_ms: LatencyMs::of(&stats.latency_us),
+            slow_share: slow_share(&stats.latency_us),
             codes: stats.codes.iter().map(|(code, count)| (code.to_string(), *count)).collect(),
             reasons: stats.reasons.clone(),
         };
@@ -201,6 +206,7 @@ pub fn build(
         abandoned_in_flight: driver.abandoned_in_flight,
         throughput_per_s: all.len() as f64 / elapsed_s,
         latency_ms: LatencyMs::of(&all),
+        slow_share: slow_share(&all),
         errors,
         rpcs,
         counters: summary.counters.iter().map(|(name, count)| (name.to_string(), *count)).collect(),
@@ -242,15 +248,25 @@ pub fn table(report: &Report) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<24} {:>9} {:>10} {:>8} {:>8} {:>8} {:>9} {:>9}  codes",
-        "rpc", "calls", "calls/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms"
+        "{:<24} {:>9} {:>10} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9}  codes",
+        "rpc",
+        "calls",
+        "calls/s",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "p99.9 ms",
+        "max ms",
+        format!(">{SLOW_FACTOR}x p50")
     );
     for (name, rpc) in &report.rpcs {
         let codes: Vec<String> = rpc.codes.iter().map(|(code, count)| format!("{code}={count}")).collect();
-        let _ = writeln!(out, "{}  {}", row(name, rpc.calls, rpc.throughput_per_s, &rpc.latency_ms), codes.join(" "));
+        let figures = row(name, rpc.calls, rpc.throughput_per_s, &rpc.latency_ms, rpc.slow_share);
+        let _ = writeln!(out, "{figures}  {}", codes.join(" "));
     }
-    let _ =
-        writeln!(out, "{}", row("ALL (journeys excluded)", report.calls, report.throughput_per_s, &report.latency_ms));
+    let all =
+        row("ALL (journeys excluded)", report.calls, report.throughput_per_s, &report.latency_ms, report.slow_share);
+    let _ = writeln!(out, "{all}");
     let errors: Vec<String> = report.errors.iter().map(|(code, count)| format!("{code}={count}")).collect();
     let _ = writeln!(out, "errors by code: {}", if errors.is_empty() { "none".to_string() } else { errors.join(" ") });
     let reasons: Vec<String> = report
@@ -307,9 +323,14 @@ pub fn table(report: &Report) -> String {
     out
 }
 
-fn row(name: &str, calls: u64, per_second: f64, latency: &LatencyMs) -> String {
+fn row(name: &str, calls: u64, per_second: f64, latency: &LatencyMs, slow_share: f64) -> String {
     format!(
-        "{name:<24} {calls:>9} {per_second:>10.1} {:>8.3} {:>8.3} {:>8.3} {:>9.3} {:>9.3}",
-        latency.p50, latency.p90, latency.p99, latency.p999, latency.max
+        "{name:<24} {calls:>9} {per_second:>10.1} {:>8.3} {:>8.3} {:>8.3} {:>9.3} {:>9.3} {:>8.2}%",
+        latency.p50,
+        latency.p90,
+        latency.p99,
+        latency.p999,
+        latency.max,
+        slow_share * 100.0
     )
 }

@@ -83,6 +83,12 @@ fn ping() {
 fn hold() {
     let report = assert_clean("hold", &["--duration", "2s", "--concurrency", "8", "--slots", "3000"], "Hold", 10);
     assert_eq!(report["checked"], true);
+    // The bimodality field is reported for every RPC and for all calls, as a share.
+    for slow_share in [&report["slow_share"], &report["rpcs"]["Hold"]["slow_share"]] {
+        let share = slow_share.as_f64().unwrap_or(-1.0);
+        assert!((0.0..=1.0).contains(&share), "slow_share {slow_share}");
+    }
+    assert!(report["rpcs"]["Hold"]["latency_ms"]["p999"].as_f64().is_some());
 }
 
 #[test]

@@ -108,6 +108,9 @@ pub struct Access {
     pub offices: OfficeScope,
     /// Bookings within reach.
     pub bookings: BookingReach,
+    /// Whether the caller may say when a payment was made (`ConfirmPaymentRequest.paid_at`), which can save a late
+    /// notification's slot: the payment role only (and the open local demo).
+    pub attests_payment_time: bool,
 }
 
 impl Access {
@@ -120,6 +123,7 @@ impl Access {
             reveal_nik: true,
             offices: OfficeScope::All,
             bookings: BookingReach::All,
+            attests_payment_time: true,
         }
     }
 
@@ -132,6 +136,7 @@ impl Access {
             reveal_nik: false,
             offices: OfficeScope::Only(Arc::default()),
             bookings: BookingReach::Limited { own: false, offices: Arc::default() },
+            attests_payment_time: false,
         }
     }
 
@@ -154,6 +159,7 @@ impl Access {
             authenticated: true,
             reveal_nik: roles.iter().any(|role| role.sees_full_nik()),
             offices: if scoped { OfficeScope::Only(Arc::new(caller.offices.clone())) } else { OfficeScope::All },
+            attests_payment_time: roles.contains(&Role::Payment),
         }
     }
 
@@ -201,6 +207,17 @@ impl Access {
     #[must_use]
     pub fn request_id(&self, request_id: &RequestId) -> RequestId {
         RequestId::of_caller(&self.caller, request_id)
+    }
+
+    /// `Ok` if the caller may say when a payment was made (`ConfirmPaymentRequest.paid_at`); otherwise counts the
+    /// refusal and returns it.
+    pub fn check_attests_payment_time(&self) -> Result<(), AuthRefusal> {
+        if self.attests_payment_time {
+            Ok(())
+        } else {
+            AuthRefusal::Role.count();
+            Err(AuthRefusal::Role)
+        }
     }
 
     /// `Ok` if the call may touch `office_id`; otherwise counts the refusal and returns it.

@@ -3,6 +3,7 @@
 use super::testkit::*;
 use crate::domain::bookings::booking::BookingState;
 use crate::domain::bookings::refund::RefundReason;
+use crate::domain::bookings::rules::BookRules;
 use crate::domain::catalogue::office::{Pool, ScheduleRule, ServiceType};
 use crate::domain::messages::command::Command;
 use crate::domain::messages::rejection::Rejection;
@@ -60,7 +61,7 @@ fn hold_then_confirm() {
     assert_eq!(fixture.remaining(&regular(monday()), now()), SMALL.regular - 1);
     let paid = fixture.run(&pay(booking.booking_id, "simponi-1"), now().plus_ms(60_000));
     match paid.outcome {
-        Ok(Reply::Paid { booking: paid, revived: false }) => {
+        Ok(Reply::Paid { booking: paid, revived: false, in_grace: false }) => {
             assert_eq!(paid.state, BookingState::Confirmed);
             assert_eq!(paid.payment_reference.map(|reference| reference.to_string()), Some("simponi-1".into()));
         }
@@ -186,21 +187,63 @@ fn payment_deadline_is_never_after_the_session_starts() {
 }
 
 #[test]
-fn hold_expires_at_exactly_its_deadline_and_the_slot_returns() {
+fn hold_keeps_its_slot_through_the_settlement_grace_then_expires_and_the_slot_returns() {
     let fixture = Fixture::new();
     let booking = fixture.held(regular(monday()), adult(1), now());
     let deadline = booking.payment_deadline;
     assert!(fixture.book.due_expiries(deadline.plus_ms(-1), 10).is_empty());
     assert!(fixture.book.expire(booking.booking_id, deadline.plus_ms(-1), &fixture.log).is_none());
     assert_eq!(fixture.book.due_expiries(deadline, 10), vec![booking.booking_id]);
-    let (expired, _) = fixture.book.expire(booking.booking_id, deadline, &fixture.log).expect("due");
+    let (overdue, _) = fixture.book.expire(booking.booking_id, deadline, &fixture.log).expect("due");
+    let settles_until = deadline.plus_ms(SETTLEMENT_GRACE_MS);
+    assert_eq!(overdue.state, BookingState::AwaitingPayment, "still holding its slot");
+    assert_eq!(overdue.settlement_deadline, Some(settles_until));
+    assert_eq!(fixture.remaining(&regular(monday()), deadline), 2, "nobody else can take the slot yet");
+    assert_eq!(verdict(&fixture.run(&hold(regular(monday()), adult(1)), deadline).outcome), "APPLICANT_HAS_BOOKING");
+    assert!(fixture.book.due_expiries(settles_until.plus_ms(-1), 10).is_empty());
+    let (expired, _) = fixture.book.expire(booking.booking_id, settles_until, &fixture.log).expect("due again");
     assert_eq!(expired.state, BookingState::Expired);
-    assert_eq!(expired.updated_at, deadline, "expired at the deadline, whenever the ticker ran");
-    assert_eq!(fixture.remaining(&regular(monday()), deadline), 3, "the slot returns");
+    assert_eq!(expired.settlement_deadline, None);
+    assert_eq!(expired.updated_at, settles_until, "expired at the end of the grace, whenever the ticker ran");
+    assert_eq!(fixture.remaining(&regular(monday()), settles_until), 3, "the slot returns");
     assert!(fixture.book.due_expiries(deadline.plus_ms(DAY_MS), 10).is_empty());
-    assert!(fixture.book.expire(booking.booking_id, deadline, &fixture.log).is_none(), "expires once");
-    assert_eq!(verdict(&fixture.run(&hold(regular(monday()), adult(1)), deadline).outcome), "OK", "may book again");
+    assert!(fixture.book.expire(booking.booking_id, deadline.plus_ms(DAY_MS), &fixture.log).is_none(), "once");
+    let again = fixture.run(&hold(regular(monday()), adult(1)), settles_until).outcome;
+    assert_eq!(verdict(&again), "OK", "may book again");
     fixture.assert_rebuilds();
+}
+
+#[test]
+fn a_ticker_that_was_down_through_the_whole_grace_expires_at_its_end_in_one_step() {
+    let fixture = Fixture::new();
+    let booking = fixture.held(regular(monday()), adult(1), now());
+    let late = booking.payment_deadline.plus_ms(DAY_MS);
+    let (expired, _) = fixture.book.expire(booking.booking_id, late, &fixture.log).expect("due");
+    assert_eq!(expired.state, BookingState::Expired);
+    assert_eq!(expired.updated_at, booking.payment_deadline.plus_ms(SETTLEMENT_GRACE_MS));
+    fixture.assert_rebuilds();
+}
+
+#[test]
+fn without_a_settlement_grace_a_hold_expires_at_its_deadline() {
+    let fixture = Fixture::with(BookRules { payment_settlement_grace_ms: 0, ..rules() }, SMALL);
+    let booking = fixture.held(regular(monday()), adult(1), now());
+    let (expired, _) = fixture.book.expire(booking.booking_id, booking.payment_deadline, &fixture.log).expect("due");
+    assert_eq!(expired.state, BookingState::Expired);
+    assert_eq!(expired.updated_at, booking.payment_deadline);
+}
+
+#[test]
+fn the_settlement_grace_never_runs_past_the_session_start() {
+    let fixture = Fixture::new();
+    let booking = fixture.held(regular(monday()), adult(1), wib(monday(), 7, 0));
+    assert_eq!(booking.payment_deadline, wib(monday(), 8, 0), "the deadline is the session start");
+    let (expired, _) = fixture.book.expire(booking.booking_id, booking.payment_deadline, &fixture.log).expect("due");
+    assert_eq!(expired.state, BookingState::Expired, "no grace: the slot is of no use once the session starts");
+    let other = fixture.held(slot(monday(), late_morning(), Pool::Regular), adult(2), wib(monday(), 7, 50));
+    assert_eq!(other.payment_deadline, wib(monday(), 9, 50));
+    let (overdue, _) = fixture.book.expire(other.booking_id, wib(monday(), 9, 50), &fixture.log).expect("due");
+    assert_eq!(overdue.settlement_deadline, Some(wib(monday(), 10, 0)), "cut at the start of 10:00-12:00");
 }
 
 #[test]
@@ -218,10 +261,12 @@ fn due_expiries_are_soonest_first_and_bounded() {
 fn late_payment_revives_the_booking_when_its_slot_is_still_free() {
     let fixture = Fixture::new();
     let booking = fixture.held(regular(monday()), adult(1), now());
-    fixture.tick(booking.payment_deadline);
+    fixture.lapse(&booking);
     let late = fixture.run(&pay(booking.booking_id, "simponi-late"), booking.payment_deadline.plus_ms(HOUR_MS));
     match late.outcome {
-        Ok(Reply::Paid { booking: revived, revived: true }) => assert_eq!(revived.state, BookingState::Confirmed),
+        Ok(Reply::Paid { booking: revived, revived: true, in_grace: false }) => {
+            assert_eq!(revived.state, BookingState::Confirmed);
+        }
         other => panic!("expected a revival, got {other:?}"),
     }
     assert_eq!(fixture.remaining(&regular(monday()), now()), 2);
@@ -242,8 +287,8 @@ fn late_payment_before_the_ticker_ran_confirms_the_slot_it_still_holds() {
 fn late_payment_is_refused_and_refunded_when_the_slot_is_gone() {
     let fixture = Fixture::with(rules(), Capacities { regular: 1, priority: 1 });
     let lapsed = fixture.held(regular(monday()), adult(1), now());
-    fixture.tick(lapsed.payment_deadline);
-    let taker = fixture.held(regular(monday()), adult(2), lapsed.payment_deadline);
+    let expired_at = fixture.lapse(&lapsed);
+    let taker = fixture.held(regular(monday()), adult(2), expired_at);
     let at = lapsed.payment_deadline.plus_ms(HOUR_MS);
     let late = fixture.run(&pay(lapsed.booking_id, "simponi-late"), at);
     assert_eq!(late.outcome, Err(Rejection::PaymentExpired { booking_id: lapsed.booking_id }));
@@ -264,9 +309,9 @@ fn late_payment_is_refused_and_refunded_when_the_slot_is_gone() {
 fn late_payment_is_refused_when_the_applicant_has_booked_again() {
     let fixture = Fixture::new();
     let lapsed = fixture.held(regular(monday()), adult(1), now());
-    fixture.tick(lapsed.payment_deadline);
-    fixture.held(regular(tuesday()), adult(1), lapsed.payment_deadline);
-    let late = fixture.run(&pay(lapsed.booking_id, "simponi-late"), lapsed.payment_deadline);
+    let expired_at = fixture.lapse(&lapsed);
+    fixture.held(regular(tuesday()), adult(1), expired_at);
+    let late = fixture.run(&pay(lapsed.booking_id, "simponi-late"), expired_at);
     assert_eq!(late.outcome, Err(Rejection::PaymentExpired { booking_id: lapsed.booking_id }));
 }
 
@@ -274,22 +319,47 @@ fn late_payment_is_refused_when_the_applicant_has_booked_again() {
 fn late_payment_after_the_session_started_is_refused() {
     let fixture = Fixture::new();
     let lapsed = fixture.held(regular(monday()), adult(1), now());
-    fixture.tick(lapsed.payment_deadline);
+    fixture.lapse(&lapsed);
     let late = fixture.run(&pay(lapsed.booking_id, "simponi-late"), wib(monday(), 8, 0));
     assert_eq!(late.outcome, Err(Rejection::PaymentExpired { booking_id: lapsed.booking_id }));
 }
 
 #[test]
-fn the_same_payment_twice_is_a_no_op() {
+fn the_same_payment_twice_changes_nothing_and_its_answer_is_remembered() {
     let fixture = Fixture::new();
     let booking = fixture.held(regular(monday()), adult(1), now());
-    let first = fixture.run(&pay(booking.booking_id, "simponi-1"), now());
-    let logged = fixture.log.len();
-    let again = fixture.run(&pay(booking.booking_id, "simponi-1"), now().plus_ms(HOUR_MS));
-    assert_eq!(again.outcome, first.outcome);
-    assert_eq!(again.log_position, None);
-    assert_eq!(fixture.log.len(), logged, "nothing logged");
+    fixture.run(&pay(booking.booking_id, "simponi-1"), now());
+    let id = request("redelivery-1");
+    let again = fixture.run_as(&id, &pay(booking.booking_id, "simponi-1"), now().plus_ms(HOUR_MS));
+    let Ok(Reply::PaymentRepeated { booking: Some(read) }) = &again.outcome else {
+        panic!("expected the payment recognised, got {:?}", again.outcome)
+    };
+    assert_eq!(read.state, BookingState::Confirmed);
+    assert!(again.log_position.is_some(), "logged, so that the answer is remembered");
     assert!(fixture.book.list_refunds(None, 0, 10).0.is_empty(), "nothing refunded");
+    fixture.run(&cancel(booking.booking_id), now().plus_ms(2 * HOUR_MS));
+    let retry = fixture.run_as(&id, &pay(booking.booking_id, "simponi-1"), now().plus_ms(3 * HOUR_MS));
+    assert_eq!(retry.outcome, again.outcome, "the retry gets the first answer, though the booking changed since");
+    assert!(retry.repeated);
+    fixture.assert_rebuilds();
+}
+
+#[test]
+fn a_booking_s_own_payment_redelivered_after_cancellation_records_no_refund() {
+    let fixture = Fixture::new();
+    let booking = fixture.confirmed(regular(monday()), adult(1), now());
+    fixture.run(&cancel(booking.booking_id), now());
+    let reference = format!("pay-{}", booking.booking_id.0);
+    let again = fixture.run(&pay(booking.booking_id, &reference), now().plus_ms(HOUR_MS));
+    match again.outcome {
+        Ok(Reply::PaymentRepeated { booking: Some(read) }) => assert_eq!(read.state, BookingState::Cancelled),
+        other => panic!("expected the payment recognised, got {other:?}"),
+    }
+    assert!(fixture.book.list_refunds(None, 0, 10).0.is_empty(), "the accepted payment is not refunded");
+    let other = fixture.run(&pay(booking.booking_id, "simponi-other"), now().plus_ms(HOUR_MS));
+    assert_eq!(other.outcome, Err(Rejection::PaidAfterCancellation { booking_id: booking.booking_id }));
+    assert_eq!(fixture.book.list_refunds(None, 0, 10).0.len(), 1, "another payment is");
+    fixture.assert_rebuilds();
 }
 
 #[test]
@@ -399,7 +469,7 @@ fn reschedule_of_a_hold_keeps_its_deadline_and_moves_its_expiry() {
     let Ok(Reply::Booking(moved)) = moved.outcome else { panic!("expected a reschedule") };
     assert_eq!(moved.payment_deadline, booking.payment_deadline);
     assert_eq!(fixture.book.due_expiries(booking.payment_deadline, 10), vec![booking.booking_id]);
-    fixture.tick(booking.payment_deadline);
+    fixture.lapse(&booking);
     assert_eq!(fixture.remaining(&slot(tuesday(), late_morning(), Pool::Regular), at), 3);
     fixture.assert_rebuilds();
 }
@@ -626,8 +696,8 @@ fn eventful() -> Fixture {
     fixture.run(&reschedule(paid.booking_id, tuesday(), morning()), now());
     fixture.run(&cancel(family[1]), now());
     fixture.run(&pay(family[1], "simponi-cancelled"), now());
-    fixture.tick(lapsed.payment_deadline);
-    fixture.run(&pay(lapsed.booking_id, "simponi-late"), lapsed.payment_deadline.plus_ms(1));
+    let expired_at = fixture.lapse(&lapsed);
+    fixture.run(&pay(lapsed.booking_id, "simponi-late"), expired_at.plus_ms(1));
     fixture.run(&close(wednesday(), false), now());
     fixture.run(&Command::UpsertOffice(office_settings(office_id(), Capacities { regular: 4, priority: 2 })), now());
     let later = now().plus_ms(2 * DAY_MS);

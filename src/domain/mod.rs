@@ -29,11 +29,13 @@ pub mod waiting_room;
 #[cfg(test)]
 mod book_tests;
 #[cfg(test)]
+mod lifecycle_tests;
+#[cfg(test)]
 mod model_tests;
 #[cfg(test)]
 mod testkit;
 
-pub use bookings::booking::{Applicant, Booking, BookingState, SlotRef};
+pub use bookings::booking::{Applicant, Booking, BookingState, PurgedBooking, SlotRef};
 pub use bookings::refund::{Refund, RefundReason};
 pub use bookings::rules::BookRules;
 pub use catalogue::office::{
@@ -45,7 +47,7 @@ pub use messages::event::{Event, Stamp};
 pub use messages::rejection::Rejection;
 pub use messages::reply::{Outcome, Reply};
 pub use state::book::{Capture, EventLog, Execution, QuotaBook};
-pub use state::image::{Image, ImageError, ImageV1};
+pub use state::image::{Image, ImageError, ImageV2};
 pub use state::reads::{OfficeStats, PoolAvailability, SessionAvailability, SessionState};
 pub use values::ids::{AccountId, BookingId, GroupId, OfficeId, PaymentReference, RequestId, SessionId};
 pub use values::nik::{Nik, NikProblem};

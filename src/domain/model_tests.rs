@@ -20,9 +20,11 @@ use std::sync::Barrier;
 
 /// How long the model's book remembers request ids: short, so sequences see ids forgotten.
 const RETENTION_MS: i64 = 6 * HOUR_MS;
+/// The model's settlement grace: not the default, so the book is seen to use its rules.
+const GRACE_MS: i64 = 30 * 60_000;
 
 fn model_rules() -> BookRules {
-    BookRules { request_retention_ms: RETENTION_MS, ..BookRules::default() }
+    BookRules { request_retention_ms: RETENTION_MS, payment_settlement_grace_ms: GRACE_MS, ..BookRules::default() }
 }
 
 fn offices() -> [(OfficeId, Capacities); 2] {
@@ -47,13 +49,36 @@ fn applicants() -> Vec<Applicant> {
     vec![adult(1), adult(2), adult(3), adult(4), elder(5), toddler(6), disabled(7)]
 }
 
+/// When a payment says it was made, relative to the booking's deadline and to now.
+#[derive(Clone, Copy, Debug)]
+enum PaidAt {
+    /// Not reported.
+    Unknown,
+    /// This long before the payment deadline.
+    BeforeDeadline(i64),
+    /// This long after the payment deadline (never after now).
+    AfterDeadline(i64),
+    /// An hour from now: refused.
+    Future,
+}
+
+fn paid_at() -> impl Strategy<Value = PaidAt> {
+    prop_oneof![
+        2 => Just(PaidAt::Unknown),
+        3 => (0..HOUR_MS).prop_map(PaidAt::BeforeDeadline),
+        1 => (1..HOUR_MS).prop_map(PaidAt::AfterDeadline),
+        1 => Just(PaidAt::Future),
+    ]
+}
+
 /// A step of a random history.
 #[derive(Clone, Debug)]
 enum Op {
     Hold { office: usize, date: usize, session: usize, pool: usize, applicant: usize },
     HoldGroup { office: usize, date: usize, session: usize, pool: usize, members: Vec<usize> },
-    Pay { pick: Index, reference: u8 },
-    LatePay { pick: Index, reference: u8, after_ms: i64, tick_first: bool },
+    Pay { pick: Index, reference: u8, paid_at: PaidAt },
+    LatePay { pick: Index, reference: u8, after_ms: i64, tick_first: bool, paid_at: PaidAt },
+    Purge { before: usize },
     Cancel { pick: Index },
     Reschedule { pick: Index, date: usize, session: usize },
     CheckIn { pick: Index, on_the_day: bool },
@@ -72,9 +97,13 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (place, prop::collection::vec(0..7usize, 1..=4)).prop_map(|((office, date, session, pool), members)| {
             Op::HoldGroup { office, date, session, pool, members }
         }),
-        3 => (any::<Index>(), 0..2u8).prop_map(|(pick, reference)| Op::Pay { pick, reference }),
-        2 => (any::<Index>(), 0..2u8, 0..3 * HOUR_MS, any::<bool>())
-            .prop_map(|(pick, reference, after_ms, tick_first)| Op::LatePay { pick, reference, after_ms, tick_first }),
+        3 => (any::<Index>(), 0..2u8, paid_at()).prop_map(|(pick, reference, paid_at)| Op::Pay { pick, reference, paid_at }),
+        3 => (any::<Index>(), 0..2u8, prop_oneof![0..GRACE_MS, 0..3 * HOUR_MS], any::<bool>(), paid_at()).prop_map(
+            |(pick, reference, after_ms, tick_first, paid_at)| Op::LatePay {
+                pick, reference, after_ms, tick_first, paid_at
+            }
+        ),
+        1 => (0..4usize).prop_map(|before| Op::Purge { before }),
         2 => any::<Index>().prop_map(|pick| Op::Cancel { pick }),
         2 => (any::<Index>(), 0..3usize, 0..2usize).prop_map(|(pick, date, session)| Op::Reschedule {
             pick, date, session
@@ -100,6 +129,26 @@ struct ModelBooking {
     session_starts_at: Timestamp,
     reschedules_used: u32,
     payment_reference: Option<String>,
+    settlement_deadline: Option<Timestamp>,
+}
+
+impl ModelBooking {
+    /// Sessions are two hours long.
+    fn session_ends_at(&self) -> Timestamp {
+        self.session_starts_at.plus_ms(2 * HOUR_MS)
+    }
+
+    fn settles_until(&self) -> Timestamp {
+        let grace_end = self.payment_deadline.plus_ms(GRACE_MS).min(self.session_starts_at).max(self.payment_deadline);
+        self.settlement_deadline.unwrap_or(grace_end)
+    }
+}
+
+/// What is left of a purged booking in the model.
+#[derive(Clone, Debug)]
+struct ModelPurged {
+    booking_id: BookingId,
+    payment_reference: Option<String>,
 }
 
 /// What the model expects a command to do.
@@ -110,9 +159,10 @@ enum Expected {
     /// Held, with these deadline and start.
     Held { payment_deadline: Timestamp, session_starts_at: Timestamp },
     /// Confirmed (bookings index).
-    Paid { index: usize, revived: bool },
-    /// The same payment again: answered, nothing logged.
-    PaidAgain,
+    Paid { index: usize, revived: bool, in_grace: bool },
+    /// The booking's accepted payment again: answered with the booking as it is (`None` once purged), logged so the
+    /// answer is remembered, nothing else changes.
+    PaidAgain { index: Option<usize> },
     /// Refused with a refund recorded (logged).
     Refunded(Rejection),
     /// Cancelled.
@@ -121,11 +171,15 @@ enum Expected {
     Rescheduled { index: usize, to: SlotRef, session_starts_at: Timestamp, payment_deadline: Timestamp },
     /// Checked in.
     CheckedIn { index: usize },
+    /// Purged: these bookings indexes.
+    Purged { indexes: Vec<usize> },
 }
 
 struct Model {
     now: Timestamp,
     bookings: Vec<ModelBooking>,
+    /// Bookings purged.
+    purged: Vec<ModelPurged>,
     /// Refunds recorded: booking, payment reference, and the refusal that went with it.
     refunds: Vec<(BookingId, String, Rejection)>,
     /// Request ids with a logged answer: when recorded, and the first execution.
@@ -197,11 +251,11 @@ impl Model {
     fn expect(&self, command: &Command) -> Expected {
         match command {
             Command::Hold(hold) => self.expect_hold(hold),
-            Command::ConfirmPayment { booking_id, payment_reference } => {
+            Command::ConfirmPayment { booking_id, payment_reference, paid_at } => {
                 let Some(index) = self.index_of(*booking_id) else {
-                    return Expected::Refused(Rejection::BookingNotFound(*booking_id));
+                    return self.expect_purged_payment(*booking_id, payment_reference.as_str(), *paid_at);
                 };
-                self.expect_payment(index, payment_reference.as_str())
+                self.expect_payment(index, payment_reference.as_str(), *paid_at)
             }
             Command::Cancel { booking_id } => match self.index_of(*booking_id) {
                 None => Expected::Refused(Rejection::BookingNotFound(*booking_id)),
@@ -213,7 +267,8 @@ impl Model {
                     return Expected::Refused(Rejection::BookingNotFound(*booking_id));
                 };
                 let booking = &self.bookings[index];
-                if booking.state != BookingState::Confirmed || local_today(self.now) != booking.slot.date {
+                let on_the_day = local_today(self.now) == booking.slot.date && self.now < booking.session_ends_at();
+                if booking.state != BookingState::Confirmed || !on_the_day {
                     return invalid_state(booking.state);
                 }
                 Expected::CheckedIn { index }
@@ -224,7 +279,15 @@ impl Model {
                 };
                 self.expect_reschedule(index, *date, session_id)
             }
-            _ => unreachable!("the model sends no admin commands"),
+            Command::PurgeBookings { before } => Expected::Purged {
+                indexes: (0..self.bookings.len())
+                    .filter(|index| {
+                        let booking = &self.bookings[*index];
+                        booking.slot.date < *before && !booking.state.is_active()
+                    })
+                    .collect(),
+            },
+            _ => unreachable!("the model sends no other admin commands"),
         }
     }
 
@@ -253,39 +316,62 @@ impl Model {
         }
     }
 
-    fn expect_payment(&self, index: usize, reference: &str) -> Expected {
+    fn expect_payment(&self, index: usize, reference: &str, paid_at: Option<Timestamp>) -> Expected {
         let booking = &self.bookings[index];
         let booking_id = booking.booking_id;
+        if paid_at.is_some_and(|paid_at| paid_at > self.now.plus_ms(30_000)) {
+            return Expected::Refused(Rejection::invalid("paid_at", "in the future"));
+        }
+        if booking.payment_reference.as_deref() == Some(reference) {
+            return Expected::PaidAgain { index: Some(index) };
+        }
         let refunded = self.refunds.iter().find(|(id, paid, _)| *id == booking_id && paid == reference);
         if let Some((_, _, rejection)) = refunded {
             return Expected::Refused(rejection.clone());
         }
         match booking.state {
-            BookingState::Confirmed | BookingState::CheckedIn
-                if booking.payment_reference.as_deref() == Some(reference) =>
-            {
-                Expected::PaidAgain
-            }
-            BookingState::Confirmed | BookingState::CheckedIn => {
+            BookingState::Confirmed | BookingState::CheckedIn | BookingState::NoShow => {
                 Expected::Refunded(Rejection::AlreadyPaid { booking_id })
             }
-            BookingState::Cancelled => {
-                Expected::Refunded(Rejection::InvalidState { state: BookingState::Cancelled, action: String::new() })
-            }
+            BookingState::Cancelled => Expected::Refunded(Rejection::PaidAfterCancellation { booking_id }),
             BookingState::AwaitingPayment if self.now >= booking.session_starts_at => {
                 Expected::Refunded(Rejection::PaymentExpired { booking_id })
             }
-            BookingState::AwaitingPayment => Expected::Paid { index, revived: self.now >= booking.payment_deadline },
+            BookingState::AwaitingPayment if self.now < booking.payment_deadline => {
+                Expected::Paid { index, revived: false, in_grace: false }
+            }
+            BookingState::AwaitingPayment => {
+                let on_time = paid_at.is_some_and(|paid_at| paid_at <= booking.payment_deadline);
+                let in_grace = on_time && self.now < booking.settles_until();
+                Expected::Paid { index, revived: !in_grace, in_grace }
+            }
             BookingState::Expired => {
                 let revivable = self.now < booking.session_starts_at
                     && self.active_of(&booking.applicant).is_none()
                     && self.remaining(&booking.slot) >= 1;
                 if revivable {
-                    Expected::Paid { index, revived: true }
+                    Expected::Paid { index, revived: true, in_grace: false }
                 } else {
                     Expected::Refunded(Rejection::PaymentExpired { booking_id })
                 }
             }
+        }
+    }
+
+    fn expect_purged_payment(&self, booking_id: BookingId, reference: &str, paid_at: Option<Timestamp>) -> Expected {
+        let Some(purged) = self.purged.iter().find(|purged| purged.booking_id == booking_id) else {
+            return Expected::Refused(Rejection::BookingNotFound(booking_id));
+        };
+        if paid_at.is_some_and(|paid_at| paid_at > self.now.plus_ms(30_000)) {
+            return Expected::Refused(Rejection::invalid("paid_at", "in the future"));
+        }
+        if purged.payment_reference.as_deref() == Some(reference) {
+            return Expected::PaidAgain { index: None };
+        }
+        let refunded = self.refunds.iter().find(|(id, paid, _)| *id == booking_id && paid == reference);
+        match refunded {
+            Some((_, _, rejection)) => Expected::Refused(rejection.clone()),
+            None => Expected::Refunded(Rejection::BookingPurged { booking_id }),
         }
     }
 
@@ -294,8 +380,14 @@ impl Model {
         if !booking.state.is_active() {
             return invalid_state(booking.state);
         }
+        if booking.state == BookingState::AwaitingPayment && self.now >= booking.payment_deadline {
+            return invalid_state(booking.state);
+        }
         if booking.reschedules_used >= 1 || local_today(self.now) > booking.slot.date.plus_days(-1) {
             return Expected::Refused(Rejection::RescheduleNotAllowed { why: String::new() });
+        }
+        if booking.state == BookingState::Confirmed && self.now >= booking.session_ends_at() {
+            return invalid_state(booking.state);
         }
         if to_date == booking.slot.date && to_session == &booking.slot.session_id {
             return Expected::Refused(Rejection::invalid("session_id", "same"));
@@ -342,30 +434,51 @@ impl Model {
                         session_starts_at,
                         reschedules_used: 0,
                         payment_reference: None,
+                        settlement_deadline: None,
                     });
                 }
             }
-            (Expected::Paid { index, revived }, Ok(Reply::Paid { booking, revived: got })) => {
+            (
+                Expected::Paid { index, revived, in_grace },
+                Ok(Reply::Paid { booking, revived: got, in_grace: grace }),
+            ) => {
                 prop_assert!(logged);
                 prop_assert_eq!(revived, *got);
+                prop_assert_eq!(in_grace, *grace);
                 prop_assert_eq!(booking.state, BookingState::Confirmed);
+                prop_assert_eq!(booking.settlement_deadline, None);
                 let Command::ConfirmPayment { payment_reference, .. } = command else { unreachable!("payment") };
                 self.bookings[index].state = BookingState::Confirmed;
+                self.bookings[index].settlement_deadline = None;
                 self.bookings[index].payment_reference = Some(payment_reference.to_string());
             }
-            (Expected::PaidAgain, Ok(Reply::Paid { revived: false, .. })) => prop_assert!(!logged),
+            (Expected::PaidAgain { index }, Ok(Reply::PaymentRepeated { booking })) => {
+                prop_assert!(logged, "logged so the answer is remembered");
+                let state = booking.as_ref().map(|booking| booking.state);
+                prop_assert_eq!(state, index.map(|index| self.bookings[index].state));
+            }
             (Expected::Refunded(want), Err(got)) => {
                 prop_assert!(same_rejection(&want, got), "expected {want:?}, got {got:?} for {command:?}");
                 prop_assert!(logged, "a refund is logged");
-                let Command::ConfirmPayment { booking_id, payment_reference } = command else {
+                let Command::ConfirmPayment { booking_id, payment_reference, .. } = command else {
                     unreachable!("payment")
                 };
                 self.refunds.push((*booking_id, payment_reference.to_string(), want));
+            }
+            (Expected::Purged { indexes }, Ok(Reply::Purged { bookings_purged })) => {
+                prop_assert!(logged);
+                prop_assert_eq!(*bookings_purged, indexes.len() as u64);
+                for index in indexes.iter().rev() {
+                    let booking = self.bookings.remove(*index);
+                    let payment_reference = booking.payment_reference.clone();
+                    self.purged.push(ModelPurged { booking_id: booking.booking_id, payment_reference });
+                }
             }
             (Expected::Cancelled { index }, Ok(Reply::Booking(booking))) => {
                 prop_assert!(logged);
                 prop_assert_eq!(booking.state, BookingState::Cancelled);
                 self.bookings[index].state = BookingState::Cancelled;
+                self.bookings[index].settlement_deadline = None;
             }
             (Expected::CheckedIn { index }, Ok(Reply::Booking(booking))) => {
                 prop_assert!(logged);
@@ -393,12 +506,22 @@ impl Model {
         match expected {
             Expected::Refused(rejection) => rejection.reason().to_owned(),
             Expected::Held { .. } => "held".to_owned(),
-            Expected::Paid { index, revived: true } if self.bookings[*index].state == BookingState::Expired => {
+            Expected::Paid { index, revived: true, .. } if self.bookings[*index].state == BookingState::Expired => {
                 "revived after expiry".to_owned()
             }
+            Expected::Paid { index, revived: true, .. } if self.bookings[*index].settlement_deadline.is_some() => {
+                "paid late in the grace".to_owned()
+            }
             Expected::Paid { revived: true, .. } => "paid late before expiry".to_owned(),
+            Expected::Paid { in_grace: true, .. } => "paid on time, notified in the grace".to_owned(),
             Expected::Paid { .. } => "paid".to_owned(),
-            Expected::PaidAgain => "paid again".to_owned(),
+            Expected::PaidAgain { index: None } => "paid again after purge".to_owned(),
+            Expected::PaidAgain { index: Some(index) } if !self.bookings[*index].state.is_active() => {
+                "paid again after it ended".to_owned()
+            }
+            Expected::PaidAgain { .. } => "paid again".to_owned(),
+            Expected::Purged { indexes } if indexes.is_empty() => "purged nothing".to_owned(),
+            Expected::Purged { .. } => "purged".to_owned(),
             Expected::Refunded(rejection) => format!("refunded {}", rejection.reason()),
             Expected::Cancelled { .. } => "cancelled".to_owned(),
             Expected::Rescheduled { .. } => "rescheduled".to_owned(),
@@ -406,20 +529,34 @@ impl Model {
         }
     }
 
-    /// Expires every hold whose deadline is at or before now; returns their ids, sorted.
-    fn expire_due(&mut self) -> Vec<BookingId> {
+    /// What the ticker does at now: holds past their deadline enter their grace or expire at its end, confirmed
+    /// bookings past the end of their session become no-shows. Returns the ids moved on, sorted.
+    fn tick(&mut self) -> Vec<BookingId> {
         let now = self.now;
-        let mut due: Vec<_> = self
-            .bookings
-            .iter_mut()
-            .filter(|booking| booking.state == BookingState::AwaitingPayment && booking.payment_deadline <= now)
-            .map(|booking| {
-                booking.state = BookingState::Expired;
-                booking.booking_id
-            })
-            .collect();
-        due.sort_unstable();
-        due
+        let mut moved = Vec::new();
+        for booking in &mut self.bookings {
+            match booking.state {
+                BookingState::AwaitingPayment
+                    if booking.settlement_deadline.unwrap_or(booking.payment_deadline) <= now =>
+                {
+                    let settles_until = booking.settles_until();
+                    if booking.settlement_deadline.is_none() && now < settles_until {
+                        booking.settlement_deadline = Some(settles_until);
+                    } else {
+                        booking.settlement_deadline = None;
+                        booking.state = BookingState::Expired;
+                    }
+                    moved.push(booking.booking_id);
+                }
+                BookingState::Confirmed if booking.session_ends_at() <= now => {
+                    booking.state = BookingState::NoShow;
+                    moved.push(booking.booking_id);
+                }
+                _ => {}
+            }
+        }
+        moved.sort_unstable();
+        moved
     }
 
     /// The remembered first answer to `request_id`, if still within the retention window.
@@ -466,7 +603,13 @@ impl Harness {
         let mut harness = Harness {
             book: QuotaBook::new(model_rules()),
             log: VecLog::default(),
-            model: Model { now: start, bookings: Vec::new(), refunds: Vec::new(), remembered: HashMap::new() },
+            model: Model {
+                now: start,
+                bookings: Vec::new(),
+                purged: Vec::new(),
+                refunds: Vec::new(),
+                remembered: HashMap::new(),
+            },
             sent: Vec::new(),
             snapshot: None,
             seen: BTreeMap::new(),
@@ -482,8 +625,26 @@ impl Harness {
         harness
     }
 
+    /// A booking ever held: present, or purged.
     fn pick(&self, pick: &Index) -> Option<BookingId> {
-        (!self.model.bookings.is_empty()).then(|| self.model.bookings[pick.index(self.model.bookings.len())].booking_id)
+        let present = self.model.bookings.iter().map(|booking| booking.booking_id);
+        let ids: Vec<BookingId> = present.chain(self.model.purged.iter().map(|purged| purged.booking_id)).collect();
+        (!ids.is_empty()).then(|| ids[pick.index(ids.len())])
+    }
+
+    /// A payment of `booking_id` that says it was made at `paid_at` (relative to its deadline, never after now
+    /// unless in the future on purpose).
+    fn payment(&self, booking_id: BookingId, reference: u8, paid_at: PaidAt) -> Command {
+        let now = self.model.now;
+        let index = self.model.index_of(booking_id);
+        let deadline = index.map_or(now, |index| self.model.bookings[index].payment_deadline);
+        let paid_at = match paid_at {
+            PaidAt::Unknown => None,
+            PaidAt::BeforeDeadline(ms) => Some(deadline.plus_ms(-ms).min(now)),
+            PaidAt::AfterDeadline(ms) => Some(deadline.plus_ms(ms).min(now)),
+            PaidAt::Future => Some(now.plus_ms(HOUR_MS)),
+        };
+        pay_at(booking_id, &format!("ref-{}-{reference}", booking_id.0), paid_at)
     }
 
     fn slot(office: usize, date: usize, session: usize, pool: usize) -> SlotRef {
@@ -501,21 +662,26 @@ impl Harness {
                 let applicants = members.iter().map(|member| applicants()[*member].clone()).collect();
                 self.send_new(hold_command(Harness::slot(*office, *date, *session, *pool), applicants, true))?;
             }
-            Op::Pay { pick, reference } => {
+            Op::Pay { pick, reference, paid_at } => {
                 if let Some(booking_id) = self.pick(pick) {
-                    self.send_new(pay(booking_id, &format!("ref-{}-{reference}", booking_id.0)))?;
+                    self.send_new(self.payment(booking_id, *reference, *paid_at))?;
                 }
             }
-            Op::LatePay { pick, reference, after_ms, tick_first } => {
+            Op::LatePay { pick, reference, after_ms, tick_first, paid_at } => {
                 if let Some(booking_id) = self.pick(pick) {
-                    let index = self.model.index_of(booking_id).expect("picked from the model");
-                    let late = self.model.bookings[index].payment_deadline.plus_ms(*after_ms);
-                    self.model.now = self.model.now.max(late);
+                    if let Some(index) = self.model.index_of(booking_id) {
+                        let late = self.model.bookings[index].payment_deadline.plus_ms(*after_ms);
+                        self.model.now = self.model.now.max(late);
+                    }
                     if *tick_first {
                         self.tick()?;
                     }
-                    self.send_new(pay(booking_id, &format!("ref-{}-{reference}", booking_id.0)))?;
+                    self.send_new(self.payment(booking_id, *reference, *paid_at))?;
                 }
+            }
+            Op::Purge { before } => {
+                let before = [monday(), tuesday(), wednesday(), wednesday().plus_days(1)][*before];
+                self.send_new(Command::PurgeBookings { before })?;
             }
             Op::Cancel { pick } => {
                 if let Some(booking_id) = self.pick(pick) {
@@ -530,9 +696,8 @@ impl Harness {
             }
             Op::CheckIn { pick, on_the_day } => {
                 if let Some(booking_id) = self.pick(pick) {
-                    if *on_the_day {
+                    if *on_the_day && let Some(index) = self.model.index_of(booking_id) {
                         // Go to the appointment day (never back): most histories end before it otherwise.
-                        let index = self.model.index_of(booking_id).expect("picked from the model");
                         let morning = local_instant(self.model.bookings[index].slot.date, 7);
                         self.model.now = self.model.now.max(morning);
                     }
@@ -609,20 +774,25 @@ impl Harness {
         Ok(())
     }
 
-    /// What the ticker does: expire what is due, then forget old request ids.
+    /// What the ticker does: move on holds past their deadline and no-shows, then forget old request ids.
     fn tick(&mut self) -> Result<(), TestCaseError> {
         let now = self.model.now;
-        let due = self.book.due_expiries(now, usize::MAX);
+        let mut due = self.book.due_expiries(now, usize::MAX);
         for booking_id in &due {
-            let (expired, _) = self.book.expire(*booking_id, now, &self.log).expect("due bookings expire");
-            prop_assert_eq!(expired.state, BookingState::Expired);
+            let (moved, _) = self.book.expire(*booking_id, now, &self.log).expect("due holds move on");
+            let kind = if moved.state == BookingState::Expired { "expired" } else { "entered the settlement grace" };
+            prop_assert!(moved.state == BookingState::Expired || moved.settlement_deadline.is_some());
+            self.saw(kind);
         }
-        let mut due = due;
+        let no_shows = self.book.due_no_shows(now, usize::MAX);
+        for booking_id in &no_shows {
+            let (moved, _) = self.book.mark_no_show(*booking_id, now, &self.log).expect("due no-shows are marked");
+            prop_assert_eq!(moved.state, BookingState::NoShow);
+            self.saw("no-show");
+        }
+        due.extend(no_shows);
         due.sort_unstable();
-        if !due.is_empty() {
-            self.saw("expired");
-        }
-        prop_assert_eq!(due, self.model.expire_due());
+        prop_assert_eq!(due, self.model.tick());
         if self.book.forget_requests(now, &self.log).is_some() {
             self.saw("request ids forgotten");
         }
@@ -640,7 +810,12 @@ impl Harness {
             prop_assert_eq!(booking.state, model.state, "state of {}", model.booking_id);
             prop_assert_eq!(&booking.slot, &model.slot, "slot of {}", model.booking_id);
             prop_assert_eq!(booking.payment_deadline, model.payment_deadline, "deadline of {}", model.booking_id);
+            prop_assert_eq!(booking.settlement_deadline, model.settlement_deadline, "grace of {}", model.booking_id);
+            prop_assert_eq!(booking.session_ends_at, model.session_ends_at(), "end of {}", model.booking_id);
             prop_assert_eq!(booking.reschedules_used, model.reschedules_used);
+        }
+        for purged in &self.model.purged {
+            prop_assert!(self.book.booking(purged.booking_id).is_none(), "{} was purged", purged.booking_id);
         }
         for (office_id, _) in offices() {
             let sessions = self
@@ -736,8 +911,16 @@ fn the_random_histories_reach_every_rule() {
         "held",
         "paid",
         "paid late before expiry",
+        "paid late in the grace",
+        "paid on time, notified in the grace",
         "revived after expiry",
         "paid again",
+        "paid again after it ended",
+        "paid again after purge",
+        "refunded BOOKING_PURGED",
+        "entered the settlement grace",
+        "no-show",
+        "purged",
         "refunded PAYMENT_EXPIRED",
         "refunded ALREADY_PAID",
         "refunded INVALID_STATE",

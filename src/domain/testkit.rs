@@ -1,7 +1,7 @@
 //! Test fixtures for the allocation core: an in-memory event log, a small office in Jakarta, valid applicants, fixed
 //! instants, and a `check(steps, expected)` helper. Test-only: nothing here is compiled into the service.
 
-use crate::domain::bookings::booking::{Applicant, Booking, SlotRef};
+use crate::domain::bookings::booking::{Applicant, Booking, BookingState, SlotRef};
 use crate::domain::bookings::rules::BookRules;
 use crate::domain::catalogue::office::{OfficeSettings, Pool, ServiceType, SessionTemplate};
 use crate::domain::messages::command::{Command, HoldCommand};
@@ -47,6 +47,8 @@ pub const HOUR_MS: i64 = 3_600_000;
 pub const DAY_MS: i64 = 24 * HOUR_MS;
 /// The test office's payment window: two hours, as in the field.
 pub const PAYMENT_WINDOW_MS: i64 = 2 * HOUR_MS;
+/// The default settlement grace: a hold's slot stays reserved 15 minutes past its deadline.
+pub const SETTLEMENT_GRACE_MS: i64 = 15 * 60_000;
 /// The test office releases a date this many days before it, at 09:00 local time.
 pub const RELEASE_DAYS_BEFORE: i32 = 7;
 
@@ -219,9 +221,15 @@ pub fn hold_group(slot: SlotRef, applicants: Vec<Applicant>) -> Command {
     })
 }
 
-/// A payment of `booking_id` with `reference`.
+/// A payment of `booking_id` with `reference`, without `paid_at`.
 pub fn pay(booking_id: BookingId, reference: &str) -> Command {
-    Command::ConfirmPayment { booking_id, payment_reference: PaymentReference::parse(reference).expect("reference") }
+    pay_at(booking_id, reference, None)
+}
+
+/// A payment of `booking_id` with `reference` that the payment network says was made at `paid_at`.
+pub fn pay_at(booking_id: BookingId, reference: &str, paid_at: Option<Timestamp>) -> Command {
+    let payment_reference = PaymentReference::parse(reference).expect("reference");
+    Command::ConfirmPayment { booking_id, payment_reference, paid_at }
 }
 
 /// A request id.
@@ -283,18 +291,35 @@ impl Fixture {
     pub fn confirmed(&self, slot: SlotRef, applicant: Applicant, at: Timestamp) -> Booking {
         let booking = self.held(slot, applicant, at);
         match self.run(&pay(booking.booking_id, &format!("pay-{}", booking.booking_id.0)), at).outcome {
-            Ok(Reply::Paid { booking, revived: false }) => booking,
+            Ok(Reply::Paid { booking, revived: false, in_grace: false }) => booking,
             other => panic!("expected a payment, got {other:?}"),
         }
     }
 
-    /// Expires everything due at `at`, the way the ticker does; returns the expired ids.
+    /// Moves on everything due at `at`, the way the ticker does: holds past their deadline enter their settlement
+    /// grace or expire, confirmed bookings past the end of their session become no-shows. Returns the ids moved on.
     pub fn tick(&self, at: Timestamp) -> Vec<BookingId> {
-        let due = self.book.due_expiries(at, usize::MAX);
-        let expired = due.iter().filter(|booking_id| self.book.expire(**booking_id, at, &self.log).is_some()).count();
-        assert_eq!(expired, due.len(), "every due booking expires");
+        let mut due = self.book.due_expiries(at, usize::MAX);
+        let moved = due.iter().filter(|booking_id| self.book.expire(**booking_id, at, &self.log).is_some()).count();
+        assert_eq!(moved, due.len(), "every due hold moves on");
+        let no_shows = self.book.due_no_shows(at, usize::MAX);
+        let marked =
+            no_shows.iter().filter(|booking_id| self.book.mark_no_show(**booking_id, at, &self.log).is_some()).count();
+        assert_eq!(marked, no_shows.len(), "every due no-show is marked");
         self.assert_invariants();
+        due.extend(no_shows);
         due
+    }
+
+    /// Lets a hold lapse for good, the way the ticker sees it: past its deadline, then through its settlement grace.
+    /// Returns when it expired.
+    pub fn lapse(&self, booking: &Booking) -> Timestamp {
+        self.tick(booking.payment_deadline);
+        let lapsed = self.booking(booking.booking_id);
+        let expired_at = lapsed.settlement_deadline.unwrap_or(lapsed.payment_deadline);
+        self.tick(expired_at);
+        assert_eq!(self.booking(booking.booking_id).state, BookingState::Expired, "lapsed");
+        expired_at
     }
 
     /// The booking, which must exist.

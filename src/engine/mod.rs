@@ -10,12 +10,14 @@
 pub mod background;
 pub mod codec;
 pub mod error;
+pub mod lifecycle;
 pub mod recovery;
 pub mod shutdown;
 pub mod waiting_room;
+pub mod watchers;
 
 use crate::domain::{Command, Event, EventLog, OfficeSettings, Outcome, QuotaBook, RequestId, Timestamp};
-use crate::limits::{EXPIRIES_PER_TICK_MAX, IDLE_TICKET_SCAN_SECONDS, STALE_REQUEST_SCAN_SECONDS};
+use crate::limits::{IDLE_TICKET_SCAN_SECONDS, STALE_REQUEST_SCAN_SECONDS};
 use crate::metrics as names;
 use crate::storage::{self, LogPosition, LogSink, SnapshotInfo, Wal, WalOptions};
 pub use error::{EngineError, Result};
@@ -66,7 +68,7 @@ pub struct Engine {
     options: EngineOptions,
     snapshot_in_progress: Mutex<()>,
     last_snapshot: Mutex<(u64, Instant)>,
-    watchers: waiting_room::Watchers,
+    watchers: watchers::Watchers,
     started_at: Timestamp,
     ticks: std::sync::atomic::AtomicU64,
 }
@@ -104,7 +106,7 @@ impl Engine {
             options,
             snapshot_in_progress: Mutex::new(()),
             last_snapshot: Mutex::new(last),
-            watchers: waiting_room::Watchers::default(),
+            watchers: watchers::Watchers::default(),
             ticks: std::sync::atomic::AtomicU64::new(0),
         };
         metrics::gauge!(names::RECOVERY_DURATION_SECONDS).set(report.duration.as_secs_f64());
@@ -157,26 +159,15 @@ impl Engine {
         metrics::histogram!(names::WAL_APPEND_SECONDS).record(started.elapsed().as_secs_f64());
     }
 
-    /// One tick of the background ticker: expires every hold whose payment deadline has passed (at most
-    /// [`EXPIRIES_PER_TICK_MAX`] per tick), forgets request ids past their retention (every
+    /// One tick of the background ticker: moves bookings on with time (`lifecycle.rs`: holds past their payment
+    /// deadline enter their settlement grace, holds past the grace expire, confirmed bookings whose session ended
+    /// unchecked become no-shows, a bounded number of each per tick), forgets request ids past their retention (every
     /// [`STALE_REQUEST_SCAN_SECONDS`]), and moves every waiting room on, expiring tickets nobody watches (looked for
-    /// every [`IDLE_TICKET_SCAN_SECONDS`]). Each change is logged and durable before it returns. Returns how many
-    /// holds expired.
+    /// every [`IDLE_TICKET_SCAN_SECONDS`]). Each change is logged and durable before it returns. Returns how many holds
+    /// expired.
     pub async fn run_tick(&self) -> usize {
         let now = self.clock.now();
-        let due = self.book.due_expiries(now, EXPIRIES_PER_TICK_MAX);
-        let mut last_position = None;
-        let mut expired = 0;
-        for booking_id in due {
-            if let Some((booking, position)) = self.book.expire(booking_id, now, &WalEvents(&self.wal)) {
-                metrics::counter!(names::EXPIRIES_TOTAL, "office" => booking.slot.office_id.to_string()).increment(1);
-                last_position = Some(position);
-                expired += 1;
-            }
-        }
-        if let Some(position) = last_position {
-            self.await_durable(position).await;
-        }
+        let expired = self.release_due_bookings(now).await;
         let tick = self.ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let ticks_per_second = (1000 / self.options.expiry_tick.as_millis().max(1)) as u64;
         if tick.is_multiple_of((ticks_per_second * STALE_REQUEST_SCAN_SECONDS).max(1))

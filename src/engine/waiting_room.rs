@@ -1,38 +1,13 @@
 //! The engine's side of the waiting rooms: joining, leaving and reading tickets with durability, remembering who is
 //! still watching, and moving every line on each tick from the slots the quota book reports.
 //!
-//! Who is watching is observed here (it is not state): the decision that a ticket went idle is logged as an event,
-//! so replay does not depend on it.
+//! Who is watching is observed (it is not state; `watchers.rs`): the decision that a ticket went idle is logged as an
+//! event, so replay does not depend on it.
 
 use super::{Engine, WalEvents};
-use crate::domain::{Nik, OfficeId, Rejection, RequestId, ServiceType, TicketId, TicketView, Timestamp};
+use crate::domain::{Nik, OfficeId, Rejection, RequestId, ServiceType, TicketId, TicketView};
 use crate::limits::IDLE_CHECK_TICKETS_MAX;
 use crate::metrics as names;
-use std::collections::HashMap;
-
-/// When each ticket was last seen by a Join, a Watch or a read, in milliseconds since the epoch.
-#[derive(Default)]
-pub struct Watchers {
-    last_seen: parking_lot::Mutex<HashMap<TicketId, Timestamp>>,
-}
-
-impl Watchers {
-    /// Notes that the ticket's holder is still there.
-    pub fn seen(&self, ticket_id: TicketId, now: Timestamp) {
-        self.last_seen.lock().insert(ticket_id, now);
-    }
-
-    fn last_seen(&self, ticket_id: TicketId) -> Option<Timestamp> {
-        self.last_seen.lock().get(&ticket_id).copied()
-    }
-
-    fn forget(&self, ticket_ids: &[TicketId]) {
-        let mut last_seen = self.last_seen.lock();
-        for ticket_id in ticket_ids {
-            last_seen.remove(ticket_id);
-        }
-    }
-}
 
 impl Engine {
     /// Joins the office's waiting room, durably; a retry of `request_id` returns the same ticket.

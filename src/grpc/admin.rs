@@ -146,6 +146,7 @@ impl AdminService for AdminApi {
             revivals_total: counters.revivals_total,
             refunds_total: counters.refunds_total,
             reschedules_total: counters.reschedules_total,
+            no_shows_total: counters.no_shows_total,
         }))
     }
 

@@ -97,8 +97,15 @@ impl BookingApi {
         let converted = hold_command(&request, BookingApi::today(engine));
         let outcome: Outcome = match converted {
             Ok((request_id, command)) => {
-                let reservation = self.reserve_hold(access, &command, engine.now(), &office)?;
-                let outcome = engine.execute(&access.request_id(&request_id), &command).await;
+                // A request id the book remembers is answered from memory (a retry) or refused (a reuse): it takes no
+                // slot, so it is neither counted nor refused by the anti-hoarding limits.
+                let request_id = access.request_id(&request_id);
+                let reservation = if engine.book().remembers(&request_id, engine.now()) {
+                    None
+                } else {
+                    self.reserve_hold(access, &command, engine.now(), &office)?
+                };
+                let outcome = engine.execute(&request_id, &command).await;
                 if let (Err(_), Some(reservation)) = (&outcome, reservation) {
                     self.hold_limiter.release(reservation);
                 }
@@ -273,26 +280,57 @@ impl BookingService for BookingApi {
         let request_id = violations.request_id(&request.request_id);
         let booking_id = violations.booking_id(&request.booking_id);
         let payment_reference = violations.payment_reference(&request.payment_reference);
-        let (request_id, booking_id, payment_reference) =
-            violations.finish((|| Some((request_id?, booking_id?, payment_reference?)))())?;
-        let office = self.reachable(&access, booking_id)?.map(|booking| booking.slot.office_id.to_string());
-        let office = office.unwrap_or_else(|| "unknown".to_owned());
-        let command = Command::ConfirmPayment { booking_id, payment_reference };
-        let outcome = self.engine()?.execute(&access.request_id(&request_id), &command).await;
-        let label = match &outcome {
+        let paid_at = violations.optional_timestamp("paid_at", request.paid_at.as_ref());
+        let (request_id, command) = violations.finish((|| {
+            let command = Command::ConfirmPayment {
+                booking_id: booking_id?,
+                payment_reference: payment_reference?,
+                paid_at: paid_at?,
+            };
+            Some((request_id?, command))
+        })())?;
+        if matches!(command, Command::ConfirmPayment { paid_at: Some(_), .. }) {
+            access.check_attests_payment_time()?;
+        }
+        let engine = self.engine()?;
+        if let Some(booking_id) = command.booking_id() {
+            self.reachable(&access, booking_id)?;
+        }
+        let office = command.booking_id().and_then(|booking_id| engine.book().office_of(booking_id));
+        let office = office.map_or_else(|| "unknown".to_owned(), |office_id| office_id.to_string());
+        let execution = engine.execute_detailed(&access.request_id(&request_id), &command).await;
+        let label = match &execution.outcome {
             Ok(Reply::Paid { revived: true, .. }) => "revived",
+            Ok(Reply::Paid { in_grace: true, .. }) => "honoured_in_grace",
+            Ok(Reply::PaymentRepeated { .. }) => "repeated",
             Ok(_) => "confirmed",
             Err(Rejection::PaymentExpired { .. }) => "refused_expired",
             Err(Rejection::AlreadyPaid { .. }) => "duplicate",
+            Err(rejection) if rejection.refund_reason().is_some() => "refused_refunded",
             Err(_) => "refused",
         };
-        metrics::counter!(names::PAYMENTS_TOTAL, "office" => office, "outcome" => label).increment(1);
-        match outcome? {
-            Reply::Paid { booking, revived } => Ok(Response::new(proto::ConfirmPaymentResponse {
+        metrics::counter!(names::PAYMENTS_TOTAL, "office" => office.clone(), "outcome" => label).increment(1);
+        // A refund is counted once, by the call that recorded it (logged now, not a retry or a re-delivery).
+        if let Err(rejection) = &execution.outcome
+            && let Some(reason) = rejection.refund_reason()
+            && execution.log_position.is_some()
+            && !execution.repeated
+        {
+            metrics::counter!(names::REFUNDS_RECORDED_TOTAL, "office" => office, "reason" => reason.name())
+                .increment(1);
+        }
+        match execution.outcome? {
+            Reply::Paid { booking, revived, .. } => Ok(Response::new(proto::ConfirmPaymentResponse {
                 booking: Some(convert::booking(&booking, access.reveal_nik)),
                 revived,
+                already_applied: false,
             })),
-            other => unreachable!("a payment answers Paid, not {other:?}"),
+            Reply::PaymentRepeated { booking } => Ok(Response::new(proto::ConfirmPaymentResponse {
+                booking: booking.map(|booking| convert::booking(&booking, access.reveal_nik)),
+                revived: false,
+                already_applied: true,
+            })),
+            other => unreachable!("a payment answers Paid or PaymentRepeated, not {other:?}"),
         }
     }
 

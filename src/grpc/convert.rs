@@ -91,6 +91,18 @@ impl Violations {
         parsed
     }
 
+    /// An optional instant: `None` when absent, else checked like [`Violations::timestamp`].
+    pub fn optional_timestamp(
+        &mut self,
+        field: &str,
+        at: Option<&prost_types::Timestamp>,
+    ) -> Option<Option<Timestamp>> {
+        match at {
+            None => Some(None),
+            Some(at) => self.timestamp(field, Some(at)).map(Some),
+        }
+    }
+
     /// A time of day.
     pub fn time_of_day(&mut self, field: &str, time: Option<&proto::TimeOfDay>) -> Option<TimeOfDay> {
         let parsed = time.and_then(|time| TimeOfDay::new(time.hours, time.minutes));
@@ -260,6 +272,7 @@ fn booking_state(state: BookingState) -> i32 {
         BookingState::CheckedIn => proto::BookingState::CheckedIn,
         BookingState::Cancelled => proto::BookingState::Cancelled,
         BookingState::Expired => proto::BookingState::Expired,
+        BookingState::NoShow => proto::BookingState::NoShow,
     };
     wire as i32
 }
@@ -293,6 +306,7 @@ pub fn booking(booking: &Booking, reveal_nik: bool) -> proto::Booking {
         reschedules_used: booking.reschedules_used,
         group_id: booking.group_id.map(|group| group.to_string()).unwrap_or_default(),
         session_starts_at: Some(timestamp(booking.session_starts_at)),
+        settlement_deadline: booking.settlement_deadline.map(timestamp),
     }
 }
 
@@ -373,6 +387,7 @@ pub fn refund(refund: &Refund) -> proto::Refund {
             RefundReason::PaymentExpired => proto::RefundReason::PaymentExpired,
             RefundReason::DuplicatePayment => proto::RefundReason::DuplicatePayment,
             RefundReason::Cancelled => proto::RefundReason::Cancelled,
+            RefundReason::BookingPurged => proto::RefundReason::BookingPurged,
         } as i32,
         recorded_at: Some(timestamp(refund.recorded_at)),
     }

@@ -127,6 +127,28 @@ pub fn rejection_status(rejection: &Rejection) -> Status {
         Rejection::TicketNotFound(ticket_id) => {
             info(Code::NotFound, format!("ticket {ticket_id} not found"), vec![("ticket_id", ticket_id.to_string())])
         }
+        Rejection::PaidAfterCancellation { booking_id } => info(
+            Code::FailedPrecondition,
+            format!("cannot pay for {booking_id}: booking is CANCELLED; the payment is recorded for refund"),
+            vec![
+                ("state", "CANCELLED".into()),
+                ("booking_id", booking_id.to_string()),
+                ("refund_recorded", "true".into()),
+            ],
+        ),
+        Rejection::BookingPurged { booking_id } => info(
+            Code::FailedPrecondition,
+            format!("{booking_id} was purged after its appointment; the payment is recorded for refund"),
+            vec![("booking_id", booking_id.to_string()), ("refund_recorded", "true".into())],
+        ),
+        Rejection::SessionsHaveBookings { bookings } => info(
+            Code::FailedPrecondition,
+            format!(
+                "the new plan would move the start or end of sessions with {bookings} booking(s) still to come: \
+                 cancel or reschedule them first"
+            ),
+            vec![("bookings_affected", bookings.to_string())],
+        ),
         Rejection::LimitReached { limit } => {
             let mut details = ErrorDetails::with_retry_info(Some(LIMIT_RETRY_DELAY));
             details.set_error_info(reason, ERROR_DOMAIN, HashMap::from([("limit".to_owned(), limit.clone())]));

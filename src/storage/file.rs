@@ -129,6 +129,7 @@ struct TrackedFile {
 
 impl FaultPlan {
     /// A plan that injects nothing until told to.
+    #[must_use]
     pub fn new() -> Arc<Self> {
         Arc::new(FaultPlan::default())
     }

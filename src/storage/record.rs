@@ -78,6 +78,7 @@ pub fn encode_record(out: &mut Vec<u8>, position: LogPosition, payload: &[u8]) {
 }
 
 /// Decodes the frame at the start of `bytes`, validating its length, checksum and position.
+#[must_use]
 pub fn decode_record(bytes: &[u8]) -> Decoded<'_> {
     let Some(header) = bytes.get(..16) else {
         return Decoded::Incomplete { detail: format!("partial record header of {} bytes", bytes.len()) };

@@ -59,6 +59,7 @@ pub struct PruneReport {
 }
 
 /// The file name of the segment whose first record is `first_position`.
+#[must_use]
 pub fn segment_file_name(first_position: LogPosition) -> String {
     format!("{SEGMENT_PREFIX}{:020}{SEGMENT_SUFFIX}", first_position.0)
 }

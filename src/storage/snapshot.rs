@@ -173,6 +173,7 @@ pub fn load_latest_snapshot(dir: &Path) -> Result<Option<LoadedSnapshot>> {
 }
 
 /// The file name of the snapshot at `position`.
+#[must_use]
 pub fn snapshot_file_name(position: LogPosition) -> String {
     format!("{SNAPSHOT_PREFIX}{:020}{SNAPSHOT_SUFFIX}", position.0)
 }

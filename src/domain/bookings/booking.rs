@@ -17,8 +17,10 @@ pub enum BookingState {
     CheckedIn = 3,
     /// Cancelled; no slot.
     Cancelled = 4,
-    /// Deadline passed unpaid; no slot.
+    /// Deadline passed unpaid (and its settlement grace with it); no slot.
     Expired = 5,
+    /// Confirmed but not checked in by the end of its session; no slot, and no longer counts against the applicant.
+    NoShow = 6,
 }
 
 impl BookingState {
@@ -43,6 +45,7 @@ impl BookingState {
             BookingState::CheckedIn => "CHECKED_IN",
             BookingState::Cancelled => "CANCELLED",
             BookingState::Expired => "EXPIRED",
+            BookingState::NoShow => "NO_SHOW",
         }
     }
 }
@@ -104,14 +107,41 @@ pub struct Booking {
     pub group_id: Option<GroupId>,
     /// When the session starts.
     pub session_starts_at: Timestamp,
+    /// When the session ends: a confirmed booking not checked in by then is a no-show.
+    pub session_ends_at: Timestamp,
+    /// Set while a hold is past its payment deadline but within its settlement grace: its slot stays reserved, and a
+    /// payment made before the deadline but notified late is still accepted, until this instant.
+    pub settlement_deadline: Option<Timestamp>,
 }
 
 impl Booking {
+    /// When the ticker must next look at this hold: its payment deadline, or once that has passed, the end of its
+    /// settlement grace. The key of the shard's `deadlines` index.
+    #[must_use]
+    pub fn hold_due_at(&self) -> Timestamp {
+        self.settlement_deadline.unwrap_or(self.payment_deadline)
+    }
+
     /// The payment code as its 15 digits.
     #[must_use]
     pub fn payment_code_text(&self) -> String {
         format!("{:015}", self.payment_code)
     }
+}
+
+/// What is kept of a purged booking: enough to answer a payment notification that arrives after the purge (record a
+/// late payment for refund under the right office, and recognise a re-delivery of the payment it had accepted), and
+/// nothing about the applicant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PurgedBooking {
+    /// The booking that was purged.
+    pub booking_id: BookingId,
+    /// Its office.
+    pub office_id: OfficeId,
+    /// Its appointment date: the record is forgotten [`crate::limits::PURGED_BOOKINGS_KEPT_DAYS`] after it.
+    pub date: Date,
+    /// The payment it had accepted, if any.
+    pub payment_reference: Option<PaymentReference>,
 }
 
 /// The payment code of booking number `sequence`: 15 digits, unique per booking, starting with 8 so it never has a

@@ -3,8 +3,8 @@
 //! Each function here is pure given the locked shards, the catalogue and `now`: the same inputs always give the same
 //! event or the same refusal.
 
-use super::booking::{Booking, BookingState, SlotRef};
-use super::refund::RefundReason;
+use super::booking::{Booking, BookingState, PurgedBooking, SlotRef};
+use super::refund::{Refund, RefundReason};
 use super::rules::BookRules;
 use crate::domain::catalogue::office::{Catalog, Office, Pool, SessionTemplate};
 use crate::domain::messages::command::HoldCommand;
@@ -17,6 +17,7 @@ use crate::domain::values::time::{Date, Timestamp};
 use crate::domain::values::violation::FieldViolation;
 use crate::domain::waiting_room::admission::{check_admission, waiting_room_for};
 use crate::domain::waiting_room::room::WaitingRooms;
+use crate::limits::PAID_AT_AHEAD_MS_MAX;
 
 /// A bookable session: what [`check_bookable`] found.
 pub struct Bookable<'office> {
@@ -165,58 +166,124 @@ pub fn age_on(birth: Date, on: Date) -> i32 {
     i32::from(on.year) - i32::from(birth.year) - i32::from(!had_birthday)
 }
 
-/// Decides a payment: confirm, revive a lapsed booking whose slot is still free, or refuse and record a refund.
-/// `Ok(None)` means nothing changes (the same payment arrived twice).
+/// Decides a payment: confirm (on time, or late but notified within the settlement grace), revive a lapsed booking
+/// whose slot is still free, recognise the booking's own accepted payment notified again, or refuse and record a
+/// refund.
+///
+/// `paid_at` is when the payment network says the payment was made; without it the payment counts as made now. It is
+/// trusted only from the payment role (checked at the edge) and refused when it lies in the future.
 pub fn confirm_payment(
     access: &impl ShardAccess,
     catalog: &Catalog,
     rules: &BookRules,
     booking: &Booking,
     payment_reference: &PaymentReference,
+    paid_at: Option<Timestamp>,
     stamp: Stamp,
-) -> Result<Option<Event>, Rejection> {
+) -> Result<Event, Rejection> {
+    check_paid_at(paid_at, stamp.at)?;
     let booking_id = booking.booking_id;
+    // The payment the booking accepted, notified again (the network re-delivers): whatever the booking's state now,
+    // that money was kept for it, so nothing is refunded. Logged only so the answer is remembered.
+    if booking.payment_reference.as_ref() == Some(payment_reference) {
+        return Ok(Event::PaymentRepeated { stamp, booking_id, payment_reference: payment_reference.clone() });
+    }
     // A payment already recorded for refund stays refunded: the same report arriving again (under a new request id)
     // gets the same refusal and records nothing, so the money is never returned twice nor also kept for a revival.
-    let refunded = access
-        .shard(booking_id.shard_index())
-        .refunds
-        .iter()
-        .find(|refund| refund.booking_id == booking_id && &refund.payment_reference == payment_reference);
-    if let Some(refund) = refunded {
-        return Err(Rejection::refund(refund.reason, booking));
+    if let Some(refund) = refund_of(access, booking_id, payment_reference) {
+        return Err(Rejection::refund(refund.reason, booking_id));
     }
-    let refuse = |reason| {
-        Ok(Some(Event::PaymentRefused {
-            stamp: stamp.clone(),
-            booking_id,
-            payment_reference: payment_reference.clone(),
-            reason,
-        }))
+    let refuse = |reason| Event::PaymentRefused {
+        stamp: stamp.clone(),
+        booking_id,
+        payment_reference: payment_reference.clone(),
+        reason,
     };
-    match booking.state {
-        BookingState::Confirmed | BookingState::CheckedIn => {
-            if booking.payment_reference.as_ref() == Some(payment_reference) {
-                return Ok(None);
-            }
+    let confirm = |revived| Event::PaymentConfirmed {
+        stamp: stamp.clone(),
+        booking_id,
+        payment_reference: payment_reference.clone(),
+        revived,
+    };
+    Ok(match booking.state {
+        BookingState::Confirmed | BookingState::CheckedIn | BookingState::NoShow => {
             refuse(RefundReason::DuplicatePayment)
         }
         BookingState::Cancelled => refuse(RefundReason::Cancelled),
         // Once the session has started the slot is of no use: refund, whether or not the ticker expired the hold yet.
         BookingState::AwaitingPayment if stamp.at >= booking.session_starts_at => refuse(RefundReason::PaymentExpired),
+        BookingState::AwaitingPayment if stamp.at < booking.payment_deadline => confirm(false),
+        // Past the deadline the hold still has its slot (the settlement grace, or the ticker has not run yet). Paid
+        // before the deadline and notified within the grace: on time. Otherwise a late payment, which revives the
+        // booking because its slot is still free.
         BookingState::AwaitingPayment => {
-            let revived = stamp.at >= booking.payment_deadline;
-            let payment_reference = payment_reference.clone();
-            Ok(Some(Event::PaymentConfirmed { stamp, booking_id, payment_reference, revived }))
+            let on_time = paid_at.is_some_and(|paid_at| paid_at <= booking.payment_deadline);
+            confirm(!(on_time && stamp.at < settlement_deadline(rules, booking)))
         }
-        BookingState::Expired => {
-            if can_revive(access, catalog, rules, booking, stamp.at) {
-                let payment_reference = payment_reference.clone();
-                Ok(Some(Event::PaymentConfirmed { stamp, booking_id, payment_reference, revived: true }))
-            } else {
-                refuse(RefundReason::PaymentExpired)
-            }
+        BookingState::Expired if can_revive(access, catalog, rules, booking, stamp.at) => confirm(true),
+        BookingState::Expired => refuse(RefundReason::PaymentExpired),
+    })
+}
+
+/// Decides a payment for a booking that has been purged: the payment it had accepted, notified again, changes nothing;
+/// any other payment is recorded for refund (once).
+pub fn purged_payment(
+    access: &impl ShardAccess,
+    purged: &PurgedBooking,
+    payment_reference: &PaymentReference,
+    paid_at: Option<Timestamp>,
+    stamp: Stamp,
+) -> Result<Event, Rejection> {
+    check_paid_at(paid_at, stamp.at)?;
+    let booking_id = purged.booking_id;
+    if purged.payment_reference.as_ref() == Some(payment_reference) {
+        return Ok(Event::PaymentRepeated { stamp, booking_id, payment_reference: payment_reference.clone() });
+    }
+    if let Some(refund) = refund_of(access, booking_id, payment_reference) {
+        return Err(Rejection::refund(refund.reason, booking_id));
+    }
+    let payment_reference = payment_reference.clone();
+    Ok(Event::PaymentRefused { stamp, booking_id, payment_reference, reason: RefundReason::BookingPurged })
+}
+
+/// The refund already recorded for this payment of this booking: a lookup by booking, not a scan.
+fn refund_of<'access>(
+    access: &'access impl ShardAccess,
+    booking_id: BookingId,
+    payment_reference: &PaymentReference,
+) -> Option<&'access Refund> {
+    let refunds = access.shard(booking_id.shard_index()).refunds.get(&booking_id)?;
+    refunds.iter().find(|refund| &refund.payment_reference == payment_reference)
+}
+
+/// A payment cannot have been made in the future (beyond the clock skew allowed).
+fn check_paid_at(paid_at: Option<Timestamp>, now: Timestamp) -> Result<(), Rejection> {
+    match paid_at {
+        Some(paid_at) if paid_at > now.plus_ms(PAID_AT_AHEAD_MS_MAX) => {
+            Err(Rejection::invalid("paid_at", format!("is in the future (it is now {now})")))
         }
+        _ => Ok(()),
+    }
+}
+
+/// Until when a hold past its payment deadline keeps its slot for a payment made on time but notified late: the
+/// deadline plus the settlement grace, never after the session starts (a slot is of no use then).
+#[must_use]
+pub fn settlement_deadline(rules: &BookRules, booking: &Booking) -> Timestamp {
+    let grace_end = booking.payment_deadline.plus_ms(rules.payment_settlement_grace_ms);
+    booking.settlement_deadline.unwrap_or(grace_end.min(booking.session_starts_at).max(booking.payment_deadline))
+}
+
+/// What the ticker does with a hold whose deadline (or settlement grace) has passed at `now`: start the grace, or
+/// expire it at the end of the grace (at once when there is none, or when the service was down through all of it).
+#[must_use]
+pub fn lapse(rules: &BookRules, booking: &Booking, now: Timestamp) -> Event {
+    let booking_id = booking.booking_id;
+    let settles_until = settlement_deadline(rules, booking);
+    if booking.settlement_deadline.is_none() && now < settles_until {
+        Event::PaymentOverdue { booking_id, at: booking.payment_deadline, settles_until }
+    } else {
+        Event::Expired { booking_id, at: settles_until }
     }
 }
 
@@ -250,10 +317,15 @@ pub fn cancel(booking: &Booking, stamp: Stamp) -> Result<Event, Rejection> {
     Ok(Event::Cancelled { stamp, booking_id: booking.booking_id })
 }
 
-/// Decides a check-in: confirmed, on the appointment's date in the office's time zone.
+/// Decides a check-in: confirmed, on the appointment's date in the office's time zone, before its session ended (after
+/// that the applicant is a no-show, whether or not the ticker has marked it yet).
 pub fn check_in(catalog: &Catalog, booking: &Booking, stamp: Stamp) -> Result<Event, Rejection> {
     if booking.state != BookingState::Confirmed {
         return Err(Rejection::InvalidState { state: booking.state, action: "check in".into() });
+    }
+    if stamp.at >= booking.session_ends_at {
+        let action = format!("check in after the session ended ({})", booking.session_ends_at);
+        return Err(Rejection::InvalidState { state: booking.state, action });
     }
     let office = catalog.office(&booking.slot.office_id);
     let today = office.map(|office| office.today(stamp.at));
@@ -280,6 +352,11 @@ pub fn reschedule(
     if !booking.state.is_active() {
         return Err(Rejection::InvalidState { state: booking.state, action: "reschedule".into() });
     }
+    // An unpaid hold past its deadline only waits for a payment already made: it cannot be moved.
+    if booking.state == BookingState::AwaitingPayment && stamp.at >= booking.payment_deadline {
+        let action = "reschedule a hold past its payment deadline".into();
+        return Err(Rejection::InvalidState { state: booking.state, action });
+    }
     let slot = &booking.slot;
     let office = catalog.office(&slot.office_id).ok_or_else(|| Rejection::OfficeNotFound(slot.office_id.clone()))?;
     let date_closed = office.closed.contains_key(&slot.date);
@@ -294,6 +371,11 @@ pub fn reschedule(
                 format!("must be done by {latest}, {} day(s) before the appointment", rules.reschedule_days_before_min);
             return Err(Rejection::RescheduleNotAllowed { why });
         }
+    }
+    // Once its session has ended a confirmed booking is a no-show, whether or not the ticker has marked it yet.
+    if booking.state == BookingState::Confirmed && stamp.at >= booking.session_ends_at {
+        let action = format!("reschedule after the session ended ({})", booking.session_ends_at);
+        return Err(Rejection::InvalidState { state: booking.state, action });
     }
     if to_date == slot.date && to_session == &slot.session_id {
         return Err(Rejection::invalid("session_id", "is the booking's current session"));

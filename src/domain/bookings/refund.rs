@@ -13,6 +13,8 @@ pub enum RefundReason {
     DuplicatePayment = 2,
     /// Paid for a cancelled booking.
     Cancelled = 3,
+    /// Paid for a booking that had been purged (a notification arriving after retention removed the booking).
+    BookingPurged = 4,
 }
 
 impl RefundReason {
@@ -23,6 +25,7 @@ impl RefundReason {
             RefundReason::PaymentExpired => "payment_expired",
             RefundReason::DuplicatePayment => "duplicate_payment",
             RefundReason::Cancelled => "cancelled",
+            RefundReason::BookingPurged => "booking_purged",
         }
     }
 }

@@ -5,6 +5,9 @@
 pub struct BookRules {
     /// Most active bookings one applicant may have across all offices.
     pub applicant_active_bookings_max: u32,
+    /// How long a hold's slot stays reserved after its payment deadline for a payment made before the deadline but
+    /// notified late (bank to payment network to here), in milliseconds. 0: the slot returns at the deadline.
+    pub payment_settlement_grace_ms: i64,
     /// Most times a booking may be rescheduled.
     pub reschedules_max: u32,
     /// A reschedule must happen at least this many days before the appointment.
@@ -32,6 +35,7 @@ impl Default for BookRules {
     fn default() -> BookRules {
         BookRules {
             applicant_active_bookings_max: 1,
+            payment_settlement_grace_ms: 15 * 60_000,
             reschedules_max: 1,
             reschedule_days_before_min: 1,
             request_retention_ms: 24 * 3_600_000,

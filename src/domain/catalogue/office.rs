@@ -146,17 +146,18 @@ impl Office {
         Some(Office { settings, zone, rules: Vec::new(), closed: BTreeMap::new() })
     }
 
-    /// The plan for `date`, or `None` when the office does not work that day.
+    /// The plan for `date`, or `None` when the office does not work that day. A schedule covering the date changes its
+    /// release instant and sessions, never whether the office works: it applies to the office's working days only.
     #[must_use]
     pub fn plan(&self, date: Date) -> Option<DayPlan<'_>> {
+        if !self.settings.working_weekdays.contains(&date.iso_weekday()) {
+            return None;
+        }
         let closed = self.closed.get(&date).map(String::as_str);
         let rule = self.rules.iter().rev().find(|rule| rule.first_date <= date && date <= rule.last_date);
         if let Some(rule) = rule {
             let sessions = rule.sessions.as_deref().unwrap_or(&self.settings.sessions);
             return Some(DayPlan { release_at: rule.release_at, sessions, closed, waiting_room: rule.waiting_room });
-        }
-        if !self.settings.working_weekdays.contains(&date.iso_weekday()) {
-            return None;
         }
         let release_date = date.plus_days(-self.settings.release_days_before);
         let release_at = self.zone.instant_of(release_date, self.settings.release_time);
@@ -173,6 +174,26 @@ impl Office {
     #[must_use]
     pub fn session_start(&self, date: Date, session: &SessionTemplate) -> Timestamp {
         self.zone.instant_of(date, session.starts_at)
+    }
+
+    /// The instant a session ends on `date`.
+    #[must_use]
+    pub fn session_end(&self, date: Date, session: &SessionTemplate) -> Timestamp {
+        self.zone.instant_of(date, session.ends_at)
+    }
+
+    /// Schedules still in force at `now`: those covering today or a later date.
+    #[must_use]
+    pub fn current_rules(&self, now: Timestamp) -> usize {
+        let today = self.today(now);
+        self.rules.iter().filter(|rule| rule.last_date >= today).count()
+    }
+
+    /// Drops schedules whose every date is before today at `now`: they decide nothing any more (past dates take no
+    /// bookings, and their day ledgers keep the sessions they had), so they do not count against the limit.
+    pub fn forget_past_rules(&mut self, now: Timestamp) {
+        let today = self.today(now);
+        self.rules.retain(|rule| rule.last_date >= today);
     }
 
     /// Whether the office offers `service`.
@@ -295,6 +316,22 @@ mod tests {
         let plan = office.plan(monday).expect("monday plan");
         let release_day = Date::new(2026, 11, 30).expect("date");
         assert_eq!(plan.release_at, office.zone.instant_of(release_day, TimeOfDay::new(9, 0).expect("time")));
+    }
+
+    #[test]
+    fn a_schedule_covers_working_days_only() {
+        let mut office = office();
+        let saturday = Date::new(2026, 12, 5).expect("date");
+        office.rules.push(ScheduleRule {
+            first_date: saturday,
+            last_date: saturday.plus_days(2),
+            release_at: Timestamp(1),
+            sessions: None,
+            waiting_room: false,
+        });
+        assert!(office.plan(saturday).is_none());
+        assert!(office.plan(saturday.plus_days(1)).is_none());
+        assert_eq!(office.plan(saturday.plus_days(2)).expect("monday").release_at, Timestamp(1));
     }
 
     #[test]

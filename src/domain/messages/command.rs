@@ -6,7 +6,7 @@ use crate::domain::catalogue::office::{OfficeSettings, ScheduleRule, ServiceType
 use crate::domain::values::hashing::fnv1a;
 use crate::domain::values::ids::{AccountId, BookingId, OfficeId, PaymentReference, SessionId};
 use crate::domain::values::nik::Nik;
-use crate::domain::values::time::Date;
+use crate::domain::values::time::{Date, Timestamp};
 use crate::domain::waiting_room::room::TicketId;
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +38,12 @@ pub enum Command {
         booking_id: BookingId,
         /// The payment's reference.
         payment_reference: PaymentReference,
+        /// When the payment was made, as the payment network reports it; `None` when not reported (the payment then
+        /// counts as made when it is notified). Left out of the encoding when `None`, so the fingerprint of a payment
+        /// without it is what it was before the field existed and retries across an upgrade still match. (Commands are
+        /// encoded only to be fingerprinted, never decoded.)
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        paid_at: Option<Timestamp>,
     },
     /// Cancel a booking.
     Cancel {

@@ -150,4 +150,31 @@ pub enum Event {
         /// What changed.
         change: WaitingRoomEvent,
     },
+    /// A hold's payment deadline passed unpaid: its slot stays reserved until `settles_until` for a payment made before
+    /// the deadline whose notification is still on its way. Logged by the ticker, stamped with the deadline.
+    PaymentOverdue {
+        /// The booking.
+        booking_id: BookingId,
+        /// The payment deadline, which is when the grace began (even if the service was down then).
+        at: Timestamp,
+        /// The end of the settlement grace: the hold expires then unless paid.
+        settles_until: Timestamp,
+    },
+    /// A confirmed booking was not checked in by the end of its session. Logged by the ticker, stamped with the end.
+    NoShow {
+        /// The booking.
+        booking_id: BookingId,
+        /// The end of the session, which is when the booking became a no-show (even if the service was down then).
+        at: Timestamp,
+    },
+    /// The payment a booking had already accepted was notified again: nothing changes and nothing is refunded. Logged
+    /// only so the answer is remembered under its request id like every other answer.
+    PaymentRepeated {
+        /// Who asked.
+        stamp: Stamp,
+        /// The booking (present, or purged).
+        booking_id: BookingId,
+        /// The payment, equal to the booking's accepted one.
+        payment_reference: PaymentReference,
+    },
 }

@@ -1,6 +1,6 @@
 //! Why a command was refused: business outcomes as values, each mapped to one gRPC status at the edge.
 
-use crate::domain::bookings::booking::{Booking, BookingState};
+use crate::domain::bookings::booking::BookingState;
 use crate::domain::bookings::refund::RefundReason;
 use crate::domain::values::ids::{BookingId, OfficeId, SessionId};
 use crate::domain::values::time::{Date, Timestamp};
@@ -79,6 +79,22 @@ pub enum Rejection {
         /// Which limit.
         limit: String,
     },
+    /// A payment for a cancelled booking: the money is recorded for refund.
+    PaidAfterCancellation {
+        /// The booking.
+        booking_id: BookingId,
+    },
+    /// A payment for a booking that has been purged: the money is recorded for refund.
+    BookingPurged {
+        /// The booking.
+        booking_id: BookingId,
+    },
+    /// A new plan would move the start or end of sessions that have bookings still to come (their start and payment
+    /// deadline were given to applicants): cancel or reschedule those bookings first.
+    SessionsHaveBookings {
+        /// How many bookings (awaiting payment or confirmed, today or later) are in sessions the plan would move.
+        bookings: u32,
+    },
 }
 
 impl Rejection {
@@ -103,6 +119,10 @@ impl Rejection {
             Rejection::NoWaitingRoom(_) => "NO_WAITING_ROOM",
             Rejection::TicketNotFound(_) => "TICKET_NOT_FOUND",
             Rejection::LimitReached { .. } => "LIMIT_REACHED",
+            // The wire reason stays the one callers already handle for a payment on a cancelled booking.
+            Rejection::PaidAfterCancellation { .. } => "INVALID_STATE",
+            Rejection::BookingPurged { .. } => "BOOKING_PURGED",
+            Rejection::SessionsHaveBookings { .. } => "SESSIONS_HAVE_BOOKINGS",
         }
     }
 
@@ -128,6 +148,9 @@ impl Rejection {
             Rejection::NoWaitingRoom(_) => "no_waiting_room",
             Rejection::TicketNotFound(_) => "ticket_not_found",
             Rejection::LimitReached { .. } => "limit_reached",
+            Rejection::PaidAfterCancellation { .. } => "paid_after_cancellation",
+            Rejection::BookingPurged { .. } => "booking_purged",
+            Rejection::SessionsHaveBookings { .. } => "sessions_have_bookings",
         }
     }
 
@@ -137,16 +160,27 @@ impl Rejection {
         Rejection::Invalid(vec![FieldViolation::new(field, description)])
     }
 
-    /// The refusal that goes with a refund of a payment for `booking`.
+    /// The refusal that goes with a refund of a payment for `booking_id`: every one of them tells the caller the money
+    /// is recorded for refund (`refund_recorded` at the edge).
     #[must_use]
-    pub fn refund(reason: RefundReason, booking: &Booking) -> Rejection {
-        let booking_id = booking.booking_id;
+    pub fn refund(reason: RefundReason, booking_id: BookingId) -> Rejection {
         match reason {
             RefundReason::PaymentExpired => Rejection::PaymentExpired { booking_id },
             RefundReason::DuplicatePayment => Rejection::AlreadyPaid { booking_id },
-            RefundReason::Cancelled => {
-                Rejection::InvalidState { state: booking.state, action: "pay for a cancelled booking".into() }
-            }
+            RefundReason::Cancelled => Rejection::PaidAfterCancellation { booking_id },
+            RefundReason::BookingPurged => Rejection::BookingPurged { booking_id },
+        }
+    }
+
+    /// Why a refund is on record for the payment this refusal refused, if it is one of those.
+    #[must_use]
+    pub fn refund_reason(&self) -> Option<RefundReason> {
+        match self {
+            Rejection::PaymentExpired { .. } => Some(RefundReason::PaymentExpired),
+            Rejection::AlreadyPaid { .. } => Some(RefundReason::DuplicatePayment),
+            Rejection::PaidAfterCancellation { .. } => Some(RefundReason::Cancelled),
+            Rejection::BookingPurged { .. } => Some(RefundReason::BookingPurged),
+            _ => None,
         }
     }
 }

@@ -20,8 +20,10 @@ pub enum Reply {
     Paid {
         /// The booking.
         booking: Booking,
-        /// Revived after expiry.
+        /// Paid late: the booking had lapsed (or was past its deadline) and its slot was still free.
         revived: bool,
+        /// Notified after the deadline but paid before it, within the settlement grace: honoured as on time.
+        in_grace: bool,
     },
     /// Cancelled, rescheduled or checked in.
     Booking(Booking),
@@ -49,6 +51,11 @@ pub enum Reply {
     Ticket {
         /// The ticket.
         ticket_id: TicketId,
+    },
+    /// The payment the booking had already accepted, notified again: nothing changed, nothing is refunded.
+    PaymentRepeated {
+        /// The booking as it is now (in any state); `None` when it has been purged since.
+        booking: Option<Booking>,
     },
 }
 

@@ -8,17 +8,18 @@ use super::access::ShardAccess;
 use super::applied::{Applied, answered};
 use super::shard::day_key;
 use super::shard::{DayKey, DayLedger, OfficeCounters, PoolLedger, SessionLedger, ShardKey};
-use crate::domain::bookings::booking::{Booking, BookingState, SlotRef, payment_code_for};
+use crate::domain::bookings::booking::{Booking, BookingState, PurgedBooking, SlotRef, payment_code_for};
 use crate::domain::bookings::refund::Refund;
 use crate::domain::catalogue::office::{Catalog, Office, ScheduleRule};
 use crate::domain::messages::event::Event;
 use crate::domain::messages::rejection::Rejection;
 use crate::domain::messages::reply::Reply;
 use crate::domain::values::ids::BookingId;
-use crate::domain::values::time::Timestamp;
+use crate::domain::values::time::{Date, Timestamp};
 use crate::domain::waiting_room::apply::{apply_waiting_room_event, open_waiting_room};
 use crate::domain::waiting_room::event::WaitingRoomEvent;
 use crate::domain::waiting_room::room::{TicketState, WaitingRooms};
+use crate::limits::PURGED_BOOKINGS_KEPT_DAYS;
 use std::sync::Arc;
 
 /// Applies `event`. Admin events replace the catalogue through `catalog`. Events that touch waiting rooms (holds with
@@ -55,6 +56,7 @@ pub fn apply(
             let owner: Option<Arc<str>> = stamp.request_id.caller().map(Arc::from);
             let day = day_key(&hold.slot);
             ensure_day(access, catalog, &day);
+            let session_ends_at = session_end(catalog, &hold.slot);
             for (offset, applicant) in hold.applicants.iter().enumerate() {
                 let booking_id = BookingId(first_booking_id.0 + offset as u64);
                 let booking = Booking {
@@ -72,6 +74,8 @@ pub fn apply(
                     reschedules_used: 0,
                     group_id: *group_id,
                     session_starts_at: *session_starts_at,
+                    session_ends_at,
+                    settlement_deadline: None,
                 };
                 insert_booking(access, &day, booking.clone());
                 if let Some(owner) = &owner {
@@ -85,27 +89,46 @@ pub fn apply(
             Applied { answered: Some((stamp.clone(), reply)), bookings_created: created, ..Applied::default() }
         }
         Event::PaymentConfirmed { stamp, booking_id, payment_reference, revived } => {
+            let in_grace = !*revived && stamp.at >= booking(access, *booking_id).payment_deadline;
             let day = transition(access, *booking_id, BookingState::Confirmed, stamp.at);
             booking_mut(access, *booking_id).payment_reference = Some(payment_reference.clone());
             if *revived {
                 counters(access, &day).revivals_total += 1;
             }
             let booking = booking(access, *booking_id).clone();
-            answered(stamp, Ok(Reply::Paid { booking, revived: *revived }))
+            answered(stamp, Ok(Reply::Paid { booking, revived: *revived, in_grace }))
         }
         Event::PaymentRefused { stamp, booking_id, payment_reference, reason } => {
-            let booking = booking(access, *booking_id).clone();
+            let day = booking_day(access, *booking_id);
             let refund = Refund {
                 booking_id: *booking_id,
-                office_id: booking.slot.office_id.clone(),
+                office_id: day.office_id.clone(),
                 payment_reference: payment_reference.clone(),
                 reason: *reason,
                 recorded_at: stamp.at,
             };
-            access.shard_mut(booking_id.shard_index()).refunds.push(refund);
-            counters(access, &day_key(&booking.slot)).refunds_total += 1;
-            let rejection = Rejection::refund(*reason, &booking);
-            answered(stamp, Err(rejection))
+            access.shard_mut(booking_id.shard_index()).refunds.entry(*booking_id).or_default().push(refund);
+            counters(access, &day).refunds_total += 1;
+            answered(stamp, Err(Rejection::refund(*reason, *booking_id)))
+        }
+        Event::PaymentRepeated { stamp, booking_id, .. } => {
+            let booking = access.shard(booking_id.shard_index()).bookings.get(booking_id).cloned();
+            answered(stamp, Ok(Reply::PaymentRepeated { booking }))
+        }
+        Event::PaymentOverdue { booking_id, at, settles_until } => {
+            let shard = access.shard_mut(booking_id.shard_index());
+            let booking = shard.bookings.get_mut(booking_id).expect("the ticker names an existing hold");
+            assert_eq!(booking.state, BookingState::AwaitingPayment, "only a hold becomes overdue");
+            assert!(booking.settlement_deadline.is_none() && *at == booking.payment_deadline, "overdue once");
+            shard.deadlines.remove(&(booking.hold_due_at(), *booking_id));
+            booking.settlement_deadline = Some(*settles_until);
+            shard.deadlines.insert((*settles_until, *booking_id));
+            Applied::default()
+        }
+        Event::NoShow { booking_id, at } => {
+            let day = transition(access, *booking_id, BookingState::NoShow, *at);
+            counters(access, &day).no_shows_total += 1;
+            Applied::default()
         }
         Event::Cancelled { stamp, booking_id } => {
             let day = transition(access, *booking_id, BookingState::Cancelled, stamp.at);
@@ -130,6 +153,7 @@ pub fn apply(
         Event::RequestsForgotten { recorded_before } => forget_requests(access, *recorded_before),
         Event::BookingsPurged { stamp, before } => {
             let bookings_purged = purge_bookings(access, *before);
+            forget_purged(access, before.plus_days(-PURGED_BOOKINGS_KEPT_DAYS));
             Applied { bookings_purged, ..answered(stamp, Ok(Reply::Purged { bookings_purged })) }
         }
         Event::OfficeUpserted { stamp, settings } => {
@@ -142,19 +166,20 @@ pub fn apply(
                 updated.closed = previous.closed;
             }
             catalog.offices.insert(settings.office_id.clone(), updated);
-            resize_days(access, catalog, &settings.office_id);
+            resize_days(access, catalog, &settings.office_id, stamp.at);
             answered(stamp, Ok(Reply::OfficeUpserted { created }))
         }
         Event::ScheduleSet { stamp, office_id, rule } => {
             let catalog = Arc::make_mut(catalog);
             let office = catalog.offices.get_mut(office_id).expect("office was checked before the event was made");
+            office.forget_past_rules(stamp.at);
             office.rules.push(rule.clone());
             let dates_scheduled = scheduled_days(office, rule);
             if rule.waiting_room {
                 let rooms = rooms.expect("schedules are applied with the rooms locked");
                 open_waiting_room(rooms, office_id, rule, stamp.fingerprint);
             }
-            resize_days(access, catalog, office_id);
+            resize_days(access, catalog, office_id, stamp.at);
             answered(stamp, Ok(Reply::ScheduleSet { dates_scheduled }))
         }
         Event::DateClosed { stamp, office_id, date, reason, reopen } => {
@@ -186,6 +211,26 @@ fn booking_mut(access: &mut impl ShardAccess, booking_id: BookingId) -> &mut Boo
         Some(booking) => booking,
         None => panic!("event names booking {booking_id}, which does not exist"),
     }
+}
+
+/// The day of a booking, or of what is kept of it once purged: where its refunds are counted.
+fn booking_day(access: &impl ShardAccess, booking_id: BookingId) -> DayKey {
+    let shard = access.shard(booking_id.shard_index());
+    if let Some(booking) = shard.bookings.get(&booking_id) {
+        return day_key(&booking.slot);
+    }
+    match shard.purged.get(&booking_id) {
+        Some(purged) => DayKey { office_id: purged.office_id.clone(), date: purged.date },
+        None => panic!("event names booking {booking_id}, which never existed"),
+    }
+}
+
+/// When the session of `slot` ends, by the catalogue the hold or reschedule was decided against.
+fn session_end(catalog: &Catalog, slot: &SlotRef) -> Timestamp {
+    let office = catalog.office(&slot.office_id).expect("a booked office exists");
+    let plan = office.plan(slot.date).expect("a booked date has a plan");
+    let session = plan.sessions.iter().find(|session| session.session_id == slot.session_id);
+    office.session_end(slot.date, session.expect("a booked session is in its plan"))
 }
 
 fn counters<'access>(access: &'access mut impl ShardAccess, day: &DayKey) -> &'access mut OfficeCounters {
@@ -232,11 +277,12 @@ fn insert_booking(access: &mut impl ShardAccess, day: &DayKey, booking: Booking)
     assert!(previous.is_none(), "booking {booking_id} created twice");
 }
 
-/// Moves a booking to `to`, keeping all counts in step: the one way a booking's state changes. Returns the day.
+/// Moves a booking to `to`, keeping all counts and indexes in step: the one way a booking's state changes. Returns
+/// the day.
 fn transition(access: &mut impl ShardAccess, booking_id: BookingId, to: BookingState, at: Timestamp) -> DayKey {
     let current = booking(access, booking_id);
-    let (from, slot, nik, deadline) =
-        (current.state, current.slot.clone(), current.applicant.nik, current.payment_deadline);
+    let (from, slot, nik, due, ends) =
+        (current.state, current.slot.clone(), current.applicant.nik, current.hold_due_at(), current.session_ends_at);
     let day = day_key(&slot);
     let ledger = access.shard_mut(day.shard_index()).days.get_mut(&day).expect("a booked day has a ledger");
     let pool = ledger.pool_mut(&slot.session_id, slot.pool).expect("a booked session has its pool");
@@ -256,15 +302,20 @@ fn transition(access: &mut impl ShardAccess, booking_id: BookingId, to: BookingS
         }
     }
     let shard = access.shard_mut(booking_id.shard_index());
+    assert!(to != BookingState::AwaitingPayment, "no booking goes back to awaiting payment");
     if from == BookingState::AwaitingPayment {
-        shard.deadlines.remove(&(deadline, booking_id));
+        shard.deadlines.remove(&(due, booking_id));
     }
-    if to == BookingState::AwaitingPayment {
-        shard.deadlines.insert((deadline, booking_id));
+    if from == BookingState::Confirmed {
+        shard.session_ends.remove(&(ends, booking_id));
+    }
+    if to == BookingState::Confirmed {
+        shard.session_ends.insert((ends, booking_id));
     }
     let booking = shard.bookings.get_mut(&booking_id).expect("checked above");
     booking.state = to;
     booking.updated_at = at;
+    booking.settlement_deadline = None;
     day
 }
 
@@ -278,9 +329,11 @@ fn move_booking(
     at: Timestamp,
 ) {
     let current = booking(access, booking_id);
-    let (state, from, old_deadline) = (current.state, current.slot.clone(), current.payment_deadline);
+    let (state, from, old_due, old_end) =
+        (current.state, current.slot.clone(), current.hold_due_at(), current.session_ends_at);
     let old_day = day_key(&from);
     let new_day = day_key(to);
+    let session_ends_at = session_end(catalog, to);
     ensure_day(access, catalog, &new_day);
     {
         let ledger = access.shard_mut(old_day.shard_index()).days.get_mut(&old_day).expect("booked day");
@@ -295,12 +348,18 @@ fn move_booking(
     assert!(pool.taken() <= pool.capacity, "overbooked {new_day:?}: {pool:?}");
     let shard = access.shard_mut(booking_id.shard_index());
     if state == BookingState::AwaitingPayment {
-        shard.deadlines.remove(&(old_deadline, booking_id));
+        shard.deadlines.remove(&(old_due, booking_id));
         shard.deadlines.insert((payment_deadline, booking_id));
     }
+    if state == BookingState::Confirmed {
+        shard.session_ends.remove(&(old_end, booking_id));
+        shard.session_ends.insert((session_ends_at, booking_id));
+    }
     let booking = shard.bookings.get_mut(&booking_id).expect("checked above");
+    assert!(booking.settlement_deadline.is_none(), "a hold past its deadline is not moved");
     booking.slot = to.clone();
     booking.session_starts_at = session_starts_at;
+    booking.session_ends_at = session_ends_at;
     booking.payment_deadline = payment_deadline;
     booking.reschedules_used += 1;
     booking.updated_at = at;
@@ -309,20 +368,17 @@ fn move_booking(
 fn forget_requests(access: &mut impl ShardAccess, recorded_before: Timestamp) -> Applied {
     let mut forgotten = 0;
     for index in 0..crate::limits::SHARD_COUNT {
-        let stale = access.shard(index).requests.values().any(|record| record.recorded_at < recorded_before);
-        if stale {
-            let requests = &mut access.shard_mut(index).requests;
-            let before = requests.len();
-            requests.retain(|_, record| record.recorded_at >= recorded_before);
-            forgotten += (before - requests.len()) as u64;
+        if access.shard(index).oldest_request().is_some_and(|oldest| oldest < recorded_before) {
+            forgotten += access.shard_mut(index).forget_requests_before(recorded_before);
         }
     }
     Applied { requests_forgotten: forgotten, ..Applied::default() }
 }
 
 /// Deletes finished bookings (not holding a slot that is still to come) dated before `before`, with their entries in
-/// day and applicant indexes. Runs with every shard locked.
-fn purge_bookings(access: &mut impl ShardAccess, before: crate::domain::values::time::Date) -> u64 {
+/// day and applicant indexes, keeping of each only what a later payment notification needs (office, date, accepted
+/// payment). Runs with every shard locked.
+fn purge_bookings(access: &mut impl ShardAccess, before: Date) -> u64 {
     let mut purged = Vec::new();
     for index in 0..crate::limits::SHARD_COUNT {
         let finished = |booking: &Booking| booking.slot.date < before && !booking.state.is_active();
@@ -335,6 +391,13 @@ fn purge_bookings(access: &mut impl ShardAccess, before: crate::domain::values::
         for booking in &doomed {
             shard.bookings.remove(&booking.booking_id);
             shard.owners.remove(&booking.booking_id);
+            let kept = PurgedBooking {
+                booking_id: booking.booking_id,
+                office_id: booking.slot.office_id.clone(),
+                date: booking.slot.date,
+                payment_reference: booking.payment_reference.clone(),
+            };
+            shard.purged.insert(booking.booking_id, kept);
         }
         purged.extend(doomed);
     }
@@ -361,19 +424,53 @@ fn purge_bookings(access: &mut impl ShardAccess, before: crate::domain::values::
     purged.len() as u64
 }
 
+/// Forgets what was kept of bookings purged with a date before `before`, and their refund records: retention for the
+/// money side. Runs with every shard locked.
+fn forget_purged(access: &mut impl ShardAccess, before: Date) {
+    for index in 0..crate::limits::SHARD_COUNT {
+        let stale: Vec<BookingId> = access
+            .shard(index)
+            .purged
+            .values()
+            .filter(|purged| purged.date < before)
+            .map(|purged| purged.booking_id)
+            .collect();
+        if stale.is_empty() {
+            continue;
+        }
+        let shard = access.shard_mut(index);
+        for booking_id in stale {
+            shard.purged.remove(&booking_id);
+            shard.refunds.remove(&booking_id);
+        }
+    }
+}
+
 /// Working days a schedule covers.
 fn scheduled_days(office: &Office, rule: &ScheduleRule) -> i32 {
     let days = rule.last_date.days_since(rule.first_date);
     (0..=days).filter(|offset| office.plan(rule.first_date.plus_days(*offset)).is_some()).count() as i32
 }
 
-/// Brings every existing day ledger of an office in line with the catalogue's current plans. The decision step has
-/// already checked that no booking loses its slot.
-fn resize_days(access: &mut impl ShardAccess, catalog: &Catalog, office_id: &crate::domain::values::ids::OfficeId) {
+/// Brings every existing day ledger of an office from its date at `now` on in line with the catalogue's current
+/// plans. Past days are history: their ledgers stay as they were. The decision step has already checked that no
+/// booking loses its slot.
+fn resize_days(
+    access: &mut impl ShardAccess,
+    catalog: &Catalog,
+    office_id: &crate::domain::values::ids::OfficeId,
+    now: Timestamp,
+) {
     let Some(office) = catalog.office(office_id) else { return };
+    let today = office.today(now);
     for index in 0..crate::limits::SHARD_COUNT {
-        let keys: Vec<DayKey> =
-            access.shard(index).days.keys().filter(|key| &key.office_id == office_id).cloned().collect();
+        let keys: Vec<DayKey> = access
+            .shard(index)
+            .days
+            .keys()
+            .filter(|key| &key.office_id == office_id && key.date >= today)
+            .cloned()
+            .collect();
         for key in keys {
             let plan = office.plan(key.date);
             let sessions = plan.map_or(&[][..], |plan| plan.sessions);

@@ -12,7 +12,7 @@ use super::apply;
 use super::numbers::BookingNumbers;
 use super::shard::day_key;
 use super::shard::{DayKey, RequestRecord, Shard, ShardKey};
-use crate::domain::bookings::booking::Booking;
+use crate::domain::bookings::booking::{Booking, BookingState};
 use crate::domain::bookings::decide;
 use crate::domain::bookings::rules::BookRules;
 use crate::domain::catalogue::office::{Catalog, Office};
@@ -184,17 +184,19 @@ impl QuotaBook {
         let Command::Hold(hold) = command else { unreachable!("dispatched on Hold") };
         let wanted = hold.applicants.len() as u64;
         let (mut guards, first) = loop {
-            // Random numbers, so another hold may own one already: check under the locks, draw again if so.
+            // Random numbers, so a booking may have one already, or have had it (a purged booking's number, and the
+            // payment code derived from it, is never handed out again): check under the locks, draw again if so.
             let first = self.booking_numbers.draw(wanted);
             let numbers = (0..wanted).map(|offset| BookingId(first.0 + offset));
             let mut indices = vec![stamp.request_id.shard_index(), day_key(&hold.slot).shard_index()];
             indices.extend(hold.applicants.iter().map(|applicant| applicant.nik.shard_index()));
             indices.extend(numbers.clone().map(|booking_id| booking_id.shard_index()));
             let guards = Guards::lock(&self.shards, indices);
-            if !numbers
-                .clone()
-                .any(|booking_id| guards.shard(booking_id.shard_index()).bookings.contains_key(&booking_id))
-            {
+            let taken = |booking_id: BookingId| {
+                let shard = guards.shard(booking_id.shard_index());
+                shard.bookings.contains_key(&booking_id) || shard.purged.contains_key(&booking_id)
+            };
+            if !numbers.clone().any(taken) {
                 break (guards, first);
             }
         };
@@ -217,11 +219,10 @@ impl QuotaBook {
         loop {
             // Peek at the booking to learn which other shards it needs, then lock them all and check nothing moved.
             let Some(peeked) = self.booking(booking_id) else {
-                return match self.remembered(&Guards::lock(&self.shards, vec![stamp.request_id.shard_index()]), &stamp)
-                {
-                    Some(known) => known,
-                    None => Execution::refused(Rejection::BookingNotFound(booking_id)),
-                };
+                match self.execute_without_booking(command, &stamp, log) {
+                    Some(execution) => return execution,
+                    None => continue,
+                }
             };
             let mut indices = vec![
                 stamp.request_id.shard_index(),
@@ -236,36 +237,80 @@ impl QuotaBook {
             if let Some(known) = self.remembered(&guards, &stamp) {
                 return known;
             }
-            let booking = apply::booking(&guards, booking_id).clone();
+            // A purge may have removed the booking since the peek: then it is decided again without it.
+            let Some(booking) = guards.shard(booking_id.shard_index()).bookings.get(&booking_id).cloned() else {
+                continue;
+            };
             if booking.slot != peeked.slot {
                 continue;
             }
             let catalog = self.catalog();
             let decided = match command {
-                Command::ConfirmPayment { payment_reference, .. } => {
-                    decide::confirm_payment(&guards, &catalog, &self.rules, &booking, payment_reference, stamp)
-                }
-                Command::Cancel { .. } => decide::cancel(&booking, stamp).map(Some),
-                Command::CheckIn { .. } => decide::check_in(&catalog, &booking, stamp).map(Some),
+                Command::ConfirmPayment { payment_reference, paid_at, .. } => decide::confirm_payment(
+                    &guards,
+                    &catalog,
+                    &self.rules,
+                    &booking,
+                    payment_reference,
+                    *paid_at,
+                    stamp,
+                ),
+                Command::Cancel { .. } => decide::cancel(&booking, stamp),
+                Command::CheckIn { .. } => decide::check_in(&catalog, &booking, stamp),
                 Command::Reschedule { date, session_id, .. } => {
-                    decide::reschedule(&guards, &catalog, &self.rules, &booking, *date, session_id, stamp).map(Some)
+                    decide::reschedule(&guards, &catalog, &self.rules, &booking, *date, session_id, stamp)
                 }
                 _ => unreachable!("dispatched on booking commands"),
             };
             return match decided {
-                Ok(Some(event)) => {
+                Ok(event) => {
                     if let Err(rejection) = self.check_room(0) {
                         return Execution::refused(rejection);
                     }
                     self.commit(&mut guards, None, catalog, event, log)
                 }
-                Ok(None) => Execution {
-                    outcome: Ok(Reply::Paid { booking, revived: false }),
-                    log_position: None,
-                    repeated: false,
-                },
                 Err(rejection) => Execution::refused(rejection),
             };
+        }
+    }
+
+    /// A command naming a booking that is not in the book. A payment for a purged booking is recorded for refund (or
+    /// recognised as the payment it had accepted); anything else is `BOOKING_NOT_FOUND`. `None` when the booking was
+    /// purged between the caller's peek and now: the caller starts again.
+    fn execute_without_booking(&self, command: &Command, stamp: &Stamp, log: &impl EventLog) -> Option<Execution> {
+        let booking_id = command.booking_id().expect("dispatched on booking commands");
+        let is_payment = matches!(command, Command::ConfirmPayment { .. });
+        let peeked = if is_payment {
+            self.read_shard(booking_id.shard_index(), |shard| shard.purged.get(&booking_id).cloned())
+        } else {
+            None
+        };
+        let mut indices = vec![stamp.request_id.shard_index(), booking_id.shard_index()];
+        if let Some(purged) = &peeked {
+            indices.push(DayKey { office_id: purged.office_id.clone(), date: purged.date }.shard_index());
+        }
+        let mut guards = Guards::lock(&self.shards, indices);
+        if let Some(known) = self.remembered(&guards, stamp) {
+            return Some(known);
+        }
+        let shard = guards.shard(booking_id.shard_index());
+        let purged = if is_payment { shard.purged.get(&booking_id).cloned() } else { None };
+        if shard.bookings.contains_key(&booking_id)
+            || purged.as_ref().map(|purged| &purged.office_id) != peeked.as_ref().map(|peeked| &peeked.office_id)
+        {
+            return None;
+        }
+        let (Some(purged), Command::ConfirmPayment { payment_reference, paid_at, .. }) = (purged, command) else {
+            return Some(Execution::refused(Rejection::BookingNotFound(booking_id)));
+        };
+        match decide::purged_payment(&guards, &purged, payment_reference, *paid_at, stamp.clone()) {
+            Ok(event) => {
+                if let Err(rejection) = self.check_room(0) {
+                    return Some(Execution::refused(rejection));
+                }
+                Some(self.commit(&mut guards, None, self.catalog(), event, log))
+            }
+            Err(rejection) => Some(Execution::refused(rejection)),
         }
     }
 
@@ -340,37 +385,86 @@ impl QuotaBook {
         Ok(())
     }
 
-    /// Expires `booking_id` if it is still awaiting payment and its deadline is at or before `now`. Returns the
-    /// expired booking.
+    /// Moves on a hold whose payment deadline, or settlement grace, has passed at `now`: starts its settlement grace
+    /// (the slot stays reserved) or expires it (the slot returns). Returns the booking as it is afterwards.
     pub fn expire(&self, booking_id: BookingId, now: Timestamp, log: &impl EventLog) -> Option<(Booking, u64)> {
+        self.move_on(booking_id, log, |booking| {
+            let due = booking.state == BookingState::AwaitingPayment && booking.hold_due_at() <= now;
+            due.then(|| decide::lapse(&self.rules, booking, now))
+        })
+    }
+
+    /// Bookings awaiting payment whose deadline or settlement grace has passed at `now`, soonest first, at most
+    /// `limit`.
+    #[must_use]
+    pub fn due_expiries(&self, now: Timestamp, limit: usize) -> Vec<BookingId> {
+        self.due(now, limit, |shard| &shard.deadlines)
+    }
+
+    /// Marks `booking_id` a no-show if it is confirmed and its session ended at or before `now`. Returns the booking.
+    pub fn mark_no_show(&self, booking_id: BookingId, now: Timestamp, log: &impl EventLog) -> Option<(Booking, u64)> {
+        self.move_on(booking_id, log, |booking| {
+            let due = booking.state == BookingState::Confirmed && booking.session_ends_at <= now;
+            due.then_some(Event::NoShow { booking_id, at: booking.session_ends_at })
+        })
+    }
+
+    /// Confirmed bookings whose session ended at or before `now`, soonest first, at most `limit`.
+    #[must_use]
+    pub fn due_no_shows(&self, now: Timestamp, limit: usize) -> Vec<BookingId> {
+        self.due(now, limit, |shard| &shard.session_ends)
+    }
+
+    /// Applies and logs the event `decide` makes of a booking, under the locks of the booking, its applicant and its
+    /// day: the ticker's way of moving bookings on with time.
+    fn move_on(
+        &self,
+        booking_id: BookingId,
+        log: &impl EventLog,
+        decide: impl FnOnce(&Booking) -> Option<Event>,
+    ) -> Option<(Booking, u64)> {
         let peeked = self.booking(booking_id)?;
         let indices =
             vec![booking_id.shard_index(), peeked.applicant.nik.shard_index(), day_key(&peeked.slot).shard_index()];
         let mut guards = Guards::lock(&self.shards, indices);
         let booking = guards.shard(booking_id.shard_index()).bookings.get(&booking_id)?;
-        let due = booking.state == crate::domain::bookings::booking::BookingState::AwaitingPayment
-            && booking.payment_deadline <= now;
-        if !due || booking.slot != peeked.slot {
+        if booking.slot != peeked.slot {
             return None;
         }
-        let event = Event::Expired { booking_id, at: booking.payment_deadline };
+        let event = decide(booking)?;
         let mut catalog = self.catalog();
         apply::apply(&mut guards, &mut catalog, None, &event);
         let position = log.append(&event);
         Some((apply::booking(&guards, booking_id).clone(), position))
     }
 
-    /// Bookings whose payment deadline is at or before `now`, soonest first, at most `limit`.
-    #[must_use]
-    pub fn due_expiries(&self, now: Timestamp, limit: usize) -> Vec<BookingId> {
+    /// The first entries, at most `limit`, at or before `now` of one time index of every shard, soonest first.
+    fn due(
+        &self,
+        now: Timestamp,
+        limit: usize,
+        index: impl Fn(&Shard) -> &std::collections::BTreeSet<(Timestamp, BookingId)>,
+    ) -> Vec<BookingId> {
         let mut due = Vec::new();
         for shard in self.shards.iter() {
             let shard = shard.lock();
-            let ready = shard.deadlines.iter().take_while(|(deadline, _)| *deadline <= now);
-            due.extend(ready.map(|(deadline, booking_id)| (*deadline, *booking_id)).take(limit));
+            let ready = index(&shard).iter().take_while(|(at, _)| *at <= now);
+            due.extend(ready.map(|(at, booking_id)| (*at, *booking_id)).take(limit));
         }
         due.sort_unstable();
         due.into_iter().take(limit).map(|(_, booking_id)| booking_id).collect()
+    }
+
+    /// Whether `request_id` has an answer remembered at `now`: a call with it is answered from memory (a retry) or
+    /// refused (a reuse), never decided again.
+    #[must_use]
+    pub fn remembers(&self, request_id: &RequestId, now: Timestamp) -> bool {
+        self.read_shard(request_id.shard_index(), |shard| {
+            shard
+                .requests
+                .get(request_id)
+                .is_some_and(|record| now < record.recorded_at.plus_ms(self.rules.request_retention_ms))
+        })
     }
 
     /// Drops request records older than the retention window, if any. Returns the log position when something was
@@ -380,7 +474,7 @@ impl QuotaBook {
         let stale = self
             .shards
             .iter()
-            .any(|shard| shard.lock().requests.values().any(|record| record.recorded_at < recorded_before));
+            .any(|shard| shard.lock().oldest_request().is_some_and(|oldest| oldest < recorded_before));
         if !stale {
             return None;
         }
@@ -460,8 +554,7 @@ impl QuotaBook {
 /// Remembers the first answer to a request, so a retry gets it again.
 fn remember(count: &AtomicU64, access: &mut impl ShardAccess, stamp: Stamp, outcome: Outcome, log_position: u64) {
     let record = RequestRecord { fingerprint: stamp.fingerprint, recorded_at: stamp.at, outcome, log_position };
-    let previous = access.shard_mut(stamp.request_id.shard_index()).requests.insert(stamp.request_id, record);
-    if previous.is_none() {
+    if access.shard_mut(stamp.request_id.shard_index()).remember_request(stamp.request_id, record) {
         count.fetch_add(1, Ordering::Relaxed);
     }
 }

@@ -5,9 +5,9 @@
 //! build loads in another with a different shard count.
 
 use super::book::{Capture, QuotaBook};
-use super::reads::add_counters;
+use super::reads::{add_counters, refund_order};
 use super::shard::{ApplicantRecord, DayKey, DayLedger, OfficeCounters, RequestRecord, Shard, ShardKey};
-use crate::domain::bookings::booking::{Booking, BookingState};
+use crate::domain::bookings::booking::{Booking, BookingState, PurgedBooking};
 use crate::domain::bookings::refund::Refund;
 use crate::domain::bookings::rules::BookRules;
 use crate::domain::catalogue::office::{Catalog, Office, OfficeSettings, ScheduleRule};
@@ -19,10 +19,10 @@ use crate::limits::SHARD_COUNT;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Version of the image layout inside a snapshot payload; bumped on any incompatible change. Version 2 adds the
-/// bookings' owners and drops the next booking number (numbers are drawn at random); version 1 images still load
-/// ([`ImageV1`]).
-pub const IMAGE_VERSION: u16 = 2;
+/// Version of the image layout inside a snapshot payload; bumped on any incompatible change. Version 3 adds the
+/// bookings' owners and drops the next booking number (numbers are drawn at random, see `numbers.rs`); version 2
+/// images still load ([`ImageV2`]).
+pub const IMAGE_VERSION: u16 = 3;
 
 /// An office in an image.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +54,8 @@ pub struct Image {
     pub requests: Vec<(RequestId, RequestRecord)>,
     /// Refunds in the order recorded.
     pub refunds: Vec<Refund>,
+    /// What is kept of purged bookings, by booking id.
+    pub purged: Vec<PurgedBooking>,
     /// Running totals per office.
     pub counters: Vec<(OfficeId, OfficeCounters)>,
     /// Waiting rooms by line.
@@ -62,15 +64,15 @@ pub struct Image {
     pub owners: Vec<(BookingId, String)>,
 }
 
-/// A version 1 image (before bookings had owners), as older builds wrote it: read, then made a current [`Image`] with
+/// A version 2 image (before bookings had owners), as older builds wrote it: read, then made a current [`Image`] with
 /// no owners (those bookings belong to no booking caller).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ImageV1 {
-    /// 1.
+pub struct ImageV2 {
+    /// 2.
     pub version: u16,
     /// Log position the image reflects.
     pub log_position: u64,
-    /// Next booking number (unused now).
+    /// Next booking number (not needed since numbers are drawn).
     pub next_booking_id: u64,
     /// Offices by id.
     pub offices: Vec<OfficeImage>,
@@ -84,14 +86,16 @@ pub struct ImageV1 {
     pub requests: Vec<(RequestId, RequestRecord)>,
     /// Refunds in the order recorded.
     pub refunds: Vec<Refund>,
+    /// What is kept of purged bookings, by booking id.
+    pub purged: Vec<PurgedBooking>,
     /// Running totals per office.
     pub counters: Vec<(OfficeId, OfficeCounters)>,
     /// Waiting rooms by line.
     pub rooms: Vec<WaitingRoom>,
 }
 
-impl From<ImageV1> for Image {
-    fn from(old: ImageV1) -> Image {
+impl From<ImageV2> for Image {
+    fn from(old: ImageV2) -> Image {
         Image {
             version: IMAGE_VERSION,
             log_position: old.log_position,
@@ -101,6 +105,7 @@ impl From<ImageV1> for Image {
             applicants: old.applicants,
             requests: old.requests,
             refunds: old.refunds,
+            purged: old.purged,
             counters: old.counters,
             rooms: old.rooms,
             owners: Vec::new(),
@@ -131,8 +136,11 @@ impl Capture {
             .map(|(id, record)| (id, RequestRecord { log_position: 0, ..record }))
             .collect();
         requests.sort_by(|left, right| left.0.cmp(&right.0));
-        let mut refunds: Vec<Refund> = shards.iter().flat_map(|shard| shard.refunds.iter().cloned()).collect();
-        refunds.sort_by_key(|refund| (refund.recorded_at, refund.booking_id));
+        let mut refunds: Vec<Refund> =
+            shards.iter().flat_map(|shard| shard.refunds.values().flatten().cloned()).collect();
+        refunds.sort_by(refund_order);
+        let mut purged: Vec<PurgedBooking> = shards.iter().flat_map(|shard| shard.purged.values().cloned()).collect();
+        purged.sort_by_key(|purged| purged.booking_id);
         let mut owners: Vec<(BookingId, String)> = shards
             .iter()
             .flat_map(|shard| shard.owners.iter().map(|(booking_id, owner)| (*booking_id, owner.to_string())))
@@ -151,6 +159,7 @@ impl Capture {
             applicants,
             requests,
             refunds,
+            purged,
             counters: counters.into_iter().collect(),
             rooms: self.waiting_rooms.iter().map(|room| WaitingRoom::clone(room)).collect(),
             owners,
@@ -214,8 +223,14 @@ impl QuotaBook {
         }
         for booking in image.bookings {
             let shard = &mut shards[booking.booking_id.shard_index()];
-            if booking.state == BookingState::AwaitingPayment {
-                shard.deadlines.insert((booking.payment_deadline, booking.booking_id));
+            match booking.state {
+                BookingState::AwaitingPayment => {
+                    shard.deadlines.insert((booking.hold_due_at(), booking.booking_id));
+                }
+                BookingState::Confirmed => {
+                    shard.session_ends.insert((booking.session_ends_at, booking.booking_id));
+                }
+                _ => {}
             }
             shard.bookings.insert(booking.booking_id, booking);
         }
@@ -226,10 +241,13 @@ impl QuotaBook {
             shards[nik.shard_index()].applicants.insert(nik, record);
         }
         for (request_id, record) in image.requests {
-            shards[request_id.shard_index()].requests.insert(request_id, record);
+            shards[request_id.shard_index()].remember_request(request_id, record);
         }
         for refund in image.refunds {
-            shards[refund.booking_id.shard_index()].refunds.push(refund);
+            shards[refund.booking_id.shard_index()].refunds.entry(refund.booking_id).or_default().push(refund);
+        }
+        for purged in image.purged {
+            shards[purged.booking_id.shard_index()].purged.insert(purged.booking_id, purged);
         }
         // Totals are summed over shards when read, so one shard can carry each office's whole total.
         shards[0].counters = image.counters.into_iter().collect();

@@ -1,7 +1,7 @@
 //! Queries: availability, booking lists, statistics and refunds. They lock one shard at a time and never log.
 
 use super::book::QuotaBook;
-use super::shard::{DayKey, OfficeCounters, ShardKey};
+use super::shard::{DayKey, OfficeCounters, ShardKey, session_pool};
 use crate::domain::bookings::booking::Booking;
 use crate::domain::bookings::refund::Refund;
 use crate::domain::catalogue::office::{Pool, ServiceType};
@@ -99,14 +99,18 @@ impl QuotaBook {
             let date = first.plus_days(offset);
             let Some(plan) = office.plan(date) else { continue };
             let key = DayKey { office_id: office_id.clone(), date };
-            let ledger = self.read_shard(key.shard_index(), |shard| shard.days.get(&key).cloned());
+            // Only the session counters are copied out of the lock: the day's booking-id set can be large.
+            let counters =
+                self.read_shard(key.shard_index(), |shard| shard.days.get(&key).map(|day| day.sessions.clone()));
             for template in plan.sessions {
                 let started = now >= office.session_start(date, template);
                 let pools = Pool::ALL
                     .iter()
                     .filter(|pool| template.capacity(**pool) > 0)
                     .map(|pool| {
-                        let counted = ledger.as_ref().and_then(|ledger| ledger.pool(&template.session_id, *pool));
+                        let counted = counters
+                            .as_deref()
+                            .and_then(|counters| session_pool(counters, &template.session_id, *pool));
                         let capacity = template.capacity(*pool);
                         let remaining = counted.map_or(capacity, |ledger| ledger.remaining());
                         let state = if plan.closed.is_some() || started {
@@ -157,6 +161,15 @@ impl QuotaBook {
         Ok((bookings, more))
     }
 
+    /// The office of a booking, present or purged (for metric labels of payments that arrive after a purge).
+    #[must_use]
+    pub fn office_of(&self, booking_id: BookingId) -> Option<OfficeId> {
+        self.read_shard(booking_id.shard_index(), |shard| match shard.bookings.get(&booking_id) {
+            Some(booking) => Some(booking.slot.office_id.clone()),
+            None => shard.purged.get(&booking_id).map(|purged| purged.office_id.clone()),
+        })
+    }
+
     /// Every booking of the applicant, newest first.
     #[must_use]
     pub fn find_bookings(&self, nik: Nik) -> Vec<Booking> {
@@ -198,15 +211,28 @@ impl QuotaBook {
         let mut refunds: Vec<Refund> = Vec::new();
         for index in 0..SHARD_COUNT {
             self.read_shard(index, |shard| {
-                let wanted =
-                    shard.refunds.iter().filter(|refund| office_id.is_none_or(|office| &refund.office_id == office));
+                let wanted = shard
+                    .refunds
+                    .values()
+                    .flatten()
+                    .filter(|refund| office_id.is_none_or(|office| &refund.office_id == office));
                 refunds.extend(wanted.cloned());
             });
         }
-        refunds.sort_by_key(|refund| (refund.recorded_at, refund.booking_id));
+        refunds.sort_by(refund_order);
         let more = refunds.len() > skip + limit;
         (refunds.into_iter().skip(skip).take(limit).collect(), more)
     }
+}
+
+/// The order refunds are listed in: as recorded, ties broken by booking and payment so the order is total.
+#[must_use]
+pub fn refund_order(left: &Refund, right: &Refund) -> std::cmp::Ordering {
+    (left.recorded_at, left.booking_id, left.payment_reference.as_str()).cmp(&(
+        right.recorded_at,
+        right.booking_id,
+        right.payment_reference.as_str(),
+    ))
 }
 
 /// Adds `more` into `total`.
@@ -218,4 +244,5 @@ pub fn add_counters(total: &mut OfficeCounters, more: &OfficeCounters) {
     total.refunds_total += more.refunds_total;
     total.reschedules_total += more.reschedules_total;
     total.check_ins_total += more.check_ins_total;
+    total.no_shows_total += more.no_shows_total;
 }

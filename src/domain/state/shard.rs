@@ -4,7 +4,7 @@
 //! the shards it needs before it takes any lock.
 
 use crate::domain::bookings::booking::SlotRef;
-use crate::domain::bookings::booking::{Booking, BookingState};
+use crate::domain::bookings::booking::{Booking, BookingState, PurgedBooking};
 use crate::domain::bookings::refund::Refund;
 use crate::domain::catalogue::office::Pool;
 use crate::domain::messages::reply::Outcome;
@@ -63,7 +63,7 @@ impl PoolLedger {
             BookingState::AwaitingPayment => Some(&mut self.awaiting),
             BookingState::Confirmed => Some(&mut self.confirmed),
             BookingState::CheckedIn => Some(&mut self.checked_in),
-            BookingState::Cancelled | BookingState::Expired => None,
+            BookingState::Cancelled | BookingState::Expired | BookingState::NoShow => None,
         }
     }
 }
@@ -96,9 +96,20 @@ impl DayLedger {
     /// The pool ledger of `session_id`/`pool`, read-only.
     #[must_use]
     pub fn pool(&self, session_id: &SessionId, pool: Pool) -> Option<&PoolLedger> {
-        let session = self.sessions.iter().find(|session| &session.session_id == session_id)?;
-        session.pools.iter().find(|ledger| ledger.pool == Some(pool))
+        session_pool(&self.sessions, session_id, pool)
     }
+}
+
+/// The pool ledger of `session_id`/`pool` among a day's sessions. Readers copy a day's `sessions` (a few counters)
+/// out of the shard lock and look pools up with this, instead of cloning the whole day with its booking-id set.
+#[must_use]
+pub fn session_pool<'day>(
+    sessions: &'day [SessionLedger],
+    session_id: &SessionId,
+    pool: Pool,
+) -> Option<&'day PoolLedger> {
+    let session = sessions.iter().find(|session| &session.session_id == session_id)?;
+    session.pools.iter().find(|ledger| ledger.pool == Some(pool))
 }
 
 /// An applicant's bookings.
@@ -147,6 +158,8 @@ pub struct OfficeCounters {
     pub reschedules_total: u64,
     /// Check-ins.
     pub check_ins_total: u64,
+    /// Confirmed bookings not checked in by the end of their session.
+    pub no_shows_total: u64,
 }
 
 /// Everything whose key hashes to one shard.
@@ -159,14 +172,22 @@ pub struct Shard {
     /// The caller that made each booking in `bookings`, by booking id: the caller named by the request id of its
     /// hold (`RequestId::caller`). Bookings made before request ids named their caller have none.
     pub owners: HashMap<BookingId, Arc<str>>,
-    /// Payment deadlines of bookings awaiting payment, soonest first.
+    /// Bookings awaiting payment by [`Booking::hold_due_at`] (the payment deadline, then the end of the settlement
+    /// grace), soonest first: what the ticker looks at.
     pub deadlines: BTreeSet<(Timestamp, BookingId)>,
+    /// Confirmed bookings by the end of their session, soonest first: the no-shows the ticker looks for.
+    pub session_ends: BTreeSet<(Timestamp, BookingId)>,
     /// Applicants by NIK.
     pub applicants: HashMap<Nik, ApplicantRecord>,
     /// First answers by request id.
     pub requests: HashMap<RequestId, RequestRecord>,
-    /// Refunds recorded for bookings in this shard, oldest first.
-    pub refunds: Vec<Refund>,
+    /// The same request ids by when they were recorded, oldest first, so finding and forgetting stale ones costs
+    /// what is stale, not a walk over every remembered request.
+    pub requests_by_age: BTreeSet<(Timestamp, RequestId)>,
+    /// Refunds recorded for bookings in this shard (present or purged), by booking, each booking's oldest first.
+    pub refunds: HashMap<BookingId, Vec<Refund>>,
+    /// What is kept of purged bookings in this shard, by booking.
+    pub purged: HashMap<BookingId, PurgedBooking>,
     /// Totals per office, for days in this shard.
     pub counters: HashMap<OfficeId, OfficeCounters>,
 }
@@ -209,5 +230,39 @@ impl ShardKey for Nik {
 impl ShardKey for RequestId {
     fn shard_index(&self) -> usize {
         index_of(crate::domain::values::hashing::fnv1a(self.as_str().as_bytes()))
+    }
+}
+
+impl Shard {
+    /// Remembers `record` as the first answer to `request_id`, keeping the age index in step. Returns whether the id
+    /// was new to the shard.
+    pub fn remember_request(&mut self, request_id: RequestId, record: RequestRecord) -> bool {
+        self.requests_by_age.insert((record.recorded_at, request_id.clone()));
+        match self.requests.insert(request_id.clone(), record) {
+            Some(previous) => {
+                self.requests_by_age.remove(&(previous.recorded_at, request_id));
+                false
+            }
+            None => true,
+        }
+    }
+
+    /// Forgets the request records older than `recorded_before`; returns how many.
+    pub fn forget_requests_before(&mut self, recorded_before: Timestamp) -> u64 {
+        let mut forgotten = 0;
+        while let Some((recorded_at, _)) = self.requests_by_age.first()
+            && *recorded_at < recorded_before
+        {
+            let (_, request_id) = self.requests_by_age.pop_first().expect("looked at above");
+            self.requests.remove(&request_id);
+            forgotten += 1;
+        }
+        forgotten
+    }
+
+    /// When the oldest remembered request was recorded.
+    #[must_use]
+    pub fn oldest_request(&self) -> Option<Timestamp> {
+        self.requests_by_age.first().map(|(recorded_at, _)| *recorded_at)
     }
 }

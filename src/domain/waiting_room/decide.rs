@@ -11,6 +11,8 @@ use crate::domain::values::ids::OfficeId;
 use crate::domain::values::nik::Nik;
 
 /// What a waiting-room request comes to.
+// A decision lives for one call and is consumed at once: boxing the event would allocate on every join instead.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Decision {
     /// Log this event; it answers with the ticket.
