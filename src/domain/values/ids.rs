@@ -227,6 +227,7 @@ mod tests {
             assert_eq!(BookingId::parse(&text), Some(id), "{text}");
             assert_eq!(BookingId::parse(&text.to_lowercase()), Some(id), "case is ignored");
         }
+        assert_eq!(BookingId::parse("BK7MFRSRBJBZ"), Some(BookingId(0x07A3_F19C_2E4B)), "README's example");
         let text = BookingId(0x0123_4567_89ab).to_string();
         assert_eq!(GroupId(0x0123_4567_89ab).to_string(), text.replacen("BK", "GR", 1));
         let crockford = text.replace('0', "o").replace('1', "L");
