@@ -1,17 +1,23 @@
 //! antrean hands out passport-appointment slots from immigration-office quotas, fairly and without losing a booking,
 //! over gRPC.
 //!
-//! Layout (dependencies point down the list, never up):
+//! Layout, from the top layer down: a module may import its own files and any module listed below it, never one above
+//! it or beside it (`tests/architecture.rs` reads every file to check this and that no two files import each other
+//! in a circle):
 //! - `main.rs`: the binary (flags, configuration, tracing, metrics exporter, signals).
-//! - [`server`]: wiring the services onto a listener and `run` (start, recover, serve, drain, final snapshot);
-//!   [`demo`]: the `--demo-release-in` schedule.
-//! - [`grpc`]: thin tonic layer: conversions, one status mapping, handlers without business logic.
-//! - [`auth`]: caller authentication, the role table, office scoping, NIK masking, anti-hoarding limits; [`tls`]:
-//!   transport security.
+//! - [`server`]: wiring the services onto a listener and `run` (start, recover, serve, drain, final snapshot).
+//! - [`grpc`]: thin tonic layer: conversions, one status mapping, the codec the generated API uses, the tower layers
+//!   (overload, per-caller rate, message size), handlers without business logic; [`demo`]: the `--demo-release-in`
+//!   schedule.
+//! - [`config`]: the TOML settings, validated field by field (it names the types of the layers below to check them);
+//!   [`proto`]: the generated API.
+//! - [`auth`]: caller authentication, the role table, office scoping and booking ownership, NIK masking,
+//!   anti-hoarding limits; [`tls`]: transport security and the rules for listeners other hosts can reach.
 //! - [`engine`]: validate -> apply -> log -> await durability -> reply; the background ticker, snapshots and gauges.
-//! - [`storage`]: the write-ahead log with group commit, snapshots and recovery, over opaque bytes.
-//! - [`domain`]: the deterministic allocation state machine (no I/O, no clock).
-//! - [`config`], [`limits`]: settings and named maxima.
+//! - [`metrics`]: metric names and the exporter.
+//! - [`domain`]: the deterministic allocation state machine (no I/O, no clock); [`storage`]: the write-ahead log with
+//!   group commit, snapshots and recovery, over opaque bytes. Neither knows the other.
+//! - [`limits`]: named maxima, importable by all.
 
 #![forbid(unsafe_code)]
 

@@ -30,6 +30,12 @@ pub const NO_SHOWS_TOTAL: &str = "antrean_no_shows_total";
 pub const CHECK_INS_TOTAL: &str = "antrean_check_ins_total";
 /// Reschedules, by `office`.
 pub const RESCHEDULES_TOTAL: &str = "antrean_reschedules_total";
+/// Duration of one background pass, by `pass` (`tick`, `gauges`, `snapshot`): the ticker's expiries, no-shows,
+/// request forgetting and waiting-room steps; the gauge pass; one snapshot.
+pub const BACKGROUND_PASS_SECONDS: &str = "antrean_background_pass_seconds";
+/// Time the quota book held every shard lock at once, by `operation` (`admin`, `forget_requests`, `capture`): while
+/// it lasts no request can change anything.
+pub const ALL_SHARDS_LOCKED_SECONDS: &str = "antrean_all_shards_locked_seconds";
 /// Refunds recorded (a payment that came too late, twice, or for a cancelled booking), by `office` and `reason`
 /// (`payment_expired`, `duplicate_payment`, `cancelled`).
 pub const REFUNDS_RECORDED_TOTAL: &str = "antrean_refunds_recorded_total";
@@ -125,6 +131,12 @@ fn describe() {
     describe_histogram!(WAL_BATCH_RECORDS, "Records per group commit");
     describe_counter!(WAL_BYTES_TOTAL, Unit::Bytes, "Bytes written to the log");
     describe_gauge!(WAL_FAILED, "1 once the log has failed");
+    describe_histogram!(BACKGROUND_PASS_SECONDS, Unit::Seconds, "Duration of one background pass, by pass");
+    describe_histogram!(
+        ALL_SHARDS_LOCKED_SECONDS,
+        Unit::Seconds,
+        "Time every shard lock was held at once (no request can change state meanwhile), by operation"
+    );
     describe_histogram!(SNAPSHOT_DURATION_SECONDS, Unit::Seconds, "Snapshot duration");
     describe_gauge!(SNAPSHOT_BYTES, Unit::Bytes, "Size of the last snapshot payload");
     describe_gauge!(SNAPSHOT_LAST_SUCCESS_TIMESTAMP_SECONDS, Unit::Seconds, "When the last snapshot succeeded");

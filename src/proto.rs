@@ -1,4 +1,5 @@
-//! The generated gRPC API (`antrean.v1`), shared by the server, the tests and the load generator.
+//! The generated gRPC API (`antrean.v1`), for the server and its tests (the load generator compiles its own client from
+//! the same `.proto` files).
 //!
 //! The generated services and clients encode and decode with `grpc::codec::ProtoCodec` (`codec_path` in
 //! `build.rs`): the one place the generated code reaches up into the gRPC layer.

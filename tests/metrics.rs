@@ -99,6 +99,11 @@ async fn counters_move_by_exactly_what_happened() {
     assert_eq!(sample(&text, &office("antrean_slots_remaining", "")), Some(5.0));
     assert_eq!(sample(&text, &office("antrean_holds_active", "")), Some(0.0));
     assert_eq!(sample(&text, "antrean_ready"), Some(1.0));
+    // The background passes and the all-shard locks are timed: creating the office locked every shard once, and the
+    // ticker and the gauge pass have run by the time the gauges show (the first gauge pass, at start, already counted).
+    assert!(sample(&text, "antrean_all_shards_locked_seconds_count{operation=\"admin\"}").unwrap_or(0.0) >= 1.0);
+    assert!(sample(&text, "antrean_background_pass_seconds_count{pass=\"tick\"}").unwrap_or(0.0) >= 1.0);
+    assert!(sample(&text, "antrean_background_pass_seconds_count{pass=\"gauges\"}").unwrap_or(0.0) >= 1.0);
     assert!(sample(&text, "antrean_build_info{version=\"0.1.0\"}").is_some());
     for private in [first.booking_id.as_str(), "3171011708850001", "170885"] {
         assert!(!text.contains(private), "metrics must not carry {private}");

@@ -64,7 +64,9 @@ async fn run_ticker(engine: Arc<Engine>, mut shutdown: Shutdown) {
             _ = interval.tick() => {}
             () = shutdown.recv() => return,
         }
+        let started = Instant::now();
         engine.run_tick().await;
+        metrics::histogram!(names::BACKGROUND_PASS_SECONDS, "pass" => "tick").record(started.elapsed().as_secs_f64());
     }
 }
 
@@ -77,7 +79,10 @@ async fn run_gauges(engine: Arc<Engine>, mut shutdown: Shutdown) {
             _ = interval.tick() => {}
             () = shutdown.recv() => return,
         }
+        let pass_started = Instant::now();
         publish_gauges(&engine, &engine.options.data_dir, started);
+        metrics::histogram!(names::BACKGROUND_PASS_SECONDS, "pass" => "gauges")
+            .record(pass_started.elapsed().as_secs_f64());
     }
 }
 
@@ -92,10 +97,13 @@ fn spawn_snapshotter(engine: Arc<Engine>, mut shutdown: Shutdown) -> Option<std:
             if told_to_stop {
                 return;
             }
-            if engine.snapshot_due()
-                && let Err(error) = engine.snapshot(&runtime)
-            {
-                tracing::error!(%error, "snapshot failed");
+            if engine.snapshot_due() {
+                let started = Instant::now();
+                if let Err(error) = engine.snapshot(&runtime) {
+                    tracing::error!(%error, "snapshot failed");
+                }
+                metrics::histogram!(names::BACKGROUND_PASS_SECONDS, "pass" => "snapshot")
+                    .record(started.elapsed().as_secs_f64());
             }
         }
     });

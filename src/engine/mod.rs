@@ -142,7 +142,11 @@ impl Engine {
     /// Executes a change and returns its answer once the change is durable.
     pub async fn execute(&self, request_id: &RequestId, command: &Command) -> Outcome {
         let now = self.clock.now();
+        let locking = Instant::now();
         let execution = self.book.execute(request_id, command, now, &WalEvents(&self.wal));
+        if command.locks_every_shard() {
+            all_shards_locked("admin", locking);
+        }
         if let Some(position) = execution.log_position {
             self.await_durable(position).await;
         }
@@ -170,10 +174,13 @@ impl Engine {
         let expired = self.release_due_bookings(now).await;
         let tick = self.ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let ticks_per_second = (1000 / self.options.expiry_tick.as_millis().max(1)) as u64;
-        if tick.is_multiple_of((ticks_per_second * STALE_REQUEST_SCAN_SECONDS).max(1))
-            && let Some(position) = self.book.forget_requests(now, &WalEvents(&self.wal))
-        {
-            self.await_durable(position).await;
+        if tick.is_multiple_of((ticks_per_second * STALE_REQUEST_SCAN_SECONDS).max(1)) {
+            let locking = Instant::now();
+            let forgotten = self.book.forget_requests(now, &WalEvents(&self.wal));
+            if let Some(position) = forgotten {
+                all_shards_locked("forget_requests", locking);
+                self.await_durable(position).await;
+            }
         }
         self.advance_waiting_rooms(tick.is_multiple_of((ticks_per_second * IDLE_TICKET_SCAN_SECONDS).max(1))).await;
         expired
@@ -193,7 +200,9 @@ impl Engine {
     pub fn snapshot(&self, runtime: &tokio::runtime::Handle) -> Result<Option<SnapshotInfo>> {
         let _one_at_a_time = self.snapshot_in_progress.lock();
         let started = Instant::now();
+        let locking = Instant::now();
         let capture = self.book.capture(|| self.wal.last_position().0);
+        all_shards_locked("capture", locking);
         if capture.log_position == self.last_snapshot.lock().0 {
             return Ok(None);
         }
@@ -230,6 +239,13 @@ impl Engine {
     pub fn log_position(&self) -> u64 {
         self.wal.last_position().0
     }
+}
+
+/// Records how long an operation that locks every shard kept requests out (measured around the quota book's call,
+/// which the domain cannot time itself: it reads no clock).
+fn all_shards_locked(operation: &'static str, started: Instant) {
+    metrics::histogram!(names::ALL_SHARDS_LOCKED_SECONDS, "operation" => operation)
+        .record(started.elapsed().as_secs_f64());
 }
 
 fn fatal_log_failure(error: &storage::StorageError) -> ! {

@@ -125,6 +125,18 @@ impl Command {
         }
     }
 
+    /// Whether deciding this command locks every shard (admin commands must see every day ledger).
+    #[must_use]
+    pub fn locks_every_shard(&self) -> bool {
+        matches!(
+            self,
+            Command::UpsertOffice(_)
+                | Command::SetSchedule { .. }
+                | Command::CloseDate { .. }
+                | Command::PurgeBookings { .. }
+        )
+    }
+
     /// The booking a booking command acts on.
     #[must_use]
     pub fn booking_id(&self) -> Option<BookingId> {
