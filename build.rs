@@ -16,6 +16,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|name| PathBuf::from(format!("proto/antrean/v1/{name}.proto")))
         .collect();
     tonic_prost_build::configure()
+        // prost's codec, but a request that does not decode is INVALID_ARGUMENT rather than INTERNAL.
+        .codec_path("crate::grpc::codec::ProtoCodec")
         .file_descriptor_set_path(out_dir.join("antrean_v1_descriptor.bin"))
         .compile_with_config(prost_config, &protos, &[PathBuf::from("proto"), well_known_types])?;
     println!("cargo:rerun-if-changed=proto");

@@ -6,12 +6,13 @@
 //! in a circle):
 //! - `main.rs`: the binary (flags, configuration, tracing, metrics exporter, signals).
 //! - [`server`]: wiring the services onto a listener and `run` (start, recover, serve, drain, final snapshot).
-//! - [`grpc`]: thin tonic layer: conversions, one status mapping, handlers without business logic; [`demo`]: the
-//!   `--demo-release-in` schedule.
+//! - [`grpc`]: thin tonic layer: conversions, one status mapping, the codec the generated API uses, the tower layers
+//!   (overload, per-caller rate, message size), handlers without business logic; [`demo`]: the `--demo-release-in`
+//!   schedule.
 //! - [`config`]: the TOML settings, validated field by field (it names the types of the layers below to check them);
 //!   [`proto`]: the generated API.
-//! - [`auth`]: caller authentication, the role table, office scoping, NIK masking, anti-hoarding limits; [`tls`]:
-//!   transport security.
+//! - [`auth`]: caller authentication, the role table, office scoping and booking ownership, NIK masking,
+//!   anti-hoarding limits; [`tls`]: transport security and the rules for listeners other hosts can reach.
 //! - [`engine`]: validate -> apply -> log -> await durability -> reply; the background ticker, snapshots and gauges.
 //! - [`metrics`]: metric names and the exporter.
 //! - [`domain`]: the deterministic allocation state machine (no I/O, no clock); [`storage`]: the write-ahead log with

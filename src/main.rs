@@ -42,6 +42,10 @@ struct Cli {
     /// unencrypted. Loopback addresses never need it.
     #[arg(long, env = "ANTREAN_INSECURE")]
     insecure: bool,
+    /// Allow serving with no [[callers]] configured on an address other hosts can reach: every call, admin calls and
+    /// full NIKs included, is then open to anyone who can connect. Loopback addresses never need it.
+    #[arg(long, env = "ANTREAN_ALLOW_ANONYMOUS")]
+    allow_anonymous: bool,
     /// Demo: release the next week of kanim-pontianak (7 to 13 days ahead) this many seconds after start, behind a
     /// waiting room, to try the opening moment locally.
     #[arg(long, value_name = "SECONDS")]
@@ -92,7 +96,18 @@ fn load(cli: &Cli) -> anyhow::Result<Config> {
     config.validate()?;
     let listen: SocketAddr = config.server.listen.parse()?;
     antrean::tls::check_listen(listen, config.server.tls.as_ref(), cli.insecure).map_err(anyhow::Error::msg)?;
+    antrean::tls::check_open_access(listen, !config.callers.is_empty(), cli.allow_anonymous)
+        .map_err(anyhow::Error::msg)?;
+    if let Some(metrics_listen) = metrics_address(&config)? {
+        antrean::tls::check_metrics_listen(metrics_listen, cli.insecure).map_err(anyhow::Error::msg)?;
+    }
     Ok(config)
+}
+
+/// The metrics listen address, or `None` when metrics are off.
+fn metrics_address(config: &Config) -> anyhow::Result<Option<SocketAddr>> {
+    let text = &config.server.metrics_listen;
+    if text.is_empty() { Ok(None) } else { Ok(Some(text.parse()?)) }
 }
 
 fn init_tracing(config: &Config) {
@@ -154,10 +169,23 @@ fn main() -> anyhow::Result<()> {
         }
     };
     init_tracing(&config);
+    warn_about_exposure(&cli, &config);
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(serve(config))
+}
+
+/// Logs a warning for each way the operator chose to expose the server (the checks in `load` let them through).
+fn warn_about_exposure(cli: &Cli, config: &Config) {
+    let listen: Option<SocketAddr> = config.server.listen.parse().ok();
+    let public = |address: Option<SocketAddr>| address.is_some_and(|address| !address.ip().is_loopback());
     if cli.insecure && config.server.tls.is_none() {
         tracing::warn!(listen = %config.server.listen, "--insecure: serving plain text; tokens and NIKs cross the network unencrypted");
     }
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(serve(config))
+    if cli.insecure && public(metrics_address(config).ok().flatten()) {
+        tracing::warn!(metrics_listen = %config.server.metrics_listen, "--insecure: /metrics is served in plain HTTP to other hosts");
+    }
+    if config.callers.is_empty() && public(listen) {
+        tracing::warn!(listen = %config.server.listen, "--allow-anonymous: no [[callers]]; anyone who can connect may call everything");
+    }
 }
 
 /// `antrean hash-token`: one token on standard input (a trailing newline is ignored), its hash on standard output.
@@ -181,8 +209,7 @@ fn hash_token() -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    if !config.server.metrics_listen.is_empty() {
-        let address: SocketAddr = config.server.metrics_listen.parse()?;
+    if let Some(address) = metrics_address(&config)? {
         match antrean::metrics::install_exporter(address) {
             Ok(()) => tracing::info!(%address, "metrics on http://{address}/metrics"),
             Err(error) => tracing::error!(%address, %error, "metrics exporter not started"),

@@ -82,8 +82,12 @@ pub const BUILD_INFO: &str = "antrean_build_info";
 /// Calls refused by authentication or authorization, by `reason` (`missing_credentials`, `invalid_token`,
 /// `unknown_certificate`, `role`, `office`).
 pub const AUTH_REFUSALS_TOTAL: &str = "antrean_auth_refusals_total";
-/// Holds refused by an anti-hoarding limit, by `scope` (`caller`, `account`, `applicant`, `tracked_keys`).
+/// Holds refused by an anti-hoarding limit, by `scope` (`caller`, `account`, `applicant`, `tracked_keys`,
+/// `session_share`).
 pub const HOARDING_REFUSALS_TOTAL: &str = "antrean_hoarding_refusals_total";
+/// Holds that left a caller, account or applicant at 80% or more of an anti-hoarding limit, by `scope` (as above, but
+/// `tracked_keys`): callers near their share of a session show up as `scope="session_share"`.
+pub const HOARDING_NEAR_LIMIT_TOTAL: &str = "antrean_hoarding_near_limit_total";
 
 /// Histogram buckets in seconds: 50 µs to 10 s, for everything from an in-memory refusal to a slow disk.
 pub const SECONDS_BUCKETS: &[f64] =
@@ -143,8 +147,15 @@ fn describe() {
     describe_gauge!(READY, "1 when serving");
     describe_gauge!(UPTIME_SECONDS, Unit::Seconds, "Seconds since start");
     describe_gauge!(BUILD_INFO, "Always 1, labelled with the version");
-    describe_counter!(AUTH_REFUSALS_TOTAL, "Calls refused as unauthenticated or permission denied, by reason");
+    describe_counter!(
+        AUTH_REFUSALS_TOTAL,
+        "Calls refused by authentication or authorization, by reason (booking_not_visible is answered NOT_FOUND)"
+    );
     describe_counter!(HOARDING_REFUSALS_TOTAL, "Holds refused by an anti-hoarding limit, by scope");
+    describe_counter!(
+        HOARDING_NEAR_LIMIT_TOTAL,
+        "Holds that left a caller, account or applicant at 80% or more of an anti-hoarding limit, by scope"
+    );
 }
 
 /// Turns the log writer's batch reports into metrics.

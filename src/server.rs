@@ -13,7 +13,8 @@ use crate::engine::{Engine, EngineOptions, SystemClock};
 use crate::grpc::EngineHandle;
 use crate::grpc::admin::AdminApi;
 use crate::grpc::booking::BookingApi;
-use crate::grpc::overload::OverloadLayer;
+use crate::grpc::codec::MessageLimitLayer;
+use crate::grpc::overload::{CallerRateLayer, OverloadLayer};
 use crate::grpc::waiting_room::WaitingRoomApi;
 use crate::limits::{GRPC_MESSAGE_BYTES_MAX, HTTP2_KEEPALIVE_INTERVAL_SECONDS, HTTP2_STREAMS_PER_CONNECTION_MAX};
 use crate::metrics as names;
@@ -126,7 +127,13 @@ fn spawn_server(
         );
         Arc::new(HoldLimiter::new(&AntiHoardingConfig::unlimited()))
     } else {
-        Arc::new(HoldLimiter::new(&config.anti_hoarding))
+        let booking = crate::auth::Role::Booking.name();
+        let booking_callers =
+            config.callers.iter().filter(|caller| caller.roles.iter().any(|role| role == booking)).count();
+        if booking_callers < 2 && config.anti_hoarding.caller_session_share_percent > 0 {
+            tracing::info!("one booking caller: anti_hoarding.caller_session_share_percent does not apply");
+        }
+        Arc::new(HoldLimiter::new(&config.anti_hoarding).shared_by(booking_callers))
     };
     let booking = BookingServiceServer::new(BookingApi::new(handle.clone(), hold_limiter))
         .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
@@ -147,11 +154,13 @@ fn spawn_server(
         .timeout(Duration::from_millis(config.server.request_timeout_ms))
         .http2_keepalive_interval(Some(Duration::from_secs(HTTP2_KEEPALIVE_INTERVAL_SECONDS)))
         .max_concurrent_streams(Some(HTTP2_STREAMS_PER_CONNECTION_MAX))
-        .layer(OverloadLayer::new(
-            config.server.in_flight_requests_max as usize,
-            config.server.caller_requests_per_second_max,
-        ))
+        // Outermost first: shed overload and measure every call, then identify the caller, then count its rate
+        // against that identity (not against header bytes a client can vary); innermost, answer an oversized
+        // message RESOURCE_EXHAUSTED.
+        .layer(OverloadLayer::new(config.server.in_flight_requests_max as usize))
         .layer(AuthLayer::new(callers))
+        .layer(CallerRateLayer::new(config.server.caller_requests_per_second_max))
+        .layer(MessageLimitLayer)
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

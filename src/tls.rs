@@ -1,5 +1,7 @@
 //! Transport security: TLS with rustls through tonic, optionally requiring client certificates (mutual TLS), and the
-//! rule that a listener reachable from other hosts is either encrypted or explicitly marked insecure.
+//! rules for listeners reachable from other hosts: the gRPC listener is encrypted or explicitly marked insecure, the
+//! plain-HTTP metrics listener is explicitly marked insecure, and serving without callers (everything open to
+//! anyone) is explicitly allowed with a second flag.
 //!
 //! Architecture invariant: private key material is read once at start and never logged.
 
@@ -87,6 +89,39 @@ pub fn check_listen(listen: SocketAddr, tls: Option<&TlsConfig>, insecure: bool)
     ))
 }
 
+/// Whether serving Prometheus metrics on `metrics_listen` is allowed. The exporter speaks plain HTTP only, so an
+/// address other hosts can reach needs the operator's explicit `--insecure`, as a plain-text gRPC listener does.
+/// Returns whether to warn.
+pub fn check_metrics_listen(metrics_listen: SocketAddr, insecure: bool) -> Result<bool, String> {
+    if metrics_listen.ip().is_loopback() {
+        return Ok(false);
+    }
+    if insecure {
+        return Ok(true);
+    }
+    Err(format!(
+        "server.metrics_listen {metrics_listen} is reachable from other hosts and /metrics is plain HTTP: listen on \
+         loopback (and scrape through a proxy), or pass --insecure to accept it"
+    ))
+}
+
+/// Whether serving with no `[[callers]]` configured on `listen` is allowed. Without callers every call is allowed to
+/// anyone (admin calls, full NIKs): on an address other hosts can reach, that needs a second, explicit flag,
+/// `--allow-anonymous`, on top of whatever allowed the listener itself (TLS, or `--insecure`). Returns whether to
+/// warn.
+pub fn check_open_access(listen: SocketAddr, callers_configured: bool, allow_anonymous: bool) -> Result<bool, String> {
+    if callers_configured || listen.ip().is_loopback() {
+        return Ok(false);
+    }
+    if allow_anonymous {
+        return Ok(true);
+    }
+    Err(format!(
+        "server.listen {listen} is reachable from other hosts and no [[callers]] are configured, so anyone could call \
+         everything: configure [[callers]], listen on loopback, or pass --allow-anonymous as well"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,5 +136,18 @@ mod tests {
         assert_eq!(check_listen(public, Some(&tls), false), Ok(false));
         assert_eq!(check_listen(public, None, true), Ok(true));
         assert!(check_listen(public, None, false).expect_err("refused").contains("--insecure"));
+    }
+
+    #[test]
+    fn public_metrics_need_insecure_and_public_open_access_needs_allow_anonymous() {
+        let public: SocketAddr = "0.0.0.0:9090".parse().expect("address");
+        let loopback: SocketAddr = "127.0.0.1:9090".parse().expect("address");
+        assert_eq!(check_metrics_listen(loopback, false), Ok(false));
+        assert_eq!(check_metrics_listen(public, true), Ok(true));
+        assert!(check_metrics_listen(public, false).expect_err("refused").contains("server.metrics_listen"));
+        assert_eq!(check_open_access(loopback, false, false), Ok(false));
+        assert_eq!(check_open_access(public, true, false), Ok(false));
+        assert_eq!(check_open_access(public, false, true), Ok(true));
+        assert!(check_open_access(public, false, false).expect_err("refused").contains("--allow-anonymous"));
     }
 }

@@ -19,6 +19,7 @@ const BOOKING_TOKEN: &str = "booking-token-0123456789abcdef0123456789abcdef";
 const PAYMENT_TOKEN: &str = "payment-token-0123456789abcdef0123456789abcdef";
 const OFFICE_TOKEN: &str = "office-token-0123456789abcdef0123456789abcdef";
 const ADMIN_TOKEN: &str = "admin-token-0123456789abcdef0123456789abcdef";
+const PARTNER_TOKEN: &str = "partner-token-0123456789abcdef0123456789abcdef";
 const OFFICE_A: &str = "kanim-auth-a";
 const OFFICE_B: &str = "kanim-auth-b";
 
@@ -30,6 +31,11 @@ fn config(anti_hoarding: &str) -> String {
 [[callers]]
 name = "app-backend"
 token_sha256 = "{booking}"
+roles = ["booking"]
+
+[[callers]]
+name = "partner-backend"
+token_sha256 = "{partner}"
 roles = ["booking"]
 
 [[callers]]
@@ -52,6 +58,7 @@ roles = ["admin"]
         payment = token_hash(PAYMENT_TOKEN),
         office = token_hash(OFFICE_TOKEN),
         admin = token_hash(ADMIN_TOKEN),
+        partner = token_hash(PARTNER_TOKEN),
     )
 }
 
@@ -149,8 +156,7 @@ async fn office_callers_reach_only_their_offices() {
         .get_booking(proto::GetBookingRequest { booking_id: in_b.booking_id.clone() })
         .await
         .expect_err("another office");
-    assert_eq!(status.code(), Code::PermissionDenied);
-    assert_eq!(reason(&status).as_deref(), Some("OFFICE_NOT_ALLOWED"));
+    assert_eq!(status.code(), Code::NotFound, "another office's booking is not there for this caller");
 
     let list = |office_id: &str| proto::ListBookingsRequest {
         office_id: office_id.to_owned(),
@@ -168,7 +174,7 @@ async fn office_callers_reach_only_their_offices() {
         booking_id: booking_id.to_owned(),
     };
     let status = office.check_in(check_in(&in_b.booking_id)).await.expect_err("another office's check-in");
-    assert_eq!(status.code(), Code::PermissionDenied);
+    assert_eq!(status.code(), Code::NotFound);
     let status = office.check_in(check_in(&in_a.booking_id)).await.expect_err("unpaid");
     assert_eq!(status.code(), Code::FailedPrecondition, "own office passes authorization: {status:?}");
 
@@ -282,5 +288,251 @@ fn bad_caller_configuration_names_the_field() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(field), "{field} not named in {stderr}");
         assert!(!stderr.contains(&token_hash("t")), "the token hash is not echoed back");
+    }
+}
+
+/// Creates `offices` (id and regular capacity per session) as the operator.
+async fn create_offices(channel: &tonic::transport::Channel, offices: &[(&str, u32)]) {
+    let (_, mut admin) = clients_with_token(channel, ADMIN_TOKEN);
+    for (office_id, capacity) in offices {
+        let office = test_office(office_id, *capacity, 3600);
+        let request = proto::UpsertOfficeRequest { request_id: request_id("office"), office: Some(office) };
+        admin.upsert_office(request).await.expect("the operator creates offices");
+    }
+}
+
+/// A hold of applicant `serial` at `office_id` tomorrow, for `account`.
+fn hold_for(office_id: &str, serial: u32, account: &str) -> proto::HoldRequest {
+    let mut request = hold_request(office_id, 1, applicant(serial));
+    account.clone_into(&mut request.account_id);
+    request
+}
+
+/// Calls `path` with an empty message and `authorization` exactly as given.
+async fn call_with_authorization(
+    channel: &tonic::transport::Channel,
+    path: &str,
+    authorization: &str,
+) -> Result<Vec<u8>, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    grpc.ready().await.map_err(|error| tonic::Status::unavailable(error.to_string()))?;
+    let mut request = tonic::Request::new(Vec::new());
+    request.metadata_mut().insert("authorization", authorization.parse().expect("ascii header"));
+    let path = http::uri::PathAndQuery::try_from(path).expect("path");
+    grpc.unary(request, path, calls::RawCodec).await.map(tonic::Response::into_inner)
+}
+
+/// Issue 13, item 1: a hold the engine refuses gives its anti-hoarding counts back and leaves no key behind, so one
+/// caller re-holding an applicant who already has a booking with a new account each time cannot fill the table.
+#[tokio::test]
+async fn refused_holds_leave_nothing_behind_in_the_anti_hoarding_table() {
+    let server = start("[anti_hoarding]\ntracked_keys_max = 100\n");
+    let channel = server.channel().await;
+    create_offices(&channel, &[(OFFICE_A, 50), (OFFICE_B, 50)]).await;
+    let (mut app, _) = clients_with_token(&channel, BOOKING_TOKEN);
+    let (mut partner, _) = clients_with_token(&channel, PARTNER_TOKEN);
+
+    app.hold(hold_for(OFFICE_A, 1, "first-account")).await.expect("the applicant's booking");
+    let mut already_booked = 0;
+    for round in 0..110 {
+        let status = app.hold(hold_for(OFFICE_A, 1, &format!("account-{round}"))).await.expect_err("has a booking");
+        assert_eq!(status.code(), Code::AlreadyExists, "round {round}: {status:?}");
+        already_booked += 1;
+    }
+    assert_eq!(already_booked, 110);
+    partner
+        .hold(hold_for(OFFICE_B, 2, "partner-account"))
+        .await
+        .expect("another caller's hold at another office is not refused for a table the refusals filled");
+}
+
+/// Issue 13, item 1: one caller's successful holds fill at most its share of the anti-hoarding table; the other
+/// booking back-end keeps its own.
+#[tokio::test]
+async fn one_caller_cannot_fill_the_anti_hoarding_table_that_others_need() {
+    let server = start("[anti_hoarding]\ntracked_keys_max = 60\n");
+    let channel = server.channel().await;
+    create_offices(&channel, &[(OFFICE_A, 200), (OFFICE_B, 50)]).await;
+    let (mut app, _) = clients_with_token(&channel, BOOKING_TOKEN);
+    let (mut partner, _) = clients_with_token(&channel, PARTNER_TOKEN);
+
+    let mut held = 0;
+    for serial in 0..60 {
+        match app.hold(hold_for(OFFICE_A, 100 + serial, &format!("fresh-{serial}"))).await {
+            Ok(_) => held += 1,
+            Err(status) => {
+                let metadata = api::expect_reason(&status, Code::ResourceExhausted, "HOLD_RATE_LIMITED");
+                assert_eq!(metadata.get("scope").map(String::as_str), Some("tracked_keys"));
+                break;
+            }
+        }
+    }
+    assert!(held < 60, "the caller reaches the end of its share of the table");
+    partner.hold(hold_for(OFFICE_B, 2, "partner-account")).await.expect("the other back-end keeps its share");
+}
+
+/// Issue 13, item 2: the per-caller request rate is counted per authenticated caller, however the scheme of its
+/// `authorization` header is spelled, and per peer address for calls without a caller (junk headers on Health).
+#[tokio::test]
+async fn the_request_rate_is_counted_per_caller_not_per_header_spelling() {
+    let server = start("[server]\ncaller_requests_per_second_max = 5\n");
+    let channel = server.channel().await;
+    // At most the burst (5) and what refills while the calls run (5 a second), and one for rounding.
+    let allowed = |started: std::time::Instant| 6.0 + 5.0 * started.elapsed().as_secs_f64();
+
+    let started = std::time::Instant::now();
+    let mut served = 0;
+    for spelling in 0..40u32 {
+        let scheme: String = "bearer"
+            .chars()
+            .enumerate()
+            .map(|(position, letter)| if spelling >> position & 1 == 1 { letter.to_ascii_uppercase() } else { letter })
+            .collect();
+        let authorization = format!("{scheme} {BOOKING_TOKEN}");
+        if call_with_authorization(&channel, "/antrean.v1.BookingService/ListOffices", &authorization).await.is_ok() {
+            served += 1;
+        }
+    }
+    assert!(f64::from(served) <= allowed(started), "{served} of 40 calls of one caller got through a limit of 5/s");
+
+    let started = std::time::Instant::now();
+    let mut served = 0;
+    for junk in 0..40 {
+        let authorization = format!("junk-{junk}");
+        if call_with_authorization(&channel, "/grpc.health.v1.Health/Check", &authorization).await.is_ok() {
+            served += 1;
+        }
+    }
+    assert!(f64::from(served) <= allowed(started), "{served} of 40 calls from one address got through 5/s");
+
+    let (mut partner, _) = clients_with_token(&channel, PARTNER_TOKEN);
+    partner.list_offices(proto::ListOfficesRequest {}).await.expect("another caller has a budget of its own");
+}
+
+/// Issue 13, item 3: with two booking back-ends, one of them choosing a new account for every hold takes at most
+/// its share of a session (half by default), and the other still finds slots.
+#[tokio::test]
+async fn one_booking_caller_cannot_sweep_a_session_with_fresh_accounts() {
+    let server = start("");
+    let channel = server.channel().await;
+    create_offices(&channel, &[(OFFICE_A, 17)]).await;
+    let (mut app, _) = clients_with_token(&channel, BOOKING_TOKEN);
+    let (mut partner, _) = clients_with_token(&channel, PARTNER_TOKEN);
+
+    let mut held = 0;
+    let mut refusal = None;
+    for serial in 0..17 {
+        match app.hold(hold_for(OFFICE_A, 100 + serial, &format!("fresh-{serial}"))).await {
+            Ok(_) => held += 1,
+            Err(status) => {
+                refusal = Some(status);
+                break;
+            }
+        }
+    }
+    assert!(held <= 9, "one booking caller took {held} of the session's 17 slots");
+    let status = refusal.expect("refused once past its share");
+    let metadata = api::expect_reason(&status, Code::ResourceExhausted, "HOLD_RATE_LIMITED");
+    assert_eq!(metadata.get("scope").map(String::as_str), Some("session_share"));
+    partner.hold(hold_for(OFFICE_A, 200, "partner-account")).await.expect("the other back-end still finds a slot");
+}
+
+/// Issue 13, item 4: a booking belongs to the caller that made it. Another booking caller cannot read, cancel,
+/// reschedule or find it (NOT_FOUND, as for an id that does not exist); request ids are per caller; booking ids are
+/// not sequential and carry a check character.
+#[tokio::test]
+async fn a_booking_belongs_to_the_caller_that_made_it() {
+    let server = start("");
+    let channel = server.channel().await;
+    create_offices(&channel, &[(OFFICE_A, 10)]).await;
+    let (mut app, _) = clients_with_token(&channel, BOOKING_TOKEN);
+    let (mut partner, _) = clients_with_token(&channel, PARTNER_TOKEN);
+
+    let request = hold_request(OFFICE_A, 1, applicant(1));
+    let mine = app.hold(request.clone()).await.expect("hold").into_inner().booking.expect("booking");
+    let next = app.hold(hold_request(OFFICE_A, 1, applicant(2))).await.expect("hold").into_inner().booking;
+    let next = next.expect("booking");
+    for id in [&mine.booking_id, &next.booking_id] {
+        assert!(id.starts_with("BK") && id.len() == 12, "short enough to read over a phone: {id}");
+    }
+    let number = |id: &str| id[2..].parse::<u64>().ok();
+    if let (Some(first), Some(second)) = (number(&mine.booking_id), number(&next.booking_id)) {
+        assert!(first.abs_diff(second) > 1_000, "consecutive holds get unrelated ids: {first} and {second}");
+    }
+    let mut typo = mine.booking_id.clone().into_bytes();
+    typo[6] = if typo[6] == b'0' { b'1' } else { b'0' };
+    let typo = String::from_utf8(typo).expect("ascii");
+    let status = api_get(&mut app, &typo).await.expect_err("a mistyped id");
+    assert_eq!(status.code(), Code::InvalidArgument, "the check character catches {typo}: {status:?}");
+
+    let absent = api_get(&mut partner, &antrean::domain::BookingId(12_345).to_string()).await.expect_err("absent");
+    let status = api_get(&mut partner, &mine.booking_id).await.expect_err("another caller's booking");
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    assert_eq!(reason(&status), reason(&absent), "answered as for an id that does not exist");
+    let cancel = proto::CancelRequest { request_id: request_id("cancel"), booking_id: mine.booking_id.clone() };
+    assert_eq!(partner.cancel(cancel).await.expect_err("not the partner's").code(), Code::NotFound);
+    let reschedule = proto::RescheduleRequest {
+        request_id: request_id("reschedule"),
+        booking_id: mine.booking_id.clone(),
+        date: Some(common::jakarta_date(2)),
+        session_id: "1300-1500".into(),
+    };
+    assert_eq!(partner.reschedule(reschedule).await.expect_err("not the partner's").code(), Code::NotFound);
+    let find = || proto::FindBookingsRequest { nik: applicant(1).nik };
+    assert!(partner.find_bookings(find()).await.expect("find").into_inner().bookings.is_empty());
+    assert_eq!(app.find_bookings(find()).await.expect("find").into_inner().bookings.len(), 1);
+    let still = api_get(&mut app, &mine.booking_id).await.expect("the owner reads it");
+    assert_eq!(still.state, proto::BookingState::AwaitingPayment as i32, "the partner's cancel changed nothing");
+
+    // The same request id, sent by another caller, is that caller's own.
+    match partner.hold(request.clone()).await {
+        Ok(answer) => panic!("another caller's request id answered with its booking: {answer:?}"),
+        Err(status) => assert_eq!(status.code(), Code::AlreadyExists, "the applicant has a booking: {status:?}"),
+    }
+    let mut different = hold_request(OFFICE_A, 1, applicant(3));
+    different.request_id.clone_from(&request.request_id);
+    partner.hold(different).await.expect("a request id another caller used is free for this one");
+}
+
+async fn api_get(booking: &mut calls::AuthBooking, booking_id: &str) -> Result<proto::Booking, tonic::Status> {
+    let request = proto::GetBookingRequest { booking_id: booking_id.to_owned() };
+    booking.get_booking(request).await.map(|response| response.into_inner().booking.expect("booking"))
+}
+
+/// Issue 13, item 5: the masked NIK payment callers get cannot be completed from the rest of the same answer: the
+/// birth date (digits 7 to 12 of the NIK) is not in it.
+#[tokio::test]
+async fn a_masked_nik_cannot_be_completed_from_the_rest_of_the_answer() {
+    let server = start("");
+    let channel = server.channel().await;
+    let (in_a, _) = setup_two_offices(&channel).await;
+    let (mut payment, _) = clients_with_token(&channel, PAYMENT_TOKEN);
+    let request = proto::ConfirmPaymentRequest {
+        request_id: request_id("pay"),
+        booking_id: in_a.booking_id.clone(),
+        payment_reference: "PAY-1".into(),
+        paid_at: None,
+    };
+    let paid = payment.confirm_payment(request).await.expect("pay").into_inner().booking.expect("booking");
+    let person = paid.applicant.expect("applicant");
+    assert!(person.nik.ends_with("**********"), "masked: {}", person.nik);
+    assert_eq!(person.birth_date, None, "the birth date gives away digits 7 to 12 of the masked NIK");
+}
+
+/// Issue 13, item 6: an office caller gets the same answer for another office's booking as for an id that does not
+/// exist, for reads and for check-in.
+#[tokio::test]
+async fn office_callers_cannot_tell_another_offices_booking_from_none() {
+    let server = start("");
+    let channel = server.channel().await;
+    let (_, in_b) = setup_two_offices(&channel).await;
+    let (mut office, _) = clients_with_token(&channel, OFFICE_TOKEN);
+    let absent = antrean::domain::BookingId(12_345).to_string();
+    for booking_id in [&in_b.booking_id, &absent] {
+        let status = api_get(&mut office, booking_id).await.expect_err("not this office's");
+        api::expect_reason(&status, Code::NotFound, "BOOKING_NOT_FOUND");
+        let check_in = proto::CheckInRequest { request_id: request_id("check-in"), booking_id: booking_id.clone() };
+        let status = office.check_in(check_in).await.expect_err("not this office's");
+        api::expect_reason(&status, Code::NotFound, "BOOKING_NOT_FOUND");
     }
 }

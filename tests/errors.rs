@@ -84,11 +84,12 @@ async fn unknown_office_is_not_found() {
 async fn unknown_booking_is_not_found() {
     let (_server, mut booking, _admin) = start(5, 7200).await;
 
-    let status = api::get_booking(&mut booking, "BK0000999999").await.expect_err("refused");
+    let absent = antrean::domain::BookingId(999_999).to_string();
+    let status = api::get_booking(&mut booking, &absent).await.expect_err("refused");
     let metadata = expect_reason(&status, Code::NotFound, "BOOKING_NOT_FOUND");
-    assert_eq!(metadata.get("booking_id").map(String::as_str), Some("BK0000999999"));
+    assert_eq!(metadata.get("booking_id"), Some(&absent));
 
-    let status = api::cancel(&mut booking, "BK0000999999").await.expect_err("refused");
+    let status = api::cancel(&mut booking, &absent).await.expect_err("refused");
     expect_reason(&status, Code::NotFound, "BOOKING_NOT_FOUND");
 }
 

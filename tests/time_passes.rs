@@ -119,8 +119,10 @@ struct Running {
 }
 
 impl Running {
-    /// Opens (recovers) the engine in `dir` with the clock at `at`.
+    /// Opens (recovers) the engine in `dir/data` with the clock at `at` (a directory the engine creates, so it is
+    /// private: the engine refuses a data directory other users can open, such as a temporary directory).
     fn open(dir: &Path, at: Timestamp) -> Running {
+        let dir = &dir.join("data");
         let mut config = Config::default();
         config.storage.data_dir = dir.to_owned();
         config.storage.fsync = antrean::config::Fsync::None;
@@ -262,7 +264,8 @@ async fn booking_numbers_and_payment_codes_are_not_handed_out_again_after_a_purg
     let restarted = Running::open(dir.path(), wib(monday().plus_days(1), 9, 0));
     let next = held(restarted.run(&hold(monday().plus_days(15), 3)).await);
 
-    assert!(next > highest && next > kept, "{next} after {highest}");
+    // Numbers are drawn at random, not counted (issue 13): "not handed out again" is all there is to check.
+    assert!(next != highest && next != kept, "{next} is {highest} or {kept} again");
     assert_ne!(restarted.engine.book().booking(next).expect("booking").payment_code, highest_code);
 }
 

@@ -88,6 +88,11 @@ roles = ["admin"]
 name = "app-backend"
 token_sha256 = "{token}"
 roles = ["booking"]
+
+[[callers]]
+name = "kiosk"
+cert_name = "kiosk.callers.test"
+roles = ["booking"]
 "#,
         token = token_hash(TOKEN),
     );
@@ -246,7 +251,7 @@ fn plain_text_on_a_public_address_needs_insecure() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--insecure") && stderr.contains("server.listen"), "{stderr}");
 
-    let mut child = run_with_listen(dir.path(), &["--listen", "0.0.0.0:0", "--insecure"]);
+    let mut child = run_with_listen(dir.path(), &["--listen", "0.0.0.0:0", "--insecure", "--allow-anonymous"]);
     let mut line = String::new();
     std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().expect("stdout")), &mut line)
         .expect("listening line");
@@ -255,4 +260,71 @@ fn plain_text_on_a_public_address_needs_insecure() {
     let output = child.wait_with_output().expect("reap");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--insecure: serving plain text"), "the warning is logged: {stderr}");
+}
+
+/// Issue 13, item 9: callers are identified by exact certificate names. A wildcard certificate from the right CA
+/// identifies nobody, even though it would match a caller's name, and so does one naming two callers.
+#[tokio::test]
+async fn wildcard_and_ambiguous_certificates_identify_no_caller() {
+    let fixture = start(true);
+    let operator = fixture.client_ca.sign(&["operator.callers.test"]);
+    fixture.ready(fixture.tls(Some(operator))).await;
+
+    for names in [&["*.callers.test"][..], &["operator.callers.test", "kiosk.callers.test"][..]] {
+        let certificate = fixture.client_ca.sign(names);
+        let channel = fixture.connect(fixture.tls(Some(certificate))).await.expect("the CA signed it");
+        let status = AdminServiceClient::new(channel)
+            .get_office_stats(proto::GetOfficeStatsRequest { office_id: "kanim-none".into() })
+            .await
+            .expect_err("no caller");
+        assert_eq!(status.code(), Code::Unauthenticated, "{names:?}: {status:?}");
+        assert_eq!(reason(&status).as_deref(), Some("CERTIFICATE_UNKNOWN"), "{names:?}");
+    }
+}
+
+/// The exit code and standard error of the binary started with `args` that must refuse to start, or `None` (and the
+/// process stopped) when it started serving instead.
+fn refused_to_start(dir: &Path, args: &[&str]) -> Option<(Option<i32>, String)> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_antrean"))
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start");
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().expect("stdout")), &mut line)
+        .expect("read");
+    if line.contains("listening") {
+        let _ = child.kill();
+        let _ = child.wait();
+        return None;
+    }
+    let output = child.wait_with_output().expect("exit");
+    Some((output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned()))
+}
+
+/// Issue 13, item 10: a metrics listener other hosts can reach is plain HTTP, so it needs --insecure like a plain-text
+/// gRPC listener; and --insecure with no callers configured (everything open to anyone) needs a second flag.
+#[test]
+fn public_metrics_and_open_access_need_the_operator_to_say_so() {
+    let dir = tempfile::tempdir().expect("dir");
+    let metrics = ["--listen", "127.0.0.1:0", "--metrics-listen", "0.0.0.0:0"];
+    let (code, stderr) = refused_to_start(dir.path(), &metrics).expect("a public metrics address is refused");
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("server.metrics_listen") && stderr.contains("--insecure"), "{stderr}");
+    let mut with_insecure = metrics.to_vec();
+    with_insecure.push("--insecure");
+    assert!(refused_to_start(dir.path(), &with_insecure).is_none(), "--insecure allows it");
+
+    let open = ["--listen", "0.0.0.0:0", "--metrics-listen", "", "--insecure"];
+    let (code, stderr) = refused_to_start(dir.path(), &open).expect("no callers on a public address is refused");
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("--allow-anonymous") && stderr.contains("[[callers]]"), "{stderr}");
+    let mut twice = open.to_vec();
+    twice.push("--allow-anonymous");
+    assert!(refused_to_start(dir.path(), &twice).is_none(), "said twice, it starts");
 }

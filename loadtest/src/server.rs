@@ -50,7 +50,10 @@ pub async fn spawn(binary: &Path, extra_args: &[String], keep: bool) -> anyhow::
     let address = free_loopback_port()?;
     let work_dir = unique_temp_dir()?;
     let data_dir = work_dir.join("data");
-    std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
+    // Private, as the server requires of a data directory that already exists (it holds NIKs and names).
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+        .create(&data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
     let log = std::fs::File::create(work_dir.join("server.log")).context("cannot create the server log")?;
     let mut command = tokio::process::Command::new(binary);
     command.arg("--listen").arg(address.to_string()).arg("--data-dir").arg(&data_dir);

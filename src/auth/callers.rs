@@ -72,7 +72,7 @@ pub enum Unidentified {
     MissingCredentials,
     /// A token that matches no caller, or is malformed.
     InvalidToken,
-    /// A client certificate that names no configured caller.
+    /// A client certificate that names no configured caller, more than one, or a wildcard.
     UnknownCertificate,
 }
 
@@ -116,21 +116,35 @@ impl Callers {
     }
 
     /// The caller named by the leaf of a client certificate chain that TLS already verified against the client CA.
+    ///
+    /// Names are matched exactly (ignoring ASCII case). A certificate with a wildcard DNS name identifies nobody,
+    /// whatever else it names: `*.callers.example` would otherwise match every caller under that domain. A certificate
+    /// whose names match more than one caller identifies nobody either, rather than the first one configured.
     pub fn by_certificate(&self, leaf: &[u8]) -> Result<Arc<Caller>, Unidentified> {
         let der = rustls_pki_types::CertificateDer::from(leaf);
         let Ok(certificate) = webpki::EndEntityCert::try_from(&der) else {
             return Err(Unidentified::UnknownCertificate);
         };
-        self.callers
-            .iter()
-            .find(|caller| {
-                caller.cert_name.as_deref().is_some_and(|name| {
-                    rustls_pki_types::ServerName::try_from(name)
-                        .is_ok_and(|name| certificate.verify_is_valid_for_subject_name(&name).is_ok())
-                })
+        if certificate.valid_dns_names().any(|name| name.contains('*')) {
+            tracing::warn!("client certificate refused: a wildcard name identifies no caller");
+            return Err(Unidentified::UnknownCertificate);
+        }
+        // The presented names are not wildcards, so webpki's match against each configured name is an exact one.
+        let mut matching = self.callers.iter().filter(|caller| {
+            caller.cert_name.as_deref().is_some_and(|name| {
+                rustls_pki_types::ServerName::try_from(name)
+                    .is_ok_and(|name| certificate.verify_is_valid_for_subject_name(&name).is_ok())
             })
-            .cloned()
-            .ok_or(Unidentified::UnknownCertificate)
+        });
+        match (matching.next(), matching.next()) {
+            (Some(caller), None) => Ok(Arc::clone(caller)),
+            (Some(first), Some(second)) => {
+                tracing::warn!(first = %first.name, second = %second.name,
+                    "client certificate refused: its names match more than one caller");
+                Err(Unidentified::UnknownCertificate)
+            }
+            (None, _) => Err(Unidentified::UnknownCertificate),
+        }
     }
 }
 
@@ -141,11 +155,12 @@ pub fn validate_callers(callers: &[CallerConfig]) -> Result<(), (String, String)
     }
     let mut names = BTreeSet::new();
     let mut hashes = BTreeSet::new();
+    let mut cert_names = BTreeSet::new();
     for (index, caller) in callers.iter().enumerate() {
         let field = |name: &str| format!("callers[{index}].{name}");
         let name_ok = !caller.name.is_empty()
             && caller.name.chars().count() <= CALLER_NAME_CHARS_MAX
-            && !caller.name.chars().any(char::is_control);
+            && crate::domain::is_plain_text(&caller.name);
         if !name_ok {
             return Err((field("name"), format!("must be 1 to {CALLER_NAME_CHARS_MAX} printable characters")));
         }
@@ -165,7 +180,15 @@ pub fn validate_callers(callers: &[CallerConfig]) -> Result<(), (String, String)
         if let Some(name) = &caller.cert_name
             && (name.len() > CALLER_NAME_CHARS_MAX || rustls_pki_types::DnsName::try_from(name.as_str()).is_err())
         {
-            return Err((field("cert_name"), "must be a DNS name, as in the certificate's subjectAltName".into()));
+            return Err((
+                field("cert_name"),
+                "must be a DNS name without wildcards, as in the certificate's subjectAltName".into(),
+            ));
+        }
+        if let Some(name) = &caller.cert_name
+            && !cert_names.insert(name.to_ascii_lowercase())
+        {
+            return Err((field("cert_name"), "two callers share one certificate name".into()));
         }
         validate_roles(caller, &field)?;
     }
@@ -243,6 +266,13 @@ mod tests {
         bad_hash.token_sha256 = None;
         assert_eq!(check(&[bad_hash.clone()]), "callers[0].token_sha256");
         bad_hash.cert_name = Some("not a name".into());
-        assert_eq!(check(&[bad_hash]), "callers[0].cert_name");
+        assert_eq!(check(&[bad_hash.clone()]), "callers[0].cert_name");
+        bad_hash.cert_name = Some("*.callers.example".into());
+        assert_eq!(check(&[bad_hash.clone()]), "callers[0].cert_name");
+        bad_hash.cert_name = Some("app.callers.example".into());
+        let mut twin = bad_hash.clone();
+        twin.name = "b".into();
+        twin.cert_name = Some("APP.callers.example".into());
+        assert_eq!(check(&[bad_hash, twin]), "callers[1].cert_name");
     }
 }

@@ -1,14 +1,24 @@
 //! Anti-hoarding: how many slots one caller, one account of a caller, and one applicant may hold per time window, so
 //! a broker ("calo") with one account or a list of identity numbers cannot sweep a session the minute it opens.
 //!
+//! Trust model: a booking caller is a back-end that speaks for many accounts and applicants, and antrean cannot check
+//! the accounts it names. So the per-account and per-applicant limits stop a broker working through an honest
+//! back-end, and two limits stop a back-end itself: `caller_holds_max` (off by default) and, when two or more callers
+//! have the booking role, `caller_session_share_percent` (half by default): no one caller holds more than that share
+//! of a session pool's slots in a window, however many accounts it names. With a single booking caller every
+//! applicant comes through it, so that share is not applied.
+//!
 //! Counting is in fixed windows of `window_seconds` (aligned to the Unix epoch): each key's count starts at zero when
 //! a window starts. A burst at a window boundary can reach twice a limit; the limits are set well below what a
 //! session holds, so that is acceptable. A hold reserves its counts before the engine decides and gives them back if
-//! the hold is refused, so retrying a full session does not burn an applicant's budget.
+//! the hold is refused, so retrying a full session does not burn an applicant's budget; a key whose count goes back
+//! to zero leaves the table, so a refused hold leaves nothing behind.
 //!
 //! Memory is bounded: keys are 64-bit keyed hashes (the NIK itself is never stored here), at most
-//! `tracked_keys_max` per window; when the table is full, holds by keys not yet seen in the window are refused with
-//! scope `tracked_keys` until the window ends. Time is an argument, so tests need no clock.
+//! `tracked_keys_max` per window, and each booking caller may bring at most its share of them
+//! (`tracked_keys_max` divided by the number of booking callers) into the table: a caller past its share, or a full
+//! table, has holds with keys not yet seen refused with scope `tracked_keys` until the window ends, and the other
+//! callers keep their shares. Time is an argument, so tests need no clock.
 
 use crate::domain::Nik;
 use parking_lot::Mutex;
@@ -28,8 +38,11 @@ pub struct AntiHoardingConfig {
     pub account_holds_max: u32,
     /// Most holds naming one applicant (NIK) per window; 0 means no limit.
     pub applicant_holds_max: u32,
-    /// Most keys (callers + accounts + applicants) counted in one window.
+    /// Most keys (callers + accounts + applicants + callers' session pools) counted in one window.
     pub tracked_keys_max: u32,
+    /// Most of one session pool's slots one caller may hold per window, in percent of the pool's capacity (rounded
+    /// up, at least one slot), when two or more callers have the booking role; 0 means no limit.
+    pub caller_session_share_percent: u32,
 }
 
 impl Default for AntiHoardingConfig {
@@ -40,18 +53,25 @@ impl Default for AntiHoardingConfig {
             account_holds_max: 10,
             applicant_holds_max: 4,
             tracked_keys_max: 1_000_000,
+            caller_session_share_percent: 50,
         }
     }
 }
 
-/// Largest `tracked_keys_max`: about 64 MiB of counters.
+/// Largest `tracked_keys_max`: about 96 MiB of counters.
 pub const TRACKED_KEYS_LIMIT: u32 = 4_000_000;
 
 impl AntiHoardingConfig {
     /// No limit at all: the local demo without configured callers.
     #[must_use]
     pub fn unlimited() -> AntiHoardingConfig {
-        AntiHoardingConfig { caller_holds_max: 0, account_holds_max: 0, applicant_holds_max: 0, ..Self::default() }
+        AntiHoardingConfig {
+            caller_holds_max: 0,
+            account_holds_max: 0,
+            applicant_holds_max: 0,
+            caller_session_share_percent: 0,
+            ..Self::default()
+        }
     }
 
     /// Checks the section; the error names the field and the reason.
@@ -62,6 +82,9 @@ impl AntiHoardingConfig {
         if !(1..=TRACKED_KEYS_LIMIT).contains(&self.tracked_keys_max) {
             let reason = format!("must be between 1 and {TRACKED_KEYS_LIMIT}");
             return Err(("anti_hoarding.tracked_keys_max".into(), reason));
+        }
+        if self.caller_session_share_percent > 100 {
+            return Err(("anti_hoarding.caller_session_share_percent".into(), "must be between 0 and 100".into()));
         }
         Ok(())
     }
@@ -76,8 +99,10 @@ pub enum HoardingScope {
     Account,
     /// One applicant.
     Applicant,
-    /// The counter table is full for this window.
+    /// The counter table, or the caller's share of it, is full for this window.
     TrackedKeys,
+    /// The caller's share of one session pool.
+    SessionShare,
 }
 
 impl HoardingScope {
@@ -89,6 +114,7 @@ impl HoardingScope {
             HoardingScope::Account => "account",
             HoardingScope::Applicant => "applicant",
             HoardingScope::TrackedKeys => "tracked_keys",
+            HoardingScope::SessionShare => "session_share",
         }
     }
 }
@@ -113,13 +139,31 @@ pub struct Reservation {
 /// The per-window hold counters.
 pub struct HoldLimiter {
     config: AntiHoardingConfig,
+    /// Callers with the booking role: they share the table, and the session share applies when there are two or more.
+    booking_callers: u32,
     hasher: RandomState,
     state: Mutex<Window>,
 }
 
 struct Window {
     index: u64,
-    counts: HashMap<u64, u32>,
+    counts: HashMap<u64, Count>,
+    /// Keys each caller (by its key) brought into `counts` this window, for its share of `tracked_keys_max`.
+    brought: HashMap<u64, u32>,
+}
+
+/// One key's count in the window, and the caller whose hold first counted it.
+struct Count {
+    used: u32,
+    brought_by: u64,
+}
+
+/// The session pool a hold is for, for the caller's share of it.
+pub struct SessionPool<'a> {
+    /// Names the office, date, session and pool, e.g. `kanim-batam/2026-12-01/0800-1000/regular`.
+    pub key: &'a str,
+    /// The pool's capacity.
+    pub capacity: u32,
 }
 
 /// What one hold asks for.
@@ -130,17 +174,36 @@ pub struct HoldRequestKeys<'a> {
     pub account: &'a str,
     /// The applicants held for.
     pub applicants: &'a [Nik],
+    /// The session pool, when known (an unknown session is refused by the engine anyway).
+    pub session: Option<SessionPool<'a>>,
+}
+
+/// A count a hold asks for: the key, how much it adds, the most allowed, and the limit's scope.
+struct Wanted {
+    key: u64,
+    add: u32,
+    max: u32,
+    scope: HoardingScope,
 }
 
 impl HoldLimiter {
-    /// Counters under `config` (validated).
+    /// Counters under `config` (validated), for one booking caller.
     #[must_use]
     pub fn new(config: &AntiHoardingConfig) -> HoldLimiter {
         HoldLimiter {
             config: config.clone(),
+            booking_callers: 1,
             hasher: RandomState::new(),
-            state: Mutex::new(Window { index: 0, counts: HashMap::new() }),
+            state: Mutex::new(Window { index: 0, counts: HashMap::new(), brought: HashMap::new() }),
         }
+    }
+
+    /// The same counters shared by `booking_callers` callers with the booking role: each may bring
+    /// `tracked_keys_max / booking_callers` keys into the table, and with two or more the session share applies.
+    #[must_use]
+    pub fn shared_by(mut self, booking_callers: usize) -> HoldLimiter {
+        self.booking_callers = u32::try_from(booking_callers).unwrap_or(u32::MAX).max(1);
+        self
     }
 
     /// Counts a hold of `keys.applicants.len()` slots at `now_ms` (Unix milliseconds), or refuses it if any limit
@@ -150,47 +213,90 @@ impl HoldLimiter {
         let now_ms = u64::try_from(now_ms).unwrap_or(0);
         let index = now_ms / window_ms;
         let retry_after_ms = window_ms - now_ms % window_ms;
-        let slots = u32::try_from(keys.applicants.len()).unwrap_or(u32::MAX);
-        let mut wanted: Vec<(u64, u32, u32, HoardingScope)> = Vec::with_capacity(2 + keys.applicants.len());
-        let config = &self.config;
-        wanted.push((self.key(0, keys.caller.as_bytes(), b""), slots, config.caller_holds_max, HoardingScope::Caller));
-        let account = self.key(1, keys.caller.as_bytes(), keys.account.as_bytes());
-        wanted.push((account, slots, config.account_holds_max, HoardingScope::Account));
-        for nik in keys.applicants {
-            let applicant = self.key(2, &nik.value().to_le_bytes(), b"");
-            wanted.push((applicant, 1, config.applicant_holds_max, HoardingScope::Applicant));
-        }
-        wanted.retain(|(_, _, max, _)| *max > 0);
+        let refusal = |scope| HoardingRefusal { scope, retry_after_ms };
+        let caller = self.key(0, keys.caller.as_bytes(), b"");
+        let wanted = self.wanted(keys, caller);
         let mut state = self.state.lock();
         if state.index != index {
             state.index = index;
             state.counts.clear();
+            state.brought.clear();
         }
-        let new_keys = wanted.iter().filter(|(key, ..)| !state.counts.contains_key(key)).count();
-        if state.counts.len() + new_keys > config.tracked_keys_max as usize {
-            return Err(HoardingRefusal { scope: HoardingScope::TrackedKeys, retry_after_ms });
+        let new_keys = wanted.iter().filter(|each| !state.counts.contains_key(&each.key)).count() as u32;
+        let caller_share = self.config.tracked_keys_max / self.booking_callers;
+        let brought = state.brought.get(&caller).copied().unwrap_or(0);
+        let table_full = state.counts.len() + new_keys as usize > self.config.tracked_keys_max as usize;
+        if new_keys > 0 && (table_full || brought + new_keys > caller_share) {
+            return Err(refusal(HoardingScope::TrackedKeys));
         }
-        for (key, add, max, scope) in &wanted {
-            let used = state.counts.get(key).copied().unwrap_or(0);
-            if used.saturating_add(*add) > *max {
-                return Err(HoardingRefusal { scope: *scope, retry_after_ms });
+        for each in &wanted {
+            let used = state.counts.get(&each.key).map_or(0, |count| count.used);
+            if used.saturating_add(each.add) > each.max {
+                return Err(refusal(each.scope));
             }
         }
-        for (key, add, ..) in &wanted {
-            *state.counts.entry(*key).or_insert(0) += add;
+        for each in &wanted {
+            let count = state.counts.entry(each.key).or_insert(Count { used: 0, brought_by: caller });
+            count.used += each.add;
+            if count.used.saturating_mul(5) >= each.max.saturating_mul(4) {
+                let scope = each.scope.label();
+                metrics::counter!(crate::metrics::HOARDING_NEAR_LIMIT_TOTAL, "scope" => scope).increment(1);
+            }
         }
-        Ok(Reservation { window: index, keys: wanted.into_iter().map(|(key, add, ..)| (key, add)).collect() })
+        if new_keys > 0 {
+            *state.brought.entry(caller).or_insert(0) += new_keys;
+        }
+        Ok(Reservation { window: index, keys: wanted.into_iter().map(|each| (each.key, each.add)).collect() })
     }
 
-    /// Gives back the counts of a hold that was refused (nothing if its window has ended since).
+    /// The counts a hold asks for under the limits that are on.
+    fn wanted(&self, keys: &HoldRequestKeys<'_>, caller: u64) -> Vec<Wanted> {
+        let config = &self.config;
+        let slots = u32::try_from(keys.applicants.len()).unwrap_or(u32::MAX);
+        let mut wanted = Vec::with_capacity(3 + keys.applicants.len());
+        wanted.push(Wanted { key: caller, add: slots, max: config.caller_holds_max, scope: HoardingScope::Caller });
+        let account = self.key(1, keys.caller.as_bytes(), keys.account.as_bytes());
+        wanted.push(Wanted { key: account, add: slots, max: config.account_holds_max, scope: HoardingScope::Account });
+        for nik in keys.applicants {
+            let applicant = self.key(2, &nik.value().to_le_bytes(), b"");
+            wanted.push(Wanted {
+                key: applicant,
+                add: 1,
+                max: config.applicant_holds_max,
+                scope: HoardingScope::Applicant,
+            });
+        }
+        if let Some(session) = keys.session.as_ref().filter(|_| self.booking_callers >= 2) {
+            let share = u64::from(session.capacity) * u64::from(config.caller_session_share_percent);
+            let max = if config.caller_session_share_percent == 0 { 0 } else { share.div_ceil(100).max(1) };
+            let key = self.key(3, keys.caller.as_bytes(), session.key.as_bytes());
+            let max = u32::try_from(max).unwrap_or(u32::MAX);
+            wanted.push(Wanted { key, add: slots, max, scope: HoardingScope::SessionShare });
+        }
+        wanted.retain(|each| each.max > 0);
+        wanted
+    }
+
+    /// Gives back the counts of a hold that was refused (nothing if its window has ended since). A key whose count
+    /// goes back to zero leaves the table and stops counting against the share of the caller that brought it.
     pub fn release(&self, reservation: Reservation) {
         let mut state = self.state.lock();
         if state.index != reservation.window {
             return;
         }
         for (key, add) in reservation.keys {
-            if let Some(count) = state.counts.get_mut(&key) {
-                *count = count.saturating_sub(add);
+            let Some(count) = state.counts.get_mut(&key) else { continue };
+            count.used = count.used.saturating_sub(add);
+            if count.used > 0 {
+                continue;
+            }
+            let brought_by = count.brought_by;
+            state.counts.remove(&key);
+            if let Some(brought) = state.brought.get_mut(&brought_by) {
+                *brought = brought.saturating_sub(1);
+                if *brought == 0 {
+                    state.brought.remove(&brought_by);
+                }
             }
         }
     }
@@ -225,12 +331,25 @@ mod tests {
             account_holds_max: account,
             applicant_holds_max: applicant,
             tracked_keys_max: keys,
+            caller_session_share_percent: 50,
         })
     }
 
-    /// Counts a hold and keeps it (never gives it back).
+    /// Counts a hold by "app" and keeps it (never gives it back).
     fn hold(limiter: &HoldLimiter, account: &str, applicants: &[Nik], now_ms: i64) -> Result<(), HoardingScope> {
-        let keys = HoldRequestKeys { caller: "app", account, applicants };
+        hold_by(limiter, "app", account, applicants, None, now_ms)
+    }
+
+    /// Counts a hold by `caller`, in `session` if given, and keeps it.
+    fn hold_by(
+        limiter: &HoldLimiter,
+        caller: &str,
+        account: &str,
+        applicants: &[Nik],
+        session: Option<SessionPool<'_>>,
+        now_ms: i64,
+    ) -> Result<(), HoardingScope> {
+        let keys = HoldRequestKeys { caller, account, applicants, session };
         limiter.reserve(&keys, now_ms).map(|_kept| ()).map_err(|refusal| refusal.scope)
     }
 
@@ -258,7 +377,7 @@ mod tests {
     #[test]
     fn a_refused_hold_gives_its_counts_back() {
         let limiter = limiter(0, 1, 1, 1000);
-        let keys = HoldRequestKeys { caller: "app", account: "acct", applicants: &[nik(1)] };
+        let keys = HoldRequestKeys { caller: "app", account: "acct", applicants: &[nik(1)], session: None };
         let reservation = limiter.reserve(&keys, 0).expect("first");
         limiter.release(reservation);
         hold(&limiter, "acct", &[nik(1)], 0).expect("again, after the refusal gave it back");
@@ -288,10 +407,58 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_hold_leaves_no_key_behind() {
+        let limiter = limiter(0, 10, 10, 100);
+        hold(&limiter, "first", &[nik(1)], 0).expect("the applicant's booking");
+        let tracked = limiter.tracked_keys();
+        for round in 0..500 {
+            let account = format!("account-{round}");
+            let keys = HoldRequestKeys { caller: "app", account: &account, applicants: &[nik(1)], session: None };
+            limiter.release(limiter.reserve(&keys, 0).expect("reserved, then refused by the engine"));
+        }
+        assert_eq!(limiter.tracked_keys(), tracked, "each refusal gave its new account key back");
+        hold_by(&limiter, "bank", "other", &[nik(2)], None, 0).expect("room for everyone else");
+    }
+
+    #[test]
+    fn each_booking_caller_brings_at_most_its_share_of_keys() {
+        let limiter = limiter(0, 10, 10, 40).shared_by(2);
+        let mut held = 0;
+        while hold_by(&limiter, "app", &format!("a-{held}"), &[nik(held)], None, 0).is_ok() {
+            held += 1;
+        }
+        assert_eq!(held, 10, "two new keys a hold, twenty keys a caller");
+        assert_eq!(hold_by(&limiter, "app", "a-x", &[nik(99)], None, 0).err(), Some(HoardingScope::TrackedKeys));
+        for serial in 100..110 {
+            hold_by(&limiter, "partner", &format!("p-{serial}"), &[nik(serial)], None, 0).expect("the other share");
+        }
+        assert!(limiter.tracked_keys() <= 40);
+    }
+
+    #[test]
+    fn with_two_booking_callers_one_takes_at_most_its_share_of_a_session_pool() {
+        let session = || Some(SessionPool { key: "kanim-batam/2026-12-01/0800-1000/regular", capacity: 17 });
+        let alone = limiter(0, 10, 10, 1000);
+        for serial in 0..17 {
+            hold_by(&alone, "app", &format!("a-{serial}"), &[nik(serial)], session(), 0).expect("the only back-end");
+        }
+        let shared = limiter(0, 10, 10, 1000).shared_by(2);
+        for serial in 0..9 {
+            hold_by(&shared, "app", &format!("a-{serial}"), &[nik(serial)], session(), 0).expect("half, rounded up");
+        }
+        let refused = hold_by(&shared, "app", "a-x", &[nik(50)], session(), 0).err();
+        assert_eq!(refused, Some(HoardingScope::SessionShare));
+        hold_by(&shared, "partner", "p", &[nik(60)], session(), 0).expect("the other back-end");
+        let other = Some(SessionPool { key: "kanim-batam/2026-12-01/1000-1200/regular", capacity: 17 });
+        hold_by(&shared, "app", "a-y", &[nik(70)], other, 0).expect("another session");
+        hold_by(&shared, "app", "a-z", &[nik(80)], session(), HOUR_MS).expect("the next window");
+    }
+
+    #[test]
     fn retry_hint_is_the_rest_of_the_window() {
         let limiter = limiter(0, 1, 0, 1000);
         hold(&limiter, "acct", &[nik(1)], 1_000).expect("first");
-        let keys = HoldRequestKeys { caller: "app", account: "acct", applicants: &[nik(2)] };
+        let keys = HoldRequestKeys { caller: "app", account: "acct", applicants: &[nik(2)], session: None };
         let refusal = limiter.reserve(&keys, 1_000).expect_err("second");
         assert_eq!(refusal.retry_after_ms, 3_600_000 - 1_000);
     }

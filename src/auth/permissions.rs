@@ -1,8 +1,9 @@
 //! Which role may call which RPC: one table covering every method antrean serves, denying anything not listed.
 //!
 //! Roles describe the kind of service calling, not a person:
-//! - `booking`: the app's back-ends (availability, holds, cancel, reschedule, reads, the waiting room);
-//! - `payment`: the payment back-end (ConfirmPayment only);
+//! - `booking`: the app's back-ends (availability, holds, cancel, reschedule, reads, the waiting room), each reaching
+//!   only the bookings it made;
+//! - `payment`: the payment back-end (ConfirmPayment only, for every booking);
 //! - `office`: counter tools at immigration offices (check-in and reads, only for the caller's own offices);
 //! - `admin`: operators (AdminService).
 //!
@@ -45,12 +46,24 @@ impl Role {
 
     /// Whether answers to this role carry applicants' full NIK. The booking back-ends show it back to the applicant
     /// who typed it, and office staff compare it with the identity card at the counter; the payment back-end and
-    /// operators do not need it, so they get the masked form (`317101**********`).
+    /// operators do not need it, so they get the masked form (`317101**********`) and no birth date (which is digits 7
+    /// to 12 of the NIK).
     #[must_use]
     pub fn sees_full_nik(self) -> bool {
         match self {
             Role::Booking | Role::Office => true,
             Role::Payment | Role::Admin => false,
+        }
+    }
+
+    /// Whether this role reaches bookings whoever made them: the payment back-end confirms payments for every booking
+    /// back-end, and operators see everything. A booking caller reaches the bookings it made, an office caller those
+    /// at its offices.
+    #[must_use]
+    pub fn reaches_every_booking(self) -> bool {
+        match self {
+            Role::Payment | Role::Admin => true,
+            Role::Booking | Role::Office => false,
         }
     }
 

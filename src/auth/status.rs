@@ -27,9 +27,11 @@ pub fn auth_status(refusal: AuthRefusal) -> Status {
             "send `authorization: Bearer TOKEN` or a client certificate of a configured caller",
         ),
         AuthRefusal::InvalidToken => (Code::Unauthenticated, "TOKEN_INVALID", "the bearer token is not valid"),
-        AuthRefusal::UnknownCertificate => {
-            (Code::Unauthenticated, "CERTIFICATE_UNKNOWN", "the client certificate names no configured caller")
-        }
+        AuthRefusal::UnknownCertificate => (
+            Code::Unauthenticated,
+            "CERTIFICATE_UNKNOWN",
+            "the client certificate does not name exactly one configured caller",
+        ),
         AuthRefusal::Role => {
             (Code::PermissionDenied, "ROLE_NOT_ALLOWED", "the caller's roles do not allow this method")
         }

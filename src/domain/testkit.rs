@@ -408,10 +408,10 @@ fn first_difference<T: PartialEq + std::fmt::Debug>(name: &str, left: &[T], righ
 
 /// The first part in which two images differ, if any.
 pub fn image_difference(left: &Image, right: &Image) -> Option<String> {
-    let header = (left.version, left.log_position, left.next_booking_id);
-    let expected = (right.version, right.log_position, right.next_booking_id);
+    let header = (left.version, left.log_position);
+    let expected = (right.version, right.log_position);
     if header != expected {
-        return Some(format!("(version, log_position, next_booking_id) {header:?} rebuilt, {expected:?} expected"));
+        return Some(format!("(version, log_position) {header:?} rebuilt, {expected:?} expected"));
     }
     first_difference("offices", &left.offices, &right.offices)
         .or_else(|| first_difference("days", &left.days, &right.days))
@@ -420,5 +420,6 @@ pub fn image_difference(left: &Image, right: &Image) -> Option<String> {
         .or_else(|| first_difference("requests", &left.requests, &right.requests))
         .or_else(|| first_difference("refunds", &left.refunds, &right.refunds))
         .or_else(|| first_difference("counters", &left.counters, &right.counters))
+        .or_else(|| first_difference("owners", &left.owners, &right.owners))
         .or_else(|| (left != right).then(|| "images differ".to_owned()))
 }

@@ -89,8 +89,12 @@ impl Engine {
         options: EngineOptions,
         clock: Arc<dyn Clock>,
     ) -> Result<(Engine, RecoveryReport)> {
+        storage::check_private_dir(&options.data_dir)?;
         let snapshot_dir = options.data_dir.join("snapshots");
         let (book, report) = recovery::recover(rules, &snapshot_dir, &options.wal.dir, options.accept_log_truncation)?;
+        // Booking numbers come from a stream keyed afresh at every start: nothing needs the key again (the log keeps
+        // the numbers), and a number already taken is drawn again.
+        book.key_booking_numbers(rand::random());
         let observer: Arc<dyn storage::WalObserver> = Arc::new(names::WalMetrics);
         let wal = Arc::new(Wal::open(options.wal.clone(), &report.log, Some(observer))?);
         let last = (report.snapshot_position.unwrap_or(0), Instant::now());

@@ -31,7 +31,7 @@ pub fn recover(
 ) -> Result<(QuotaBook, RecoveryReport), EngineError> {
     let started = Instant::now();
     for dir in [snapshot_dir, wal_dir] {
-        std::fs::create_dir_all(dir).map_err(|source| EngineError::DataDir { path: dir.to_owned(), source })?;
+        storage::create_private_dir_all(dir).map_err(|source| EngineError::DataDir { path: dir.to_owned(), source })?;
     }
     let snapshot = storage::load_latest_snapshot(snapshot_dir)?;
     let (mut book, after) = match &snapshot {

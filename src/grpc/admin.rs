@@ -3,7 +3,8 @@
 
 use super::EngineHandle;
 use super::convert::{self, Violations};
-use crate::domain::{Command, Reply, ScheduleRule};
+use crate::auth::Access;
+use crate::domain::{Command, Reply, RequestId, ScheduleRule};
 use crate::engine::Engine;
 use crate::limits::{DISPLAY_TEXT_CHARS_MAX, SCHEDULE_DAYS_MAX};
 use crate::proto::{self, admin_service_server::AdminService};
@@ -26,8 +27,9 @@ impl AdminApi {
         self.engine.get()
     }
 
-    async fn run(&self, request_id: crate::domain::RequestId, command: Command) -> Result<Reply, Status> {
-        self.engine()?.execute(&request_id, &command).await.map_err(Status::from)
+    /// Executes `command` under the caller's own request id.
+    async fn run(&self, access: &Access, request_id: &RequestId, command: Command) -> Result<Reply, Status> {
+        self.engine()?.execute(&access.request_id(request_id), &command).await.map_err(Status::from)
     }
 }
 
@@ -37,13 +39,14 @@ impl AdminService for AdminApi {
         &self,
         request: Request<proto::UpsertOfficeRequest>,
     ) -> Result<Response<proto::UpsertOfficeResponse>, Status> {
+        let access = Access::of(request.extensions());
         let request = request.into_inner();
         let mut violations = Violations::default();
         let request_id = violations.request_id(&request.request_id);
         let settings = violations.office(request.office.as_ref());
         let (request_id, settings) = violations.finish(request_id.zip(settings))?;
         let office_id = settings.office_id.clone();
-        let created = match self.run(request_id, Command::UpsertOffice(settings)).await? {
+        let created = match self.run(&access, &request_id, Command::UpsertOffice(settings)).await? {
             Reply::OfficeUpserted { created } => created,
             other => unreachable!("an upsert answers OfficeUpserted, not {other:?}"),
         };
@@ -55,6 +58,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<proto::SetScheduleRequest>,
     ) -> Result<Response<proto::SetScheduleResponse>, Status> {
+        let access = Access::of(request.extensions());
         let request = request.into_inner();
         let mut violations = Violations::default();
         let request_id = violations.request_id(&request.request_id);
@@ -85,7 +89,7 @@ impl AdminService for AdminApi {
             };
             Some((request_id?, Command::SetSchedule { office_id: office_id?, rule }))
         })())?;
-        match self.run(request_id, command).await? {
+        match self.run(&access, &request_id, command).await? {
             Reply::ScheduleSet { dates_scheduled } => Ok(Response::new(proto::SetScheduleResponse { dates_scheduled })),
             other => unreachable!("a schedule answers ScheduleSet, not {other:?}"),
         }
@@ -95,13 +99,14 @@ impl AdminService for AdminApi {
         &self,
         request: Request<proto::CloseDateRequest>,
     ) -> Result<Response<proto::CloseDateResponse>, Status> {
+        let access = Access::of(request.extensions());
         let request = request.into_inner();
         let mut violations = Violations::default();
         let request_id = violations.request_id(&request.request_id);
         let office_id = violations.office_id("office_id", &request.office_id);
         let date = violations.date("date", request.date.as_ref());
         let reason = request.reason.trim().to_owned();
-        if reason.chars().count() > DISPLAY_TEXT_CHARS_MAX || reason.chars().any(char::is_control) {
+        if reason.chars().count() > DISPLAY_TEXT_CHARS_MAX || !crate::domain::is_plain_text(&reason) {
             violations.add("reason", format!("must be up to {DISPLAY_TEXT_CHARS_MAX} printable characters"));
         }
         let (request_id, command) = violations.finish((|| {
@@ -110,7 +115,7 @@ impl AdminService for AdminApi {
                 Command::CloseDate { office_id: office_id?, date: date?, reason, reopen: request.reopen },
             ))
         })())?;
-        match self.run(request_id, command).await? {
+        match self.run(&access, &request_id, command).await? {
             Reply::DateClosed { bookings_affected } => {
                 Ok(Response::new(proto::CloseDateResponse { bookings_affected }))
             }
@@ -174,6 +179,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<proto::PurgeBookingsRequest>,
     ) -> Result<Response<proto::PurgeBookingsResponse>, Status> {
+        let access = Access::of(request.extensions());
         let request = request.into_inner();
         let mut violations = Violations::default();
         let request_id = violations.request_id(&request.request_id);
@@ -186,7 +192,7 @@ impl AdminService for AdminApi {
             violations.add("before_date", "must be before today: only past appointments are purged");
         }
         let (request_id, before) = violations.finish(request_id.zip(before))?;
-        match self.run(request_id, Command::PurgeBookings { before }).await? {
+        match self.run(&access, &request_id, Command::PurgeBookings { before }).await? {
             Reply::Purged { bookings_purged } => Ok(Response::new(proto::PurgeBookingsResponse { bookings_purged })),
             other => unreachable!("a purge answers Purged, not {other:?}"),
         }

@@ -3,9 +3,12 @@
 
 use super::EngineHandle;
 use super::convert::{self, Violations};
+use crate::auth::hoarding::SessionPool;
 use crate::auth::status::hoarding_status;
 use crate::auth::{Access, HoldLimiter, HoldRequestKeys};
-use crate::domain::{Command, Date, HoldCommand, Nik, OfficeId, Outcome, Rejection, Reply, RequestId, SlotRef, Zone};
+use crate::domain::{
+    Booking, BookingId, Command, Date, HoldCommand, Nik, OfficeId, Outcome, Rejection, Reply, RequestId, SlotRef, Zone,
+};
 use crate::engine::Engine;
 use crate::limits::GROUP_APPLICANTS_MAX;
 use crate::metrics as names;
@@ -44,8 +47,18 @@ impl BookingApi {
         }
     }
 
-    async fn run(&self, request_id: RequestId, command: Command) -> Result<Reply, Status> {
-        self.engine()?.execute(&request_id, &command).await.map_err(Status::from)
+    /// Executes `command` under the caller's own request id.
+    async fn run(&self, access: &Access, request_id: &RequestId, command: Command) -> Result<Reply, Status> {
+        self.engine()?.execute(&access.request_id(request_id), &command).await.map_err(Status::from)
+    }
+
+    /// The booking `booking_id` when it exists and the caller reaches it, `None` when it does not exist (the engine
+    /// then answers, with NOT_FOUND or a retry's remembered answer), and NOT_FOUND when the caller does not reach it:
+    /// another caller's booking, or another office's, is answered as one that does not exist.
+    fn reachable(&self, access: &Access, booking_id: BookingId) -> Result<Option<Booking>, Status> {
+        let Some((booking, owner)) = self.engine()?.book().booking_with_owner(booking_id) else { return Ok(None) };
+        access.check_booking(&booking, owner.as_deref())?;
+        Ok(Some(booking))
     }
 
     /// Counts a hold against the anti-hoarding limits of `access`'s caller, the account and every applicant.
@@ -59,7 +72,17 @@ impl BookingApi {
         let Command::Hold(hold) = command else { return Ok(None) };
         let applicants: Vec<Nik> = hold.applicants.iter().map(|applicant| applicant.nik).collect();
         let account = hold.account_id.to_string();
-        let keys = HoldRequestKeys { caller: &access.caller, account: &account, applicants: &applicants };
+        let slot = &hold.slot;
+        let session_key = format!("{}/{}/{}/{}", slot.office_id, slot.date, slot.session_id, slot.pool.name());
+        let capacity = self.engine()?.book().office(&slot.office_id).and_then(|office| {
+            let plan = office.plan(slot.date)?;
+            plan.sessions
+                .iter()
+                .find(|session| session.session_id == slot.session_id)
+                .map(|session| session.capacity(slot.pool))
+        });
+        let session = capacity.map(|capacity| SessionPool { key: &session_key, capacity });
+        let keys = HoldRequestKeys { caller: &access.caller, account: &account, applicants: &applicants, session };
         self.hold_limiter.reserve(&keys, now.0).map(Some).map_err(|refusal| {
             metrics::counter!(names::HOARDING_REFUSALS_TOTAL, "scope" => refusal.scope.label()).increment(1);
             metrics::counter!(names::HOLDS_TOTAL, "office" => office.to_owned(), "outcome" => "rate_limited")
@@ -76,6 +99,7 @@ impl BookingApi {
             Ok((request_id, command)) => {
                 // A request id the book remembers is answered from memory (a retry) or refused (a reuse): it takes no
                 // slot, so it is neither counted nor refused by the anti-hoarding limits.
+                let request_id = access.request_id(&request_id);
                 let reservation = if engine.book().remembers(&request_id, engine.now()) {
                     None
                 } else {
@@ -269,9 +293,12 @@ impl BookingService for BookingApi {
             access.check_attests_payment_time()?;
         }
         let engine = self.engine()?;
+        if let Some(booking_id) = command.booking_id() {
+            self.reachable(&access, booking_id)?;
+        }
         let office = command.booking_id().and_then(|booking_id| engine.book().office_of(booking_id));
         let office = office.map_or_else(|| "unknown".to_owned(), |office_id| office_id.to_string());
-        let execution = engine.execute_detailed(&request_id, &command).await;
+        let execution = engine.execute_detailed(&access.request_id(&request_id), &command).await;
         let label = match &execution.outcome {
             Ok(Reply::Paid { revived: true, .. }) => "revived",
             Ok(Reply::Paid { in_grace: true, .. }) => "honoured_in_grace",
@@ -311,7 +338,8 @@ impl BookingService for BookingApi {
         let access = Access::of(request.extensions());
         let request = request.into_inner();
         let (request_id, booking_id) = request_and_booking(&request.request_id, &request.booking_id)?;
-        let reply = self.run(request_id, Command::Cancel { booking_id }).await?;
+        self.reachable(&access, booking_id)?;
+        let reply = self.run(&access, &request_id, Command::Cancel { booking_id }).await?;
         let booking = booking_reply(reply, access.reveal_nik);
         metrics::counter!(names::CANCELLATIONS_TOTAL, "office" => booking.office_id.clone()).increment(1);
         Ok(Response::new(proto::CancelResponse { booking: Some(booking) }))
@@ -331,7 +359,10 @@ impl BookingService for BookingApi {
         let (request_id, command) = violations.finish((|| {
             Some((request_id?, Command::Reschedule { booking_id: booking_id?, date: date?, session_id: session_id? }))
         })())?;
-        let booking = booking_reply(self.run(request_id, command).await?, access.reveal_nik);
+        if let Some(booking_id) = command.booking_id() {
+            self.reachable(&access, booking_id)?;
+        }
+        let booking = booking_reply(self.run(&access, &request_id, command).await?, access.reveal_nik);
         metrics::counter!(names::RESCHEDULES_TOTAL, "office" => booking.office_id.clone()).increment(1);
         Ok(Response::new(proto::RescheduleResponse { booking: Some(booking) }))
     }
@@ -343,10 +374,9 @@ impl BookingService for BookingApi {
         let access = Access::of(request.extensions());
         let request = request.into_inner();
         let (request_id, booking_id) = request_and_booking(&request.request_id, &request.booking_id)?;
-        if let Some(existing) = self.engine()?.book().booking(booking_id) {
-            access.check_office(&existing.slot.office_id)?;
-        }
-        let booking = booking_reply(self.run(request_id, Command::CheckIn { booking_id }).await?, access.reveal_nik);
+        self.reachable(&access, booking_id)?;
+        let reply = self.run(&access, &request_id, Command::CheckIn { booking_id }).await?;
+        let booking = booking_reply(reply, access.reveal_nik);
         metrics::counter!(names::CHECK_INS_TOTAL, "office" => booking.office_id.clone()).increment(1);
         Ok(Response::new(proto::CheckInResponse { booking: Some(booking) }))
     }
@@ -360,8 +390,7 @@ impl BookingService for BookingApi {
         let mut violations = Violations::default();
         let booking_id = violations.booking_id(&request.booking_id);
         let booking_id = violations.finish(booking_id)?;
-        let booking = self.engine()?.book().booking(booking_id).ok_or(Rejection::BookingNotFound(booking_id))?;
-        access.check_office(&booking.slot.office_id)?;
+        let booking = self.reachable(&access, booking_id)?.ok_or(Rejection::BookingNotFound(booking_id))?;
         Ok(Response::new(proto::GetBookingResponse { booking: Some(convert::booking(&booking, access.reveal_nik)) }))
     }
 
@@ -400,18 +429,23 @@ impl BookingService for BookingApi {
         let access = Access::of(request.extensions());
         let request = request.into_inner();
         let nik = Nik::parse(&request.nik).map_err(|problem| Rejection::invalid("nik", problem.description()))?;
-        let bookings = self.engine()?.book().find_bookings(nik);
+        let book = self.engine()?.book();
+        let reached = |booking: &&Booking| {
+            let owner = book.booking_with_owner(booking.booking_id).and_then(|(_, owner)| owner);
+            access.reaches(booking, owner.as_deref())
+        };
+        let bookings = book.find_bookings(nik);
         Ok(Response::new(proto::FindBookingsResponse {
             bookings: bookings
                 .iter()
-                .filter(|booking| access.may_touch(&booking.slot.office_id))
+                .filter(reached)
                 .map(|booking| convert::booking(booking, access.reveal_nik))
                 .collect(),
         }))
     }
 }
 
-fn request_and_booking(request_id: &str, booking_id: &str) -> Result<(RequestId, crate::domain::BookingId), Status> {
+fn request_and_booking(request_id: &str, booking_id: &str) -> Result<(RequestId, BookingId), Status> {
     let mut violations = Violations::default();
     let request_id = violations.request_id(request_id);
     let booking_id = violations.booking_id(booking_id);

@@ -4,7 +4,7 @@
 use crate::domain::{
     AccountId, Applicant, Booking, BookingId, BookingState, Date, FieldViolation, Nik, Office, OfficeId,
     OfficeSettings, PaymentReference, Pool, Refund, RefundReason, Rejection, RequestId, ServiceType, SessionId,
-    SessionState, SessionTemplate, TimeOfDay, Timestamp,
+    SessionState, SessionTemplate, TimeOfDay, Timestamp, is_plain_text,
 };
 use crate::limits::FULL_NAME_CHARS_MAX;
 use crate::proto;
@@ -155,7 +155,7 @@ impl Violations {
         };
         let nik = nik.map_err(|problem| self.add(format!("{field}.nik"), problem.description())).ok();
         let name = applicant.full_name.trim();
-        if name.is_empty() || name.chars().count() > FULL_NAME_CHARS_MAX || name.chars().any(char::is_control) {
+        if name.is_empty() || name.chars().count() > FULL_NAME_CHARS_MAX || !is_plain_text(name) {
             let description = format!("must be 1 to {FULL_NAME_CHARS_MAX} printable characters");
             self.add(format!("{field}.full_name"), description);
         }
@@ -277,10 +277,12 @@ fn booking_state(state: BookingState) -> i32 {
     wire as i32
 }
 
-/// A booking on the wire; the NIK is masked unless `reveal_nik`.
+/// A booking on the wire. Unless `reveal_nik`, the NIK is masked and the birth date left out: digits 7 to 12 of a
+/// NIK are the birth date, so sending it beside the masked NIK would give all but the last four digits back.
 #[must_use]
 pub fn booking(booking: &Booking, reveal_nik: bool) -> proto::Booking {
     let nik = if reveal_nik { booking.applicant.nik.to_string() } else { booking.applicant.nik.masked() };
+    let birth_date = reveal_nik.then(|| date(booking.applicant.birth_date));
     proto::Booking {
         booking_id: booking.booking_id.to_string(),
         state: booking_state(booking.state),
@@ -292,7 +294,7 @@ pub fn booking(booking: &Booking, reveal_nik: bool) -> proto::Booking {
         applicant: Some(proto::Applicant {
             nik,
             full_name: booking.applicant.full_name.clone(),
-            birth_date: Some(date(booking.applicant.birth_date)),
+            birth_date,
             has_disability: booking.applicant.has_disability,
         }),
         account_id: booking.account_id.to_string(),

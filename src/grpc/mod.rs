@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod booking;
+pub mod codec;
 pub mod convert;
 pub mod overload;
 pub mod status;

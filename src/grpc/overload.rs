@@ -1,15 +1,26 @@
-//! One tower layer in front of every service: refuses a call at once with RESOURCE_EXHAUSTED and a retry hint when
-//! the in-flight limit is reached (instead of queueing it until it times out), and records per-RPC metrics: count by
-//! method and code, latency, in-flight, and calls shed.
+//! Two tower layers in front of every service.
+//!
+//! [`OverloadLayer`], the outermost: refuses a call at once with RESOURCE_EXHAUSTED and a retry hint when the in-flight
+//! limit is reached (instead of queueing it until it times out), and records per-RPC metrics: count by method and code,
+//! latency, in-flight, and calls shed.
+//!
+//! [`CallerRateLayer`], inside the auth layer: a token bucket per caller. It runs after authentication so that it
+//! counts the caller the auth layer identified (the `Access` in the request's extensions), not the bytes of a header a
+//! client can spell in many ways; calls without an identified caller (health checks, the open demo) are counted per
+//! peer address.
 
 use super::status::overload_status;
+use crate::auth::Access;
 use crate::metrics as names;
 use std::future::Future;
+use std::hash::{Hash, Hasher};
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Instant;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tower::{Layer, Service};
 
 /// Method names used as metric labels: a closed set, so an unknown path cannot grow the label space.
@@ -40,24 +51,18 @@ const KNOWN_METHODS: &[&str] = &[
 /// Most callers whose request rate is tracked at once; beyond it idle callers are forgotten first.
 const CALLERS_TRACKED_MAX: usize = 65_536;
 
-/// The layer; clones share one in-flight counter and one set of per-caller rate buckets.
+/// The outermost layer; clones share one in-flight counter.
 #[derive(Clone)]
 pub struct OverloadLayer {
     in_flight: Arc<AtomicUsize>,
     in_flight_max: usize,
-    rates: Arc<CallerRates>,
 }
 
 impl OverloadLayer {
-    /// Allows at most `in_flight_max` calls at once, and each caller at most `caller_requests_per_second_max` calls a
-    /// second (with a burst of one second's worth).
+    /// Allows at most `in_flight_max` calls at once.
     #[must_use]
-    pub fn new(in_flight_max: usize, caller_requests_per_second_max: u32) -> OverloadLayer {
-        OverloadLayer {
-            in_flight: Arc::new(AtomicUsize::new(0)),
-            in_flight_max,
-            rates: Arc::new(CallerRates::new(f64::from(caller_requests_per_second_max))),
-        }
+    pub fn new(in_flight_max: usize) -> OverloadLayer {
+        OverloadLayer { in_flight: Arc::new(AtomicUsize::new(0)), in_flight_max }
     }
 }
 
@@ -65,26 +70,50 @@ impl<S> Layer<S> for OverloadLayer {
     type Service = Overload<S>;
 
     fn layer(&self, inner: S) -> Overload<S> {
-        Overload {
-            inner,
-            in_flight: Arc::clone(&self.in_flight),
-            in_flight_max: self.in_flight_max,
-            rates: Arc::clone(&self.rates),
-        }
+        Overload { inner, in_flight: Arc::clone(&self.in_flight), in_flight_max: self.in_flight_max }
     }
 }
 
-/// The service the layer wraps around the router.
+/// The service the overload layer wraps around the auth layer.
 #[derive(Clone)]
 pub struct Overload<S> {
     inner: S,
     in_flight: Arc<AtomicUsize>,
     in_flight_max: usize,
+}
+
+/// The per-caller rate limit; clones share one set of buckets. Put it inside the auth layer.
+#[derive(Clone)]
+pub struct CallerRateLayer {
     rates: Arc<CallerRates>,
 }
 
-/// Token buckets per caller: the bearer token's digest when the call carries one (an authenticated client), else the
-/// peer's IP address. Bounded: at most [`CALLERS_TRACKED_MAX`] callers.
+impl CallerRateLayer {
+    /// Allows each caller at most `caller_requests_per_second_max` calls a second (with a burst of one second's
+    /// worth).
+    #[must_use]
+    pub fn new(caller_requests_per_second_max: u32) -> CallerRateLayer {
+        CallerRateLayer { rates: Arc::new(CallerRates::new(f64::from(caller_requests_per_second_max))) }
+    }
+}
+
+impl<S> Layer<S> for CallerRateLayer {
+    type Service = CallerRate<S>;
+
+    fn layer(&self, inner: S) -> CallerRate<S> {
+        CallerRate { inner, rates: Arc::clone(&self.rates) }
+    }
+}
+
+/// The service the rate layer wraps around the router.
+#[derive(Clone)]
+pub struct CallerRate<S> {
+    inner: S,
+    rates: Arc<CallerRates>,
+}
+
+/// Token buckets per caller: the caller the auth layer identified, else the peer's IP address. Bounded: at most
+/// [`CALLERS_TRACKED_MAX`] callers.
 pub struct CallerRates {
     per_second: f64,
     buckets: parking_lot::Mutex<std::collections::HashMap<u64, (f64, Instant)>>,
@@ -118,20 +147,23 @@ impl CallerRates {
     }
 }
 
+/// The bucket of a call: its identified caller's name, or its peer's IP address when no caller was identified (or
+/// the auth layer did not run). A client cannot move itself to a fresh bucket by changing a header.
 fn caller_key<B>(request: &http::Request<B>) -> u64 {
     let mut hasher = std::hash::DefaultHasher::new();
-    use std::hash::{Hash, Hasher};
-    match request.headers().get(http::header::AUTHORIZATION) {
-        Some(token) => token.as_bytes().hash(&mut hasher),
-        None => {
-            let peer = request
-                .extensions()
-                .get::<tonic::transport::server::TcpConnectInfo>()
-                .and_then(|info| info.remote_addr());
-            peer.map(|address| address.ip()).hash(&mut hasher);
-        }
+    match request.extensions().get::<Access>() {
+        Some(access) if access.authenticated => ("caller", &*access.caller).hash(&mut hasher),
+        _ => ("peer", peer_ip(request)).hash(&mut hasher),
     }
     hasher.finish()
+}
+
+/// The peer's IP address, over plain TCP or TLS.
+fn peer_ip<B>(request: &http::Request<B>) -> Option<IpAddr> {
+    let extensions = request.extensions();
+    let plain = extensions.get::<TcpConnectInfo>().and_then(TcpConnectInfo::remote_addr);
+    let tls = || extensions.get::<TlsConnectInfo<TcpConnectInfo>>().and_then(|info| info.get_ref().remote_addr());
+    plain.or_else(tls).map(|address| address.ip())
 }
 
 /// Releases an in-flight place when the call ends, however it ends (including when the caller gives up and the
@@ -203,15 +235,9 @@ where
         let method = method_label(request.uri().path());
         let previous = self.in_flight.fetch_add(1, Ordering::AcqRel);
         let place = InFlight(Arc::clone(&self.in_flight));
-        let shed = if previous >= self.in_flight_max {
-            Some("in_flight")
-        } else if !self.rates.admit(caller_key(&request), Instant::now()) {
-            Some("rate_limit")
-        } else {
-            None
-        };
-        if let Some(reason) = shed {
+        if previous >= self.in_flight_max {
             drop(place);
+            let reason = "in_flight";
             metrics::counter!(names::GRPC_REQUESTS_SHED_TOTAL, "method" => method, "reason" => reason).increment(1);
             metrics::counter!(names::GRPC_REQUESTS_TOTAL, "method" => method, "code" => "RESOURCE_EXHAUSTED")
                 .increment(1);
@@ -234,6 +260,35 @@ where
     }
 }
 
+impl<S, B> Service<http::Request<B>> for CallerRate<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(context)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        if !self.rates.admit(caller_key(&request), Instant::now()) {
+            let (method, reason) = (method_label(request.uri().path()), "rate_limit");
+            // Counted in GRPC_REQUESTS_TOTAL by the overload layer outside, like every answer.
+            metrics::counter!(names::GRPC_REQUESTS_SHED_TOTAL, "method" => method, "reason" => reason).increment(1);
+            return Box::pin(std::future::ready(Ok(overload_status(reason).into_http())));
+        }
+        // The router is always ready; take the ready clone and leave a fresh one behind (tower's documented pattern).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move { inner.call(request).await })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,6 +301,25 @@ mod tests {
         assert!(!rates.admit(1, start), "the eleventh call in the same instant");
         assert!(rates.admit(2, start), "another caller has its own bucket");
         assert!(rates.admit(1, start + std::time::Duration::from_millis(150)), "refilled by one token");
+    }
+
+    #[test]
+    fn the_bucket_is_the_identified_caller_whatever_the_headers_say() {
+        let request = |authorization: &str, access: Option<Access>| {
+            let mut request =
+                http::Request::builder().header("authorization", authorization).body(()).expect("request");
+            if let Some(access) = access {
+                request.extensions_mut().insert(access);
+            }
+            request
+        };
+        let caller = |name: &str| Access { caller: Arc::from(name), authenticated: true, ..Access::none() };
+        let app = caller_key(&request("Bearer t", Some(caller("app"))));
+        assert_eq!(app, caller_key(&request("bEaReR t", Some(caller("app")))));
+        assert_ne!(app, caller_key(&request("Bearer t", Some(caller("bank")))));
+        let anonymous = caller_key(&request("junk-1", Some(Access::none())));
+        assert_eq!(anonymous, caller_key(&request("junk-2", None)), "no caller: the peer address");
+        assert_eq!(anonymous, caller_key(&request("junk-3", Some(Access::open()))), "the open demo names no caller");
     }
 
     #[test]

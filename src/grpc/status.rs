@@ -164,3 +164,30 @@ pub fn overload_status(why: &str) -> Status {
     details.set_error_info("OVERLOADED", ERROR_DOMAIN, HashMap::from([("why".to_owned(), why.to_owned())]));
     Status::with_error_details(Code::ResourceExhausted, format!("server overloaded ({why}): retry later"), details)
 }
+
+/// The status for a request whose bytes are not a valid message of its method: INVALID_ARGUMENT, the client's fault
+/// (tonic-prost would answer INTERNAL). The message names prost's reason, never the bytes.
+#[must_use]
+pub fn undecodable_status(error: &prost::DecodeError) -> Status {
+    let mut details = ErrorDetails::new();
+    details.set_error_info("MESSAGE_UNDECODABLE", ERROR_DOMAIN, HashMap::new());
+    Status::with_error_details(
+        Code::InvalidArgument,
+        format!("the request is not a valid protobuf message of this method: {error}"),
+        details,
+    )
+}
+
+/// The status for a request message over the size limit: RESOURCE_EXHAUSTED with the limit in the metadata (tonic
+/// would answer OUT_OF_RANGE). No retry hint: the same message will never fit.
+#[must_use]
+pub fn message_too_large_status(bytes_max: usize) -> Status {
+    let mut details = ErrorDetails::new();
+    let metadata = HashMap::from([("bytes_max".to_owned(), bytes_max.to_string())]);
+    details.set_error_info("MESSAGE_TOO_LARGE", ERROR_DOMAIN, metadata);
+    Status::with_error_details(
+        Code::ResourceExhausted,
+        format!("the request message is larger than {bytes_max} bytes"),
+        details,
+    )
+}

@@ -4,6 +4,7 @@
 use super::EngineHandle;
 use super::convert::{self, Violations};
 use super::status::overload_status;
+use crate::auth::Access;
 use crate::domain::{Nik, Rejection, TicketId, TicketState, TicketView};
 use crate::engine::Engine;
 use crate::limits::{WATCH_INTERVAL_MS, WATCH_STREAMS_MAX};
@@ -78,6 +79,7 @@ impl Drop for WatchPlace {
 #[tonic::async_trait]
 impl WaitingRoomService for WaitingRoomApi {
     async fn join(&self, request: Request<proto::JoinRequest>) -> Result<Response<proto::JoinResponse>, Status> {
+        let access = Access::of(request.extensions());
         let request = request.into_inner();
         let mut violations = Violations::default();
         let request_id = violations.request_id(&request.request_id);
@@ -91,7 +93,7 @@ impl WaitingRoomService for WaitingRoomApi {
         }
         let (request_id, office_id, service, nik) =
             violations.finish((|| Some((request_id?, office_id?, service?, nik?)))())?;
-        let view = self.engine()?.join(&request_id, &office_id, service, nik).await?;
+        let view = self.engine()?.join(&access.request_id(&request_id), &office_id, service, nik).await?;
         Ok(Response::new(proto::JoinResponse { ticket: Some(ticket(&view)) }))
     }
 
@@ -135,12 +137,13 @@ impl WaitingRoomService for WaitingRoomApi {
     }
 
     async fn leave(&self, request: Request<proto::LeaveRequest>) -> Result<Response<proto::LeaveResponse>, Status> {
+        let access = Access::of(request.extensions());
         let request = request.into_inner();
         let mut violations = Violations::default();
         let request_id = violations.request_id(&request.request_id);
         let ticket_id = ticket_id(&mut violations, &request.ticket_id);
         let (request_id, ticket_id) = violations.finish(request_id.zip(ticket_id))?;
-        let view = self.engine()?.leave(&request_id, ticket_id).await?;
+        let view = self.engine()?.leave(&access.request_id(&request_id), ticket_id).await?;
         Ok(Response::new(proto::LeaveResponse { ticket: Some(ticket(&view)) }))
     }
 }

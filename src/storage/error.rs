@@ -36,6 +36,18 @@ pub enum StorageError {
         detail: String,
     },
 
+    /// The data directory lets other users read, write or enter it; it holds full NIKs and names in plain text.
+    #[error(
+        "data directory {path} is open to other users (mode {mode:o}) and holds personal data: run `chmod 700 {path}` \
+         (or give the data directory to the server's user alone)"
+    )]
+    NotPrivate {
+        /// The directory.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+
     /// The log was closed before this record was made durable.
     #[error("log is closed")]
     LogClosed,

@@ -13,6 +13,41 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
+/// Permission bits of every directory antrean creates: the server's user only. The data holds full NIKs and names.
+pub const PRIVATE_DIR_MODE: u32 = 0o700;
+
+/// Permission bits of every file antrean creates: read and write for the server's user only.
+pub const PRIVATE_FILE_MODE: u32 = 0o600;
+
+/// Creates `dir` and its missing parents with [`PRIVATE_DIR_MODE`], whatever the umask (which can only take bits away).
+pub fn create_private_dir_all(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(PRIVATE_DIR_MODE).create(dir)
+}
+
+/// Creates `path` (truncating an existing file) for writing with [`PRIVATE_FILE_MODE`].
+pub(crate) fn create_private_file(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new().write(true).create(true).truncate(true).mode(PRIVATE_FILE_MODE).open(path)
+}
+
+/// Refuses a data directory that other users may read, write or enter (any group or other permission bit): a
+/// directory created by an older build under umask 022, or by hand. A directory that does not exist yet is fine: it
+/// will be created private.
+pub fn check_private_dir(dir: &Path) -> super::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let metadata = match std::fs::metadata(dir) {
+        Ok(metadata) => metadata,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => return Err(super::StorageError::io("stat", dir, source)),
+    };
+    let mode = metadata.permissions().mode() & 0o777;
+    if mode & !PRIVATE_DIR_MODE != 0 {
+        return Err(super::StorageError::NotPrivate { path: dir.to_owned(), mode });
+    }
+    Ok(())
+}
+
 /// Makes a directory's entries (created, renamed or deleted files) durable.
 pub(crate) fn sync_directory(dir: &Path) -> super::Result<()> {
     File::open(dir)
@@ -209,6 +244,25 @@ impl LogFile for FaultyLogFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn private_directories_and_files_whatever_the_umask_and_open_directories_are_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        let root = tempfile::tempdir().unwrap();
+        let nested = root.path().join("data").join("wal");
+        assert!(check_private_dir(&root.path().join("data")).is_ok(), "not there yet: it will be created private");
+        create_private_dir_all(&nested).unwrap();
+        assert_eq!((mode(&nested), mode(nested.parent().unwrap())), (0o700, 0o700));
+        drop(create_private_file(&nested.join("f")).unwrap());
+        assert_eq!(mode(&nested.join("f")), 0o600);
+        assert!(check_private_dir(&nested).is_ok());
+        for open in [0o750, 0o701, 0o755] {
+            std::fs::set_permissions(&nested, std::fs::Permissions::from_mode(open)).unwrap();
+            let error = check_private_dir(&nested).unwrap_err();
+            assert!(matches!(error, super::super::StorageError::NotPrivate { mode, .. } if mode == open), "{error}");
+        }
+    }
 
     #[test]
     fn faulty_file_follows_the_plan_and_loses_unsynced_bytes() {

@@ -43,7 +43,10 @@ mod wal;
 mod writer;
 
 pub use error::{Result, StorageError};
-pub use file::{FaultPlan, FaultyFileOpener, FileOpener, LogFile, StdFileOpener, StdLogFile};
+pub use file::{
+    FaultPlan, FaultyFileOpener, FileOpener, LogFile, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, StdFileOpener, StdLogFile,
+    check_private_dir, create_private_dir_all,
+};
 pub use options::{FsyncMode, WalOptions};
 pub use record::{Decoded, RECORD_HEADER_BYTES, RECORD_PAYLOAD_BYTES_LIMIT, decode_record, encode_record};
 pub use recovery::{LogReadReport, LogRecords, TailSegment, Truncation, collect_log, read_log};

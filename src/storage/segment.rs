@@ -23,13 +23,12 @@
 //! Record frames follow the header back to back until the end of the file. A segment never holds more than
 //! `segment_bytes_max` bytes; the writer's options guarantee that the largest record fits in an empty segment.
 
-use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::error::io_error;
 use super::error::{Result, StorageError};
-use super::file::sync_directory;
+use super::file::{create_private_file, sync_directory};
 use super::sink::LogPosition;
 
 /// Bytes in a segment header.
@@ -109,7 +108,7 @@ pub(crate) fn create_segment(dir: &Path, first_position: LogPosition, sync: bool
         return Err(StorageError::io("create segment", path, source));
     }
     let temporary = dir.join(format!("{}{TEMPORARY_SUFFIX}", segment_file_name(first_position)));
-    let mut file = File::create(&temporary).map_err(io_error("create", &temporary))?;
+    let mut file = create_private_file(&temporary).map_err(io_error("create", &temporary))?;
     file.write_all(&encode_segment_header(first_position)).map_err(io_error("write", &temporary))?;
     if sync {
         file.sync_all().map_err(io_error("fsync", &temporary))?;

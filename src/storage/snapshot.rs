@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 
 use super::error::io_error;
 use super::error::{Result, StorageError};
-use super::file::sync_directory;
+use super::file::{create_private_dir_all, create_private_file, sync_directory};
 use super::segment::directory_file_names;
 use super::sink::LogPosition;
 
@@ -98,10 +98,10 @@ pub struct SnapshotWriter {
 impl SnapshotWriter {
     /// Starts the snapshot at `position` in `dir`, creating the directory if needed.
     pub fn create(dir: &Path, position: LogPosition) -> Result<SnapshotWriter> {
-        std::fs::create_dir_all(dir).map_err(|source| StorageError::io("create directory", dir, source))?;
+        create_private_dir_all(dir).map_err(|source| StorageError::io("create directory", dir, source))?;
         let temporary_path = dir.join(format!("{}{TEMPORARY_SUFFIX}", snapshot_file_name(position)));
-        let file =
-            File::create(&temporary_path).map_err(|source| StorageError::io("create", &temporary_path, source))?;
+        let file = create_private_file(&temporary_path)
+            .map_err(|source| StorageError::io("create", &temporary_path, source))?;
         let mut file = BufWriter::with_capacity(WRITE_BUFFER_BYTES, file);
         let placeholder = [0u8; SNAPSHOT_HEADER_BYTES as usize];
         file.write_all(&placeholder).map_err(|source| StorageError::io("write", &temporary_path, source))?;

@@ -11,7 +11,7 @@ use parking_lot::{Condvar, Mutex};
 
 use super::durability::Durability;
 use super::error::{Result, StorageError};
-use super::file::{FileOpener, StdFileOpener};
+use super::file::{FileOpener, StdFileOpener, create_private_dir_all};
 use super::options::{FsyncMode, WalOptions};
 use super::record::frame_bytes;
 use super::recovery::LogReadReport;
@@ -166,7 +166,7 @@ fn open_active_segment(
     recovered: &LogReadReport,
     opener: &dyn FileOpener,
 ) -> Result<ActiveSegment> {
-    std::fs::create_dir_all(&options.dir)
+    create_private_dir_all(&options.dir)
         .map_err(|source| StorageError::io("create directory", &options.dir, source))?;
     let (path, length_bytes) = match &recovered.tail {
         Some(tail) => {

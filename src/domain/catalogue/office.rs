@@ -5,6 +5,7 @@
 //! a hold always sees one consistent catalogue.
 
 use crate::domain::values::ids::{OfficeId, SessionId};
+use crate::domain::values::text::is_plain_text;
 use crate::domain::values::time::{Date, TimeOfDay, Timestamp, Zone};
 use crate::domain::values::violation::FieldViolation;
 use crate::limits::{DISPLAY_TEXT_CHARS_MAX, POOL_CAPACITY_MAX, SESSIONS_PER_DAY_MAX};
@@ -228,8 +229,7 @@ pub fn validate_settings(settings: &OfficeSettings, prefix: &str) -> Vec<FieldVi
         ("province", &settings.province, false),
     ] {
         let chars = text.chars().count();
-        if chars > DISPLAY_TEXT_CHARS_MAX || (required && text.trim().is_empty()) || text.chars().any(char::is_control)
-        {
+        if chars > DISPLAY_TEXT_CHARS_MAX || (required && text.trim().is_empty()) || !is_plain_text(text) {
             violate(format!("{prefix}{name}"), format!("must be up to {DISPLAY_TEXT_CHARS_MAX} printable characters"));
         }
     }

@@ -3,7 +3,6 @@
 
 use crate::domain::messages::event::Stamp;
 use crate::domain::messages::reply::Outcome;
-use crate::domain::values::ids::BookingId;
 use crate::domain::waiting_room::room::TicketId;
 
 /// What applying an event did, beyond the state change itself.
@@ -13,8 +12,6 @@ pub struct Applied {
     pub answered: Option<(Stamp, Outcome)>,
     /// Bookings created.
     pub bookings_created: u64,
-    /// Highest booking id the event uses.
-    pub highest_booking_id: Option<BookingId>,
     /// Request records dropped.
     pub requests_forgotten: u64,
     /// Highest ticket id the event uses.

@@ -53,6 +53,7 @@ pub fn apply(
                 room.set_state(*ticket_id, TicketState::Booked);
             }
             let mut bookings = Vec::with_capacity(hold.applicants.len());
+            let owner: Option<Arc<str>> = stamp.request_id.caller().map(Arc::from);
             let day = day_key(&hold.slot);
             ensure_day(access, catalog, &day);
             let session_ends_at = session_end(catalog, &hold.slot);
@@ -77,18 +78,15 @@ pub fn apply(
                     settlement_deadline: None,
                 };
                 insert_booking(access, &day, booking.clone());
+                if let Some(owner) = &owner {
+                    access.shard_mut(booking_id.shard_index()).owners.insert(booking_id, Arc::clone(owner));
+                }
                 bookings.push(booking);
             }
             counters(access, &day).holds_total += bookings.len() as u64;
             let created = bookings.len() as u64;
-            let highest = bookings.last().map(|booking| booking.booking_id);
             let reply = Ok(Reply::Held { bookings, group_id: *group_id });
-            Applied {
-                answered: Some((stamp.clone(), reply)),
-                bookings_created: created,
-                highest_booking_id: highest,
-                ..Applied::default()
-            }
+            Applied { answered: Some((stamp.clone(), reply)), bookings_created: created, ..Applied::default() }
         }
         Event::PaymentConfirmed { stamp, booking_id, payment_reference, revived } => {
             let in_grace = !*revived && stamp.at >= booking(access, *booking_id).payment_deadline;
@@ -392,6 +390,7 @@ fn purge_bookings(access: &mut impl ShardAccess, before: Date) -> u64 {
         let shard = access.shard_mut(index);
         for booking in &doomed {
             shard.bookings.remove(&booking.booking_id);
+            shard.owners.remove(&booking.booking_id);
             let kept = PurgedBooking {
                 booking_id: booking.booking_id,
                 office_id: booking.slot.office_id.clone(),

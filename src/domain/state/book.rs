@@ -9,6 +9,7 @@
 use super::access::{Exclusive, Guards, ShardAccess};
 use super::applied::Applied;
 use super::apply;
+use super::numbers::BookingNumbers;
 use super::shard::day_key;
 use super::shard::{DayKey, RequestRecord, Shard, ShardKey};
 use crate::domain::bookings::booking::{Booking, BookingState};
@@ -63,13 +64,7 @@ pub struct QuotaBook {
     /// Waiting rooms. Locked after shard locks, never before.
     pub(crate) waiting_rooms: Mutex<WaitingRooms>,
     pub(crate) next_ticket_id: AtomicU64,
-    /// The next booking number to hand out. Runs ahead of `issued_booking_ids`: a hold takes its numbers before it is
-    /// decided, so a refused hold consumes numbers nobody ever sees.
-    next_booking_id: AtomicU64,
-    /// One past the highest booking number a logged hold used, whether or not the booking still exists: part of the
-    /// state (the image's `next_booking_id`), so a restart after a purge never hands a number (or the payment code
-    /// derived from it) out twice. Changed only under the shard locks of the hold that raises it.
-    issued_booking_ids: AtomicU64,
+    booking_numbers: BookingNumbers,
     bookings_count: AtomicU64,
     requests_count: AtomicU64,
 }
@@ -84,8 +79,6 @@ pub struct Capture {
     pub catalog: Arc<Catalog>,
     /// The log position the capture reflects exactly.
     pub log_position: u64,
-    /// One past the highest booking number ever used, at that position.
-    pub next_booking_id: u64,
 }
 
 impl QuotaBook {
@@ -98,8 +91,7 @@ impl QuotaBook {
             catalog: RwLock::new(Arc::new(Catalog::default())),
             waiting_rooms: Mutex::new(WaitingRooms::new()),
             next_ticket_id: AtomicU64::new(1),
-            next_booking_id: AtomicU64::new(1),
-            issued_booking_ids: AtomicU64::new(1),
+            booking_numbers: BookingNumbers::default(),
             bookings_count: AtomicU64::new(0),
             requests_count: AtomicU64::new(0),
         }
@@ -107,13 +99,7 @@ impl QuotaBook {
 
     /// A book from captured parts (snapshot loading).
     #[must_use]
-    pub fn from_parts(
-        rules: BookRules,
-        shards: Vec<Shard>,
-        catalog: Catalog,
-        rooms: WaitingRooms,
-        next_booking_id: u64,
-    ) -> QuotaBook {
+    pub fn from_parts(rules: BookRules, shards: Vec<Shard>, catalog: Catalog, rooms: WaitingRooms) -> QuotaBook {
         assert_eq!(shards.len(), SHARD_COUNT, "a book has exactly SHARD_COUNT shards");
         let bookings: usize = shards.iter().map(|shard| shard.bookings.len()).sum();
         let requests: usize = shards.iter().map(|shard| shard.requests.len()).sum();
@@ -123,11 +109,16 @@ impl QuotaBook {
             catalog: RwLock::new(Arc::new(catalog)),
             next_ticket_id: AtomicU64::new(next_ticket_id(&rooms)),
             waiting_rooms: Mutex::new(rooms),
-            next_booking_id: AtomicU64::new(next_booking_id.max(1)),
-            issued_booking_ids: AtomicU64::new(next_booking_id.max(1)),
+            booking_numbers: BookingNumbers::default(),
             bookings_count: AtomicU64::new(bookings as u64),
             requests_count: AtomicU64::new(requests as u64),
         }
+    }
+
+    /// Keys the stream booking numbers are drawn from (see `numbers.rs`): once, before serving. A book nobody keys
+    /// draws from a fixed key, which only tests should do.
+    pub fn key_booking_numbers(&self, key: [u8; 32]) {
+        self.booking_numbers.set_key(key);
     }
 
     /// The policy knobs.
@@ -192,11 +183,23 @@ impl QuotaBook {
     fn execute_hold(&self, command: &Command, stamp: Stamp, log: &impl EventLog) -> Execution {
         let Command::Hold(hold) = command else { unreachable!("dispatched on Hold") };
         let wanted = hold.applicants.len() as u64;
-        let first = BookingId(self.next_booking_id.fetch_add(wanted, Ordering::Relaxed));
-        let mut indices = vec![stamp.request_id.shard_index(), day_key(&hold.slot).shard_index()];
-        indices.extend(hold.applicants.iter().map(|applicant| applicant.nik.shard_index()));
-        indices.extend((0..wanted).map(|offset| BookingId(first.0 + offset).shard_index()));
-        let mut guards = Guards::lock(&self.shards, indices);
+        let (mut guards, first) = loop {
+            // Random numbers, so a booking may have one already, or have had it (a purged booking's number, and the
+            // payment code derived from it, is never handed out again): check under the locks, draw again if so.
+            let first = self.booking_numbers.draw(wanted);
+            let numbers = (0..wanted).map(|offset| BookingId(first.0 + offset));
+            let mut indices = vec![stamp.request_id.shard_index(), day_key(&hold.slot).shard_index()];
+            indices.extend(hold.applicants.iter().map(|applicant| applicant.nik.shard_index()));
+            indices.extend(numbers.clone().map(|booking_id| booking_id.shard_index()));
+            let guards = Guards::lock(&self.shards, indices);
+            let taken = |booking_id: BookingId| {
+                let shard = guards.shard(booking_id.shard_index());
+                shard.bookings.contains_key(&booking_id) || shard.purged.contains_key(&booking_id)
+            };
+            if !numbers.clone().any(taken) {
+                break (guards, first);
+            }
+        };
         if let Some(known) = self.remembered(&guards, &stamp) {
             return known;
         }
@@ -356,10 +359,6 @@ impl QuotaBook {
     fn account(&self, applied: &Applied) {
         self.bookings_count.fetch_add(applied.bookings_created, Ordering::Relaxed);
         self.bookings_count.fetch_sub(applied.bookings_purged, Ordering::Relaxed);
-        if let Some(highest) = applied.highest_booking_id {
-            self.next_booking_id.fetch_max(highest.0 + 1, Ordering::Relaxed);
-            self.issued_booking_ids.fetch_max(highest.0 + 1, Ordering::Relaxed);
-        }
         self.requests_count.fetch_sub(applied.requests_forgotten, Ordering::Relaxed);
     }
 
@@ -516,7 +515,6 @@ impl QuotaBook {
             waiting_rooms: rooms.values().cloned().collect(),
             catalog: self.catalog(),
             log_position: log_position(),
-            next_booking_id: self.issued_booking_ids.load(Ordering::Relaxed),
         }
     }
 
@@ -524,6 +522,15 @@ impl QuotaBook {
     #[must_use]
     pub fn booking(&self, booking_id: BookingId) -> Option<Booking> {
         self.shards[booking_id.shard_index()].lock().bookings.get(&booking_id).cloned()
+    }
+
+    /// One booking, copied, with the caller that made it (`None` for bookings made before bookings had owners, and
+    /// for holds whose request id names no caller).
+    #[must_use]
+    pub fn booking_with_owner(&self, booking_id: BookingId) -> Option<(Booking, Option<Arc<str>>)> {
+        let shard = self.shards[booking_id.shard_index()].lock();
+        let booking = shard.bookings.get(&booking_id)?.clone();
+        Some((booking, shard.owners.get(&booking_id).cloned()))
     }
 
     /// Runs `read` on the shard at `index` under its lock.

@@ -11,7 +11,7 @@ use crate::domain::bookings::booking::{Booking, BookingState, PurgedBooking};
 use crate::domain::bookings::refund::Refund;
 use crate::domain::bookings::rules::BookRules;
 use crate::domain::catalogue::office::{Catalog, Office, OfficeSettings, ScheduleRule};
-use crate::domain::values::ids::{OfficeId, RequestId};
+use crate::domain::values::ids::{BookingId, OfficeId, RequestId};
 use crate::domain::values::nik::Nik;
 use crate::domain::values::time::Date;
 use crate::domain::waiting_room::room::{WaitingRoom, WaitingRooms};
@@ -19,8 +19,10 @@ use crate::limits::SHARD_COUNT;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Version of the image layout inside a snapshot payload; bumped on any incompatible change.
-pub const IMAGE_VERSION: u16 = 2;
+/// Version of the image layout inside a snapshot payload; bumped on any incompatible change. Version 3 adds the
+/// bookings' owners and drops the next booking number (numbers are drawn at random, see `numbers.rs`); version 2
+/// images still load ([`ImageV2`]).
+pub const IMAGE_VERSION: u16 = 3;
 
 /// An office in an image.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,8 +42,37 @@ pub struct Image {
     pub version: u16,
     /// Log position the image reflects.
     pub log_position: u64,
-    /// Next booking number: one past the highest number a logged hold ever used, whether or not that booking still
-    /// exists (purged numbers are never handed out again).
+    /// Offices by id.
+    pub offices: Vec<OfficeImage>,
+    /// Day ledgers by key.
+    pub days: Vec<(DayKey, DayLedger)>,
+    /// Bookings by id.
+    pub bookings: Vec<Booking>,
+    /// Applicants by NIK.
+    pub applicants: Vec<(Nik, ApplicantRecord)>,
+    /// Request records by id.
+    pub requests: Vec<(RequestId, RequestRecord)>,
+    /// Refunds in the order recorded.
+    pub refunds: Vec<Refund>,
+    /// What is kept of purged bookings, by booking id.
+    pub purged: Vec<PurgedBooking>,
+    /// Running totals per office.
+    pub counters: Vec<(OfficeId, OfficeCounters)>,
+    /// Waiting rooms by line.
+    pub rooms: Vec<WaitingRoom>,
+    /// The caller that made each booking that has one, by booking id.
+    pub owners: Vec<(BookingId, String)>,
+}
+
+/// A version 2 image (before bookings had owners), as older builds wrote it: read, then made a current [`Image`] with
+/// no owners (those bookings belong to no booking caller).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageV2 {
+    /// 2.
+    pub version: u16,
+    /// Log position the image reflects.
+    pub log_position: u64,
+    /// Next booking number (not needed since numbers are drawn).
     pub next_booking_id: u64,
     /// Offices by id.
     pub offices: Vec<OfficeImage>,
@@ -61,6 +92,25 @@ pub struct Image {
     pub counters: Vec<(OfficeId, OfficeCounters)>,
     /// Waiting rooms by line.
     pub rooms: Vec<WaitingRoom>,
+}
+
+impl From<ImageV2> for Image {
+    fn from(old: ImageV2) -> Image {
+        Image {
+            version: IMAGE_VERSION,
+            log_position: old.log_position,
+            offices: old.offices,
+            days: old.days,
+            bookings: old.bookings,
+            applicants: old.applicants,
+            requests: old.requests,
+            refunds: old.refunds,
+            purged: old.purged,
+            counters: old.counters,
+            rooms: old.rooms,
+            owners: Vec::new(),
+        }
+    }
 }
 
 impl Capture {
@@ -91,6 +141,11 @@ impl Capture {
         refunds.sort_by(refund_order);
         let mut purged: Vec<PurgedBooking> = shards.iter().flat_map(|shard| shard.purged.values().cloned()).collect();
         purged.sort_by_key(|purged| purged.booking_id);
+        let mut owners: Vec<(BookingId, String)> = shards
+            .iter()
+            .flat_map(|shard| shard.owners.iter().map(|(booking_id, owner)| (*booking_id, owner.to_string())))
+            .collect();
+        owners.sort();
         let mut counters: BTreeMap<OfficeId, OfficeCounters> = BTreeMap::new();
         for (office_id, more) in shards.iter().flat_map(|shard| shard.counters.iter()) {
             add_counters(counters.entry(office_id.clone()).or_default(), more);
@@ -98,7 +153,6 @@ impl Capture {
         Image {
             version: IMAGE_VERSION,
             log_position: self.log_position,
-            next_booking_id: self.next_booking_id,
             offices: catalog_image(&self.catalog),
             days,
             bookings,
@@ -108,6 +162,7 @@ impl Capture {
             purged,
             counters: counters.into_iter().collect(),
             rooms: self.waiting_rooms.iter().map(|room| WaitingRoom::clone(room)).collect(),
+            owners,
         }
     }
 }
@@ -179,6 +234,9 @@ impl QuotaBook {
             }
             shard.bookings.insert(booking.booking_id, booking);
         }
+        for (booking_id, owner) in image.owners {
+            shards[booking_id.shard_index()].owners.insert(booking_id, std::sync::Arc::from(owner));
+        }
         for (nik, record) in image.applicants {
             shards[nik.shard_index()].applicants.insert(nik, record);
         }
@@ -198,7 +256,7 @@ impl QuotaBook {
             room.reindex();
             rooms.insert(room.key.clone(), std::sync::Arc::new(room));
         }
-        Ok(QuotaBook::from_parts(rules, shards, catalog, rooms, image.next_booking_id))
+        Ok(QuotaBook::from_parts(rules, shards, catalog, rooms))
     }
 
     /// The current state as an image at `log_position` (for tests and tools; snapshots use [`QuotaBook::capture`]).

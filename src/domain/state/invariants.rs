@@ -5,6 +5,7 @@ use super::book::QuotaBook;
 use super::image::Image;
 use super::shard::Shard;
 use crate::domain::bookings::booking::BookingState;
+use crate::domain::values::ids::BookingId;
 use std::collections::{BTreeSet, HashMap};
 
 impl QuotaBook {
@@ -49,9 +50,9 @@ fn check_time_indexes(shard: &Shard) -> Result<(), String> {
 /// - every booking is listed by its day, and every applicant's active list is exactly its active bookings, within
 ///   the limit;
 /// - only holds have a settlement deadline, after their payment deadline;
-/// - no booking number (present or purged) is at or past the next one to hand out, and no booking is both present
-///   and purged;
-/// - every refund belongs to a booking that is present or purged.
+/// - no booking is both present and purged, and every booking number is below `BookingId::NUMBER_END`;
+/// - every refund belongs to a booking that is present or purged;
+/// - every owner is the owner of a booking that is present.
 pub fn check_image(image: &Image, applicant_active_bookings_max: u32) -> Result<(), String> {
     check_money_and_numbers(image)?;
     let mut counted: HashMap<(usize, String, u8, BookingState), u32> = HashMap::new();
@@ -103,9 +104,12 @@ fn check_money_and_numbers(image: &Image) -> Result<(), String> {
         return Err(format!("booking {both} is both present and purged"));
     }
     if let Some(highest) = present.iter().chain(&purged).max()
-        && highest.0 >= image.next_booking_id
+        && highest.0 >= BookingId::NUMBER_END
     {
-        return Err(format!("booking {highest} is not below the next booking number {}", image.next_booking_id));
+        return Err(format!("booking number {} is not below {}", highest.0, BookingId::NUMBER_END));
+    }
+    if let Some((booking_id, _)) = image.owners.iter().find(|(booking_id, _)| !present.contains(booking_id)) {
+        return Err(format!("booking {booking_id} has an owner but is not present"));
     }
     for booking in &image.bookings {
         let settlement_ok = booking.settlement_deadline.is_none_or(|settlement| {

@@ -1,6 +1,7 @@
 //! The state and the machine that changes it: lock shards (`shard`, `access`), the quota book that decides and applies
-//! each command under the locks of the shards it touches (`book`), the one applier (`apply`, `applied`), reads
-//! (`reads`), the whole state as a value for snapshots (`image`) and its invariant checks (`invariants`).
+//! each command under the locks of the shards it touches (`book`), where booking numbers come from (`numbers`), the one
+//! applier (`apply`, `applied`), reads (`reads`), the whole state as a value for snapshots (`image`) and its invariant
+//! checks (`invariants`).
 
 pub mod access;
 pub mod applied;
@@ -8,5 +9,6 @@ pub mod apply;
 pub mod book;
 pub mod image;
 pub mod invariants;
+pub mod numbers;
 pub mod reads;
 pub mod shard;

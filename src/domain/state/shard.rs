@@ -14,6 +14,7 @@ use crate::domain::values::time::{Date, Timestamp};
 use crate::limits::SHARD_COUNT;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 /// The maps of a shard: hashbrown's fast hasher with a per-process random seed, so client-chosen keys (request ids)
 /// cannot be crafted to collide, at a fraction of SipHash's cost.
@@ -168,6 +169,9 @@ pub struct Shard {
     pub days: HashMap<DayKey, DayLedger>,
     /// Bookings by id.
     pub bookings: HashMap<BookingId, Booking>,
+    /// The caller that made each booking in `bookings`, by booking id: the caller named by the request id of its
+    /// hold (`RequestId::caller`). Bookings made before request ids named their caller have none.
+    pub owners: HashMap<BookingId, Arc<str>>,
     /// Bookings awaiting payment by [`Booking::hold_due_at`] (the payment deadline, then the end of the settlement
     /// grace), soonest first: what the ticker looks at.
     pub deadlines: BTreeSet<(Timestamp, BookingId)>,

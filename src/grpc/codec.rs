@@ -1,0 +1,159 @@
+//! How `antrean.v1` messages become bytes and back, and the answers when a request's bytes cannot be a message.
+//!
+//! [`ProtoCodec`] is tonic-prost's codec except for its decode errors: a request that is not valid protobuf for its
+//! method is INVALID_ARGUMENT with `ErrorInfo` reason `MESSAGE_UNDECODABLE` (gRPC's status-code guide: the client sent
+//! a malformed request), where tonic-prost answers INTERNAL, which says the server is at fault. The generated services
+//! and clients of [`crate::proto`] use it (`codec_path` in `build.rs`).
+//!
+//! [`MessageLimitLayer`] does the same for size: tonic refuses a message over the decoding limit as soon as it reads
+//! the 5-byte frame header, before buffering the body, but answers OUT_OF_RANGE; the layer turns that answer into
+//! RESOURCE_EXHAUSTED with reason `MESSAGE_TOO_LARGE`. No handler answers OUT_OF_RANGE (every handler status comes
+//! from `status.rs`, which has none), so every OUT_OF_RANGE that reaches the layer is tonic's size check. A
+//! client-streaming method (only server reflection) decodes inside its handler and keeps tonic's answer.
+
+use super::status::{message_too_large_status, undecodable_status};
+use crate::limits::GRPC_MESSAGE_BYTES_MAX;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder};
+use tonic::{Code, Status};
+use tonic_prost::{ProstCodec, ProstEncoder};
+use tower::{Layer, Service};
+
+/// tonic-prost's codec with decode errors answered INVALID_ARGUMENT.
+#[derive(Debug, Clone)]
+pub struct ProtoCodec<T, U> {
+    prost: ProstCodec<T, U>,
+}
+
+impl<T, U> Default for ProtoCodec<T, U> {
+    fn default() -> Self {
+        ProtoCodec { prost: ProstCodec::default() }
+    }
+}
+
+impl<T, U> Codec for ProtoCodec<T, U>
+where
+    T: prost::Message + Send + 'static,
+    U: prost::Message + Default + Send + 'static,
+{
+    type Encode = T;
+    type Decode = U;
+    type Encoder = ProstEncoder<T>;
+    type Decoder = ProtoDecoder<U>;
+
+    fn encoder(&mut self) -> ProstEncoder<T> {
+        self.prost.encoder()
+    }
+
+    fn decoder(&mut self) -> ProtoDecoder<U> {
+        ProtoDecoder { message: PhantomData }
+    }
+}
+
+/// Decodes `U`, answering bytes that are not one with INVALID_ARGUMENT `MESSAGE_UNDECODABLE`.
+#[derive(Debug, Clone)]
+pub struct ProtoDecoder<U> {
+    message: PhantomData<U>,
+}
+
+impl<U: prost::Message + Default> Decoder for ProtoDecoder<U> {
+    type Item = U;
+    type Error = Status;
+
+    fn decode(&mut self, buffer: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
+        decode_message(buffer).map(Some)
+    }
+
+    fn buffer_settings(&self) -> BufferSettings {
+        BufferSettings::default()
+    }
+}
+
+/// The message in `bytes`, or INVALID_ARGUMENT `MESSAGE_UNDECODABLE`.
+fn decode_message<U: prost::Message + Default>(bytes: impl prost::bytes::Buf) -> Result<U, Status> {
+    U::decode(bytes).map_err(|error| undecodable_status(&error))
+}
+
+/// Answers a request message over the decoding limit with RESOURCE_EXHAUSTED `MESSAGE_TOO_LARGE` instead of tonic's
+/// OUT_OF_RANGE. Put it innermost, so the metrics layer outside counts the code the caller gets.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MessageLimitLayer;
+
+impl<S> Layer<S> for MessageLimitLayer {
+    type Service = MessageLimit<S>;
+
+    fn layer(&self, inner: S) -> MessageLimit<S> {
+        MessageLimit { inner }
+    }
+}
+
+/// The service the layer wraps around the router.
+#[derive(Clone, Debug)]
+pub struct MessageLimit<S> {
+    inner: S,
+}
+
+/// Whether `response` is tonic's trailers-only answer to a request message over the decoding limit.
+fn is_oversized_answer(response: &http::Response<tonic::body::Body>) -> bool {
+    let status = response.headers().get("grpc-status").and_then(|value| value.to_str().ok());
+    status.and_then(|value| value.parse::<i32>().ok()).map(Code::from_i32) == Some(Code::OutOfRange)
+}
+
+impl<S, B> Service<http::Request<B>> for MessageLimit<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(context)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        // The router is always ready; take the ready clone and leave a fresh one behind (tower's documented pattern).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move {
+            let response = inner.call(request).await?;
+            if is_oversized_answer(&response) {
+                return Ok(message_too_large_status(GRPC_MESSAGE_BYTES_MAX).into_http());
+            }
+            Ok(response)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+    use tonic_types::StatusExt;
+
+    #[test]
+    fn bytes_that_are_not_the_message_are_invalid_argument_with_a_reason() {
+        let status = decode_message::<crate::proto::HoldRequest>(&[0xff_u8; 8][..]).expect_err("not protobuf");
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let info = status.get_error_details().error_info().cloned().expect("error info");
+        assert_eq!((info.reason.as_str(), info.domain.as_str()), ("MESSAGE_UNDECODABLE", "antrean"));
+
+        let valid = crate::proto::HoldRequest { request_id: "r".into(), ..Default::default() }.encode_to_vec();
+        let decoded = decode_message::<crate::proto::HoldRequest>(&valid[..]).expect("valid");
+        assert_eq!(decoded.request_id, "r");
+    }
+
+    #[test]
+    fn only_out_of_range_answers_are_rewritten() {
+        let answer = |code: Code| Status::new(code, "x").into_http::<tonic::body::Body>();
+        assert!(is_oversized_answer(&answer(Code::OutOfRange)));
+        assert!(!is_oversized_answer(&answer(Code::InvalidArgument)));
+        assert!(!is_oversized_answer(&http::Response::new(tonic::body::Body::empty())), "a successful answer");
+    }
+}
