@@ -301,9 +301,10 @@ pub fn reschedule(
     let bookable = check_bookable(office, to_date, to_session, slot.pool, stamp.at)?;
     let to =
         SlotRef { office_id: slot.office_id.clone(), date: to_date, session_id: to_session.clone(), pool: slot.pool };
-    // A reschedule carries no admission token, so it cannot move into a date behind a waiting room: that would skip
-    // the line.
-    if waiting_room_for(catalog, &to).is_some() {
+    // A reschedule carries no admission token, so it cannot move into a date behind another waiting room than its
+    // own: that would skip the line. Moving within its own release is not a new admission.
+    let line = waiting_room_for(catalog, &to);
+    if line.is_some() && line != waiting_room_for(catalog, slot) {
         return Err(Rejection::AdmissionRequired);
     }
     let left = remaining(access, &to, bookable.session);
