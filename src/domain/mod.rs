@@ -51,6 +51,8 @@ pub use values::ids::{AccountId, BookingId, GroupId, OfficeId, PaymentReference,
 pub use values::nik::{Nik, NikProblem};
 pub use values::time::{Date, TimeOfDay, Timestamp, Zone};
 pub use values::violation::FieldViolation;
-pub use waiting_room::book::{Advanced, Supply, TicketView};
+pub use waiting_room::book::{Advanced, Presence, TicketView};
+pub use waiting_room::decide::JoinWish;
 pub use waiting_room::event::WaitingRoomEvent;
 pub use waiting_room::room::{TicketId, TicketState, WaitingRoomKey, parse_token};
+pub use waiting_room::step::Supply;

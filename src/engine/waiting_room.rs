@@ -1,57 +1,135 @@
-//! The engine's side of the waiting rooms: joining, leaving and reading tickets with durability, remembering who is
-//! still watching, and moving every line on each tick from the slots the quota book reports.
+//! The engine's side of the waiting rooms: joining, leaving and reading tickets with durability; who is still there
+//! (an open Watch stream, or a recent Join); waking Watch streams once per change of their line; and moving every
+//! line on each tick from the slots the quota book reports, ending the lines that are over.
 //!
 //! Who is watching is observed here (it is not state): the decision that a ticket went idle is logged as an event,
-//! so replay does not depend on it.
+//! so replay does not depend on it. Each tick's work is proportional to what changed: the idle check reads only the
+//! tickets that went quiet longest ago, lines with nobody in them cost no slot reading, and a Watch stream wakes
+//! once per change of its line instead of polling.
 
 use super::{Engine, WalEvents};
-use crate::domain::Nik;
-use crate::domain::OfficeId;
+use crate::domain::JoinWish;
+use crate::domain::Presence;
 use crate::domain::Rejection;
 use crate::domain::RequestId;
-use crate::domain::ServiceType;
 use crate::domain::TicketId;
 use crate::domain::TicketView;
 use crate::domain::Timestamp;
+use crate::domain::WaitingRoomKey;
 use crate::limits::IDLE_CHECK_TICKETS_MAX;
 use crate::metrics as names;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use tokio::sync::watch;
 
-/// When each ticket was last seen by a Join, a Watch or a read, in milliseconds since the epoch.
+/// Who is still there for each ticket, and one wake-up signal per line that has Watch streams.
 #[derive(Default)]
 pub struct Watchers {
-    last_seen: parking_lot::Mutex<HashMap<TicketId, Timestamp>>,
+    table: parking_lot::Mutex<Table>,
+}
+
+/// A line's wake-up signal: its value is the line's change count, so a stream wakes once per change.
+pub type LineSignal = watch::Receiver<u64>;
+
+#[derive(Default)]
+struct Table {
+    /// Tickets whose holder was seen: when last, and how many Watch streams follow them now.
+    tickets: HashMap<TicketId, Seen>,
+    /// Tickets no stream follows, by when they were last seen, oldest first: the idle check reads the front.
+    quiet: BTreeSet<(Timestamp, TicketId)>,
+    /// One signal per line with Watch streams.
+    signals: HashMap<WaitingRoomKey, watch::Sender<u64>>,
+    /// The tickets present at start-up have been registered.
+    adopted: bool,
+}
+
+#[derive(Clone, Copy)]
+struct Seen {
+    /// When last seen (while no stream follows it, also its key in `quiet`).
+    at: Timestamp,
+    /// Watch streams following it.
+    streams: u32,
+}
+
+impl Table {
+    fn seen(&mut self, ticket_id: TicketId, now: Timestamp) {
+        let seen = self.tickets.entry(ticket_id).or_insert(Seen { at: now, streams: 0 });
+        if seen.streams == 0 {
+            self.quiet.remove(&(seen.at, ticket_id));
+            self.quiet.insert((now, ticket_id));
+        }
+        seen.at = now;
+    }
+
+    fn forget(&mut self, ticket_id: TicketId) {
+        if let Some(seen) = self.tickets.remove(&ticket_id) {
+            self.quiet.remove(&(seen.at, ticket_id));
+        }
+    }
+
+    fn open_stream(&mut self, ticket_id: TicketId, now: Timestamp) {
+        let seen = self.tickets.entry(ticket_id).or_insert(Seen { at: now, streams: 0 });
+        if seen.streams == 0 {
+            self.quiet.remove(&(seen.at, ticket_id));
+        }
+        seen.streams += 1;
+        seen.at = now;
+    }
+
+    fn close_stream(&mut self, ticket_id: TicketId, now: Timestamp) {
+        let Some(seen) = self.tickets.get_mut(&ticket_id) else { return };
+        seen.streams = seen.streams.saturating_sub(1);
+        seen.at = now;
+        if seen.streams == 0 {
+            self.quiet.insert((now, ticket_id));
+        }
+    }
+
+    /// Moves a quiet ticket's next idle check to `at` (as if last seen then).
+    fn check_again(&mut self, ticket_id: TicketId, at: Timestamp) {
+        let Some(seen) = self.tickets.get_mut(&ticket_id).filter(|seen| seen.streams == 0) else { return };
+        self.quiet.remove(&(seen.at, ticket_id));
+        seen.at = at;
+        self.quiet.insert((at, ticket_id));
+    }
 }
 
 impl Watchers {
     /// Notes that the ticket's holder is still there.
     pub fn seen(&self, ticket_id: TicketId, now: Timestamp) {
-        self.last_seen.lock().insert(ticket_id, now);
+        self.table.lock().seen(ticket_id, now);
     }
 
-    fn last_seen(&self, ticket_id: TicketId) -> Option<Timestamp> {
-        self.last_seen.lock().get(&ticket_id).copied()
+    /// Tickets followed or seen, for the gauge and tests.
+    #[must_use]
+    pub fn tracked(&self) -> usize {
+        self.table.lock().tickets.len()
     }
 
-    fn forget(&self, ticket_ids: &[TicketId]) {
-        let mut last_seen = self.last_seen.lock();
-        for ticket_id in ticket_ids {
-            last_seen.remove(ticket_id);
-        }
+    fn signal(&self, key: &WaitingRoomKey) -> LineSignal {
+        let mut table = self.table.lock();
+        table.signals.entry(key.clone()).or_insert_with(|| watch::channel(0).0).subscribe()
+    }
+
+    /// Wakes the streams of every line whose change count moved; drops the signals of lines that are gone (their
+    /// streams wake with an error and look for their ticket again) or that nobody follows.
+    fn notify(&self, changes: &[(WaitingRoomKey, u64)]) {
+        let counts: HashMap<&WaitingRoomKey, u64> = changes.iter().map(|(key, count)| (key, *count)).collect();
+        let mut table = self.table.lock();
+        table.signals.retain(|key, sender| match counts.get(key) {
+            Some(count) if sender.receiver_count() > 0 => {
+                sender.send_if_modified(|shown| std::mem::replace(shown, *count) != *count);
+                true
+            }
+            _ => false,
+        });
     }
 }
 
 impl Engine {
     /// Joins the office's waiting room, durably; a retry of `request_id` returns the same ticket.
-    pub async fn join(
-        &self,
-        request_id: &RequestId,
-        office_id: &OfficeId,
-        service: ServiceType,
-        nik: Nik,
-    ) -> Result<TicketView, Rejection> {
+    pub async fn join(&self, request_id: &RequestId, wish: JoinWish<'_>) -> Result<TicketView, Rejection> {
         let now = self.clock.now();
-        let (view, position) = self.book.join(request_id, office_id, service, nik, now, &WalEvents(&self.wal))?;
+        let (view, position) = self.book.join(request_id, wish, now, &WalEvents(&self.wal))?;
         if let Some(position) = position {
             self.await_durable(position).await;
         }
@@ -66,6 +144,9 @@ impl Engine {
         if let Some(position) = position {
             self.await_durable(position).await;
         }
+        if view.ticket.state.has_ended() {
+            self.watchers.table.lock().forget(ticket_id);
+        }
         Ok(view)
     }
 
@@ -77,30 +158,72 @@ impl Engine {
         Some(view)
     }
 
-    /// Moves every line on; checks for idle tickets when `check_idle`.
+    /// A ticket now, without counting as watching (a Watch stream counts by being open).
+    #[must_use]
+    pub fn peek_ticket(&self, ticket_id: TicketId) -> Option<TicketView> {
+        self.book.ticket(ticket_id, self.clock.now())
+    }
+
+    /// Starts following a ticket with a Watch stream: the ticket now and its line's signal. The ticket counts as
+    /// watched until [`Engine::unwatch`].
+    pub fn watch(&self, ticket_id: TicketId) -> Option<(TicketView, LineSignal)> {
+        let signal = self.line_signal(ticket_id)?;
+        // Read after subscribing, so no change between the two is missed.
+        let view = self.peek_ticket(ticket_id)?;
+        self.watchers.table.lock().open_stream(ticket_id, self.clock.now());
+        Some((view, signal))
+    }
+
+    /// The signal of the line that holds `ticket_id` now (it may have moved to another release instant), or `None`
+    /// when the ticket is gone.
+    pub fn line_signal(&self, ticket_id: TicketId) -> Option<LineSignal> {
+        let view = self.peek_ticket(ticket_id)?;
+        Some(self.watchers.signal(&view.room))
+    }
+
+    /// A Watch stream of `ticket_id` ended.
+    pub fn unwatch(&self, ticket_id: TicketId) {
+        let now = self.clock.now();
+        let ended = self.peek_ticket(ticket_id).is_none_or(|view| view.ticket.state.has_ended());
+        let mut table = self.watchers.table.lock();
+        table.close_stream(ticket_id, now);
+        if ended && table.tickets.get(&ticket_id).is_some_and(|seen| seen.streams == 0) {
+            table.forget(ticket_id);
+        }
+    }
+
+    /// Tickets whose holders were seen or follow them now (the watchers table's size).
+    #[must_use]
+    pub fn watched_tickets(&self) -> usize {
+        self.watchers.tracked()
+    }
+
+    /// Moves every line on; checks for idle tickets and ends the lines that are over when `check_idle`.
     pub(super) async fn advance_waiting_rooms(&self, check_idle: bool) {
         let now = self.clock.now();
-        let idle_ttl = self.book.rules().ticket_idle_ttl_ms;
+        self.adopt_present_tickets();
+        let log = WalEvents(&self.wal);
         let mut last_position = None;
+        let mut idle = if check_idle { self.idle_tickets(now) } else { HashMap::new() };
+        if check_idle {
+            let ended: Vec<u64> = self
+                .book
+                .finished_waiting_rooms(now)
+                .iter()
+                .filter_map(|key| self.book.finish_waiting_room(key, now, &log))
+                .collect();
+            if let Some(position) = ended.last() {
+                last_position = Some(*position);
+                tokio::task::spawn_blocking(release_freed_memory);
+            }
+        }
         for key in self.book.waiting_room_keys() {
-            if now < key.release_at {
+            if !self.book.waiting_room_busy(&key, now) {
                 continue;
             }
-            let idle: Vec<TicketId> = if check_idle {
-                self.book
-                    .waiting_tickets(&key, IDLE_CHECK_TICKETS_MAX)
-                    .into_iter()
-                    .filter(|(ticket_id, joined_at)| {
-                        let seen = self.watchers.last_seen(*ticket_id).unwrap_or(*joined_at).max(self.started_at);
-                        now.ms_since(seen) >= idle_ttl
-                    })
-                    .map(|(ticket_id, _)| ticket_id)
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            let supply = self.book.supply(&key);
-            if let Some(advanced) = self.book.advance_waiting_room(&key, supply, &idle, now, &WalEvents(&self.wal)) {
+            let idle = idle.remove(&key).unwrap_or_default();
+            let supply = self.book.supply(&key, now);
+            if let Some(advanced) = self.book.advance_waiting_room(&key, supply, &idle, now, &log) {
                 last_position = Some(advanced.position);
                 let office = key.office_id.to_string();
                 let admissions = advanced.waited_ms.len() as u64;
@@ -111,10 +234,69 @@ impl Engine {
                     wait.record(waited_ms as f64 / 1000.0);
                 }
             }
-            self.watchers.forget(&idle);
         }
         if let Some(position) = last_position {
             self.await_durable(position).await;
         }
+        // Only once the changes are durable may a stream show them (an admission token, for one).
+        self.watchers.notify(&self.book.waiting_room_changes());
+    }
+
+    /// Registers, once after start-up, every ticket still in line as seen when it joined or at start-up, whichever is
+    /// later: a restart gives everyone a full idle period to come back.
+    fn adopt_present_tickets(&self) {
+        if std::mem::replace(&mut self.watchers.table.lock().adopted, true) {
+            return;
+        }
+        let present = self.book.present_tickets();
+        let mut table = self.watchers.table.lock();
+        for (ticket_id, joined_at) in present {
+            if !table.tickets.contains_key(&ticket_id) {
+                table.seen(ticket_id, joined_at.max(self.started_at));
+            }
+        }
+    }
+
+    /// Waiting tickets nobody has watched for the idle time, by line, once their line's release instant has come.
+    /// Tickets that ended are forgotten; tickets of lines not yet released are looked at again at the release.
+    fn idle_tickets(&self, now: Timestamp) -> HashMap<WaitingRoomKey, Vec<TicketId>> {
+        let idle_ttl = self.book.rules().ticket_idle_ttl_ms;
+        let quiet_since = now.plus_ms(-idle_ttl);
+        let quiet: Vec<TicketId> = {
+            let table = self.watchers.table.lock();
+            let quiet = table.quiet.iter().take_while(|(seen_at, _)| *seen_at <= quiet_since);
+            quiet.map(|(_, ticket_id)| *ticket_id).take(IDLE_CHECK_TICKETS_MAX).collect()
+        };
+        let mut idle: HashMap<WaitingRoomKey, Vec<TicketId>> = HashMap::new();
+        if quiet.is_empty() {
+            return idle;
+        }
+        let presence = self.book.presence(&quiet, now);
+        let mut table = self.watchers.table.lock();
+        for (ticket_id, presence) in presence {
+            match presence {
+                Presence::Waiting { room, released: true } => {
+                    idle.entry(room).or_default().push(ticket_id);
+                    table.forget(ticket_id);
+                }
+                Presence::Waiting { room, released: false } => {
+                    table.check_again(ticket_id, room.release_at.plus_ms(-idle_ttl));
+                }
+                Presence::Admitted => table.check_again(ticket_id, now),
+                Presence::Gone => table.forget(ticket_id),
+            }
+        }
+        idle
+    }
+}
+
+/// Gives the heap pages freed by an ended line back to the system, so the process's memory returns to what it was
+/// before the line (glibc keeps freed memory otherwise).
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages of the heap to the kernel; it has no preconditions and touches no
+    // memory in use.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }

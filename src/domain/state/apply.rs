@@ -16,7 +16,7 @@ use crate::domain::messages::rejection::Rejection;
 use crate::domain::messages::reply::Reply;
 use crate::domain::values::ids::BookingId;
 use crate::domain::values::time::Timestamp;
-use crate::domain::waiting_room::apply::{apply_waiting_room_event, open_waiting_room};
+use crate::domain::waiting_room::apply::{apply_waiting_room_event, open_waiting_room, purge_waiting_rooms};
 use crate::domain::waiting_room::event::WaitingRoomEvent;
 use crate::domain::waiting_room::room::{TicketState, WaitingRooms};
 use std::sync::Arc;
@@ -34,8 +34,12 @@ pub fn apply(
             let rooms = rooms.expect("waiting-room requests are applied with the waiting rooms locked");
             let applied = apply_waiting_room_event(rooms, change);
             let ticket_id = match change {
-                WaitingRoomEvent::Joined { ticket_id, .. } | WaitingRoomEvent::Left { ticket_id, .. } => *ticket_id,
-                WaitingRoomEvent::Advanced { .. } => {
+                WaitingRoomEvent::Joined { ticket_id, .. }
+                | WaitingRoomEvent::JoinedParty { ticket_id, .. }
+                | WaitingRoomEvent::Left { ticket_id, .. } => *ticket_id,
+                WaitingRoomEvent::Advanced { .. }
+                | WaitingRoomEvent::Stepped { .. }
+                | WaitingRoomEvent::Finished { .. } => {
                     unreachable!("the waiting room moves on by itself, not on request")
                 }
             };
@@ -132,6 +136,9 @@ pub fn apply(
         Event::RequestsForgotten { recorded_before } => forget_requests(access, *recorded_before),
         Event::BookingsPurged { stamp, before } => {
             let bookings_purged = purge_bookings(access, *before);
+            if let Some(rooms) = rooms {
+                purge_waiting_rooms(rooms, *before);
+            }
             Applied { bookings_purged, ..answered(stamp, Ok(Reply::Purged { bookings_purged })) }
         }
         Event::OfficeUpserted { stamp, settings } => {
@@ -154,7 +161,7 @@ pub fn apply(
             let dates_scheduled = scheduled_days(office, rule);
             if rule.waiting_room {
                 let rooms = rooms.expect("schedules are applied with the rooms locked");
-                open_waiting_room(rooms, office_id, rule, stamp.fingerprint);
+                open_waiting_room(rooms, office, rule, stamp.fingerprint);
             }
             resize_days(access, catalog, office_id);
             answered(stamp, Ok(Reply::ScheduleSet { dates_scheduled }))

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Version of the image layout inside a snapshot payload; bumped on any incompatible change.
-pub const IMAGE_VERSION: u16 = 1;
+pub const IMAGE_VERSION: u16 = 2;
 
 /// An office in an image.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +58,8 @@ pub struct Image {
     pub counters: Vec<(OfficeId, OfficeCounters)>,
     /// Waiting rooms by line.
     pub rooms: Vec<WaitingRoom>,
+    /// Next ticket number (version 2): lines that ended took their tickets with them, their numbers stay used.
+    pub next_ticket_id: u64,
 }
 
 impl Capture {
@@ -104,6 +106,7 @@ impl Capture {
             refunds,
             counters: counters.into_iter().collect(),
             rooms: self.waiting_rooms.iter().map(|room| WaitingRoom::clone(room)).collect(),
+            next_ticket_id: self.next_ticket_id,
         }
     }
 }
@@ -185,7 +188,7 @@ impl QuotaBook {
             room.reindex();
             rooms.insert(room.key.clone(), std::sync::Arc::new(room));
         }
-        Ok(QuotaBook::from_parts(rules, shards, catalog, rooms, image.next_booking_id))
+        Ok(QuotaBook::from_parts(rules, shards, catalog, rooms, image.next_booking_id, image.next_ticket_id))
     }
 
     /// The current state as an image at `log_position` (for tests and tools; snapshots use [`QuotaBook::capture`]).
