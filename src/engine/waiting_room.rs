@@ -300,3 +300,55 @@ fn release_freed_memory() {
         libc::malloc_trim(0);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::OfficeId;
+
+    fn quiet(table: &Table) -> Vec<(i64, u64)> {
+        table.quiet.iter().map(|(at, ticket_id)| (at.0, ticket_id.0)).collect()
+    }
+
+    #[test]
+    fn the_table_knows_who_is_there_and_loses_tickets_that_ended() {
+        let mut table = Table::default();
+        table.seen(TicketId(1), Timestamp(10));
+        table.seen(TicketId(2), Timestamp(20));
+        table.seen(TicketId(1), Timestamp(30));
+        assert_eq!(quiet(&table), vec![(20, 2), (30, 1)], "one entry per ticket, by when last seen");
+        // A stream follows ticket 2: it is not quiet while the stream is open, however long.
+        table.open_stream(TicketId(2), Timestamp(40));
+        table.open_stream(TicketId(2), Timestamp(41));
+        assert_eq!(quiet(&table), vec![(30, 1)]);
+        table.close_stream(TicketId(2), Timestamp(50));
+        assert_eq!(quiet(&table), vec![(30, 1)], "one stream is still open");
+        table.close_stream(TicketId(2), Timestamp(60));
+        assert_eq!(quiet(&table), vec![(30, 1), (60, 2)]);
+        table.check_again(TicketId(1), Timestamp(70));
+        assert_eq!(quiet(&table), vec![(60, 2), (70, 1)]);
+        table.forget(TicketId(1));
+        table.forget(TicketId(2));
+        assert!(table.tickets.is_empty() && table.quiet.is_empty(), "nothing left behind");
+    }
+
+    #[tokio::test]
+    async fn a_line_signal_wakes_once_per_change_and_goes_when_its_line_does() {
+        let watchers = Watchers::default();
+        let key = WaitingRoomKey { office_id: OfficeId::parse("kanim-test").expect("id"), release_at: Timestamp(1) };
+        let mut signal = watchers.signal(&key);
+        watchers.notify(&[(key.clone(), 0)]);
+        assert!(!signal.has_changed().expect("open"), "no change, no wake-up");
+        watchers.notify(&[(key.clone(), 3)]);
+        watchers.notify(&[(key.clone(), 3)]);
+        assert!(signal.has_changed().expect("open"));
+        signal.changed().await.expect("woken");
+        assert!(!signal.has_changed().expect("open"), "one wake-up for one change");
+        watchers.notify(&[]);
+        assert!(signal.changed().await.is_err(), "the line is gone: the stream looks for its ticket again");
+        assert!(watchers.table.lock().signals.is_empty());
+        drop(watchers.signal(&key));
+        watchers.notify(&[(key, 4)]);
+        assert!(watchers.table.lock().signals.is_empty(), "nobody follows the line: its signal goes");
+    }
+}
