@@ -2,10 +2,11 @@
 //! fresh office's dates are scheduled to open 2 s later, to compete for `--slots` slots. Each user passes a [`Gate`],
 //! then holds, then pays (80%) or walks away (the hold lapses after the payment window and its slot comes back).
 //!
-//! By default the dates are behind the server's waiting room ([`WaitingRoomGate`]): users join the line, wait their
-//! turn and hold with the admission token, trying sessions that still have slots (a shared note of sessions found
-//! full, refreshed from `GetAvailability` when every one is noted); the gate then checks `unterminated` and the
-//! order of admissions. With `--no-waiting-room` ([`DirectGate`]) everyone holds at once: early arrivals are told the
+//! By default the dates are behind the server's waiting room ([`WaitingRoomGate`]): users join the line, follow their
+//! ticket on a Watch stream (pushed by the server, no polling), and either are told SOLD_OUT or hold with the
+//! admission token, trying sessions that still have slots (a shared note of sessions found full, refreshed from
+//! `GetAvailability` when every one is noted); the gate then reports every user's final answer and checks the order
+//! of admissions. The run ends as soon as every user has an answer. With `--no-waiting-room` ([`DirectGate`]) everyone holds at once: early arrivals are told the
 //! session is not yet open and retry after a short backoff, and a full session sends the user to another one, up to
 //! three.
 
@@ -160,8 +161,9 @@ pub async fn run(context: &Context) -> anyhow::Result<ScenarioRun> {
     let ledger = Arc::new(Ledger::default());
     let recorder = new_recorder();
     let steps = context.steps(fixture.clone(), recorder.clone(), ledger.clone());
-    let waiting_room =
-        spec.waiting_room.then(|| Arc::new(WaitingRoomGate::new(context.seed, context.cli.watchers_max)));
+    let waiting_room = spec
+        .waiting_room
+        .then(|| Arc::new(WaitingRoomGate::new(context.seed, context.cli.watchers_max, fixture.release_at)));
     let gate: Arc<dyn Gate> = match &waiting_room {
         Some(gate) => gate.clone(),
         None => Arc::new(DirectGate),
@@ -180,18 +182,7 @@ pub async fn run(context: &Context) -> anyhow::Result<ScenarioRun> {
             async move { journey(&steps, gate.as_ref(), &full, seed, call).await }
         })
         .await;
-    let verdict = match &waiting_room {
-        Some(gate) => {
-            if !context.cli.quiet {
-                eprintln!(
-                    "reading every ticket again (up to {}s for them to end) ...",
-                    super::waiting_room::TERMINAL_WAIT_MAX.as_secs()
-                );
-            }
-            Some(gate.verdict(&steps).await)
-        }
-        None => None,
-    };
+    let verdict = waiting_room.as_ref().map(|gate| gate.verdict(&steps));
     Ok(ScenarioRun { recorder, driver, fixture: Some(fixture), ledger, waiting_room: verdict, memory: None })
 }
 
