@@ -56,9 +56,9 @@ pub const EXPIRIES_PER_TICK_MAX: usize = 10_000;
 /// (a step is one log record; 2,000 ticket ids keep it far below `LOG_RECORD_BYTES_MAX`).
 pub const WAITING_ROOM_STEP_TICKETS_MAX: usize = 2_000;
 
-/// Most tickets checked for idleness per pass (about once a second), so one pass stays bounded however many tickets
-/// went quiet at once; the rest are checked on later passes.
-pub const IDLE_CHECK_TICKETS_MAX: usize = 100_000;
+/// Most tickets checked for idleness per pass (about once a second, each a look-up under the rooms lock), so one pass
+/// stays short however many tickets went quiet at once; the rest are checked on later passes. Ten lines' steps worth.
+pub const IDLE_CHECK_TICKETS_MAX: usize = 10 * WAITING_ROOM_STEP_TICKETS_MAX;
 
 /// Most tickets one applicant takes in one waiting room: a join after a ticket ended (left, went idle, let the
 /// admission lapse, or booked and the booking ended) gives a new ticket at the back of the line, this many times at

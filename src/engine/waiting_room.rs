@@ -16,7 +16,7 @@ use crate::domain::TicketId;
 use crate::domain::TicketView;
 use crate::domain::Timestamp;
 use crate::domain::WaitingRoomKey;
-use crate::limits::IDLE_CHECK_TICKETS_MAX;
+use crate::limits::{IDLE_CHECK_TICKETS_MAX, WAITING_ROOM_STEP_TICKETS_MAX};
 use crate::metrics as names;
 use std::collections::{BTreeSet, HashMap};
 use tokio::sync::watch;
@@ -99,12 +99,6 @@ impl Watchers {
         self.table.lock().seen(ticket_id, now);
     }
 
-    /// Tickets followed or seen, for the gauge and tests.
-    #[must_use]
-    pub fn tracked(&self) -> usize {
-        self.table.lock().tickets.len()
-    }
-
     fn signal(&self, key: &WaitingRoomKey) -> LineSignal {
         let mut table = self.table.lock();
         table.signals.entry(key.clone()).or_insert_with(|| watch::channel(0).0).subscribe()
@@ -150,14 +144,6 @@ impl Engine {
         Ok(view)
     }
 
-    /// A ticket now; reading it counts as watching.
-    pub fn ticket(&self, ticket_id: TicketId) -> Option<TicketView> {
-        let now = self.clock.now();
-        let view = self.book.ticket(ticket_id, now)?;
-        self.watchers.seen(ticket_id, now);
-        Some(view)
-    }
-
     /// A ticket now, without counting as watching (a Watch stream counts by being open).
     #[must_use]
     pub fn peek_ticket(&self, ticket_id: TicketId) -> Option<TicketView> {
@@ -190,12 +176,6 @@ impl Engine {
         if ended && table.tickets.get(&ticket_id).is_some_and(|seen| seen.streams == 0) {
             table.forget(ticket_id);
         }
-    }
-
-    /// Tickets whose holders were seen or follow them now (the watchers table's size).
-    #[must_use]
-    pub fn watched_tickets(&self) -> usize {
-        self.watchers.tracked()
     }
 
     /// Moves every line on; checks for idle tickets and ends the lines that are over when `check_idle`.
@@ -276,8 +256,13 @@ impl Engine {
         for (ticket_id, presence) in presence {
             match presence {
                 Presence::Waiting { room, released: true } => {
-                    idle.entry(room).or_default().push(ticket_id);
-                    table.forget(ticket_id);
+                    let expiring = idle.entry(room).or_default();
+                    // One step expires at most this many: the rest stay at the front of the quiet index for the next
+                    // pass, instead of being forgotten without expiring.
+                    if expiring.len() < WAITING_ROOM_STEP_TICKETS_MAX {
+                        expiring.push(ticket_id);
+                        table.forget(ticket_id);
+                    }
                 }
                 Presence::Waiting { room, released: false } => {
                     table.check_again(ticket_id, room.release_at.plus_ms(-idle_ttl));

@@ -290,7 +290,8 @@ impl WaitingRoomGate {
     pub fn verdict(&self, steps: &Steps) -> WaitingRoomVerdict {
         let sightings: Vec<Sighting> = self.sightings.lock().expect("sightings poisoned").values().cloned().collect();
         let (watch_streams, watch_messages) = *self.streams.lock().expect("streams poisoned");
-        let mut answers = Answers { users: sightings.len() as u64, watch_streams, watch_messages, ..Answers::default() };
+        let mut answers =
+            Answers { users: sightings.len() as u64, watch_streams, watch_messages, ..Answers::default() };
         let mut sold_out_after_draw_ms: Vec<u64> = Vec::new();
         for sighting in &sightings {
             let Some((answer, at_us)) = sighting.answer else {
