@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use crate::check::Ledger;
+use crate::client::is_ambiguous;
 use crate::driver::{Call, Plan, Timetable, now};
 use crate::random;
 use crate::recorder::Outcome;
@@ -33,6 +34,9 @@ pub const PAY_SHARE: f64 = 0.80;
 pub const FULL_SESSIONS_MAX: u32 = 3;
 /// Sessions an admitted user (waiting room) tries at most.
 pub const ADMITTED_HOLD_ATTEMPTS_MAX: u32 = 20;
+/// Times a call whose outcome is unknown (deadline, cancelled, unavailable) is sent again with the same request id,
+/// which returns the first answer if the first call took effect.
+pub const AMBIGUOUS_RETRIES_MAX: u32 = 5;
 /// Hold attempts of one user at most (not-yet-open retries included).
 pub const HOLD_ATTEMPTS_MAX: u32 = 400;
 /// Base pause before retrying a session that is not open yet (jittered up to twice as long).
@@ -202,8 +206,16 @@ async fn journey(steps: &Steps, gate: &dyn Gate, full: &FullSessions, seed: u64,
     };
     let Some(booking_id) = booking_id else { return };
     if random::unit(seed, STREAM_FATE, user) < PAY_SHARE {
-        let paid = steps.confirm("ConfirmPayment", "p", user, &booking_id).await.is_ok();
-        steps.recorder.count(if paid { "users_paid" } else { "users_payment_failed" }, 1);
+        let mut paid = steps.confirm("ConfirmPayment", "p", user, &booking_id).await;
+        for _ in 0..AMBIGUOUS_RETRIES_MAX {
+            match &paid {
+                Err(status) if is_ambiguous(status.code()) && now() < call.deadline => {
+                    paid = steps.confirm("ConfirmPayment", "p", user, &booking_id).await;
+                }
+                _ => break,
+            }
+        }
+        steps.recorder.count(if paid.is_ok() { "users_paid" } else { "users_payment_failed" }, 1);
     } else {
         steps.recorder.count("users_abandoned", 1);
     }
@@ -222,7 +234,17 @@ async fn hold_admitted(
 ) -> Option<String> {
     for attempt in 0..ADMITTED_HOLD_ATTEMPTS_MAX {
         let Some(unit) = full.pick(steps, office, seed, user * 64 + u64::from(attempt)).await else { break };
-        let status = match steps.hold(user, attempt, &steps.fixture.units[unit], token, now()).await {
+        let mut held = steps.hold(user, attempt, &steps.fixture.units[unit], token, now()).await;
+        // An unknown outcome is asked again under the same request id: the first answer comes back if it held.
+        for _ in 0..AMBIGUOUS_RETRIES_MAX {
+            match &held {
+                Err(status) if is_ambiguous(status.code()) && now() < call.deadline => {
+                    held = steps.hold(user, attempt, &steps.fixture.units[unit], token, now()).await;
+                }
+                _ => break,
+            }
+        }
+        let status = match held {
             Ok(booking) => {
                 steps.recorder.record(JOURNEY, call.due, &Outcome::OK);
                 steps.recorder.count("users_held", 1);

@@ -111,7 +111,8 @@ pub struct Answers {
     pub refused: u64,
     /// No final answer when the load stopped.
     pub none: u64,
-    /// Of the SOLD_OUT answers, those given to users who joined before the release instant (they were in the draw).
+    /// Of the SOLD_OUT answers, those given to users whose Join was sent before the release instant (in the draw,
+    /// unless the server answered after the draw).
     pub sold_out_in_draw: u64,
     /// From the release instant (the draw) to the last SOLD_OUT answer, in ms.
     pub draw_to_last_sold_out_ms: u64,
@@ -307,7 +308,7 @@ impl WaitingRoomGate {
                     answers.sold_out += 1;
                     let after_draw_ms = at_us.saturating_sub(self.release_us) / 1000;
                     answers.draw_to_last_sold_out_ms = answers.draw_to_last_sold_out_ms.max(after_draw_ms);
-                    if sighting.join_received_us < self.release_us {
+                    if sighting.join_sent_us < self.release_us {
                         answers.sold_out_in_draw += 1;
                         sold_out_after_draw_ms.push(after_draw_ms);
                     }

@@ -72,11 +72,17 @@ pub fn decide_step(
         .map(|(_, ticket_id)| *ticket_id)
         .take(WAITING_ROOM_STEP_TICKETS_MAX)
         .collect();
-    let claimed = u64::from(room.admitted_slots).max(supply.admitted);
-    let mut kept = claimed.saturating_sub(lapsed.iter().map(claim).sum());
+    let lapsed_claims: u64 = lapsed.iter().map(claim).sum();
     let budget = supply.budget(rules.admission_factor_percent);
-    let revoked = over_budget(room, &lapsed, kept.saturating_sub(budget));
-    kept = kept.saturating_sub(revoked.iter().map(claim).sum());
+    // Taking back compares what is admitted now with the slots read before: a hold that landed after the read
+    // lowered both (by its party's slots and its admission's claim, which is no less), so the read can only make the
+    // slots look larger than they are, never take back an admission for nothing.
+    let admitted_now = u64::from(room.admitted_slots).saturating_sub(lapsed_claims);
+    let revoked = over_budget(room, &lapsed, admitted_now.saturating_sub(budget));
+    // Admitting counts admissions as of the read when that is more: a hold that landed between the read of the
+    // admissions and the read of the slots lowered the slots but not the admissions read.
+    let claimed = u64::from(room.admitted_slots).max(supply.admitted);
+    let kept = claimed.saturating_sub(lapsed_claims).saturating_sub(revoked.iter().map(claim).sum());
     let idle: BTreeSet<TicketId> = idle
         .iter()
         .filter(|ticket_id| room.tickets.get(ticket_id).is_some_and(|ticket| ticket.state == TicketState::Waiting))

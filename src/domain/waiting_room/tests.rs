@@ -766,6 +766,10 @@ fn admissions_count_holds_that_land_after_the_slots_were_read() {
         "{} admitted and not booked for {remaining} slot(s)",
         line.room().admitted_slots
     );
+    // The other way round: the admissions were read before the hold, the slots after it. Nothing is taken back.
+    let skewed = Supply { remaining, admitted: read.admitted, ..read };
+    line.advance_with(skewed, &[], at.plus_ms(1));
+    assert_eq!(line.ticket(admitted[1].ticket_id).state, TicketState::Admitted, "no admission taken back for nothing");
     line.assert_rebuilds();
 }
 
