@@ -15,7 +15,7 @@ use crate::domain::state::shard::{DayKey, ShardKey};
 use crate::domain::values::ids::{BookingId, GroupId, PaymentReference, SessionId};
 use crate::domain::values::time::{Date, Timestamp};
 use crate::domain::values::violation::FieldViolation;
-use crate::domain::waiting_room::admission::{check_admission, waiting_room_for};
+use crate::domain::waiting_room::admission::{check_admission, line_waits_for, waiting_room_for};
 use crate::domain::waiting_room::room::WaitingRooms;
 
 /// A bookable session: what [`check_bookable`] found.
@@ -165,8 +165,8 @@ pub fn age_on(birth: Date, on: Date) -> i32 {
     i32::from(on.year) - i32::from(birth.year) - i32::from(!had_birthday)
 }
 
-/// Decides a payment: confirm, revive a lapsed booking whose slot is still free, or refuse and record a refund.
-/// `Ok(None)` means nothing changes (the same payment arrived twice).
+/// Decides a payment: confirm, revive a lapsed booking whose slot is still free (and no one in its waiting room waits
+/// for it: `rooms`), or refuse and record a refund. `Ok(None)` means nothing changes (the same payment arrived twice).
 pub fn confirm_payment(
     access: &impl ShardAccess,
     catalog: &Catalog,
@@ -174,6 +174,7 @@ pub fn confirm_payment(
     booking: &Booking,
     payment_reference: &PaymentReference,
     stamp: Stamp,
+    rooms: Option<&WaitingRooms>,
 ) -> Result<Option<Event>, Rejection> {
     let booking_id = booking.booking_id;
     // A payment already recorded for refund stays refunded: the same report arriving again (under a new request id)
@@ -210,7 +211,7 @@ pub fn confirm_payment(
             Ok(Some(Event::PaymentConfirmed { stamp, booking_id, payment_reference, revived }))
         }
         BookingState::Expired => {
-            if can_revive(access, catalog, rules, booking, stamp.at) {
+            if can_revive(access, catalog, rules, booking, stamp.at) && !line_waits_for(catalog, rooms, &booking.slot) {
                 let payment_reference = payment_reference.clone();
                 Ok(Some(Event::PaymentConfirmed { stamp, booking_id, payment_reference, revived: true }))
             } else {

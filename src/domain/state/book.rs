@@ -243,7 +243,11 @@ impl QuotaBook {
             let catalog = self.catalog();
             let decided = match command {
                 Command::ConfirmPayment { payment_reference, .. } => {
-                    decide::confirm_payment(&guards, &catalog, &self.rules, &booking, payment_reference, stamp)
+                    // A lapsed booking behind a waiting room may come back only if nobody in line waits for the slot:
+                    // the rooms are locked after the shards (the lock order holds).
+                    let rooms = waiting_room_for(&catalog, &booking.slot).map(|_| self.waiting_rooms.lock());
+                    let rooms = rooms.as_deref();
+                    decide::confirm_payment(&guards, &catalog, &self.rules, &booking, payment_reference, stamp, rooms)
                 }
                 Command::Cancel { .. } => decide::cancel(&booking, stamp).map(Some),
                 Command::CheckIn { .. } => decide::check_in(&catalog, &booking, stamp).map(Some),

@@ -18,6 +18,14 @@ pub fn waiting_room_for(catalog: &Catalog, slot: &SlotRef) -> Option<WaitingRoom
     plan.waiting_room.then(|| WaitingRoomKey { office_id: slot.office_id.clone(), release_at: plan.release_at })
 }
 
+/// Whether someone in line waits for `slot`: it is behind a waiting room in which a ticket is admitted or waiting. A
+/// slot freed there belongs to the line; a late payment must not take it back from under them.
+#[must_use]
+pub fn line_waits_for(catalog: &Catalog, rooms: Option<&WaitingRooms>, slot: &SlotRef) -> bool {
+    let Some(key) = waiting_room_for(catalog, slot) else { return false };
+    rooms.and_then(|rooms| rooms.get(&key)).is_some_and(|room| !room.admitted.is_empty() || room.waiting() > 0)
+}
+
 /// Whether the line `key` gates a date of `office` from `first` to `last`, looking only at dates from `from` on (the
 /// dates before it are past). The range is a line's own dates, so the walk is bounded by the schedules.
 #[must_use]

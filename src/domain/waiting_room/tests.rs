@@ -774,6 +774,37 @@ fn admissions_count_holds_that_land_after_the_slots_were_read() {
 }
 
 #[test]
+fn a_late_payment_does_not_take_back_a_slot_the_line_waits_for() {
+    let line = Line::new(room_rules(100), Capacities { regular: 1, priority: 0 });
+    for serial in 1..=3 {
+        line.join(&person(serial), release().plus_ms(-1_000));
+    }
+    line.advance(release());
+    let lapse = |ticket: &Ticket, at: Timestamp| {
+        let held = line.hold(&applicant_of(ticket), morning(), Pool::Regular, Some(ticket.admission_token), at);
+        let booking = held_ids(&held.outcome)[0];
+        let deadline = line.fixture.booking(booking).payment_deadline;
+        line.fixture.tick(deadline);
+        (booking, deadline)
+    };
+    let first = admitted(&line.room()).into_iter().min_by_key(|ticket| ticket.order).expect("admitted");
+    let (booking, deadline) = lapse(&first, release().plus_ms(1_000));
+    // The slot went back to the line, where the third ticket waits for it.
+    line.advance(deadline);
+    let third = admitted(&line.room()).into_iter().max_by_key(|ticket| ticket.order).expect("admitted in turn");
+    let late = line.fixture.run(&pay(booking, "late-1"), deadline.plus_ms(1_000));
+    assert_eq!(late.outcome, Err(Rejection::PaymentExpired { booking_id: booking }), "refunded, not revived");
+    // Once nobody is in line any more, a late payment whose slot is free revives its booking as before.
+    let (booking, deadline) = lapse(&third, deadline.plus_ms(2_000));
+    for ticket in line.room().tickets.values().filter(|ticket| !ticket.state.has_ended()) {
+        line.leave(ticket.ticket_id, deadline);
+    }
+    let late = line.fixture.run(&pay(booking, "late-3"), deadline.plus_ms(1_000));
+    assert!(matches!(late.outcome, Ok(Reply::Paid { revived: true, .. })), "{:?}", late.outcome);
+    line.assert_rebuilds();
+}
+
+#[test]
 fn tickets_no_slot_can_reach_read_sold_out_at_the_draw_and_come_back_first_when_slots_do() {
     let line = Line::new(room_rules(100), Capacities { regular: 1, priority: 0 });
     for serial in 1..=6 {
