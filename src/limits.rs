@@ -69,12 +69,20 @@ pub const PAID_AT_AHEAD_MS_MAX: i64 = 30_000;
 /// (a step is one log record; 2,000 ticket ids keep it far below `LOG_RECORD_BYTES_MAX`).
 pub const WAITING_ROOM_STEP_TICKETS_MAX: usize = 2_000;
 
-/// Most waiting tickets checked for idleness per waiting room per pass, so one pass stays bounded however long the
-/// line is; the rest are checked on later passes.
-pub const IDLE_CHECK_TICKETS_MAX: usize = 100_000;
+/// Most tickets checked for idleness per pass (about once a second, each a look-up under the rooms lock), so one pass
+/// stays short however many tickets went quiet at once; the rest are checked on later passes. Ten lines' steps worth.
+pub const IDLE_CHECK_TICKETS_MAX: usize = 10 * WAITING_ROOM_STEP_TICKETS_MAX;
 
-// A step's ticket ids (8 bytes each, postcard uses at most 10) fit in one log record.
-const _: () = assert!(WAITING_ROOM_STEP_TICKETS_MAX * 10 * 2 < LOG_RECORD_BYTES_MAX as usize);
+/// Most tickets one applicant takes in one waiting room: a join after a ticket ended (left, went idle, let the
+/// admission lapse, or booked and the booking ended) gives a new ticket at the back of the line, this many times at
+/// most. Each ticket costs a few hundred bytes until the line ends; holds are bounded by the anti-hoarding limits.
+pub const JOINS_PER_APPLICANT_PER_ROOM_MAX: usize = 10;
+
+// A step's ticket ids (8 bytes each, postcard uses at most 10, and one byte of party size) in its three lists fit in
+// one log record.
+const _: () = assert!(WAITING_ROOM_STEP_TICKETS_MAX * 11 * 3 < LOG_RECORD_BYTES_MAX as usize);
+const _: () = assert!(JOINS_PER_APPLICANT_PER_ROOM_MAX <= u8::MAX as usize);
+const _: () = assert!(GROUP_APPLICANTS_MAX <= u8::MAX as usize);
 
 const _: () = assert!(SHARD_COUNT.is_power_of_two());
 const _: () = assert!(PAGE_SIZE_DEFAULT <= PAGE_SIZE_MAX);
@@ -84,9 +92,6 @@ const _: () = assert!(PAGE_SIZE_MAX * 400 < GRPC_MESSAGE_BYTES_MAX);
 
 /// Most Watch streams open at once; each costs a task and a small channel (a few KiB).
 pub const WATCH_STREAMS_MAX: usize = 50_000;
-
-/// How often a Watch stream looks at its ticket, in milliseconds.
-pub const WATCH_INTERVAL_MS: u64 = 250;
 
 /// Most gRPC calls one HTTP/2 connection may have open at once. A client multiplexes its calls over one connection;
 /// 1024 is far more than one client needs to keep the server busy, and it bounds what one connection can open before
@@ -116,3 +121,7 @@ pub const IDLE_TICKET_SCAN_SECONDS: u64 = 1;
 
 const _: () = assert!(HTTP2_STREAMS_PER_CONNECTION_MAX >= 1);
 const _: () = assert!(GAUGE_PERIOD_SECONDS >= 1 && SNAPSHOT_POLL_MS >= 1);
+
+/// Shortest time between two Watch messages that only move `ahead` and `estimated_wait`, in milliseconds: a change
+/// of state, place or admission is sent at once, the countdown at most this often.
+pub const WATCH_COUNTDOWN_INTERVAL_MS: u64 = 1_000;

@@ -187,6 +187,7 @@ async fn apply(
         nik: person.nik.clone(),
         first_date: None,
         last_date: None,
+        party_size: 1,
     };
     let ticket = retry(|| {
         let mut line = line.clone();
@@ -206,7 +207,9 @@ async fn apply(
         Some(line.watch(watch).await.expect("watch").into_inner())
     };
     while let Some(watching) = stream.as_mut() {
-        if state(&current) == Some(TicketState::Admitted) {
+        // ADMITTED: go and hold. SOLD_OUT is the answer for everyone no slot can reach: this applicant stops
+        // watching (the ticket would keep its place, and come back, only while watched).
+        if matches!(state(&current), Some(TicketState::Admitted | TicketState::SoldOut)) {
             break;
         }
         match watching.message().await.expect("watch message") {

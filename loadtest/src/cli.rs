@@ -152,8 +152,9 @@ pub struct Cli {
     /// Spike: no waiting room; everyone holds directly once the dates open (the gate of the first version).
     #[arg(long)]
     pub no_waiting_room: bool,
-    /// Spike: most Watch streams open at once; other waiting users poll with Join (the server allows 50,000 streams).
-    #[arg(long, default_value_t = 2_000)]
+    /// Spike: most Watch streams open at once; other waiting users wait for a place, they never poll (the server
+    /// allows 50,000 streams).
+    #[arg(long, default_value_t = WATCHERS_MAX)]
     pub watchers_max: usize,
     /// Process id of the server behind --target, for `tickets` to read its memory (with --spawn it is known).
     #[arg(long)]
@@ -281,8 +282,9 @@ impl Cli {
     /// How long load is generated.
     pub fn duration(&self) -> Duration {
         let default = match self.scenario {
-            // Arrivals start at setup and the release is 2 s later; leave time to pay after the last arrival.
-            Scenario::Spike => self.arrival_window + Duration::from_secs(20),
+            // Arrivals start at setup and the release is 2 s later; leave time for unpaid holds to lapse and their
+            // slots to go round again. The run ends earlier when every user has an answer.
+            Scenario::Spike => self.arrival_window + Duration::from_secs(60),
             // Stops once `--users` tickets have joined.
             Scenario::Tickets => Duration::from_secs(300),
             _ => Duration::from_secs(10),

@@ -130,7 +130,7 @@ async fn run_against(
         }
         _ => None,
     };
-    if let (Some(correctness), Some(verdict)) = (correctness.as_mut(), outcome.waiting_room) {
+    if let (Some(correctness), Some(verdict)) = (correctness.as_mut(), outcome.waiting_room.as_ref()) {
         correctness.unterminated = verdict.unterminated;
         correctness.inversions = verdict.inversions;
         correctness.admission_order_inversions = verdict.admission_order_inversions;
@@ -138,6 +138,7 @@ async fn run_against(
     let summary = outcome.recorder.summary();
     let mut report = report::build(facts, &summary, &outcome.driver, correctness, outcome.fixture.as_deref());
     report.memory = outcome.memory;
+    report.waiting_room = outcome.waiting_room.map(|verdict| verdict.answers);
     write_report(&report, json.as_deref(), plot.as_deref())
 }
 

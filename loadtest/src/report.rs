@@ -70,6 +70,8 @@ pub struct Report {
     pub fixture: Option<FixtureReport>,
     /// The server's memory per waiting ticket (`tickets`).
     pub memory: Option<crate::scenarios::tickets::MemoryReport>,
+    /// Every user's final answer through the waiting room, and how early SOLD_OUT came (`spike`).
+    pub waiting_room: Option<crate::scenarios::waiting_room::Answers>,
     /// What was measured, when not antrean (`compare-redis`, `compare-postgres`).
     pub system: Option<String>,
     /// Per second of the run.
@@ -219,6 +221,7 @@ pub fn build(
             payment_window_s: fixture.payment_window.as_secs(),
         }),
         memory: None,
+        waiting_room: None,
         system: None,
         series,
     }
@@ -309,15 +312,36 @@ pub fn table(report: &Report) -> String {
     } else {
         let _ = writeln!(out, "correctness: not checked");
     }
+    if let Some(answers) = &report.waiting_room {
+        let _ = writeln!(
+            out,
+            "answers: {} users: booked={} sold_out={} left={} expired={} refused={} none={}; last SOLD_OUT {} ms after the draw ({} told in the draw: p50 {} ms, p99 {} ms); {} Watch streams, {} messages",
+            answers.users,
+            answers.booked,
+            answers.sold_out,
+            answers.left,
+            answers.expired,
+            answers.refused,
+            answers.none,
+            answers.draw_to_last_sold_out_ms,
+            answers.sold_out_in_draw,
+            answers.draw_to_sold_out_in_draw_p50_ms,
+            answers.draw_to_sold_out_in_draw_p99_ms,
+            answers.watch_streams,
+            answers.watch_messages
+        );
+    }
     if let Some(memory) = &report.memory {
         let _ = writeln!(
             out,
-            "memory: {} waiting tickets; server VmRSS {} -> {} bytes (peak {}): {:.0} bytes per ticket",
+            "memory: {} waiting tickets; server VmRSS {} -> {} bytes (peak {}): {:.0} bytes per ticket; {} bytes after the line ended ({:.0} per ticket remain)",
             memory.tickets,
             memory.rss_before_bytes,
             memory.rss_after_bytes,
             memory.rss_peak_bytes,
-            memory.bytes_per_ticket
+            memory.bytes_per_ticket,
+            memory.rss_after_end_bytes,
+            memory.bytes_per_ticket_after_end
         );
     }
     out

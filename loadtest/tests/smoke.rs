@@ -104,13 +104,12 @@ fn spike_through_the_waiting_room() {
     let report = assert_clean("spike", &args, "Join", 300);
     let counters = &report["counters"];
     assert!(counters["users_held"].as_u64().unwrap_or(0) >= 60, "{counters}");
-    assert_eq!(counters["tickets_waiting_at_end"], 0, "{counters}");
-    // Every user ended: booked, or told the slots are gone, or left.
-    let ended: u64 = ["tickets_booked", "tickets_sold_out", "tickets_expired", "tickets_left"]
-        .iter()
-        .map(|name| counters[name].as_u64().unwrap_or(0))
-        .sum();
-    assert_eq!(ended, 300, "{counters}");
+    // Every user has a final answer: booked, told the slots are gone, or left; and nobody polled.
+    let answers = &report["waiting_room"];
+    assert_eq!(answers["none"], 0, "{answers}");
+    let answered: u64 = ["booked", "sold_out", "left"].iter().map(|name| answers[name].as_u64().unwrap_or(0)).sum();
+    assert_eq!(answered, 300, "{answers}");
+    assert!(report["rpcs"].get("Join(poll)").is_none(), "no polling Joins");
 }
 
 #[test]
@@ -139,4 +138,5 @@ fn tickets() {
     let report = assert_clean("tickets", &["--users", "500", "--concurrency", "8"], "Join", 500);
     assert_eq!(report["memory"]["tickets"], 500);
     assert!(report["memory"]["rss_after_bytes"].as_u64().unwrap_or(0) > 0);
+    assert!(report["memory"]["rss_after_end_bytes"].as_u64().unwrap_or(0) > 0);
 }

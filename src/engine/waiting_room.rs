@@ -1,25 +1,24 @@
-//! The engine's side of the waiting rooms: joining, leaving and reading tickets with durability, remembering who is
-//! still watching, and moving every line on each tick from the slots the quota book reports.
+//! The engine's side of the waiting rooms: joining, leaving and reading tickets with durability; who is still there
+//! (an open Watch stream, or a recent Join); waking Watch streams once per change of their line; and moving every
+//! line on each tick from the slots the quota book reports, ending the lines that are over.
 //!
-//! Who is watching is observed (it is not state; `watchers.rs`): the decision that a ticket went idle is logged as an
-//! event, so replay does not depend on it.
+//! Who is watching is observed in `watchers.rs` (it is not state): the decision that a ticket went idle is logged as an event,
+//! so replay does not depend on it. Each tick's work is proportional to what changed: the idle check reads only the
+//! tickets that went quiet longest ago, lines with nobody in them cost no slot reading, and a Watch stream wakes
+//! once per change of its line instead of polling.
 
+use super::watchers::LineSignal;
 use super::{Engine, WalEvents};
-use crate::domain::{Nik, OfficeId, Rejection, RequestId, ServiceType, TicketId, TicketView};
-use crate::limits::IDLE_CHECK_TICKETS_MAX;
+use crate::domain::{JoinWish, Presence, Rejection, RequestId, TicketId, TicketView, Timestamp, WaitingRoomKey};
+use crate::limits::{IDLE_CHECK_TICKETS_MAX, WAITING_ROOM_STEP_TICKETS_MAX};
 use crate::metrics as names;
+use std::collections::HashMap;
 
 impl Engine {
     /// Joins the office's waiting room, durably; a retry of `request_id` returns the same ticket.
-    pub async fn join(
-        &self,
-        request_id: &RequestId,
-        office_id: &OfficeId,
-        service: ServiceType,
-        nik: Nik,
-    ) -> Result<TicketView, Rejection> {
+    pub async fn join(&self, request_id: &RequestId, wish: JoinWish<'_>) -> Result<TicketView, Rejection> {
         let now = self.clock.now();
-        let (view, position) = self.book.join(request_id, office_id, service, nik, now, &WalEvents(&self.wal))?;
+        let (view, position) = self.book.join(request_id, wish, now, &WalEvents(&self.wal))?;
         if let Some(position) = position {
             self.await_durable(position).await;
         }
@@ -34,41 +33,72 @@ impl Engine {
         if let Some(position) = position {
             self.await_durable(position).await;
         }
+        if view.ticket.state.has_ended() {
+            self.watchers.table.lock().forget(ticket_id);
+        }
         Ok(view)
     }
 
-    /// A ticket now; reading it counts as watching.
-    pub fn ticket(&self, ticket_id: TicketId) -> Option<TicketView> {
-        let now = self.clock.now();
-        let view = self.book.ticket(ticket_id, now)?;
-        self.watchers.seen(ticket_id, now);
-        Some(view)
+    /// A ticket now, without counting as watching (a Watch stream counts by being open).
+    #[must_use]
+    pub fn peek_ticket(&self, ticket_id: TicketId) -> Option<TicketView> {
+        self.book.ticket(ticket_id, self.clock.now())
     }
 
-    /// Moves every line on; checks for idle tickets when `check_idle`.
+    /// Starts following a ticket with a Watch stream: the ticket now and its line's signal. The ticket counts as
+    /// watched until [`Engine::unwatch`].
+    pub fn watch(&self, ticket_id: TicketId) -> Option<(TicketView, LineSignal)> {
+        let signal = self.line_signal(ticket_id)?;
+        // Read after subscribing, so no change between the two is missed.
+        let view = self.peek_ticket(ticket_id)?;
+        self.watchers.table.lock().open_stream(ticket_id, self.clock.now());
+        Some((view, signal))
+    }
+
+    /// The signal of the line that holds `ticket_id` now (it may have moved to another release instant), or `None`
+    /// when the ticket is gone.
+    pub fn line_signal(&self, ticket_id: TicketId) -> Option<LineSignal> {
+        let view = self.peek_ticket(ticket_id)?;
+        Some(self.watchers.signal(&view.room))
+    }
+
+    /// A Watch stream of `ticket_id` ended.
+    pub fn unwatch(&self, ticket_id: TicketId) {
+        let now = self.clock.now();
+        let ended = self.peek_ticket(ticket_id).is_none_or(|view| view.ticket.state.has_ended());
+        let mut table = self.watchers.table.lock();
+        table.close_stream(ticket_id, now);
+        if ended && table.tickets.get(&ticket_id).is_some_and(|seen| seen.streams == 0) {
+            table.forget(ticket_id);
+        }
+    }
+
+    /// Moves every line on; checks for idle tickets and ends the lines that are over when `check_idle`.
     pub(super) async fn advance_waiting_rooms(&self, check_idle: bool) {
         let now = self.clock.now();
-        let idle_ttl = self.book.rules().ticket_idle_ttl_ms;
+        self.adopt_present_tickets();
+        let log = WalEvents(&self.wal);
         let mut last_position = None;
+        let mut idle = if check_idle { self.idle_tickets(now) } else { HashMap::new() };
+        if check_idle {
+            let ended: Vec<u64> = self
+                .book
+                .finished_waiting_rooms(now)
+                .iter()
+                .filter_map(|key| self.book.finish_waiting_room(key, now, &log))
+                .collect();
+            if let Some(position) = ended.last() {
+                last_position = Some(*position);
+                tokio::task::spawn_blocking(release_freed_memory);
+            }
+        }
         for key in self.book.waiting_room_keys() {
-            if now < key.release_at {
+            if !self.book.waiting_room_busy(&key, now) {
                 continue;
             }
-            let idle: Vec<TicketId> = if check_idle {
-                self.book
-                    .waiting_tickets(&key, IDLE_CHECK_TICKETS_MAX)
-                    .into_iter()
-                    .filter(|(ticket_id, joined_at)| {
-                        let seen = self.watchers.last_seen(*ticket_id).unwrap_or(*joined_at).max(self.started_at);
-                        now.ms_since(seen) >= idle_ttl
-                    })
-                    .map(|(ticket_id, _)| ticket_id)
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            let supply = self.book.supply(&key);
-            if let Some(advanced) = self.book.advance_waiting_room(&key, supply, &idle, now, &WalEvents(&self.wal)) {
+            let idle = idle.remove(&key).unwrap_or_default();
+            let supply = self.book.supply(&key, now);
+            if let Some(advanced) = self.book.advance_waiting_room(&key, supply, &idle, now, &log) {
                 last_position = Some(advanced.position);
                 let office = key.office_id.to_string();
                 let admissions = advanced.waited_ms.len() as u64;
@@ -79,10 +109,75 @@ impl Engine {
                     wait.record(waited_ms as f64 / 1000.0);
                 }
             }
-            self.watchers.forget(&idle);
         }
         if let Some(position) = last_position {
             self.await_durable(position).await;
         }
+        // Only once the changes are durable may a stream show them (an admission token, for one).
+        self.watchers.notify(&self.book.waiting_room_changes());
+    }
+
+    /// Registers, once after start-up, every ticket still in line as seen when it joined or at start-up, whichever is
+    /// later: a restart gives everyone a full idle period to come back.
+    fn adopt_present_tickets(&self) {
+        if std::mem::replace(&mut self.watchers.table.lock().adopted, true) {
+            return;
+        }
+        let present = self.book.present_tickets();
+        let mut table = self.watchers.table.lock();
+        for (ticket_id, joined_at) in present {
+            if !table.tickets.contains_key(&ticket_id) {
+                table.seen(ticket_id, joined_at.max(self.started_at));
+            }
+        }
+    }
+
+    /// Waiting tickets nobody has watched for the idle time, by line, once their line's release instant has come.
+    /// Tickets that ended are forgotten; tickets of lines not yet released are looked at again at the release.
+    fn idle_tickets(&self, now: Timestamp) -> HashMap<WaitingRoomKey, Vec<TicketId>> {
+        let idle_ttl = self.book.rules().ticket_idle_ttl_ms;
+        let quiet_since = now.plus_ms(-idle_ttl);
+        let quiet: Vec<TicketId> = {
+            let table = self.watchers.table.lock();
+            let quiet = table.quiet.iter().take_while(|(seen_at, _)| *seen_at <= quiet_since);
+            quiet.map(|(_, ticket_id)| *ticket_id).take(IDLE_CHECK_TICKETS_MAX).collect()
+        };
+        let mut idle: HashMap<WaitingRoomKey, Vec<TicketId>> = HashMap::new();
+        if quiet.is_empty() {
+            return idle;
+        }
+        let presence = self.book.presence(&quiet, now);
+        let mut table = self.watchers.table.lock();
+        for (ticket_id, presence) in presence {
+            match presence {
+                Presence::Waiting { room, released: true } => {
+                    let expiring = idle.entry(room).or_default();
+                    // One step expires at most this many: the rest stay at the front of the quiet index for the next
+                    // pass, instead of being forgotten without expiring.
+                    if expiring.len() < WAITING_ROOM_STEP_TICKETS_MAX {
+                        expiring.push(ticket_id);
+                        table.forget(ticket_id);
+                    }
+                }
+                Presence::Waiting { room, released: false } => {
+                    table.check_again(ticket_id, room.release_at.plus_ms(-idle_ttl));
+                }
+                Presence::Admitted => table.check_again(ticket_id, now),
+                Presence::Gone => table.forget(ticket_id),
+            }
+        }
+        idle
+    }
+}
+
+/// Gives the heap pages freed by an ended line back to the system, so the process's memory returns to what it was
+/// before the line (glibc keeps freed memory otherwise).
+#[allow(unsafe_code)]
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages of the heap to the kernel; it has no preconditions and touches no
+    // memory in use.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }

@@ -1,17 +1,23 @@
 //! `antrean.v1.WaitingRoomService`: join a line, watch a ticket, leave. Conversions and the watch stream only; the
 //! order, admissions and tokens are decided in the core.
+//!
+//! A Watch stream sleeps until its line changes (the engine wakes every stream of a line once per change, after the
+//! change is durable), then reads its ticket and sends what is news: a change of state, place or admission at once,
+//! the countdown at most once per `WATCH_COUNTDOWN_INTERVAL_MS`. It never polls.
 
 use super::EngineHandle;
 use super::convert::{self, Violations};
 use super::status::overload_status;
 use crate::auth::Access;
-use crate::domain::{Nik, Rejection, TicketId, TicketState, TicketView};
+use crate::domain::{Date, JoinWish, Nik, Rejection, TicketId, TicketState, TicketView};
 use crate::engine::Engine;
-use crate::limits::{WATCH_INTERVAL_MS, WATCH_STREAMS_MAX};
+use crate::engine::watchers::LineSignal;
+use crate::limits::{GROUP_APPLICANTS_MAX, WATCH_COUNTDOWN_INTERVAL_MS, WATCH_STREAMS_MAX};
 use crate::proto::{self, waiting_room_service_server::WaitingRoomService};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
@@ -60,11 +66,40 @@ pub fn ticket(view: &TicketView) -> proto::Ticket {
         admission_token: if admitted { ticket.token_text() } else { String::new() },
         admission_expires_at: admitted.then(|| convert::timestamp(ticket.admission_expires_at)),
         release_at: Some(convert::timestamp(view.room.release_at)),
+        party_size: u32::from(ticket.party_size),
+        admitted_party_size: if admitted { u32::from(ticket.admitted_party) } else { 0 },
     }
 }
 
 fn ticket_id(violations: &mut Violations, text: &str) -> Option<TicketId> {
     violations.id("ticket_id", text, TicketId::parse, TicketId::RULE)
+}
+
+/// The dates a Join names: `first_date` alone is that one date, `last_date` alone the dates up to it.
+fn wished_dates(violations: &mut Violations, request: &proto::JoinRequest) -> Option<(Date, Date)> {
+    let first = request.first_date.as_ref().and_then(|date| violations.date("first_date", Some(date)));
+    let last = request.last_date.as_ref().and_then(|date| violations.date("last_date", Some(date)));
+    let dates = match (first, last) {
+        (Some(first), Some(last)) => Some((first, last)),
+        (Some(only), None) | (None, Some(only)) => Some((only, only)),
+        (None, None) => None,
+    };
+    if dates.is_some_and(|(first, last)| last < first) {
+        violations.add("last_date", "must be on or after first_date");
+    }
+    dates
+}
+
+/// The party size of a Join: 0 means 1.
+fn party_size(violations: &mut Violations, party_size: u32) -> u8 {
+    match party_size {
+        0 => 1,
+        size if size as usize <= GROUP_APPLICANTS_MAX => size as u8,
+        _ => {
+            violations.add("party_size", format!("must be 1 to {GROUP_APPLICANTS_MAX}"));
+            1
+        }
+    }
 }
 
 /// Releases a watch-stream place when the stream ends.
@@ -74,6 +109,63 @@ impl Drop for WatchPlace {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
+}
+
+/// Tells the engine when a Watch stream ends, however it ends.
+struct Following {
+    engine: Arc<Engine>,
+    ticket_id: TicketId,
+}
+
+impl Drop for Following {
+    fn drop(&mut self) {
+        self.engine.unwatch(self.ticket_id);
+    }
+}
+
+type WatchSender = mpsc::Sender<Result<proto::WatchResponse, Status>>;
+
+/// Follows a ticket until it ends or the caller goes away: waits for its line to change, reads it, sends the news.
+async fn follow(engine: &Engine, ticket_id: TicketId, first: TicketView, mut signal: LineSignal, sender: &WatchSender) {
+    let countdown = Duration::from_millis(WATCH_COUNTDOWN_INTERVAL_MS);
+    if sender.send(Ok(proto::WatchResponse { ticket: Some(ticket(&first)) })).await.is_err() {
+        return;
+    }
+    let (mut shown, mut shown_at, mut countdown_pending) = (first, Instant::now(), false);
+    while !shown.ticket.state.has_ended() {
+        tokio::select! {
+            () = sender.closed() => return,
+            changed = signal.changed() => {
+                if changed.is_err() {
+                    // The line moved to another release instant, or ended: follow the ticket to where it is now.
+                    let Some(moved) = engine.line_signal(ticket_id) else { break };
+                    signal = moved;
+                }
+            }
+            () = tokio::time::sleep_until((shown_at + countdown).into()), if countdown_pending => {}
+        }
+        let Some(now) = engine.peek_ticket(ticket_id) else { break };
+        if now == shown {
+            countdown_pending = false;
+            continue;
+        }
+        if !is_news(&shown, &now) && shown_at.elapsed() < countdown {
+            countdown_pending = true;
+            continue;
+        }
+        if sender.send(Ok(proto::WatchResponse { ticket: Some(ticket(&now)) })).await.is_err() {
+            return;
+        }
+        (shown, shown_at, countdown_pending) = (now, Instant::now(), false);
+    }
+    if !shown.ticket.state.has_ended() {
+        let _ = sender.send(Err(Status::from(Rejection::TicketNotFound(ticket_id)))).await;
+    }
+}
+
+/// Whether `now` differs from `shown` in more than the countdown (`ahead`, `estimated_wait`).
+fn is_news(shown: &TicketView, now: &TicketView) -> bool {
+    shown.ticket != now.ticket || shown.room != now.room
 }
 
 #[tonic::async_trait]
@@ -86,14 +178,12 @@ impl WaitingRoomService for WaitingRoomApi {
         let office_id = violations.office_id("office_id", &request.office_id);
         let service = violations.service("service", request.service);
         let nik = Nik::parse(&request.nik).map_err(|problem| violations.add("nik", problem.description())).ok();
-        for (field, date) in [("first_date", &request.first_date), ("last_date", &request.last_date)] {
-            if date.is_some() {
-                violations.date(field, date.as_ref());
-            }
-        }
+        let dates = wished_dates(&mut violations, &request);
+        let party_size = party_size(&mut violations, request.party_size);
         let (request_id, office_id, service, nik) =
             violations.finish((|| Some((request_id?, office_id?, service?, nik?)))())?;
-        let view = self.engine()?.join(&access.request_id(&request_id), &office_id, service, nik).await?;
+        let wish = JoinWish { office_id: &office_id, service, nik, party_size, dates };
+        let view = self.engine()?.join(&access.request_id(&request_id), wish).await?;
         Ok(Response::new(proto::JoinResponse { ticket: Some(ticket(&view)) }))
     }
 
@@ -105,33 +195,18 @@ impl WaitingRoomService for WaitingRoomApi {
         let ticket_id = ticket_id(&mut violations, &request.ticket_id);
         let ticket_id = violations.finish(ticket_id)?;
         let engine = Arc::clone(self.engine()?);
-        let first = engine.ticket(ticket_id).ok_or(Rejection::TicketNotFound(ticket_id))?;
         if self.watch_streams.fetch_add(1, Ordering::AcqRel) >= WATCH_STREAMS_MAX {
             self.watch_streams.fetch_sub(1, Ordering::AcqRel);
             return Err(overload_status("watch_streams"));
         }
         let place = WatchPlace(Arc::clone(&self.watch_streams));
-        let (sender, receiver) = tokio::sync::mpsc::channel(2);
+        let (first, signal) =
+            engine.watch(ticket_id).ok_or_else(|| Status::from(Rejection::TicketNotFound(ticket_id)))?;
+        let following = Following { engine: Arc::clone(&engine), ticket_id };
+        let (sender, receiver) = mpsc::channel(2);
         tokio::spawn(async move {
-            let _place = place;
-            let mut last = first;
-            if sender.send(Ok(proto::WatchResponse { ticket: Some(ticket(&last)) })).await.is_err() {
-                return;
-            }
-            while !last.ticket.state.is_terminal() {
-                tokio::time::sleep(Duration::from_millis(WATCH_INTERVAL_MS)).await;
-                // A watcher that went away must stop counting as watching, or its ticket would never go idle.
-                if sender.is_closed() {
-                    return;
-                }
-                let Some(now) = engine.ticket(ticket_id) else { return };
-                if now != last {
-                    if sender.send(Ok(proto::WatchResponse { ticket: Some(ticket(&now)) })).await.is_err() {
-                        return;
-                    }
-                    last = now;
-                }
-            }
+            let (_place, _following) = (place, following);
+            follow(&engine, ticket_id, first, signal, &sender).await;
         });
         Ok(Response::new(ReceiverStream::new(receiver)))
     }

@@ -200,6 +200,32 @@ async fn upsert_office(
     Ok(())
 }
 
+/// Takes the fixture's dates out of their waiting room (the same sessions, released at once, booked directly): the
+/// line then gates no date and the server ends it, dropping its tickets (`tickets` measures the memory coming back).
+pub async fn end_waiting_room(clients: &Clients, run_id: &str, fixture: &Fixture) -> anyhow::Result<()> {
+    for (office_index, office_id) in fixture.offices.iter().enumerate() {
+        for date in &fixture.dates {
+            let capacities: Vec<u32> = fixture
+                .units
+                .iter()
+                .filter(|unit| unit.office == office_index && unit.date == *date)
+                .map(|unit| unit.capacity)
+                .collect();
+            let request = proto::SetScheduleRequest {
+                request_id: format!("lt-{run_id}-open-{office_id}-{:04}{:02}{:02}", date.year, date.month, date.day),
+                office_id: office_id.clone(),
+                first_date: Some(proto_date(*date)),
+                last_date: Some(proto_date(*date)),
+                release_at: Some(timestamp(SystemTime::now())),
+                sessions: session_templates(&capacities),
+                waiting_room: false,
+            };
+            clients.admin().set_schedule(request).await.with_context(|| format!("SetSchedule {office_id} failed"))?;
+        }
+    }
+    Ok(())
+}
+
 /// One date's schedule.
 struct Schedule<'a> {
     date: CivilDate,

@@ -2,10 +2,11 @@
 //! fresh office's dates are scheduled to open 2 s later, to compete for `--slots` slots. Each user passes a [`Gate`],
 //! then holds, then pays (80%) or walks away (the hold lapses after the payment window and its slot comes back).
 //!
-//! By default the dates are behind the server's waiting room ([`WaitingRoomGate`]): users join the line, wait their
-//! turn and hold with the admission token, trying sessions that still have slots (a shared note of sessions found
-//! full, refreshed from `GetAvailability` when every one is noted); the gate then checks `unterminated` and the
-//! order of admissions. With `--no-waiting-room` ([`DirectGate`]) everyone holds at once: early arrivals are told the
+//! By default the dates are behind the server's waiting room ([`WaitingRoomGate`]): users join the line, follow their
+//! ticket on a Watch stream (pushed by the server, no polling), and either are told SOLD_OUT or hold with the
+//! admission token, trying sessions that still have slots (a shared note of sessions found full, refreshed from
+//! `GetAvailability` when every one is noted); the gate then reports every user's final answer and checks the order
+//! of admissions. The run ends as soon as every user has an answer. With `--no-waiting-room` ([`DirectGate`]) everyone holds at once: early arrivals are told the
 //! session is not yet open and retry after a short backoff, and a full session sends the user to another one, up to
 //! three.
 
@@ -16,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use crate::check::Ledger;
+use crate::client::is_ambiguous;
 use crate::driver::{Call, Plan, Timetable, now};
 use crate::random;
 use crate::recorder::Outcome;
@@ -32,6 +34,9 @@ pub const PAY_SHARE: f64 = 0.80;
 pub const FULL_SESSIONS_MAX: u32 = 3;
 /// Sessions an admitted user (waiting room) tries at most.
 pub const ADMITTED_HOLD_ATTEMPTS_MAX: u32 = 20;
+/// Times a call whose outcome is unknown (deadline, cancelled, unavailable) is sent again with the same request id,
+/// which returns the first answer if the first call took effect.
+pub const AMBIGUOUS_RETRIES_MAX: u32 = 5;
 /// Hold attempts of one user at most (not-yet-open retries included).
 pub const HOLD_ATTEMPTS_MAX: u32 = 400;
 /// Base pause before retrying a session that is not open yet (jittered up to twice as long).
@@ -160,8 +165,9 @@ pub async fn run(context: &Context) -> anyhow::Result<ScenarioRun> {
     let ledger = Arc::new(Ledger::default());
     let recorder = new_recorder();
     let steps = context.steps(fixture.clone(), recorder.clone(), ledger.clone());
-    let waiting_room =
-        spec.waiting_room.then(|| Arc::new(WaitingRoomGate::new(context.seed, context.cli.watchers_max)));
+    let waiting_room = spec
+        .waiting_room
+        .then(|| Arc::new(WaitingRoomGate::new(context.seed, context.cli.watchers_max, fixture.release_at)));
     let gate: Arc<dyn Gate> = match &waiting_room {
         Some(gate) => gate.clone(),
         None => Arc::new(DirectGate),
@@ -180,18 +186,7 @@ pub async fn run(context: &Context) -> anyhow::Result<ScenarioRun> {
             async move { journey(&steps, gate.as_ref(), &full, seed, call).await }
         })
         .await;
-    let verdict = match &waiting_room {
-        Some(gate) => {
-            if !context.cli.quiet {
-                eprintln!(
-                    "reading every ticket again (up to {}s for them to end) ...",
-                    super::waiting_room::TERMINAL_WAIT_MAX.as_secs()
-                );
-            }
-            Some(gate.verdict(&steps).await)
-        }
-        None => None,
-    };
+    let verdict = waiting_room.as_ref().map(|gate| gate.verdict(&steps));
     Ok(ScenarioRun { recorder, driver, fixture: Some(fixture), ledger, waiting_room: verdict, memory: None })
 }
 
@@ -211,8 +206,16 @@ async fn journey(steps: &Steps, gate: &dyn Gate, full: &FullSessions, seed: u64,
     };
     let Some(booking_id) = booking_id else { return };
     if random::unit(seed, STREAM_FATE, user) < PAY_SHARE {
-        let paid = steps.confirm("ConfirmPayment", "p", user, &booking_id).await.is_ok();
-        steps.recorder.count(if paid { "users_paid" } else { "users_payment_failed" }, 1);
+        let mut paid = steps.confirm("ConfirmPayment", "p", user, &booking_id).await;
+        for _ in 0..AMBIGUOUS_RETRIES_MAX {
+            match &paid {
+                Err(status) if is_ambiguous(status.code()) && now() < call.deadline => {
+                    paid = steps.confirm("ConfirmPayment", "p", user, &booking_id).await;
+                }
+                _ => break,
+            }
+        }
+        steps.recorder.count(if paid.is_ok() { "users_paid" } else { "users_payment_failed" }, 1);
     } else {
         steps.recorder.count("users_abandoned", 1);
     }
@@ -231,7 +234,17 @@ async fn hold_admitted(
 ) -> Option<String> {
     for attempt in 0..ADMITTED_HOLD_ATTEMPTS_MAX {
         let Some(unit) = full.pick(steps, office, seed, user * 64 + u64::from(attempt)).await else { break };
-        let status = match steps.hold(user, attempt, &steps.fixture.units[unit], token, now()).await {
+        let mut held = steps.hold(user, attempt, &steps.fixture.units[unit], token, now()).await;
+        // An unknown outcome is asked again under the same request id: the first answer comes back if it held.
+        for _ in 0..AMBIGUOUS_RETRIES_MAX {
+            match &held {
+                Err(status) if is_ambiguous(status.code()) && now() < call.deadline => {
+                    held = steps.hold(user, attempt, &steps.fixture.units[unit], token, now()).await;
+                }
+                _ => break,
+            }
+        }
+        let status = match held {
             Ok(booking) => {
                 steps.recorder.record(JOURNEY, call.due, &Outcome::OK);
                 steps.recorder.count("users_held", 1);

@@ -152,6 +152,7 @@ impl Steps {
             nik: self.applicants.applicant(user).nik,
             first_date: self.fixture.dates.first().copied().map(proto_date),
             last_date: self.fixture.dates.last().copied().map(proto_date),
+            party_size: 1,
         };
         let result = self.clients.waiting_room().join(request).await;
         self.measure(rpc, started, result.map(|response| response.into_inner().ticket.unwrap_or_default()))

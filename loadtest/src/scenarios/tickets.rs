@@ -1,7 +1,9 @@
-//! `tickets`: the server's memory per waiting ticket. Sets up one office whose dates open only after the run, behind
-//! a waiting room (which is open already and is not drawn during the run), reads the server's resident memory
-//! (VmRSS in /proc/PID/status), joins `--users` distinct applicants with `Join` (closed loop, `--concurrency`), waits
-//! a moment, and reads it again. Needs the server's process id: known with `--spawn`, else `--server-pid`.
+//! `tickets`: the server's memory per waiting ticket, and whether it comes back when the line ends. Sets up one office
+//! whose dates open only after the run, behind a waiting room (which is open already and is not drawn during the run),
+//! reads the server's resident memory (VmRSS in /proc/PID/status), joins `--users` distinct applicants with `Join`
+//! (closed loop, `--concurrency`), waits a moment, and reads it again. Then it ends the line (its dates are rescheduled
+//! without a waiting room, so the server drops the line with its tickets) and reads the memory a third time. Needs the
+//! server's process id: known with `--spawn`, else `--server-pid`.
 //!
 //! Every ticket joined is also counted by reading one back: the report's `memory.tickets` is what the server said.
 
@@ -32,6 +34,11 @@ pub struct MemoryReport {
     pub rss_peak_bytes: u64,
     /// (after - before) / tickets.
     pub bytes_per_ticket: f64,
+    /// Server VmRSS once the line ended and was dropped with its tickets, in bytes. Request ids stay remembered for
+    /// their retention (24 h by default), so a little more than before remains.
+    pub rss_after_end_bytes: u64,
+    /// (after_end - before) / tickets: what stays per ticket once its line ended.
+    pub bytes_per_ticket_after_end: f64,
 }
 
 /// Runs `tickets`.
@@ -80,13 +87,28 @@ pub async fn run(context: &Context) -> anyhow::Result<ScenarioRun> {
     let (rss_after_bytes, rss_peak_bytes) = resident_bytes(pid)?;
     let tickets = recorder.summary().counters.get("tickets_joined").copied().unwrap_or(0);
     let bytes_per_ticket = rss_after_bytes.saturating_sub(rss_before_bytes) as f64 / tickets.max(1) as f64;
-    let memory = MemoryReport { tickets, rss_before_bytes, rss_after_bytes, rss_peak_bytes, bytes_per_ticket };
+    crate::scenarios::fixture::end_waiting_room(&context.clients, &context.run_id, &fixture).await?;
+    // The server ends lines about once a second, then gives the freed memory back.
+    tokio::time::sleep(SETTLE + Duration::from_secs(1)).await;
+    let (rss_after_end_bytes, _) = resident_bytes(pid)?;
+    let bytes_per_ticket_after_end =
+        rss_after_end_bytes.saturating_sub(rss_before_bytes) as f64 / tickets.max(1) as f64;
+    let memory = MemoryReport {
+        tickets,
+        rss_before_bytes,
+        rss_after_bytes,
+        rss_peak_bytes,
+        bytes_per_ticket,
+        rss_after_end_bytes,
+        bytes_per_ticket_after_end,
+    };
     if !context.cli.quiet {
         eprintln!(
-            "memory: {tickets} waiting tickets; server VmRSS {:.1} MiB -> {:.1} MiB (peak {:.1} MiB): {bytes_per_ticket:.0} bytes per ticket",
+            "memory: {tickets} waiting tickets; server VmRSS {:.1} MiB -> {:.1} MiB (peak {:.1} MiB): {bytes_per_ticket:.0} bytes per ticket; after the line ended {:.1} MiB ({bytes_per_ticket_after_end:.0} bytes per ticket remain)",
             mib(rss_before_bytes),
             mib(rss_after_bytes),
-            mib(rss_peak_bytes)
+            mib(rss_peak_bytes),
+            mib(rss_after_end_bytes)
         );
     }
     Ok(ScenarioRun { recorder, driver, fixture: Some(fixture), ledger, waiting_room: None, memory: Some(memory) })

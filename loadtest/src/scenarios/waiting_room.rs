@@ -1,15 +1,18 @@
-//! The spike's waiting-room gate: a user joins the office's line (`Join`, measured from the arrival instant), waits
-//! for their turn, and is handed an admission token for `Hold`.
+//! The spike's waiting-room gate: a user joins the office's line (`Join`, measured from the arrival instant), follows
+//! the ticket on a `Watch` stream, which the server pushes to whenever the line moves, and is handed an admission
+//! token for `Hold`. Nobody polls: a user's only calls are one `Join` (retried on failure), a stream (opened again if
+//! it breaks), the hold, and `Leave` when the user gives up.
 //!
-//! Waiting is bounded in time and in server resources: a user near the front of the line (fewer than
-//! `--watchers-max` ahead) follows it on a `Watch` stream when one of `--watchers-max` stream places is free; everyone
-//! else asks again with `Join` (which returns the same ticket) at a pace that follows the ticket's `ahead` and
-//! `estimated_wait`. A user still waiting when the load stops leaves the line, so every ticket ends.
+//! Every user ends with a final answer, kept with when it came:
 //!
-//! After the load, every ticket is read again from the server (`Join` once more) until it is terminal or
-//! [`TERMINAL_WAIT_MAX`] has passed, and the observations are checked:
+//! * `booked`: admitted and held a slot (paid or walked away afterwards);
+//! * `sold_out`: told SOLD_OUT (on joining, or on the stream): no slot can reach the ticket; the user stops watching;
+//! * `left`: admitted but found no slot in any session, and gave the turn back;
+//! * `expired`, `refused`: the ticket ended otherwise, or the Join never got through;
+//! * none: still waiting when the load stopped (`users_left_at_deadline`). These are `unterminated`.
 //!
-//! * `unterminated`: tickets still WAITING or ADMITTED at the end.
+//! From the observations the gate also checks the order:
+//!
 //! * `inversions` (first come, first served after the release instant): a ticket whose Join was answered with a place
 //!   in the order (so it joined after the draw) before another one's Join was sent must come first: a later place, or
 //!   being still seen waiting after the later joiner was seen admitted, is an inversion.
@@ -28,6 +31,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use crate::client::system_time;
@@ -37,33 +41,29 @@ use crate::random;
 use crate::scenarios::spike::{Admission, Gate};
 use crate::scenarios::steps::Steps;
 
-/// How long the final read waits for tickets to end (SOLD_OUT, EXPIRED) before counting them as unterminated.
-pub const TERMINAL_WAIT_MAX: Duration = Duration::from_secs(20);
-/// Pause between the final reads of tickets not yet terminal.
-const TERMINAL_POLL: Duration = Duration::from_millis(500);
-/// Calls in flight during the final read.
-const FINAL_READ_CONCURRENCY: usize = 64;
-/// Shortest pause between two `Join` polls of one user.
-const POLL_MIN: Duration = Duration::from_millis(100);
-/// Longest pause between two `Join` polls of one user (also bounds how late a user learns of SOLD_OUT).
-const POLL_MAX: Duration = Duration::from_secs(3);
-/// Polls before the draw are spread over this long after the release instant, so they do not all land at once.
-const RELEASE_SPREAD: Duration = Duration::from_secs(1);
-/// Admissions per second assumed before the line has admitted anyone (the server admits up to 2,000 per 100 ms).
-const ASSUMED_ADMISSIONS_PER_S: f64 = 5_000.0;
 /// Join failures (overload, deadline) of one user before the user gives up.
 const JOIN_FAILURES_MAX: u32 = 5;
 /// First pause before a failed Join is sent again; doubled at each failure (jittered up to twice as long).
 const JOIN_RETRY_BASE: Duration = Duration::from_millis(250);
+/// First pause before a Watch stream that could not be opened, or broke, is opened again; doubled up to 2 s.
+const WATCH_RETRY_BASE: Duration = Duration::from_millis(100);
 
 const STREAM_OFFICE: u64 = 0x3a1;
-const STREAM_JITTER: u64 = 0x3a2;
+
+/// A user's final answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Answer {
+    Booked,
+    SoldOut,
+    Left,
+    Expired,
+    Refused,
+}
 
 /// What was seen of one user's ticket, in microseconds since the gate was made.
 #[derive(Clone, Debug, Default)]
 struct Sighting {
     ticket_id: String,
-    office: usize,
     /// The place in the order from the Join answer, kept only when the Join was sent after the release instant (so
     /// the ticket certainly joined after the draw and is first come, first served); 0 otherwise.
     joined_position: u64,
@@ -77,37 +77,79 @@ struct Sighting {
     admitted_received_us: Option<u64>,
     /// Last state seen.
     state: i32,
+    /// The final answer and when it came.
+    answer: Option<(Answer, u64)>,
 }
 
 /// The waiting-room counts of one spike.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct WaitingRoomVerdict {
-    /// Tickets not terminal at the end.
+    /// Users without a final answer at the end.
     pub unterminated: u64,
     /// First come, first served violations among tickets that joined after the release instant.
     pub inversions: u64,
     /// Tickets admitted while a ticket with an earlier place was still waiting (whole line).
     pub admission_order_inversions: u64,
+    /// Every user's final answer, and how early SOLD_OUT came.
+    pub answers: Answers,
 }
 
-/// Takes a ticket, waits for the turn, returns the admission token.
+/// Final answers of a spike's users.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Answers {
+    /// Users who arrived.
+    pub users: u64,
+    /// Admitted and held a slot.
+    pub booked: u64,
+    /// Told SOLD_OUT.
+    pub sold_out: u64,
+    /// Admitted, found no slot, gave the turn back.
+    pub left: u64,
+    /// The ticket expired (idle or the admission lapsed) before the user could act.
+    pub expired: u64,
+    /// The Join never got through.
+    pub refused: u64,
+    /// No final answer when the load stopped.
+    pub none: u64,
+    /// Of the SOLD_OUT answers, those given to users whose Join was sent before the release instant (in the draw,
+    /// unless the server answered after the draw).
+    pub sold_out_in_draw: u64,
+    /// From the release instant (the draw) to the last SOLD_OUT answer, in ms.
+    pub draw_to_last_sold_out_ms: u64,
+    /// From the release instant to the SOLD_OUT answer of users in the draw: median and 99th percentile, in ms.
+    pub draw_to_sold_out_in_draw_p50_ms: u64,
+    /// See `draw_to_sold_out_in_draw_p50_ms`.
+    pub draw_to_sold_out_in_draw_p99_ms: u64,
+    /// Watch streams opened, and messages they carried.
+    pub watch_streams: u64,
+    /// See `watch_streams`.
+    pub watch_messages: u64,
+}
+
+/// Takes a ticket, follows it, returns the admission token.
 pub struct WaitingRoomGate {
     origin: Instant,
+    /// The release instant, in microseconds after `origin`.
+    release_us: u64,
     seed: u64,
     watch_places: Arc<Semaphore>,
-    watchers_max: u64,
     sightings: Mutex<HashMap<u64, Sighting>>,
+    streams: Mutex<(u64, u64)>,
 }
 
 impl WaitingRoomGate {
-    /// A gate letting at most `watchers_max` users watch at once.
-    pub fn new(seed: u64, watchers_max: usize) -> WaitingRoomGate {
+    /// A gate for a line released at `release_at`, letting at most `watchers_max` users watch at once (the others
+    /// wait for a place: they do not poll).
+    pub fn new(seed: u64, watchers_max: usize, release_at: SystemTime) -> WaitingRoomGate {
+        let origin = now();
+        let until_release = release_at.duration_since(SystemTime::now()).unwrap_or_default();
         WaitingRoomGate {
-            origin: now(),
+            origin,
+            release_us: until_release.as_micros() as u64,
             seed,
             watch_places: Arc::new(Semaphore::new(watchers_max)),
-            watchers_max: watchers_max as u64,
             sightings: Mutex::new(HashMap::new()),
+            streams: Mutex::new((0, 0)),
         }
     }
 
@@ -128,59 +170,40 @@ impl WaitingRoomGate {
         note(sighting, ticket, sent_us, received_us);
     }
 
+    fn answer(&self, user: u64, answer: Answer) {
+        let at = self.us(now());
+        let mut sightings = self.sightings.lock().expect("sightings poisoned");
+        let sighting = sightings.entry(user).or_default();
+        sighting.answer.get_or_insert((answer, at));
+    }
+
     async fn wait_turn(&self, steps: &Steps, user: u64, call: Call) -> Admission {
         let office = self.office_of(steps, user);
         let mut ticket = match self.first_join(steps, office, user, call).await {
             Ok(ticket) => ticket,
-            Err(reason) => return Admission::Refused { reason },
+            Err(reason) => {
+                self.answer(user, Answer::Refused);
+                return Admission::Refused { reason };
+            }
         };
-        let mut polls = 1u32;
-        let mut failures = 0u32;
         loop {
-            match ticket.state() {
+            let (answer, reason) = match ticket.state() {
                 TicketState::Admitted => return Admission::Admitted { token: ticket.admission_token },
-                TicketState::Waiting => {}
-                TicketState::SoldOut => return Admission::Refused { reason: "users_sold_out" },
-                TicketState::Expired => return Admission::Refused { reason: "users_ticket_expired" },
-                TicketState::Booked => return Admission::Refused { reason: "users_ticket_already_booked" },
-                TicketState::Left => return Admission::Refused { reason: "users_ticket_left" },
-                TicketState::Unspecified => return Admission::Refused { reason: "users_ticket_unspecified" },
-            }
-            if now() >= call.deadline {
-                return self.give_up(steps, user, &ticket.ticket_id).await;
-            }
-            if ticket.position > 0
-                && ticket.ahead < self.watchers_max
-                && let Ok(place) = self.watch_places.clone().try_acquire_owned()
-            {
-                let watched = self.watch(steps, user, &ticket.ticket_id, call.deadline).await;
-                drop(place);
-                if let Some(watched) = watched {
-                    ticket = watched;
-                    continue;
-                }
-            }
-            let pause = self.poll_pause(&ticket, user, polls);
-            if !crate::scenarios::sleep_before(now() + pause, call.deadline).await {
-                continue;
-            }
-            let sent = now();
-            match steps.join("Join(poll)", office, user, polls, sent).await {
-                Ok(answer) => {
-                    self.sight(user, &answer, sent, now());
-                    ticket = answer;
-                }
-                Err(_) => {
-                    failures += 1;
-                    if failures >= JOIN_FAILURES_MAX {
-                        return self.give_up(steps, user, &ticket.ticket_id).await;
+                TicketState::Waiting => match self.follow(steps, user, &ticket.ticket_id, call.deadline).await {
+                    Some(next) => {
+                        ticket = next;
+                        continue;
                     }
-                    let base = JOIN_RETRY_BASE * 2u32.pow(failures);
-                    let pause = crate::scenarios::backoff(self.seed, user * 16 + u64::from(failures), base);
-                    crate::scenarios::sleep_before(now() + pause, call.deadline).await;
-                }
-            }
-            polls += 1;
+                    None => return self.give_up(steps, user, &ticket.ticket_id).await,
+                },
+                TicketState::SoldOut => (Answer::SoldOut, "users_sold_out"),
+                TicketState::Expired => (Answer::Expired, "users_ticket_expired"),
+                TicketState::Booked => (Answer::Booked, "users_ticket_already_booked"),
+                TicketState::Left => (Answer::Left, "users_ticket_left"),
+                TicketState::Unspecified => (Answer::Expired, "users_ticket_unspecified"),
+            };
+            self.answer(user, answer);
+            return Admission::Refused { reason };
         }
     }
 
@@ -201,7 +224,6 @@ impl WaitingRoomGate {
                     let after_release = first_sent_wall >= system_time(ticket.release_at.as_ref());
                     let sighting = Sighting {
                         ticket_id: ticket.ticket_id.clone(),
-                        office,
                         joined_position: if after_release { ticket.position } else { 0 },
                         join_sent_us: self.us(first_sent),
                         join_received_us: self.us(received),
@@ -224,44 +246,37 @@ impl WaitingRoomGate {
         Err("users_join_failed")
     }
 
-    /// Follows the ticket on a Watch stream until it is no longer waiting; `None` when the stream could not be
-    /// opened or ended early (the caller polls instead).
-    async fn watch(&self, steps: &Steps, user: u64, ticket_id: &str, deadline: Instant) -> Option<proto::Ticket> {
-        let opened = now();
-        let mut stream = steps.watch(ticket_id).await.ok()?;
-        steps.recorder.count("watch_streams", 1);
-        let mut last = None;
+    /// Follows a waiting ticket on a Watch stream until it is no longer waiting; `None` at the deadline. A stream
+    /// that cannot be opened (no place, overload) or breaks is opened again after a pause.
+    async fn follow(&self, steps: &Steps, user: u64, ticket_id: &str, deadline: Instant) -> Option<proto::Ticket> {
+        let place =
+            tokio::time::timeout_at(deadline.into(), self.watch_places.clone().acquire_owned()).await.ok()?.ok()?;
+        let mut failures = 0u32;
         loop {
-            let message = tokio::time::timeout_at(deadline.into(), stream.message()).await;
-            let Ok(Ok(Some(response))) = message else { return last };
-            let ticket = response.ticket.unwrap_or_default();
-            self.sight(user, &ticket, opened, now());
-            let waiting = ticket.state() == TicketState::Waiting;
-            last = Some(ticket);
-            if !waiting {
-                return last;
+            if now() >= deadline {
+                return None;
             }
+            let opened = now();
+            if let Ok(mut stream) = steps.watch(ticket_id).await {
+                self.streams.lock().expect("streams poisoned").0 += 1;
+                loop {
+                    let message = tokio::time::timeout_at(deadline.into(), stream.message()).await;
+                    let Ok(Ok(Some(response))) = message else { break };
+                    self.streams.lock().expect("streams poisoned").1 += 1;
+                    let ticket = response.ticket.unwrap_or_default();
+                    self.sight(user, &ticket, opened, now());
+                    if ticket.state() != TicketState::Waiting {
+                        drop(place);
+                        return Some(ticket);
+                    }
+                }
+            }
+            failures += 1;
+            steps.recorder.count("watch_reopened", 1);
+            let base = (WATCH_RETRY_BASE * 2u32.pow(failures.min(4))).min(Duration::from_secs(2));
+            let pause = crate::scenarios::backoff(self.seed, user * 64 + u64::from(failures % 64), base);
+            crate::scenarios::sleep_before(now() + pause, deadline).await;
         }
-    }
-
-    /// How long to wait before asking again: until shortly after the release instant before the draw, then about
-    /// half the estimated wait, within [`POLL_MIN`, `POLL_MAX`], with jitter.
-    fn poll_pause(&self, ticket: &proto::Ticket, user: u64, poll: u32) -> Duration {
-        let jitter = random::unit(self.seed, STREAM_JITTER, user * 1024 + u64::from(poll));
-        if ticket.position == 0 {
-            let release_at = system_time(ticket.release_at.as_ref());
-            let until_release = release_at.duration_since(SystemTime::now()).unwrap_or_default();
-            return until_release + RELEASE_SPREAD.mul_f64(jitter) + POLL_MIN;
-        }
-        let estimate = ticket
-            .estimated_wait
-            .map_or(Duration::ZERO, |wait| Duration::new(wait.seconds.max(0) as u64, wait.nanos.max(0) as u32));
-        let estimate = if estimate.is_zero() {
-            Duration::from_secs_f64(ticket.ahead as f64 / ASSUMED_ADMISSIONS_PER_S)
-        } else {
-            estimate
-        };
-        (estimate / 2).clamp(POLL_MIN, POLL_MAX).mul_f64(0.75 + 0.5 * jitter)
     }
 
     async fn give_up(&self, steps: &Steps, user: u64, ticket_id: &str) -> Admission {
@@ -272,85 +287,59 @@ impl WaitingRoomGate {
         Admission::Refused { reason: "users_left_at_deadline" }
     }
 
-    /// Reads every ticket again until all are terminal or [`TERMINAL_WAIT_MAX`] passed, then checks the order. For
-    /// the first half of that time the reads only wait for the server to end tickets (SOLD_OUT, EXPIRED); after it,
-    /// tickets still open (their users gave up but `Leave` failed under load, or the drain cut their journey short)
-    /// are left on their users' behalf, counted as `tickets_left_after_run`.
-    pub async fn verdict(&self, steps: &Arc<Steps>) -> WaitingRoomVerdict {
-        let started = now();
-        let mut pending: Vec<u64> = self.sightings.lock().expect("sightings poisoned").keys().copied().collect();
-        pending.sort_unstable();
-        let mut round = 0u32;
-        loop {
-            let leave = now() >= started + TERMINAL_WAIT_MAX / 2;
-            self.read_again(steps, &pending, round, leave).await;
-            {
-                let sightings = self.sightings.lock().expect("sightings poisoned");
-                pending.retain(|user| sightings.get(user).is_some_and(|sighting| !is_terminal(sighting.state)));
-            }
-            if pending.is_empty() || now() >= started + TERMINAL_WAIT_MAX {
-                break;
-            }
-            tokio::time::sleep(TERMINAL_POLL).await;
-            round += 1;
-        }
+    /// Every user's final answer, and the order checked from what was seen.
+    pub fn verdict(&self, steps: &Steps) -> WaitingRoomVerdict {
         let sightings: Vec<Sighting> = self.sightings.lock().expect("sightings poisoned").values().cloned().collect();
-        for (state, name) in [
-            (TicketState::Booked, "tickets_booked"),
-            (TicketState::SoldOut, "tickets_sold_out"),
-            (TicketState::Expired, "tickets_expired"),
-            (TicketState::Left, "tickets_left"),
-            (TicketState::Waiting, "tickets_waiting_at_end"),
-            (TicketState::Admitted, "tickets_admitted_at_end"),
+        let (watch_streams, watch_messages) = *self.streams.lock().expect("streams poisoned");
+        let mut answers =
+            Answers { users: sightings.len() as u64, watch_streams, watch_messages, ..Answers::default() };
+        let mut sold_out_after_draw_ms: Vec<u64> = Vec::new();
+        for sighting in &sightings {
+            let Some((answer, at_us)) = sighting.answer else {
+                answers.none += 1;
+                continue;
+            };
+            match answer {
+                Answer::Booked => answers.booked += 1,
+                Answer::Left => answers.left += 1,
+                Answer::Expired => answers.expired += 1,
+                Answer::Refused => answers.refused += 1,
+                Answer::SoldOut => {
+                    answers.sold_out += 1;
+                    let after_draw_ms = at_us.saturating_sub(self.release_us) / 1000;
+                    answers.draw_to_last_sold_out_ms = answers.draw_to_last_sold_out_ms.max(after_draw_ms);
+                    if sighting.join_sent_us < self.release_us {
+                        answers.sold_out_in_draw += 1;
+                        sold_out_after_draw_ms.push(after_draw_ms);
+                    }
+                }
+            }
+        }
+        sold_out_after_draw_ms.sort_unstable();
+        let percentile = |share: f64| {
+            let index = ((sold_out_after_draw_ms.len() as f64 * share).ceil() as usize).saturating_sub(1);
+            sold_out_after_draw_ms.get(index).copied().unwrap_or(0)
+        };
+        answers.draw_to_sold_out_in_draw_p50_ms = percentile(0.50);
+        answers.draw_to_sold_out_in_draw_p99_ms = percentile(0.99);
+        for (name, count) in [
+            ("answers_booked", answers.booked),
+            ("answers_sold_out", answers.sold_out),
+            ("answers_left", answers.left),
+            ("answers_expired", answers.expired),
+            ("answers_refused", answers.refused),
+            ("answers_none", answers.none),
         ] {
-            let count = sightings.iter().filter(|sighting| sighting.state == state as i32).count() as u64;
             steps.recorder.count(name, count);
         }
         WaitingRoomVerdict {
-            unterminated: pending.len() as u64,
+            unterminated: answers.none,
             inversions: fifo_inversions(&sightings),
             admission_order_inversions: admission_order_inversions(&sightings),
-        }
-    }
-
-    async fn read_again(&self, steps: &Arc<Steps>, users: &[u64], round: u32, leave: bool) {
-        let places = Arc::new(Semaphore::new(FINAL_READ_CONCURRENCY));
-        let mut set = tokio::task::JoinSet::new();
-        for &user in users {
-            let (office, ticket_id) = {
-                let sightings = self.sightings.lock().expect("sightings poisoned");
-                (sightings[&user].office, sightings[&user].ticket_id.clone())
-            };
-            let place = places.clone().acquire_owned().await.expect("semaphore open");
-            let steps = steps.clone();
-            set.spawn(async move {
-                let sent = now();
-                let answer = if leave {
-                    steps.recorder.count("tickets_left_after_run", 1);
-                    steps.leave(user, &ticket_id).await
-                } else {
-                    steps.join("Join(final read)", office, user, 100_000 + round, sent).await
-                };
-                drop(place);
-                (user, sent, answer, now())
-            });
-            while let Some(done) = set.try_join_next() {
-                self.take_final_read(done.expect("final read task"));
-            }
-        }
-        while let Some(done) = set.join_next().await {
-            self.take_final_read(done.expect("final read task"));
-        }
-    }
-
-    fn take_final_read(&self, (user, sent, answer, received): FinalRead) {
-        if let Ok(ticket) = answer {
-            self.sight(user, &ticket, sent, received);
+            answers,
         }
     }
 }
-
-type FinalRead = (u64, Instant, Result<proto::Ticket, tonic::Status>, Instant);
 
 fn note(sighting: &mut Sighting, ticket: &proto::Ticket, sent_us: u64, received_us: u64) {
     let state = ticket.state();
@@ -368,10 +357,6 @@ fn note(sighting: &mut Sighting, ticket: &proto::Ticket, sent_us: u64, received_
         }
         _ => {}
     }
-}
-
-fn is_terminal(state: i32) -> bool {
-    !matches!(TicketState::try_from(state), Ok(TicketState::Waiting | TicketState::Admitted))
 }
 
 /// Tickets admitted while a ticket with an earlier place was certainly still waiting.
@@ -436,10 +421,10 @@ impl Gate for WaitingRoomGate {
             let Some(ticket_id) = ticket_id else { return };
             if held {
                 // The hold's answer proves the admission; the ticket is BOOKED now.
-                let mut sightings = self.sightings.lock().expect("sightings poisoned");
-                if let Some(sighting) = sightings.get_mut(&user) {
+                if let Some(sighting) = self.sightings.lock().expect("sightings poisoned").get_mut(&user) {
                     sighting.state = TicketState::Booked as i32;
                 }
+                self.answer(user, Answer::Booked);
                 return;
             }
             // Admitted but no slot after all: give the turn back so the ticket ends.
@@ -447,6 +432,7 @@ impl Gate for WaitingRoomGate {
             if let Ok(ticket) = steps.leave(user, &ticket_id).await {
                 self.sight(user, &ticket, sent, now());
             }
+            self.answer(user, Answer::Left);
         })
     }
 }

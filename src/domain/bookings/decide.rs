@@ -15,7 +15,7 @@ use crate::domain::state::shard::{DayKey, ShardKey};
 use crate::domain::values::ids::{BookingId, GroupId, PaymentReference, SessionId};
 use crate::domain::values::time::{Date, Timestamp};
 use crate::domain::values::violation::FieldViolation;
-use crate::domain::waiting_room::admission::{check_admission, waiting_room_for};
+use crate::domain::waiting_room::admission::{check_admission, line_waits_for, waiting_room_for};
 use crate::domain::waiting_room::room::WaitingRooms;
 use crate::limits::PAID_AT_AHEAD_MS_MAX;
 
@@ -172,6 +172,11 @@ pub fn age_on(birth: Date, on: Date) -> i32 {
 ///
 /// `paid_at` is when the payment network says the payment was made; without it the payment counts as made now. It is
 /// trusted only from the payment role (checked at the edge) and refused when it lies in the future.
+/// A lapsed booking behind a waiting room is revived only when nobody in that waiting room waits for the slot
+/// (`rooms`).
+// The payment (reference, when paid), the booking and everything the decision reads under the held locks: bundling them
+// into a struct would only move the list.
+#[allow(clippy::too_many_arguments)]
 pub fn confirm_payment(
     access: &impl ShardAccess,
     catalog: &Catalog,
@@ -180,6 +185,7 @@ pub fn confirm_payment(
     payment_reference: &PaymentReference,
     paid_at: Option<Timestamp>,
     stamp: Stamp,
+    rooms: Option<&WaitingRooms>,
 ) -> Result<Event, Rejection> {
     check_paid_at(paid_at, stamp.at)?;
     let booking_id = booking.booking_id;
@@ -220,7 +226,12 @@ pub fn confirm_payment(
             let on_time = paid_at.is_some_and(|paid_at| paid_at <= booking.payment_deadline);
             confirm(!(on_time && stamp.at < settlement_deadline(rules, booking)))
         }
-        BookingState::Expired if can_revive(access, catalog, rules, booking, stamp.at) => confirm(true),
+        BookingState::Expired
+            if can_revive(access, catalog, rules, booking, stamp.at)
+                && !line_waits_for(catalog, rooms, &booking.slot) =>
+        {
+            confirm(true)
+        }
         BookingState::Expired => refuse(RefundReason::PaymentExpired),
     })
 }
@@ -383,9 +394,10 @@ pub fn reschedule(
     let bookable = check_bookable(office, to_date, to_session, slot.pool, stamp.at)?;
     let to =
         SlotRef { office_id: slot.office_id.clone(), date: to_date, session_id: to_session.clone(), pool: slot.pool };
-    // A reschedule carries no admission token, so it cannot move into a date behind a waiting room: that would skip
-    // the line.
-    if waiting_room_for(catalog, &to).is_some() {
+    // A reschedule carries no admission token, so it cannot move into a date behind another waiting room than its
+    // own: that would skip the line. Moving within its own release is not a new admission.
+    let line = waiting_room_for(catalog, &to);
+    if line.is_some() && line != waiting_room_for(catalog, slot) {
         return Err(Rejection::AdmissionRequired);
     }
     let left = remaining(access, &to, bookable.session);

@@ -89,7 +89,7 @@ pub enum Command {
         /// Reopen instead of close.
         reopen: bool,
     },
-    /// Take a place in the office's open waiting room (or get back the applicant's ticket there).
+    /// Take a place in the office's open waiting room (or get back the applicant's ticket there while it is in line).
     JoinWaitingRoom {
         /// The office.
         office_id: OfficeId,
@@ -97,6 +97,10 @@ pub enum Command {
         service: ServiceType,
         /// Who joins.
         nik: Nik,
+        /// Slots the party needs: the applicant and family members booked with them (1 to the group maximum).
+        party_size: u8,
+        /// The dates wanted, when named: the line that gates them is joined (else the office's latest open line).
+        dates: Option<(Date, Date)>,
     },
     /// Give up a place in a waiting room.
     LeaveWaitingRoom {

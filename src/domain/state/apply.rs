@@ -16,7 +16,7 @@ use crate::domain::messages::rejection::Rejection;
 use crate::domain::messages::reply::Reply;
 use crate::domain::values::ids::BookingId;
 use crate::domain::values::time::{Date, Timestamp};
-use crate::domain::waiting_room::apply::{apply_waiting_room_event, open_waiting_room};
+use crate::domain::waiting_room::apply::{apply_waiting_room_event, open_waiting_room, purge_waiting_rooms};
 use crate::domain::waiting_room::event::WaitingRoomEvent;
 use crate::domain::waiting_room::room::{TicketState, WaitingRooms};
 use crate::limits::PURGED_BOOKINGS_KEPT_DAYS;
@@ -35,8 +35,12 @@ pub fn apply(
             let rooms = rooms.expect("waiting-room requests are applied with the waiting rooms locked");
             let applied = apply_waiting_room_event(rooms, change);
             let ticket_id = match change {
-                WaitingRoomEvent::Joined { ticket_id, .. } | WaitingRoomEvent::Left { ticket_id, .. } => *ticket_id,
-                WaitingRoomEvent::Advanced { .. } => {
+                WaitingRoomEvent::Joined { ticket_id, .. }
+                | WaitingRoomEvent::JoinedParty { ticket_id, .. }
+                | WaitingRoomEvent::Left { ticket_id, .. } => *ticket_id,
+                WaitingRoomEvent::Advanced { .. }
+                | WaitingRoomEvent::Stepped { .. }
+                | WaitingRoomEvent::Finished { .. } => {
                     unreachable!("the waiting room moves on by itself, not on request")
                 }
             };
@@ -154,6 +158,9 @@ pub fn apply(
         Event::BookingsPurged { stamp, before } => {
             let bookings_purged = purge_bookings(access, *before);
             forget_purged(access, before.plus_days(-PURGED_BOOKINGS_KEPT_DAYS));
+            if let Some(rooms) = rooms {
+                purge_waiting_rooms(rooms, *before);
+            }
             Applied { bookings_purged, ..answered(stamp, Ok(Reply::Purged { bookings_purged })) }
         }
         Event::OfficeUpserted { stamp, settings } => {
@@ -177,7 +184,7 @@ pub fn apply(
             let dates_scheduled = scheduled_days(office, rule);
             if rule.waiting_room {
                 let rooms = rooms.expect("schedules are applied with the rooms locked");
-                open_waiting_room(rooms, office_id, rule, stamp.fingerprint);
+                open_waiting_room(rooms, office, rule, stamp.fingerprint);
             }
             resize_days(access, catalog, office_id, stamp.at);
             answered(stamp, Ok(Reply::ScheduleSet { dates_scheduled }))

@@ -24,9 +24,9 @@ use crate::domain::values::ids::{BookingId, RequestId};
 use crate::domain::values::time::Timestamp;
 use crate::domain::waiting_room;
 use crate::domain::waiting_room::admission::waiting_room_for;
-use crate::domain::waiting_room::decide::Decision;
+use crate::domain::waiting_room::decide::{Decision, JoinWish};
 use crate::domain::waiting_room::room::TicketId;
-use crate::domain::waiting_room::room::{WaitingRooms, next_ticket_id};
+use crate::domain::waiting_room::room::{WaitingRooms, next_ticket_id as waiting_room_next_ticket_id};
 use crate::limits::SHARD_COUNT;
 use parking_lot::{Mutex, RwLock};
 use std::sync::Arc;
@@ -79,6 +79,8 @@ pub struct Capture {
     pub catalog: Arc<Catalog>,
     /// The log position the capture reflects exactly.
     pub log_position: u64,
+    /// The next ticket number: kept, so that numbers of lines already ended are never handed out again.
+    pub next_ticket_id: u64,
 }
 
 impl QuotaBook {
@@ -97,9 +99,16 @@ impl QuotaBook {
         }
     }
 
-    /// A book from captured parts (snapshot loading).
+    /// A book from captured parts (snapshot loading). Ticket numbers continue after `next_ticket_id` and after every
+    /// ticket in `rooms`.
     #[must_use]
-    pub fn from_parts(rules: BookRules, shards: Vec<Shard>, catalog: Catalog, rooms: WaitingRooms) -> QuotaBook {
+    pub fn from_parts(
+        rules: BookRules,
+        shards: Vec<Shard>,
+        catalog: Catalog,
+        rooms: WaitingRooms,
+        next_ticket_id: u64,
+    ) -> QuotaBook {
         assert_eq!(shards.len(), SHARD_COUNT, "a book has exactly SHARD_COUNT shards");
         let bookings: usize = shards.iter().map(|shard| shard.bookings.len()).sum();
         let requests: usize = shards.iter().map(|shard| shard.requests.len()).sum();
@@ -107,7 +116,7 @@ impl QuotaBook {
             rules,
             shards: shards.into_iter().map(|shard| Mutex::new(Arc::new(shard))).collect(),
             catalog: RwLock::new(Arc::new(catalog)),
-            next_ticket_id: AtomicU64::new(next_ticket_id(&rooms)),
+            next_ticket_id: AtomicU64::new(next_ticket_id.max(waiting_room_next_ticket_id(&rooms))),
             waiting_rooms: Mutex::new(rooms),
             booking_numbers: BookingNumbers::default(),
             bookings_count: AtomicU64::new(bookings as u64),
@@ -152,27 +161,34 @@ impl QuotaBook {
         }
     }
 
-    /// A join or leave: the request id's shard, then the waiting rooms (the lock order holds: shards first).
+    /// A join or leave: the request id's shard (and the joiner's, to see their active bookings), then the waiting
+    /// rooms (the lock order holds: shards first).
     fn execute_waiting_room(&self, command: &Command, stamp: Stamp, log: &impl EventLog) -> Execution {
-        let mut guards = Guards::lock(&self.shards, vec![stamp.request_id.shard_index()]);
+        let mut indices = vec![stamp.request_id.shard_index()];
+        if let Command::JoinWaitingRoom { nik, .. } = command {
+            indices.push(nik.shard_index());
+        }
+        let mut guards = Guards::lock(&self.shards, indices);
         if let Some(known) = self.remembered(&guards, &stamp) {
             return known;
         }
         if let Err(rejection) = self.check_room(0) {
             return Execution::refused(rejection);
         }
+        let catalog = self.catalog();
         let mut rooms = self.waiting_rooms.lock();
         let decided = match command {
-            Command::JoinWaitingRoom { office_id, service, nik } => {
-                waiting_room::decide::join(&self.rules, &rooms, office_id, *service, *nik, stamp, || {
-                    TicketId(self.next_ticket_id.fetch_add(1, Ordering::Relaxed))
-                })
+            Command::JoinWaitingRoom { office_id, service, nik, party_size, dates } => {
+                let wish = JoinWish { office_id, service: *service, nik: *nik, party_size: *party_size, dates: *dates };
+                let applicant = guards.shard(nik.shard_index()).applicants.get(nik);
+                let new_ticket_id = || TicketId(self.next_ticket_id.fetch_add(1, Ordering::Relaxed));
+                waiting_room::decide::join(&self.rules, &catalog, &rooms, applicant, wish, stamp, new_ticket_id)
             }
             Command::LeaveWaitingRoom { ticket_id } => waiting_room::decide::leave(&rooms, *ticket_id, stamp),
             _ => unreachable!("dispatched on waiting-room commands"),
         };
         match decided {
-            Ok(Decision::Change(event)) => self.commit(&mut guards, Some(&mut rooms), self.catalog(), event, log),
+            Ok(Decision::Change(event)) => self.commit(&mut guards, Some(&mut rooms), catalog, *event, log),
             Ok(Decision::Unchanged(ticket_id)) => {
                 Execution { outcome: Ok(Reply::Ticket { ticket_id }), log_position: None, repeated: false }
             }
@@ -246,15 +262,21 @@ impl QuotaBook {
             }
             let catalog = self.catalog();
             let decided = match command {
-                Command::ConfirmPayment { payment_reference, paid_at, .. } => decide::confirm_payment(
-                    &guards,
-                    &catalog,
-                    &self.rules,
-                    &booking,
-                    payment_reference,
-                    *paid_at,
-                    stamp,
-                ),
+                Command::ConfirmPayment { payment_reference, paid_at, .. } => {
+                    // A lapsed booking behind a waiting room may come back only if nobody in line waits for the slot:
+                    // the waiting rooms are locked after the shards (the lock order holds).
+                    let rooms = waiting_room_for(&catalog, &booking.slot).map(|_| self.waiting_rooms.lock());
+                    decide::confirm_payment(
+                        &guards,
+                        &catalog,
+                        &self.rules,
+                        &booking,
+                        payment_reference,
+                        *paid_at,
+                        stamp,
+                        rooms.as_deref(),
+                    )
+                }
                 Command::Cancel { .. } => decide::cancel(&booking, stamp),
                 Command::CheckIn { .. } => decide::check_in(&catalog, &booking, stamp),
                 Command::Reschedule { date, session_id, .. } => {
@@ -515,6 +537,7 @@ impl QuotaBook {
             waiting_rooms: rooms.values().cloned().collect(),
             catalog: self.catalog(),
             log_position: log_position(),
+            next_ticket_id: self.next_ticket_id.load(Ordering::Relaxed),
         }
     }
 

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Version of the image layout inside a snapshot payload; bumped on any incompatible change. Version 3 adds the
-/// bookings' owners and drops the next booking number (numbers are drawn at random, see `numbers.rs`); version 2
+/// bookings' owners and the next ticket number, and drops the next booking number (numbers are drawn at random, see `numbers.rs`); version 2
 /// images still load ([`ImageV2`]).
 pub const IMAGE_VERSION: u16 = 3;
 
@@ -62,6 +62,8 @@ pub struct Image {
     pub rooms: Vec<WaitingRoom>,
     /// The caller that made each booking that has one, by booking id.
     pub owners: Vec<(BookingId, String)>,
+    /// Next ticket number: waiting rooms that ended took their tickets with them, and their numbers stay used.
+    pub next_ticket_id: u64,
 }
 
 /// A version 2 image (before bookings had owners), as older builds wrote it: read, then made a current [`Image`] with
@@ -109,6 +111,9 @@ impl From<ImageV2> for Image {
             counters: old.counters,
             rooms: old.rooms,
             owners: Vec::new(),
+            // Version 2 kept no ticket counter: start where a new book does; loading takes the highest ticket of the
+            // waiting rooms into account too.
+            next_ticket_id: 1,
         }
     }
 }
@@ -163,6 +168,7 @@ impl Capture {
             counters: counters.into_iter().collect(),
             rooms: self.waiting_rooms.iter().map(|room| WaitingRoom::clone(room)).collect(),
             owners,
+            next_ticket_id: self.next_ticket_id,
         }
     }
 }
@@ -256,7 +262,7 @@ impl QuotaBook {
             room.reindex();
             rooms.insert(room.key.clone(), std::sync::Arc::new(room));
         }
-        Ok(QuotaBook::from_parts(rules, shards, catalog, rooms))
+        Ok(QuotaBook::from_parts(rules, shards, catalog, rooms, image.next_ticket_id))
     }
 
     /// The current state as an image at `log_position` (for tests and tools; snapshots use [`QuotaBook::capture`]).

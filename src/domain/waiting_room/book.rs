@@ -1,34 +1,35 @@
-//! The quota book's waiting-room operations: joining and leaving a line, reading a ticket, and moving a line on.
+//! The quota book's waiting-room operations: joining and leaving a line, reading a ticket, moving a line on, and
+//! ending it.
 //!
-//! Lock order: the rooms lock is taken after shard locks (holds) or alone (everything here); the supply figures a
-//! line needs are read from the shards first, one at a time, and passed in.
+//! Lock order: the rooms lock is taken after shard locks (holds, joins) or alone (everything here); the supply figures
+//! a line needs are read from the shards first, one at a time, and passed in.
 
-use super::decide::waiting_room_of;
+use super::decide::{JoinWish, has_finished, waiting_room_of};
 use super::event::WaitingRoomEvent;
 use super::room::{Ticket, TicketId, TicketState, WaitingRoom, WaitingRoomKey, WaitingRooms};
-use crate::domain::catalogue::office::{Pool, ServiceType};
+use super::step::{Supply, decide_step};
+use crate::domain::catalogue::office::{Office, Pool, SessionTemplate};
 use crate::domain::messages::command::Command;
 use crate::domain::messages::event::Event;
 use crate::domain::messages::rejection::Rejection;
 use crate::domain::messages::reply::Reply;
 use crate::domain::state::book::{EventLog, Execution, QuotaBook};
 use crate::domain::state::shard::{DayKey, ShardKey};
-use crate::domain::values::ids::{OfficeId, RequestId};
-use crate::domain::values::nik::Nik;
-use crate::domain::values::time::Timestamp;
-use crate::limits::WAITING_ROOM_STEP_TICKETS_MAX;
+use crate::domain::values::ids::RequestId;
+use crate::domain::values::time::{Date, Timestamp};
 use std::sync::atomic::Ordering;
 
 /// A ticket as a caller sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TicketView {
-    /// The ticket.
+    /// The ticket, with the state its holder is shown (sold out when past the line's reachable boundary).
     pub ticket: Ticket,
     /// Its line.
     pub room: WaitingRoomKey,
     /// Waiting tickets ahead of it.
     pub ahead: u64,
-    /// Estimated milliseconds until admission, from the line's admission rate (or until the release instant).
+    /// Estimated milliseconds until admission, from the line's recent admission rate (or until the release instant);
+    /// 0 when not waiting.
     pub estimated_wait_ms: i64,
 }
 
@@ -42,16 +43,20 @@ pub struct Advanced {
     pub waited_ms: Vec<i64>,
 }
 
-/// What a line needs to know about the slots behind it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Supply {
-    /// Slots neither held nor confirmed on the line's dates.
-    pub remaining: u64,
-    /// Holds awaiting payment, which may still expire and free their slot.
-    pub awaiting: u64,
-    /// Tickets admitted and not yet booked, read before the slots: a hold with a token that lands between the read
-    /// and the step lowers both, so the step counts admissions as of the read (or now, if more).
-    pub admitted: u64,
+/// Where a ticket is, for the engine's idle check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Presence {
+    /// In line (sold-out ones included) in `room`; `released` once the line's release instant has come.
+    Waiting {
+        /// The line.
+        room: WaitingRoomKey,
+        /// The release instant has come (only then does an idle ticket lose its place).
+        released: bool,
+    },
+    /// Admitted: the admission lapses by itself if unused.
+    Admitted,
+    /// Ended, or no longer known (its line ended).
+    Gone,
 }
 
 impl QuotaBook {
@@ -61,19 +66,24 @@ impl QuotaBook {
         self.waiting_rooms.lock().keys().cloned().collect()
     }
 
-    /// Joins the office's open waiting room (or returns the applicant's ticket there) under `request_id`: a retry of
-    /// the same request returns the same ticket. Refused when the office has no waiting room, or its next one does not
-    /// open yet. Returns the ticket now and the log position to await, if anything was logged.
+    /// Joins the office's open waiting room that gates the wished dates (or returns the applicant's ticket there while
+    /// it is still in line) under `request_id`: a retry of the same request returns the same ticket. Refused when the
+    /// office has no such waiting room, or its next one does not open yet. Returns the ticket now and the log position
+    /// to await, if anything was logged.
     pub fn join(
         &self,
         request_id: &RequestId,
-        office_id: &OfficeId,
-        service: ServiceType,
-        nik: Nik,
+        wish: JoinWish<'_>,
         now: Timestamp,
         log: &impl EventLog,
     ) -> Result<(TicketView, Option<u64>), Rejection> {
-        let command = Command::JoinWaitingRoom { office_id: office_id.clone(), service, nik };
+        let command = Command::JoinWaitingRoom {
+            office_id: wish.office_id.clone(),
+            service: wish.service,
+            nik: wish.nik,
+            party_size: wish.party_size,
+            dates: wish.dates,
+        };
         self.ticket_answer(self.execute(request_id, &command, now, log), now)
     }
 
@@ -103,66 +113,77 @@ impl QuotaBook {
     pub fn ticket(&self, ticket_id: TicketId, now: Timestamp) -> Option<TicketView> {
         let rooms = self.waiting_rooms.lock();
         let key = waiting_room_of(&rooms, ticket_id)?;
-        self.view(&rooms[&key], ticket_id, now)
+        view(&rooms[&key], ticket_id, now)
     }
 
-    fn view(&self, room: &WaitingRoom, ticket_id: TicketId, now: Timestamp) -> Option<TicketView> {
-        let ticket = room.tickets.get(&ticket_id)?.clone();
-        let ahead = if ticket.state == TicketState::Waiting { room.ahead(&ticket) } else { 0 };
-        let estimated_wait_ms = if now < room.key.release_at {
-            room.key.release_at.ms_since(now)
-        } else {
-            match room.first_admitted_at {
-                Some(first) if room.admitted_total > 0 => {
-                    let per_admission = now.ms_since(first).max(1) as f64 / room.admitted_total as f64;
-                    (per_admission * ahead as f64) as i64
-                }
-                _ => 0,
-            }
-        };
-        Some(TicketView { ticket, room: room.key.clone(), ahead, estimated_wait_ms })
-    }
-
-    /// The slots behind a line: remaining and awaiting payment over its dates.
+    /// The slots behind a line at `now`: bookable now, awaiting payment, and free but bookable only later, over its
+    /// dates still to come (past dates and started sessions count for nothing).
     #[must_use]
-    pub fn supply(&self, key: &WaitingRoomKey) -> Supply {
+    pub fn supply(&self, key: &WaitingRoomKey, now: Timestamp) -> Supply {
         let catalog = self.catalog();
         let Some(office) = catalog.office(&key.office_id) else { return Supply::default() };
         let Some((first, last, admitted)) = self
             .waiting_rooms
             .lock()
             .get(key)
-            .map(|room| (room.first_date, room.last_date, u64::from(room.admitted_now)))
+            .map(|room| (room.first_date, room.last_date, u64::from(room.admitted_slots)))
         else {
             return Supply::default();
         };
         let mut supply = Supply { admitted, ..Supply::default() };
-        for offset in 0..=last.days_since(first) {
-            let date = first.plus_days(offset);
-            let Some(plan) = office.plan(date).filter(|plan| plan.waiting_room && plan.release_at == key.release_at)
-            else {
-                continue;
-            };
-            if plan.closed.is_some() {
-                continue;
-            }
-            let day = DayKey { office_id: key.office_id.clone(), date };
-            let ledger = self.read_shard(day.shard_index(), |shard| shard.days.get(&day).cloned());
-            for session in plan.sessions {
-                // The priority pool is not behind the line (see `decide::waiting_room_for`).
-                for (pool, capacity) in session.capacities.iter().filter(|(pool, _)| *pool != Pool::Priority) {
-                    let counted = ledger.as_ref().and_then(|ledger| ledger.pool(&session.session_id, *pool));
-                    supply.remaining += u64::from(counted.map_or(*capacity, |ledger| ledger.remaining()));
-                    supply.awaiting += u64::from(counted.map_or(0, |ledger| ledger.awaiting));
-                }
-            }
+        let today = office.today(now);
+        let start = first.max(today);
+        for offset in 0..=last.days_since(start) {
+            self.add_day_supply(office, key, start.plus_days(offset), now, &mut supply);
         }
         supply
     }
 
-    /// Moves a line on at `now`: makes the draw when due, expires admissions that ran out and tickets in `idle`,
-    /// admits the next tickets while admitted-not-booked stays within remaining slots times the admission factor, and
-    /// declares the line sold out when no slot is left and none can come back. Logs one event when anything changes.
+    fn add_day_supply(&self, office: &Office, key: &WaitingRoomKey, date: Date, now: Timestamp, supply: &mut Supply) {
+        let Some(plan) = office.plan(date).filter(|plan| plan.waiting_room && plan.release_at == key.release_at) else {
+            return;
+        };
+        let today = office.today(now);
+        let in_window = date.days_since(today) <= office.settings.booking_horizon_days;
+        let bookable = plan.closed.is_none() && in_window && now >= plan.release_at;
+        let to_come: Vec<&SessionTemplate> =
+            plan.sessions.iter().filter(|session| now < office.session_start(date, session)).collect();
+        if to_come.is_empty() {
+            return;
+        }
+        let day = DayKey { office_id: key.office_id.clone(), date };
+        self.read_shard(day.shard_index(), |shard| {
+            let ledger = shard.days.get(&day);
+            for session in to_come {
+                // The priority pool is not behind the line (see `admission::waiting_room_for`).
+                for (pool, capacity) in session.capacities.iter().filter(|(pool, _)| *pool != Pool::Priority) {
+                    let counted = ledger.and_then(|ledger| ledger.pool(&session.session_id, *pool));
+                    let free = u64::from(counted.map_or(*capacity, |ledger| ledger.remaining()));
+                    supply.awaiting += u64::from(counted.map_or(0, |ledger| ledger.awaiting));
+                    if bookable {
+                        supply.remaining += free;
+                    } else {
+                        supply.later += free;
+                    }
+                }
+            }
+        });
+    }
+
+    /// Whether a line has anything to move on at `now`: released, and not yet drawn, or with tickets waiting or
+    /// admitted. Lines with nothing in them cost no slot reading.
+    #[must_use]
+    pub fn waiting_room_busy(&self, key: &WaitingRoomKey, now: Timestamp) -> bool {
+        let rooms = self.waiting_rooms.lock();
+        rooms.get(key).is_some_and(|room| {
+            now >= key.release_at && (!room.drawn || room.waiting() > 0 || !room.admitted.is_empty())
+        })
+    }
+
+    /// Moves a line on at `now`: makes the draw when due, expires admissions that ran out and tickets in `idle`, takes
+    /// back admissions beyond what the slots allow, admits the next tickets within remaining slots times the
+    /// admission factor, and recomputes which waiting tickets are within reach of the slots. Logs one event when
+    /// anything changes.
     pub fn advance_waiting_room(
         &self,
         key: &WaitingRoomKey,
@@ -176,79 +197,79 @@ impl QuotaBook {
         if now < key.release_at {
             return None;
         }
-        let mut expired: Vec<TicketId> = room
-            .admitted
+        let step = decide_step(room, &supply, idle, now, self.rules())?;
+        let position = self.commit_waiting_room_event(&mut rooms, &Event::WaitingRoom(step.event), log);
+        Some(Advanced { position, waited_ms: step.waited_ms })
+    }
+
+    /// Lines that are over at `now`: none of their dates can be booked through them any more.
+    #[must_use]
+    pub fn finished_waiting_rooms(&self, now: Timestamp) -> Vec<WaitingRoomKey> {
+        let catalog = self.catalog();
+        let rooms = self.waiting_rooms.lock();
+        rooms
             .iter()
-            .take_while(|(expires_at, _)| *expires_at <= now)
-            .map(|(_, ticket_id)| *ticket_id)
-            .take(WAITING_ROOM_STEP_TICKETS_MAX)
-            .collect();
-        let admitted_after_expiry = u64::from(room.admitted_now).max(supply.admitted) - expired.len() as u64;
-        expired.extend(idle.iter().filter(|ticket_id| {
-            room.tickets.get(ticket_id).is_some_and(|ticket| ticket.state == TicketState::Waiting)
-        }));
-        // Rounded up, so a factor below 100 % still admits someone for the last slot instead of stalling the line.
-        let budget = (supply.remaining * u64::from(self.rules().admission_factor_percent)).div_ceil(100);
-        let wanted = budget.saturating_sub(admitted_after_expiry).min(WAITING_ROOM_STEP_TICKETS_MAX as u64) as usize;
-        // Applying the event makes the draw first, which decides who is next: pick from a drawn copy when it is pending.
-        let drawn_copy;
-        let ordered = if room.drawn {
-            room
-        } else {
-            let mut copy = WaitingRoom::clone(room);
-            copy.draw_if_due(now);
-            drawn_copy = copy;
-            &drawn_copy
-        };
-        let admitted: Vec<TicketId> = ordered
-            .next_waiting(wanted + expired.len())
-            .into_iter()
-            .filter(|ticket_id| !expired.contains(ticket_id))
-            .take(wanted)
-            .collect();
-        let nothing_left = supply.remaining == 0 && supply.awaiting == 0 && admitted_after_expiry == 0;
-        let sold_out = match (room.sold_out, nothing_left && room.waiting() > 0) {
-            (false, true) => Some(true),
-            (true, false) if supply.remaining > 0 => Some(false),
-            _ => None,
-        };
-        if expired.is_empty() && admitted.is_empty() && sold_out.is_none() && room.drawn {
+            .filter(|(key, room)| catalog.office(&key.office_id).is_none_or(|office| has_finished(office, room, now)))
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+
+    /// Ends a line that is over at `now`, dropping it with its tickets. Returns the log position, or `None` when the
+    /// line is not over (or gone already).
+    pub fn finish_waiting_room(&self, key: &WaitingRoomKey, now: Timestamp, log: &impl EventLog) -> Option<u64> {
+        let catalog = self.catalog();
+        let mut rooms = self.waiting_rooms.lock();
+        let room = rooms.get(key)?;
+        if catalog.office(&key.office_id).is_some_and(|office| !has_finished(office, room, now)) {
             return None;
         }
-        let waited_ms = admitted
-            .iter()
-            .filter_map(|ticket_id| ordered.tickets.get(ticket_id))
-            .map(|ticket| now.ms_since(ticket.joined_at.max(key.release_at)))
-            .collect();
-        let admission_expires_at = now.plus_ms(self.rules().admission_ttl_ms);
-        let event = Event::WaitingRoom(WaitingRoomEvent::Advanced {
-            room: key.clone(),
-            at: now,
-            admitted,
-            admission_expires_at,
-            expired,
-            sold_out,
-        });
-        let position = self.commit_waiting_room_event(&mut rooms, &event, log);
-        Some(Advanced { position, waited_ms })
+        let event = Event::WaitingRoom(WaitingRoomEvent::Finished { room: key.clone() });
+        Some(self.commit_waiting_room_event(&mut rooms, &event, log))
     }
 
     /// Tickets waiting and admitted per line, for gauges.
     #[must_use]
     pub fn waiting_room_depths(&self) -> Vec<(WaitingRoomKey, u64, u32)> {
-        self.waiting_rooms.lock().iter().map(|(key, room)| (key.clone(), room.waiting(), room.admitted_now)).collect()
+        let rooms = self.waiting_rooms.lock();
+        rooms.iter().map(|(key, room)| (key.clone(), room.waiting(), room.admitted.len() as u32)).collect()
     }
 
-    /// Waiting tickets of a line, for the engine's idle check.
+    /// Each line's count of changes its ticket holders can see, so watchers are woken once per change of the line.
     #[must_use]
-    pub fn waiting_tickets(&self, key: &WaitingRoomKey, limit: usize) -> Vec<(TicketId, Timestamp)> {
+    pub fn waiting_room_changes(&self) -> Vec<(WaitingRoomKey, u64)> {
+        self.waiting_rooms.lock().iter().map(|(key, room)| (key.clone(), room.changes.0)).collect()
+    }
+
+    /// Where each of `ticket_ids` is at `now`, for the engine's idle check.
+    #[must_use]
+    pub fn presence(&self, ticket_ids: &[TicketId], now: Timestamp) -> Vec<(TicketId, Presence)> {
         let rooms = self.waiting_rooms.lock();
-        let Some(room) = rooms.get(key) else { return Vec::new() };
-        room.tickets
+        ticket_ids
+            .iter()
+            .map(|ticket_id| {
+                let found = rooms.values().find_map(|room| room.tickets.get(ticket_id).map(|ticket| (room, ticket)));
+                let presence = match found {
+                    Some((room, ticket)) if ticket.state == TicketState::Waiting => {
+                        Presence::Waiting { room: room.key.clone(), released: now >= room.key.release_at }
+                    }
+                    Some((_, ticket)) if ticket.state == TicketState::Admitted => Presence::Admitted,
+                    _ => Presence::Gone,
+                };
+                (*ticket_id, presence)
+            })
+            .collect()
+    }
+
+    /// Every ticket still in line or admitted, with when it joined (for the engine to start watching for idleness
+    /// after a restart).
+    #[must_use]
+    pub fn present_tickets(&self) -> Vec<(TicketId, Timestamp)> {
+        let rooms = self.waiting_rooms.lock();
+        rooms
             .values()
-            .filter(|ticket| ticket.state == TicketState::Waiting)
+            .flat_map(|room| room.tickets.values())
+            .filter(|ticket| !ticket.state.has_ended())
             .map(|ticket| (ticket.ticket_id, ticket.joined_at))
-            .take(limit)
             .collect()
     }
 
@@ -260,4 +281,20 @@ impl QuotaBook {
         }
         log.append(event)
     }
+}
+
+/// A ticket of `room` as its holder sees it at `now`.
+fn view(room: &WaitingRoom, ticket_id: TicketId, now: Timestamp) -> Option<TicketView> {
+    let mut ticket = room.tickets.get(&ticket_id)?.clone();
+    let waiting = ticket.state == TicketState::Waiting;
+    ticket.state = room.shown_state(&ticket);
+    let ahead = if waiting { room.ahead(&ticket) } else { 0 };
+    let estimated_wait_ms = if now < room.key.release_at {
+        room.key.release_at.ms_since(now)
+    } else if ticket.state == TicketState::Waiting {
+        room.ms_per_admission(now).map_or(0, |per_admission| (per_admission * ahead as f64) as i64)
+    } else {
+        0
+    };
+    Some(TicketView { ticket, room: room.key.clone(), ahead, estimated_wait_ms })
 }

@@ -1,8 +1,9 @@
 //! The waiting room in front of a release: everyone who arrives before the release instant is put in a random order
 //! at the instant (the draw), later arrivals queue first come, first served, and tickets are admitted as slots can
 //! absorb them. This folder holds all of it: tickets and the draw (`room`), which dates a waiting room gates and the
-//! admission check on a hold (`admission`), its log events (`event`) and how they apply (`apply`), and the quota book's
-//! operations on waiting rooms (`book`: join, leave, read a ticket, move a waiting room on).
+//! admission check on a hold (`admission`), deciding join and leave (`decide`) and a line's step (`step`), its log
+//! events (`event`) and how they apply (`apply`), and the quota book's operations on waiting rooms (`book`: join,
+//! leave, read a ticket, move a waiting room on, end it).
 
 pub mod admission;
 pub mod apply;
@@ -10,6 +11,7 @@ pub mod book;
 pub mod decide;
 pub mod event;
 pub mod room;
+pub mod step;
 
 #[cfg(test)]
 mod tests;
