@@ -38,7 +38,9 @@ struct Scene {
 }
 
 async fn scene(booking: &[(&str, &str)]) -> Scene {
-    let mut config = String::from("[booking]\nwaiting_room_pre_open_seconds = 600\n");
+    // Holds lapse at their payment deadline here: the settlement grace has tests of its own (tests/payments.rs).
+    let mut config =
+        String::from("[booking]\nwaiting_room_pre_open_seconds = 600\npayment_settlement_grace_seconds = 0\n");
     for (key, value) in booking {
         config.push_str(&format!("{key} = {value}\n"));
     }
