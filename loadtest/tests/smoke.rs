@@ -99,8 +99,24 @@ fn lifecycle() {
 
 #[test]
 fn spike_through_the_waiting_room() {
-    let args =
-        ["--users", "300", "--slots", "60", "--arrival-window", "3s", "--duration", "8s", "--payment-window", "1s"];
+    // Holds nobody pays lapse at their (1 s) payment deadline, without the 15-minute settlement grace, so their slots
+    // come back to the waiting room within the run and every user gets a final answer before it ends.
+    let config = std::env::temp_dir().join(format!("loadtest-smoke-spike-{}.toml", std::process::id()));
+    std::fs::write(&config, "[booking]\npayment_settlement_grace_seconds = 0\n").expect("write the server's config");
+    let config_arg = format!("--server-arg=--config={}", config.display());
+    let args = [
+        "--users",
+        "300",
+        "--slots",
+        "60",
+        "--arrival-window",
+        "3s",
+        "--duration",
+        "8s",
+        "--payment-window",
+        "1s",
+        config_arg.as_str(),
+    ];
     let report = assert_clean("spike", &args, "Join", 300);
     let counters = &report["counters"];
     assert!(counters["users_held"].as_u64().unwrap_or(0) >= 60, "{counters}");
