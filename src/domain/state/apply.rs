@@ -324,6 +324,10 @@ fn forget_requests(access: &mut impl ShardAccess, recorded_before: Timestamp) ->
             let before = requests.len();
             requests.retain(|_, record| record.recorded_at >= recorded_before);
             forgotten += (before - requests.len()) as u64;
+            // A crowd's request ids (a release's Joins) leave a table far larger than what remains: give it back.
+            if requests.len() < requests.capacity() / 4 {
+                requests.shrink_to_fit();
+            }
         }
     }
     Applied { requests_forgotten: forgotten, ..Applied::default() }
