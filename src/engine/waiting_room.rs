@@ -81,14 +81,30 @@ impl Engine {
         let mut last_position = None;
         let mut idle = if check_idle { self.idle_tickets(now) } else { HashMap::new() };
         if check_idle {
-            let ended: Vec<u64> = self
-                .book
-                .finished_waiting_rooms(now)
-                .iter()
-                .filter_map(|key| self.book.finish_waiting_room(key, now, &log))
-                .collect();
-            if let Some(position) = ended.last() {
-                last_position = Some(*position);
+            for key in self.book.finished_waiting_rooms(now) {
+                let Some((position, tickets)) = self.book.finish_waiting_room(&key, now, &log) else { continue };
+                tracing::info!(office = %key.office_id, release_at = %key.release_at, tickets = tickets.len(),
+                    "waiting room ended: none of its dates can be booked through it any more");
+                last_position = Some(position);
+                // The waiting room took its tickets with it: so does the watchers table.
+                let mut table = self.watchers.table.lock();
+                for ticket_id in tickets {
+                    table.forget(ticket_id);
+                }
+                if table.tickets.len() < table.tickets.capacity() / 4 {
+                    table.tickets.shrink_to_fit();
+                }
+            }
+            let mut table = self.watchers.table.lock();
+            let trim_due = table.trim_at.is_some_and(|at| at <= now);
+            if last_position.is_some() {
+                // The joins' request ids stay remembered for their retention: give their memory back after it too.
+                let forgotten_at = now.plus_ms(self.book.rules().request_retention_ms + FORGET_PASS_MS);
+                table.trim_at = Some(forgotten_at);
+            } else if trim_due {
+                table.trim_at = None;
+            }
+            if last_position.is_some() || trim_due {
                 tokio::task::spawn_blocking(release_freed_memory);
             }
         }
@@ -169,6 +185,10 @@ impl Engine {
         idle
     }
 }
+
+/// How long after a request id's retention it is forgotten at the latest (the engine looks about every 10 s), with a
+/// margin.
+const FORGET_PASS_MS: i64 = 15_000;
 
 /// Gives the heap pages freed by an ended line back to the system, so the process's memory returns to what it was
 /// before the line (glibc keeps freed memory otherwise).

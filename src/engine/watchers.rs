@@ -28,6 +28,8 @@ pub(super) struct Table {
     pub(super) signals: HashMap<WaitingRoomKey, watch::Sender<u64>>,
     /// The tickets present at start-up have been registered.
     pub(super) adopted: bool,
+    /// When to give freed memory back again: once the request ids of an ended waiting room's joins are forgotten.
+    pub(super) trim_at: Option<Timestamp>,
 }
 
 #[derive(Clone, Copy)]

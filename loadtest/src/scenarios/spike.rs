@@ -34,9 +34,11 @@ pub const PAY_SHARE: f64 = 0.80;
 pub const FULL_SESSIONS_MAX: u32 = 3;
 /// Sessions an admitted user (waiting room) tries at most.
 pub const ADMITTED_HOLD_ATTEMPTS_MAX: u32 = 20;
-/// Times a call whose outcome is unknown (deadline, cancelled, unavailable) is sent again with the same request id,
-/// which returns the first answer if the first call took effect.
+/// Times a call whose outcome is unknown (deadline, cancelled, unavailable) or that the server shed for overload is
+/// sent again with the same request id, which returns the first answer if the first call took effect.
 pub const AMBIGUOUS_RETRIES_MAX: u32 = 5;
+/// First pause before a call refused for overload is sent again (the server's RetryInfo says 200 ms).
+pub const OVERLOAD_RETRY_PAUSE: Duration = Duration::from_millis(200);
 /// Hold attempts of one user at most (not-yet-open retries included).
 pub const HOLD_ATTEMPTS_MAX: u32 = 400;
 /// Base pause before retrying a session that is not open yet (jittered up to twice as long).
@@ -207,9 +209,10 @@ async fn journey(steps: &Steps, gate: &dyn Gate, full: &FullSessions, seed: u64,
     let Some(booking_id) = booking_id else { return };
     if random::unit(seed, STREAM_FATE, user) < PAY_SHARE {
         let mut paid = steps.confirm("ConfirmPayment", "p", user, &booking_id).await;
-        for _ in 0..AMBIGUOUS_RETRIES_MAX {
+        for retry in 0..AMBIGUOUS_RETRIES_MAX {
             match &paid {
-                Err(status) if is_ambiguous(status.code()) && now() < call.deadline => {
+                Err(status) if worth_retrying(status) && now() < call.deadline => {
+                    retry_pause(seed, user, retry, status).await;
                     paid = steps.confirm("ConfirmPayment", "p", user, &booking_id).await;
                 }
                 _ => break,
@@ -235,10 +238,12 @@ async fn hold_admitted(
     for attempt in 0..ADMITTED_HOLD_ATTEMPTS_MAX {
         let Some(unit) = full.pick(steps, office, seed, user * 64 + u64::from(attempt)).await else { break };
         let mut held = steps.hold(user, attempt, &steps.fixture.units[unit], token, now()).await;
-        // An unknown outcome is asked again under the same request id: the first answer comes back if it held.
-        for _ in 0..AMBIGUOUS_RETRIES_MAX {
+        // An unknown outcome is asked again under the same request id (the first answer comes back if it held), an
+        // overloaded server after its retry pause.
+        for retry in 0..AMBIGUOUS_RETRIES_MAX {
             match &held {
-                Err(status) if is_ambiguous(status.code()) && now() < call.deadline => {
+                Err(status) if worth_retrying(status) && now() < call.deadline => {
+                    retry_pause(seed, user, retry, status).await;
                     held = steps.hold(user, attempt, &steps.fixture.units[unit], token, now()).await;
                 }
                 _ => break,
@@ -262,6 +267,21 @@ async fn hold_admitted(
     steps.recorder.record(JOURNEY, call.due, &Outcome { code: "NO_SLOT", reason: None });
     steps.recorder.count("users_no_slot", 1);
     None
+}
+
+/// Whether a failed call is worth sending again under the same request id: its outcome is unknown, or the server
+/// shed it for overload (RESOURCE_EXHAUSTED with a retry hint).
+fn worth_retrying(status: &tonic::Status) -> bool {
+    is_ambiguous(status.code()) || status.code() == tonic::Code::ResourceExhausted
+}
+
+/// The pause before retry `retry` of `user`: the server's 200 ms hint (jittered) after an overload refusal, none after
+/// an unknown outcome (the call already waited for its deadline).
+async fn retry_pause(seed: u64, user: u64, retry: u32, status: &tonic::Status) {
+    if status.code() == tonic::Code::ResourceExhausted {
+        let base = OVERLOAD_RETRY_PAUSE * 2u32.pow(retry.min(3));
+        tokio::time::sleep(backoff(seed, user * 8 + u64::from(retry), base)).await;
+    }
 }
 
 /// Holds for `user`, retrying while the dates are not open and moving on from full sessions; the booking id, or

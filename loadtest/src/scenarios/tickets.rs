@@ -20,6 +20,9 @@ use crate::scenarios::{Context, ScenarioRun, new_recorder};
 
 /// Pause after the last join before memory is read again, so allocations settle.
 const SETTLE: Duration = Duration::from_secs(2);
+/// Readings of the memory, one a second, after the line was ended (it ends within a second or two; with a short
+/// `request_retention_seconds` the joins' request ids are forgotten within this too).
+const END_READINGS: u32 = 30;
 
 /// The server's memory before and after the tickets joined.
 #[derive(Clone, Copy, Debug, Serialize)]
@@ -88,9 +91,13 @@ pub async fn run(context: &Context) -> anyhow::Result<ScenarioRun> {
     let tickets = recorder.summary().counters.get("tickets_joined").copied().unwrap_or(0);
     let bytes_per_ticket = rss_after_bytes.saturating_sub(rss_before_bytes) as f64 / tickets.max(1) as f64;
     crate::scenarios::fixture::end_waiting_room(&context.clients, &context.run_id, &fixture).await?;
-    // The server ends lines about once a second, then gives the freed memory back.
-    tokio::time::sleep(SETTLE + Duration::from_secs(1)).await;
-    let (rss_after_end_bytes, _) = resident_bytes(pid)?;
+    // The server ends lines about once a second, then gives the freed memory back: take the lowest reading while it
+    // settles.
+    let mut rss_after_end_bytes = u64::MAX;
+    for _ in 0..END_READINGS {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        rss_after_end_bytes = rss_after_end_bytes.min(resident_bytes(pid)?.0);
+    }
     let bytes_per_ticket_after_end =
         rss_after_end_bytes.saturating_sub(rss_before_bytes) as f64 / tickets.max(1) as f64;
     let memory = MemoryReport {

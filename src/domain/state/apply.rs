@@ -377,6 +377,11 @@ fn forget_requests(access: &mut impl ShardAccess, recorded_before: Timestamp) ->
     for index in 0..crate::limits::SHARD_COUNT {
         if access.shard(index).oldest_request().is_some_and(|oldest| oldest < recorded_before) {
             forgotten += access.shard_mut(index).forget_requests_before(recorded_before);
+            // A crowd's request ids (a release's Joins) leave a table far larger than what remains: give it back.
+            let requests = &mut access.shard_mut(index).requests;
+            if requests.len() < requests.capacity() / 4 {
+                requests.shrink_to_fit();
+            }
         }
     }
     Applied { requests_forgotten: forgotten, ..Applied::default() }

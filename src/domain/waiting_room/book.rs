@@ -214,17 +214,23 @@ impl QuotaBook {
             .collect()
     }
 
-    /// Ends a line that is over at `now`, dropping it with its tickets. Returns the log position, or `None` when the
-    /// line is not over (or gone already).
-    pub fn finish_waiting_room(&self, key: &WaitingRoomKey, now: Timestamp, log: &impl EventLog) -> Option<u64> {
+    /// Ends a line that is over at `now`, dropping it with its tickets. Returns the log position and the tickets that
+    /// went with it, or `None` when the line is not over (or gone already).
+    pub fn finish_waiting_room(
+        &self,
+        key: &WaitingRoomKey,
+        now: Timestamp,
+        log: &impl EventLog,
+    ) -> Option<(u64, Vec<TicketId>)> {
         let catalog = self.catalog();
         let mut rooms = self.waiting_rooms.lock();
         let room = rooms.get(key)?;
         if catalog.office(&key.office_id).is_some_and(|office| !has_finished(office, room, now)) {
             return None;
         }
+        let tickets = room.tickets.keys().copied().collect();
         let event = Event::WaitingRoom(WaitingRoomEvent::Finished { room: key.clone() });
-        Some(self.commit_waiting_room_event(&mut rooms, &event, log))
+        Some((self.commit_waiting_room_event(&mut rooms, &event, log), tickets))
     }
 
     /// Tickets waiting and admitted per line, for gauges.

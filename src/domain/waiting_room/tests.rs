@@ -1043,7 +1043,8 @@ fn a_line_ends_when_its_dates_are_gone_and_its_ticket_numbers_are_not_handed_out
     assert!(line.fixture.book.finished_waiting_rooms(release()).is_empty(), "Thursday is still to come");
     let friday_morning = wib(friday(), 8, 0);
     assert_eq!(line.fixture.book.finished_waiting_rooms(friday_morning), vec![key.clone()]);
-    assert!(line.fixture.book.finish_waiting_room(&key, friday_morning, &line.fixture.log).is_some());
+    let (_, dropped) = line.fixture.book.finish_waiting_room(&key, friday_morning, &line.fixture.log).expect("ends");
+    assert_eq!(dropped, joined, "the tickets that went with it");
     assert!(line.fixture.book.waiting_room_keys().is_empty(), "dropped with its tickets");
     assert!(joined.iter().all(|ticket_id| line.fixture.book.ticket(*ticket_id, friday_morning).is_none()));
     line.fixture.assert_rebuilds();
