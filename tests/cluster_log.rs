@@ -162,8 +162,9 @@ async fn a_deposed_lease_holder_is_fenced_once_another_node_took_the_office() {
     let batam = office("kanim-batam");
 
     let mut lease_a = leases_a.acquire(&batam).await.expect("node a takes the office");
-    let mut writer_a =
-        OfficeWriter::open(OfficeLog::new(&connection_a, log_options()), batam.clone(), lease_a.epoch).await.expect("open");
+    let mut writer_a = OfficeWriter::open(OfficeLog::new(&connection_a, log_options()), batam.clone(), lease_a.epoch)
+        .await
+        .expect("open");
     writer_a.append(&payloads(1, 2, 50)).await.expect("the holder appends");
     leases_a.renew(&mut lease_a).await.expect("the holder renews");
     let refused = leases_b.acquire(&batam).await.expect_err("the office is held");
@@ -182,8 +183,9 @@ async fn a_deposed_lease_holder_is_fenced_once_another_node_took_the_office() {
     };
     assert!(lease_b.epoch > lease_a.epoch, "a new owner has a higher epoch");
     assert!(!leases_a.may_serve(&lease_a, Instant::now()), "node a must have stopped serving before b could take over");
-    let mut writer_b =
-        OfficeWriter::open(OfficeLog::new(&connection_b, log_options()), batam.clone(), lease_b.epoch).await.expect("open");
+    let mut writer_b = OfficeWriter::open(OfficeLog::new(&connection_b, log_options()), batam.clone(), lease_b.epoch)
+        .await
+        .expect("open");
     assert_eq!(writer_b.next_position(), LogPosition(3));
     writer_b.append(&payloads(2, 1, 30)).await.expect("the new owner appends (its OwnerChanged record)");
 

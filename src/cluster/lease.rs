@@ -52,7 +52,11 @@ pub struct LeaseBucket {
 
 impl std::fmt::Debug for LeaseBucket {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.debug_struct("LeaseBucket").field("node_name", &self.node_name).field("options", &self.options).finish()
+        formatter
+            .debug_struct("LeaseBucket")
+            .field("node_name", &self.node_name)
+            .field("options", &self.options)
+            .finish()
     }
 }
 
@@ -79,7 +83,8 @@ impl LeaseBucket {
             Ok(store) => store,
             Err(_) => connection.jetstream.create_key_value(config).await.map_err(ClusterError::other)?,
         };
-        let mut stream = connection.jetstream.get_stream(format!("KV_{LEASE_BUCKET}")).await.map_err(ClusterError::other)?;
+        let mut stream =
+            connection.jetstream.get_stream(format!("KV_{LEASE_BUCKET}")).await.map_err(ClusterError::other)?;
         let max_age = stream.info().await.map_err(ClusterError::other)?.config.max_age;
         if max_age != options.ttl {
             return Err(ClusterError::other(format!(
@@ -141,9 +146,11 @@ impl LeaseBucket {
 
     /// Who holds the office now, if anyone (read from the bucket; informational, the writes decide).
     pub async fn holder(&self, office: &OfficeId) -> Result<Option<LeaseHolder>> {
-        let entry = self.store.entry(lease_key(office)).await.map_err(|error| ClusterError::Unavailable {
-            detail: error.to_string(),
-        })?;
+        let entry = self
+            .store
+            .entry(lease_key(office))
+            .await
+            .map_err(|error| ClusterError::Unavailable { detail: error.to_string() })?;
         Ok(entry.filter(|entry| entry.operation == kv::Operation::Put).map(|entry| LeaseHolder {
             node_name: String::from_utf8_lossy(&entry.value).into_owned(),
             revision: entry.revision,

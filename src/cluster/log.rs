@@ -149,8 +149,10 @@ impl OfficeLog {
         let stream = self.stream(office).await?;
         match stream.get_last_raw_message_by_subject(&log_subject(office)).await {
             Ok(message) => {
-                let header = batch::decode_batch_header(&message.payload).map_err(|source| {
-                    ClusterError::Corrupt { office: office.to_string(), stream_sequence: message.sequence, source }
+                let header = batch::decode_batch_header(&message.payload).map_err(|source| ClusterError::Corrupt {
+                    office: office.to_string(),
+                    stream_sequence: message.sequence,
+                    source,
                 })?;
                 Ok(LogEnd { last_subject_sequence: message.sequence, last_batch: Some(header) })
             }
@@ -187,7 +189,10 @@ impl OfficeLog {
                 let due = previous.batch.header.last_position().0 + 1;
                 if decoded.header.first_position.0 != due {
                     return Err(corrupt(batch::BatchError {
-                        detail: format!("batch starts at position {} where {due} was due", decoded.header.first_position.0),
+                        detail: format!(
+                            "batch starts at position {} where {due} was due",
+                            decoded.header.first_position.0
+                        ),
                     }));
                 }
             }

@@ -43,7 +43,9 @@ pub use error::{ClusterError, Result};
 pub use lease::{Lease, LeaseBucket, LeaseHolder, NODE_NAME_BYTES_MAX};
 pub use log::{Appended, LogEnd, OfficeLog, ReplayedBatch};
 pub use options::{LeaseOptions, LogOptions, NatsConnectOptions, NatsTlsOptions};
-pub use placement::{LEASE_BUCKET, LOG_STREAM_PREFIX, LOG_SUBJECT_PREFIX, lease_key, log_subject, stream_index, stream_name};
+pub use placement::{
+    LEASE_BUCKET, LOG_STREAM_PREFIX, LOG_SUBJECT_PREFIX, lease_key, log_subject, stream_index, stream_name,
+};
 pub use refusal::{WRONG_LAST_SEQUENCE, WRONG_LAST_SEQUENCE_IN_FLIGHT, classify_refusal};
 pub use settings::{ClusterConfig, NatsTlsConfig, OfficeSelection, OwnedOffices};
 pub use writer::{OfficeWriter, Written};

@@ -23,7 +23,9 @@ pub const RAFT_GENERAL: u64 = 10041;
 #[must_use]
 pub fn classify_refusal(code: u64, description: &str, office: &str, expected: u64) -> ClusterError {
     match code {
-        WRONG_LAST_SEQUENCE | WRONG_LAST_SEQUENCE_IN_FLIGHT => ClusterError::Fenced { office: office.to_owned(), expected },
+        WRONG_LAST_SEQUENCE | WRONG_LAST_SEQUENCE_IN_FLIGHT => {
+            ClusterError::Fenced { office: office.to_owned(), expected }
+        }
         CLUSTER_NOT_AVAILABLE | RAFT_GENERAL => {
             ClusterError::Unavailable { detail: format!("{description} (error code {code})") }
         }
@@ -41,12 +43,12 @@ pub fn classify_publish(error: &PublishError, office: &str, expected: u64) -> Cl
         PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe | PublishErrorKind::MaxAckPending => {
             ClusterError::Unavailable { detail: error.to_string() }
         }
-        PublishErrorKind::MaxPayloadExceeded
-        | PublishErrorKind::WrongLastMessageId
-        | PublishErrorKind::Other => match jetstream_error(error) {
-            Some(server) => classify_refusal(server.error_code().0, &server.to_string(), office, expected),
-            None => ClusterError::other(error),
-        },
+        PublishErrorKind::MaxPayloadExceeded | PublishErrorKind::WrongLastMessageId | PublishErrorKind::Other => {
+            match jetstream_error(error) {
+                Some(server) => classify_refusal(server.error_code().0, &server.to_string(), office, expected),
+                None => ClusterError::other(error),
+            }
+        }
     }
 }
 

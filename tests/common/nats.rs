@@ -118,7 +118,11 @@ impl NatsCluster {
         let deadline = Instant::now() + META_LEADER_WAIT;
         for node in &self.nodes {
             while !has_meta_leader(node.monitor_port) {
-                assert!(Instant::now() < deadline, "{} saw no JetStream meta leader within {META_LEADER_WAIT:?}", node.name);
+                assert!(
+                    Instant::now() < deadline,
+                    "{} saw no JetStream meta leader within {META_LEADER_WAIT:?}",
+                    node.name
+                );
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
