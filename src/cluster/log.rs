@@ -82,8 +82,13 @@ impl OfficeLog {
         &self.options
     }
 
-    /// Creates the office's stream if it is missing and binds the office's subject to it. Idempotent; call it before
-    /// the first append to an office.
+    /// Creates the office's stream if it is missing and binds the office's subject to it, then waits for the stream
+    /// to have a leader. Idempotent; call it before the first append to an office.
+    ///
+    /// A stream's subject list is replaced whole by an update, so two nodes binding different offices at the same
+    /// moment can undo each other's binding. Each binder reads the list again until its subject is in it; an office
+    /// whose binding another node undid later gets "no responders" ([`ClusterError::Unavailable`]) on append, and
+    /// binding it again repairs it. Unbinding never deletes stored messages.
     pub async fn ensure_office(&self, office: &OfficeId) -> Result<()> {
         let name = stream_name(stream_index(office, self.options.stream_count));
         let subject = log_subject(office);
@@ -165,6 +170,9 @@ impl OfficeLog {
 
     /// Reads `office`'s batches stored after stream sequence `after_stream_sequence` (0: from the start), in order,
     /// up to the end the leader reports when the replay starts. Checks that positions follow on from batch to batch.
+    ///
+    /// One leader request per batch (`next_by_subject`): simple and consistent, about a millisecond a batch on
+    /// loopback; snapshots in the object store (not built yet) are what will keep a replay short.
     pub async fn replay(&self, office: &OfficeId, after_stream_sequence: u64) -> Result<Vec<ReplayedBatch>> {
         let end = self.end(office).await?;
         let stream = self.stream(office).await?;
