@@ -94,7 +94,11 @@ impl OfficeLog {
         let subject = log_subject(office);
         for _ in 0..BIND_ATTEMPTS_MAX {
             let subjects = match self.jetstream.get_stream(&name).await {
-                Ok(mut stream) => stream.info().await.map_err(ClusterError::other)?.config.subjects.clone(),
+                Ok(mut stream) => {
+                    let info =
+                        stream.info().await.map_err(|error| ClusterError::Unavailable { detail: error.to_string() })?;
+                    info.config.subjects.clone()
+                }
                 Err(error) if is_code(&error, ErrorCode::STREAM_NOT_FOUND) => {
                     match self.jetstream.create_stream(self.stream_config(&name, vec![subject.clone()])).await {
                         Ok(_) => return self.wait_for_leader(&name).await,
