@@ -7,6 +7,8 @@
 //! - `office`: counter tools at immigration offices (check-in and reads, only for the caller's own offices);
 //! - `admin`: operators (AdminService).
 //!
+//! A few methods are public ([`PUBLIC_METHODS`]): a waiting room's published draw, which carries no personal data.
+//!
 //! A test checks that every method in the compiled file descriptor set has an entry, so a new RPC cannot ship open
 //! or unreachable by accident.
 

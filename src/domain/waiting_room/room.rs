@@ -1,7 +1,8 @@
 //! The waiting room in front of a quota release: tickets, the fair order, admissions and their tokens.
 //!
-//! People who join before the release instant are put in a random order when it comes (a seeded Fisher-Yates shuffle
-//! over ChaCha8, so the order is decided once and replays identically); later arrivals are first come, first served.
+//! People who join before the release instant are put in a random order when it comes (the verifiable draw of
+//! `draw.rs`, from the line's logged secret and the closed list, so the order is decided once and replays
+//! identically); later arrivals are first come, first served.
 //! The engine decides when to admit, expire or take back admissions from what it observes (slots remaining, who
 //! stopped watching) and records it as an event; applying those events is pure, like every other change.
 //!
