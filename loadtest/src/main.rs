@@ -149,8 +149,11 @@ async fn run_against(
     let rss_after = server_pid.and_then(|pid| scenarios::tickets::resident_bytes(pid).ok());
     if let (Some((before, _)), Some((after, peak))) = (rss_before, rss_after) {
         let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
-        report.server_memory =
-            Some(report::ServerMemory { rss_before_mib: mib(before), rss_after_mib: mib(after), rss_peak_mib: mib(peak) });
+        report.server_memory = Some(report::ServerMemory {
+            rss_before_mib: mib(before),
+            rss_after_mib: mib(after),
+            rss_peak_mib: mib(peak),
+        });
     }
     report.waiting_room = outcome.waiting_room.map(|verdict| verdict.answers);
     write_report(&report, json.as_deref(), plot.as_deref())

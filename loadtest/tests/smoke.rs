@@ -102,18 +102,8 @@ fn spike_through_the_waiting_room() {
     // Holds nobody pays lapse at their (1 s) payment deadline: the spawned server runs without the 15-minute
     // settlement grace (see `spike::spawned_server_args`), so their slots come back to the waiting room within the
     // run and every user gets a final answer before it ends.
-    let args = [
-        "--users",
-        "300",
-        "--slots",
-        "60",
-        "--arrival-window",
-        "3s",
-        "--duration",
-        "8s",
-        "--payment-window",
-        "1s",
-    ];
+    let args =
+        ["--users", "300", "--slots", "60", "--arrival-window", "3s", "--duration", "8s", "--payment-window", "1s"];
     let report = assert_clean("spike", &args, "Join", 300);
     let server_args = report["server_args"].to_string();
     assert!(server_args.contains("--config="), "the spike's server runs without a settlement grace: {server_args}");
