@@ -50,9 +50,14 @@ pub async fn run(context: &Context) -> anyhow::Result<ScenarioRun> {
     let (rss_after_restart_bytes, _) = resident_bytes(restart.restarted_pid)?;
     // New connections: the old ones went down with the killed server.
     let token = BearerToken::new(context.cli.token.as_deref())?;
-    let clients =
-        Clients::connect(&target_uri(&address.to_string()), context.cli.connections, context.cli.call_timeout, token)
-            .await?;
+    let clients = Clients::connect(
+        &target_uri(&address.to_string()),
+        context.cli.connections,
+        0,
+        context.cli.call_timeout,
+        token,
+    )
+    .await?;
     if !context.cli.quiet {
         eprintln!("checking {} bookings on the restarted server ...", holds.ledger.len());
     }
