@@ -330,22 +330,6 @@ async fn hold_until_done(steps: &Steps, seed: u64, user: u64, call: Call, token:
     None
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn arrivals_are_sorted_and_within_the_window() {
-        let window = Duration::from_secs(5);
-        let offsets = arrivals(1, 10_000, window);
-        assert_eq!(offsets.len(), 10_000);
-        assert!(offsets.windows(2).all(|pair| pair[0] <= pair[1]));
-        assert!(offsets.iter().all(|offset| *offset < window));
-        let before_release = offsets.iter().filter(|offset| **offset < RELEASE_DELAY).count();
-        assert!((3_700..4_300).contains(&before_release), "{before_release}");
-    }
-}
-
 /// The settlement grace a spawned server gets for `spike`: none. The spike compresses a payment window of hours into
 /// seconds, so the 15-minute grace (a quarter of an hour kept for late bank settlements) scales to nothing; with it,
 /// every abandoned hold would keep the tickets that might still reach its slot waiting for 15 minutes.
@@ -363,4 +347,20 @@ pub fn spawned_server_args(scenario: crate::cli::Scenario, args: &[String]) -> a
         .map_err(|error| anyhow::anyhow!("cannot write {}: {error}", path.display()))?;
     args.push(format!("--config={}", path.display()));
     Ok(args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arrivals_are_sorted_and_within_the_window() {
+        let window = Duration::from_secs(5);
+        let offsets = arrivals(1, 10_000, window);
+        assert_eq!(offsets.len(), 10_000);
+        assert!(offsets.windows(2).all(|pair| pair[0] <= pair[1]));
+        assert!(offsets.iter().all(|offset| *offset < window));
+        let before_release = offsets.iter().filter(|offset| **offset < RELEASE_DELAY).count();
+        assert!((3_700..4_300).contains(&before_release), "{before_release}");
+    }
 }
