@@ -124,6 +124,12 @@ runuser -u postgres -- taskset -c "$SERVER_CPUS" "$PG_BIN/pg_ctl" -D "$PG_DATA" 
     "-c port=$PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=$WORK/pg -c max_connections=200 \
      -c fsync=on -c synchronous_commit=on -c full_page_writes=on" >/dev/null
 
+# What the kernel allows each server, read back so the summary states the pinning that took effect.
+allowed_cpus() { awk '/^Cpus_allowed_list:/ {print $2}' "/proc/$1/status"; }
+REDIS_CPUS_ALLOWED="$(allowed_cpus "$REDIS_PID")"
+PG_CPUS_ALLOWED="$(allowed_cpus "$(head -n 1 "$PG_DATA/postmaster.pid")")"
+log "Redis may run on CPUs $REDIS_CPUS_ALLOWED, the PostgreSQL postmaster on CPUs $PG_CPUS_ALLOWED"
+
 # --- runs -------------------------------------------------------------------------------------------------------
 COMMON=(--duration "$DURATION" --concurrency "$CONCURRENCY" --connections "$CONNECTIONS" --quiet
     --client-cpus "$CLIENT_CPUS")
@@ -149,9 +155,10 @@ run postgres-on compare-postgres --target "127.0.0.1:$PG_PORT" --pg-synchronous-
 run postgres-off compare-postgres --target "127.0.0.1:$PG_PORT" --pg-synchronous-commit off
 
 # --- table ------------------------------------------------------------------------------------------------------
-python3 - "$OUT" "$JSON" "$CONCURRENCY" "$DURATION" "$SERVER_CPUS" "$CLIENT_CPUS" <<'PY' | tee "$OUT/table.txt"
+python3 - "$OUT" "$JSON" "$CONCURRENCY" "$DURATION" "$SERVER_CPUS" "$CLIENT_CPUS" "$REDIS_CPUS_ALLOWED" \
+    "$PG_CPUS_ALLOWED" <<'PY' | tee "$OUT/table.txt"
 import json, os, platform, sys
-out, summary_path, concurrency, duration, server_cpus, client_cpus = sys.argv[1:7]
+out, summary_path, concurrency, duration, server_cpus, client_cpus, redis_cpus, pg_cpus = sys.argv[1:9]
 
 def load(name):
     with open(os.path.join(out, name + ".json")) as f:
@@ -188,8 +195,10 @@ table = []
 print(f"hold one slot, {concurrency} concurrent callers, {duration} each (antrean holds: at most 270,000), "
       f"{os.cpu_count()} CPUs ({platform.node()})")
 client = figures("antrean-ping", "Health/Check", False)["pinning"] or {}
-print(f"pinning: servers on CPUs {server_cpus} (antrean --server-cpus, Redis and PostgreSQL taskset -c), "
-      f"load generator on CPUs {client_cpus} ({client.get('client_worker_threads', '?')} tokio worker threads)")
+antrean_cpus = client.get("server_cpus_allowed")
+print(f"pinning: servers on CPUs {server_cpus} (allowed: antrean {antrean_cpus}, Redis {redis_cpus}, PostgreSQL "
+      f"{pg_cpus}), load generator on CPUs {client_cpus} (allowed {client.get('client_cpus_allowed')}, "
+      f"{client.get('client_worker_threads', '?')} tokio worker threads)")
 print(f"{'system':<10} {'mode':<28} {'calls/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'antrean/this':>13} {'ok':>4}  codes")
 for system, mode, name, rpc, ok_only, baseline in rows:
     f = figures(name, rpc, ok_only)
@@ -239,6 +248,8 @@ for name, value, target, higher in ratios:
 summary = {
     "host": platform.node(), "cpus": os.cpu_count(), "concurrency": int(concurrency), "duration": duration,
     "pinning": {"server_cpus": server_cpus, "client_cpus": client_cpus,
+                "antrean_cpus_allowed": antrean_cpus, "redis_cpus_allowed": redis_cpus,
+                "postgres_cpus_allowed": pg_cpus, "client_cpus_allowed": client.get("client_cpus_allowed"),
                 "client_worker_threads": client.get("client_worker_threads")},
     "rows": table, "ratios": summary_ratios,
 }
