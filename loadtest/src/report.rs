@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::check::Correctness;
 use crate::cli::Pacing;
 use crate::driver::DriverStats;
+use crate::pinning::Pinning;
 use crate::recorder::{LATENCY_SIGFIG, LatencyMs, SLOW_FACTOR, Summary, latency_histogram, slow_share};
 use crate::scenarios::fixture::Fixture;
 
@@ -26,6 +27,8 @@ pub struct Report {
     pub target: String,
     /// Whether the load generator started the server.
     pub spawned: bool,
+    /// The CPUs of the server and of the load generator, and the load generator's worker threads.
+    pub pinning: Pinning,
     /// Seed of the run.
     pub seed: u64,
     /// Id of the run, in every id it created.
@@ -73,6 +76,10 @@ pub struct Report {
     pub fixture: Option<FixtureReport>,
     /// The server's memory per waiting ticket (`tickets`).
     pub memory: Option<crate::scenarios::tickets::MemoryReport>,
+    /// The server's memory per booking (`memory`).
+    pub booking_memory: Option<crate::scenarios::memory::BookingMemory>,
+    /// The kill, the restart and what came back (`recovery`).
+    pub recovery: Option<crate::scenarios::recovery::RecoveryReport>,
     /// Every user's final answer through the waiting room, and how early SOLD_OUT came (`spike`).
     pub waiting_room: Option<crate::scenarios::waiting_room::Answers>,
     /// What was measured, when not antrean (`compare-redis`, `compare-postgres`).
@@ -149,6 +156,8 @@ pub struct RunFacts {
     pub target: String,
     /// Whether the server was spawned.
     pub spawned: bool,
+    /// How the run was pinned.
+    pub pinning: Pinning,
     /// Seed.
     pub seed: u64,
     /// Run id.
@@ -206,6 +215,7 @@ pub fn build(
         scenario: facts.scenario,
         target: facts.target,
         spawned: facts.spawned,
+        pinning: facts.pinning,
         seed: facts.seed,
         run_id: facts.run_id,
         pacing: facts.pacing,
@@ -239,6 +249,8 @@ pub fn build(
             payment_window_s: fixture.payment_window.as_secs(),
         }),
         memory: None,
+        booking_memory: None,
+        recovery: None,
         waiting_room: None,
         system: None,
         stream_connections: 0,
@@ -275,6 +287,7 @@ pub fn table(report: &Report) -> String {
         report.duration_s,
         report.seed
     );
+    let _ = writeln!(out, "pinning: {}", report.pinning.describe());
     let _ = writeln!(
         out,
         "{:<24} {:>9} {:>10} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9}  codes",
@@ -379,6 +392,12 @@ pub fn table(report: &Report) -> String {
             memory.rss_after_end_bytes,
             memory.bytes_per_ticket_after_end
         );
+    }
+    if let Some(memory) = &report.booking_memory {
+        let _ = writeln!(out, "{}", crate::scenarios::memory::describe(memory));
+    }
+    if let Some(recovery) = &report.recovery {
+        let _ = writeln!(out, "{}", crate::scenarios::recovery::describe(recovery));
     }
     out
 }

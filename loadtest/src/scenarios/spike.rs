@@ -189,7 +189,7 @@ pub async fn run(context: &Context) -> anyhow::Result<ScenarioRun> {
         })
         .await;
     let verdict = waiting_room.as_ref().map(|gate| gate.verdict(&steps));
-    Ok(ScenarioRun { recorder, driver, fixture: Some(fixture), ledger, waiting_room: verdict, memory: None })
+    Ok(ScenarioRun { waiting_room: verdict, ..ScenarioRun::new(recorder, driver, Some(fixture), ledger) })
 }
 
 async fn journey(steps: &Steps, gate: &dyn Gate, full: &FullSessions, seed: u64, call: Call) {
