@@ -33,6 +33,22 @@ pub struct Lease {
     pub written_at: Instant,
 }
 
+impl Lease {
+    /// Whether the holder may still act as the office's owner at `now`: only until the TTL less one renewal period
+    /// has passed since its last successful write, so it stops before anyone else can have taken over (another node
+    /// can create the key only once the TTL has passed since that write reached the server, which is later still).
+    #[must_use]
+    pub fn may_serve(&self, options: &LeaseOptions, now: Instant) -> bool {
+        now.saturating_duration_since(self.written_at) < options.serve_for()
+    }
+
+    /// How long until the lease is due for renewal at `now` (zero when overdue).
+    #[must_use]
+    pub fn renew_in(&self, options: &LeaseOptions, now: Instant) -> Duration {
+        options.renew_every.saturating_sub(now.saturating_duration_since(self.written_at))
+    }
+}
+
 /// Who holds an office's lease, as the bucket says.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LeaseHolder {
@@ -157,16 +173,28 @@ impl LeaseBucket {
         }))
     }
 
-    /// Whether the holder of `lease` may still act as the office's owner at `now`: only until the TTL less one
-    /// renewal period has passed since its last successful write, so it stops before anyone else can have taken over.
+    /// Whether the holder of `lease` may still act as the office's owner at `now` (see [`Lease::may_serve`]).
     #[must_use]
     pub fn may_serve(&self, lease: &Lease, now: Instant) -> bool {
-        now.saturating_duration_since(lease.written_at) < self.options.serve_for()
+        lease.may_serve(&self.options, now)
     }
+}
 
-    /// How long until `lease` should be renewed.
-    #[must_use]
-    pub fn renew_in(&self, lease: &Lease, now: Instant) -> Duration {
-        self.options.renew_every.saturating_sub(now.saturating_duration_since(lease.written_at))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_holder_stops_serving_one_renewal_period_before_its_lease_can_expire() {
+        let options = LeaseOptions { ttl: Duration::from_secs(10), renew_every: Duration::from_secs(2) };
+        let written_at = Instant::now();
+        let office = OfficeId::parse("kanim-batam").expect("valid id");
+        let lease = Lease { office, epoch: 5, revision: 9, written_at };
+        assert!(lease.may_serve(&options, written_at));
+        assert!(lease.may_serve(&options, written_at + Duration::from_millis(7_999)));
+        assert!(!lease.may_serve(&options, written_at + Duration::from_secs(8)));
+        assert!(!lease.may_serve(&options, written_at + Duration::from_secs(10)));
+        assert_eq!(lease.renew_in(&options, written_at + Duration::from_millis(500)), Duration::from_millis(1_500));
+        assert_eq!(lease.renew_in(&options, written_at + Duration::from_secs(3)), Duration::ZERO);
     }
 }
