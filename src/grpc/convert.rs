@@ -265,6 +265,16 @@ fn pool(pool: Pool) -> i32 {
     }
 }
 
+/// A pool's name on the wire (`POOL_REGULAR`), for error metadata.
+#[must_use]
+pub fn pool_name(pool: Pool) -> &'static str {
+    match pool {
+        Pool::Regular => "POOL_REGULAR",
+        Pool::Express => "POOL_EXPRESS",
+        Pool::Priority => "POOL_PRIORITY",
+    }
+}
+
 fn booking_state(state: BookingState) -> i32 {
     let wire = match state {
         BookingState::AwaitingPayment => proto::BookingState::AwaitingPayment,

@@ -19,10 +19,11 @@ use crate::limits::SHARD_COUNT;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Version of the image layout inside a snapshot payload; bumped on any incompatible change. Version 3 adds the
-/// bookings' owners and the next ticket number, and drops the next booking number (numbers are drawn at random, see `numbers.rs`); version 2
-/// images still load ([`ImageV2`]).
-pub const IMAGE_VERSION: u16 = 3;
+/// Version of the image layout inside a snapshot payload; bumped on any incompatible change. Version 4 adds to every
+/// booking (in `bookings` and in remembered answers) its amendment count and last amendment time. Version 3 added the
+/// bookings' owners and the next ticket number, and dropped the next booking number (numbers are drawn at random, see
+/// `numbers.rs`). Versions 3 and 2 still load (`older_images.rs`).
+pub const IMAGE_VERSION: u16 = 4;
 
 /// An office in an image.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,58 +65,6 @@ pub struct Image {
     pub owners: Vec<(BookingId, String)>,
     /// Next ticket number: waiting rooms that ended took their tickets with them, and their numbers stay used.
     pub next_ticket_id: u64,
-}
-
-/// A version 2 image (before bookings had owners), as older builds wrote it: read, then made a current [`Image`] with
-/// no owners (those bookings belong to no booking caller).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ImageV2 {
-    /// 2.
-    pub version: u16,
-    /// Log position the image reflects.
-    pub log_position: u64,
-    /// Next booking number (not needed since numbers are drawn).
-    pub next_booking_id: u64,
-    /// Offices by id.
-    pub offices: Vec<OfficeImage>,
-    /// Day ledgers by key.
-    pub days: Vec<(DayKey, DayLedger)>,
-    /// Bookings by id.
-    pub bookings: Vec<Booking>,
-    /// Applicants by NIK.
-    pub applicants: Vec<(Nik, ApplicantRecord)>,
-    /// Request records by id.
-    pub requests: Vec<(RequestId, RequestRecord)>,
-    /// Refunds in the order recorded.
-    pub refunds: Vec<Refund>,
-    /// What is kept of purged bookings, by booking id.
-    pub purged: Vec<PurgedBooking>,
-    /// Running totals per office.
-    pub counters: Vec<(OfficeId, OfficeCounters)>,
-    /// Waiting rooms by line.
-    pub rooms: Vec<WaitingRoom>,
-}
-
-impl From<ImageV2> for Image {
-    fn from(old: ImageV2) -> Image {
-        Image {
-            version: IMAGE_VERSION,
-            log_position: old.log_position,
-            offices: old.offices,
-            days: old.days,
-            bookings: old.bookings,
-            applicants: old.applicants,
-            requests: old.requests,
-            refunds: old.refunds,
-            purged: old.purged,
-            counters: old.counters,
-            rooms: old.rooms,
-            owners: Vec::new(),
-            // Version 2 kept no ticket counter: start where a new book does; loading takes the highest ticket of the
-            // waiting rooms into account too.
-            next_ticket_id: 1,
-        }
-    }
 }
 
 impl Capture {
