@@ -5,9 +5,12 @@
 //! `Status` in [`status`] only.
 
 pub mod admin;
+pub mod amendment;
 pub mod booking;
+pub mod check;
 pub mod codec;
 pub mod convert;
+pub mod hold;
 pub mod overload;
 pub mod status;
 pub mod waiting_room;

@@ -14,11 +14,16 @@ use crate::domain::messages::command::Amendment;
 use crate::domain::messages::event::{Event, Stamp};
 use crate::domain::messages::rejection::Rejection;
 use crate::domain::state::access::ShardAccess;
+use crate::domain::values::nik::Nik;
 use crate::domain::values::violation::FieldViolation;
 use crate::domain::waiting_room::admission::line_waits_for;
 use crate::domain::waiting_room::room::WaitingRooms;
 
-/// Decides an amendment of `booking` at `stamp.at`: active (awaiting payment before its deadline, or confirmed), its
+/// Why a different NIK is refused, and what to do instead.
+pub const NIK_NOT_AMENDABLE: &str = "cannot be amended: the NIK is the applicant's identity; to book for another \
+     applicant, cancel this booking and hold a new one";
+
+/// Decides an amendment of `booking` at `stamp.at`: the NIK sent (if any) is the booking's own, the booking active (awaiting payment before its deadline, or confirmed), its
 /// session not started, amendments left, something actually changing, the new service offered by the office, and the
 /// pool it must move to (if any) with a free slot that no waiting room waits for.
 pub fn amend(
@@ -27,9 +32,13 @@ pub fn amend(
     rules: &BookRules,
     booking: &Booking,
     amendment: &Amendment,
+    nik: Option<Nik>,
     stamp: Stamp,
     rooms: Option<&WaitingRooms>,
 ) -> Result<Event, Rejection> {
+    if nik.is_some_and(|nik| nik != booking.applicant.nik) {
+        return Err(Rejection::invalid("nik", NIK_NOT_AMENDABLE));
+    }
     check_amendable(rules, booking, &stamp)?;
     let changed = changes(booking, amendment)?;
     let office = catalog
@@ -87,11 +96,14 @@ fn changes(booking: &Booking, amendment: &Amendment) -> Result<Amendment, Reject
         service: amendment.service.filter(|service| *service != booking.service),
     };
     if changed.is_empty() {
-        let violations = amendment
+        let mut violations: Vec<FieldViolation> = amendment
             .field_names()
             .into_iter()
             .map(|field| FieldViolation::new(field, "is already the booking's value: nothing to amend"))
             .collect();
+        if violations.is_empty() {
+            violations.push(FieldViolation::new("nik", "is the booking's own NIK, and nothing else is to be amended"));
+        }
         return Err(Rejection::Invalid(violations));
     }
     Ok(changed)

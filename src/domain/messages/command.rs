@@ -164,6 +164,9 @@ pub enum Command {
         booking_id: BookingId,
         /// What changes.
         amendment: Amendment,
+        /// The NIK the caller sent, if any: accepted only when it is the booking's own (a form sent whole), refused
+        /// otherwise, since the NIK is the applicant's identity and cannot be amended.
+        nik: Option<Nik>,
     },
 }
 

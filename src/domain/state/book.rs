@@ -284,7 +284,7 @@ impl QuotaBook {
                 Command::Reschedule { date, session_id, .. } => {
                     decide::reschedule(&guards, &catalog, &self.rules, &booking, *date, session_id, stamp)
                 }
-                Command::AmendBooking { amendment, .. } => {
+                Command::AmendBooking { amendment, nik, .. } => {
                     // A booking leaving the priority pool moves to the regular pool of its session, which a waiting
                     // room may gate: its line is read under the rooms lock, taken after the shards (the lock order
                     // holds).
@@ -292,7 +292,7 @@ impl QuotaBook {
                     let behind_line =
                         booking.slot.pool == Pool::Priority && waiting_room_for(&catalog, &regular).is_some();
                     let rooms = behind_line.then(|| self.waiting_rooms.lock());
-                    amend::amend(&guards, &catalog, &self.rules, &booking, amendment, stamp, rooms.as_deref())
+                    amend::amend(&guards, &catalog, &self.rules, &booking, amendment, *nik, stamp, rooms.as_deref())
                 }
                 _ => unreachable!("dispatched on booking commands"),
             };
