@@ -1184,7 +1184,11 @@ fn racing_commands_of_every_kind_replay_to_the_same_image() {
                             let to = places[usize::from((thread + round + 1) % 3)].clone();
                             let _ = run(&Command::Reschedule { booking_id, date: to.date, session_id: to.session_id });
                         }
-                        _ => {}
+                        _ => {
+                            let full_name = Some(format!("Renamed {thread}-{round}"));
+                            let amendment = Amendment { full_name, ..Amendment::default() };
+                            let _ = run(&Command::AmendBooking { booking_id, amendment, nik: None });
+                        }
                     }
                 }
             });
