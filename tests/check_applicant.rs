@@ -66,7 +66,7 @@ fn invalid_holds() -> Vec<(&'static str, Case)> {
     cases.push((
         "NIK encoding another birth date",
         edit(&|request| {
-            request.applicant.as_mut().expect("applicant").birth_date = Some(Date { year: 1985, month: 8, day: 18 })
+            request.applicant.as_mut().expect("applicant").birth_date = Some(Date { year: 1985, month: 8, day: 18 });
         }),
     ));
     cases.push(("unknown office", Case::Single(hold_request("kanim-nowhere", 1, applicant(1)))));

@@ -26,6 +26,8 @@ pub const NIK_NOT_AMENDABLE: &str = "cannot be amended: the NIK is the applicant
 /// Decides an amendment of `booking` at `stamp.at`: the NIK sent (if any) is the booking's own, the booking active (awaiting payment before its deadline, or confirmed), its
 /// session not started, amendments left, something actually changing, the new service offered by the office, and the
 /// pool it must move to (if any) with a free slot that no waiting room waits for.
+// The request (amendment, NIK sent), the booking and what the decision reads under the held locks, as for a payment.
+#[allow(clippy::too_many_arguments)]
 pub fn amend(
     access: &impl ShardAccess,
     catalog: &Catalog,
