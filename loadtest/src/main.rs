@@ -59,7 +59,7 @@ fn main() -> ExitCode {
 }
 
 /// Runs everything; `Ok(false)` when a correctness count is not zero.
-async fn run(cli: Cli) -> anyhow::Result<bool> {
+async fn run(mut cli: Cli) -> anyhow::Result<bool> {
     let seed = cli
         .seed
         .unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |time| time.as_nanos() as u64));
@@ -73,6 +73,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             Some(path) => path.clone(),
             None => server::default_binary()?,
         };
+        cli.server_args = scenarios::spike::spawned_server_args(cli.scenario, &cli.server_args)?;
         let server = server::spawn(&binary, &cli.server_args, cli.keep_data).await?;
         let address = server.address.to_string();
         if !cli.quiet {
@@ -103,7 +104,10 @@ async fn run_against(
     spawned: bool,
 ) -> anyhow::Result<bool> {
     let token = BearerToken::new(cli.token.as_deref())?;
-    let clients = Arc::new(Clients::connect(&target_uri(target), cli.connections, cli.call_timeout, token).await?);
+    // Only the spike's waiting room keeps streams open (its Watch streams, at most `--watchers-max`).
+    let streams = if cli.scenario == cli::Scenario::Spike && !cli.no_waiting_room { cli.watchers_max } else { 0 };
+    let clients =
+        Arc::new(Clients::connect(&target_uri(target), cli.connections, streams, cli.call_timeout, token).await?);
     let facts = RunFacts {
         scenario: cli.scenario.name(),
         target: target.to_string(),
@@ -115,6 +119,8 @@ async fn run_against(
         duration_s: cli.duration().as_secs_f64(),
     };
     let (json, plot, no_check, quiet) = (cli.json.clone(), cli.plot.clone(), cli.no_check, cli.quiet);
+    let server_args = if spawned { cli.server_args.clone() } else { Vec::new() };
+    let rss_before = server_pid.and_then(|pid| scenarios::tickets::resident_bytes(pid).ok());
     let context = Context { cli, clients: clients.clone(), seed, run_id, server_pid };
     let outcome = scenarios::run(&context).await?;
     let mut correctness = match (&outcome.fixture, no_check) {
@@ -138,6 +144,17 @@ async fn run_against(
     let summary = outcome.recorder.summary();
     let mut report = report::build(facts, &summary, &outcome.driver, correctness, outcome.fixture.as_deref());
     report.memory = outcome.memory;
+    report.server_args = server_args;
+    report.stream_connections = clients.stream_connections();
+    let rss_after = server_pid.and_then(|pid| scenarios::tickets::resident_bytes(pid).ok());
+    if let (Some((before, _)), Some((after, peak))) = (rss_before, rss_after) {
+        let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
+        report.server_memory = Some(report::ServerMemory {
+            rss_before_mib: mib(before),
+            rss_after_mib: mib(after),
+            rss_peak_mib: mib(peak),
+        });
+    }
     report.waiting_room = outcome.waiting_room.map(|verdict| verdict.answers);
     write_report(&report, json.as_deref(), plot.as_deref())
 }

@@ -38,6 +38,9 @@ pub struct Report {
     pub rate: Option<f64>,
     /// HTTP/2 connections.
     pub connections: usize,
+    /// Further HTTP/2 connections that carry only long-lived streams (Watch), [`crate::client::STREAMS_PER_CONNECTION`]
+    /// each.
+    pub stream_connections: usize,
     /// Planned load duration in seconds.
     pub duration_s: f64,
     /// From the start of the load to the end of its drain, in seconds.
@@ -74,8 +77,23 @@ pub struct Report {
     pub waiting_room: Option<crate::scenarios::waiting_room::Answers>,
     /// What was measured, when not antrean (`compare-redis`, `compare-postgres`).
     pub system: Option<String>,
+    /// Arguments the spawned server was started with (besides address and data directory).
+    pub server_args: Vec<String>,
+    /// The server's resident memory before and after the load, when its process id is known.
+    pub server_memory: Option<ServerMemory>,
     /// Per second of the run.
     pub series: Vec<SeriesPoint>,
+}
+
+/// The server's resident memory (from `/proc/PID/status`) around the load.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct ServerMemory {
+    /// VmRSS before the scenario started, in MiB.
+    pub rss_before_mib: f64,
+    /// VmRSS after the load and the correctness check, in MiB.
+    pub rss_after_mib: f64,
+    /// VmHWM (the peak resident size) at the end, in MiB.
+    pub rss_peak_mib: f64,
 }
 
 /// One RPC's figures.
@@ -223,6 +241,9 @@ pub fn build(
         memory: None,
         waiting_room: None,
         system: None,
+        stream_connections: 0,
+        server_args: Vec::new(),
+        server_memory: None,
         series,
     }
 }
@@ -239,12 +260,17 @@ pub fn table(report: &Report) -> String {
     };
     let _ = writeln!(
         out,
-        "\n{}{} against {}{}: {pacing}, {} connections, {:.1}s (planned {:.1}s), seed {}",
+        "\n{}{} against {}{}: {pacing}, {} connections{}, {:.1}s (planned {:.1}s), seed {}",
         report.scenario,
         report.system.as_ref().map(|system| format!(" ({system})")).unwrap_or_default(),
         report.target,
         if report.spawned { " (spawned)" } else { "" },
         report.connections,
+        if report.stream_connections > 0 {
+            format!(" (+{} for streams)", report.stream_connections)
+        } else {
+            String::new()
+        },
         report.elapsed_s,
         report.duration_s,
         report.seed
@@ -290,6 +316,16 @@ pub fn table(report: &Report) -> String {
     let counters: Vec<String> = report.counters.iter().map(|(name, count)| format!("{name}={count}")).collect();
     if !counters.is_empty() {
         let _ = writeln!(out, "counters: {}", counters.join(" "));
+    }
+    if let Some(memory) = &report.server_memory {
+        let _ = writeln!(
+            out,
+            "server memory: VmRSS {:.1} MiB before, {:.1} MiB after, peak {:.1} MiB",
+            memory.rss_before_mib, memory.rss_after_mib, memory.rss_peak_mib
+        );
+    }
+    if !report.server_args.is_empty() {
+        let _ = writeln!(out, "server arguments: {}", report.server_args.join(" "));
     }
     let c = &report.correctness;
     if report.checked {

@@ -99,25 +99,14 @@ fn lifecycle() {
 
 #[test]
 fn spike_through_the_waiting_room() {
-    // Holds nobody pays lapse at their (1 s) payment deadline, without the 15-minute settlement grace, so their slots
-    // come back to the waiting room within the run and every user gets a final answer before it ends.
-    let config = std::env::temp_dir().join(format!("loadtest-smoke-spike-{}.toml", std::process::id()));
-    std::fs::write(&config, "[booking]\npayment_settlement_grace_seconds = 0\n").expect("write the server's config");
-    let config_arg = format!("--server-arg=--config={}", config.display());
-    let args = [
-        "--users",
-        "300",
-        "--slots",
-        "60",
-        "--arrival-window",
-        "3s",
-        "--duration",
-        "8s",
-        "--payment-window",
-        "1s",
-        config_arg.as_str(),
-    ];
+    // Holds nobody pays lapse at their (1 s) payment deadline: the spawned server runs without the 15-minute
+    // settlement grace (see `spike::spawned_server_args`), so their slots come back to the waiting room within the
+    // run and every user gets a final answer before it ends.
+    let args =
+        ["--users", "300", "--slots", "60", "--arrival-window", "3s", "--duration", "8s", "--payment-window", "1s"];
     let report = assert_clean("spike", &args, "Join", 300);
+    let server_args = report["server_args"].to_string();
+    assert!(server_args.contains("--config="), "the spike's server runs without a settlement grace: {server_args}");
     let counters = &report["counters"];
     assert!(counters["users_held"].as_u64().unwrap_or(0) >= 60, "{counters}");
     // Every user has a final answer: booked, told the slots are gone, or left; and nobody polled.
@@ -137,7 +126,11 @@ fn spike_without_the_waiting_room() {
 #[test]
 fn soak() {
     let args = ["--duration", "2s", "--concurrency", "8", "--slots", "600", "--payment-window", "1s"];
-    assert_clean("soak", &args, "GetAvailability", 10);
+    let report = assert_clean("soak", &args, "GetAvailability", 10);
+    // The spawned server's memory is in the report.
+    let memory = &report["server_memory"];
+    assert!(memory["rss_after_mib"].as_f64().unwrap_or(0.0) > 0.0, "{memory}");
+    assert!(memory["rss_peak_mib"].as_f64() >= memory["rss_after_mib"].as_f64(), "{memory}");
 }
 
 #[test]

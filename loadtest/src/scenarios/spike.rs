@@ -330,6 +330,25 @@ async fn hold_until_done(steps: &Steps, seed: u64, user: u64, call: Call, token:
     None
 }
 
+/// The settlement grace a spawned server gets for `spike`: none. The spike compresses a payment window of hours into
+/// seconds, so the 15-minute grace (a quarter of an hour kept for late bank settlements) scales to nothing; with it,
+/// every abandoned hold would keep the tickets that might still reach its slot waiting for 15 minutes.
+const SPIKE_SERVER_CONFIG: &str = "[booking]\npayment_settlement_grace_seconds = 0\n";
+
+/// The arguments for a spawned server: for `spike`, unless the caller names a `--config`, a configuration file with
+/// [`SPIKE_SERVER_CONFIG`] is written to the temporary directory and passed; other scenarios keep `args` as given.
+pub fn spawned_server_args(scenario: crate::cli::Scenario, args: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut args = args.to_vec();
+    if scenario != crate::cli::Scenario::Spike || args.iter().any(|arg| arg.starts_with("--config")) {
+        return Ok(args);
+    }
+    let path = std::env::temp_dir().join(format!("loadtest-spike-server-{}.toml", std::process::id()));
+    std::fs::write(&path, SPIKE_SERVER_CONFIG)
+        .map_err(|error| anyhow::anyhow!("cannot write {}: {error}", path.display()))?;
+    args.push(format!("--config={}", path.display()));
+    Ok(args)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
