@@ -9,6 +9,7 @@
 
 pub mod background;
 pub mod codec;
+pub mod draw;
 pub mod error;
 pub mod lifecycle;
 pub mod recovery;
@@ -167,6 +168,10 @@ impl Engine {
         }
         if let Some(position) = execution.log_position {
             self.await_durable(position).await;
+        }
+        if matches!(command, Command::SetSchedule { .. }) && execution.outcome.is_ok() {
+            // A new line is committed to its draw secret before the schedule is acknowledged.
+            self.commit_draws().await;
         }
         tracing::debug!(command = command.name(), request_id = %request_id, repeated = execution.repeated,
             outcome = match &execution.outcome { Ok(_) => "ok", Err(rejection) => rejection.reason() }, "executed");

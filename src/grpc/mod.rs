@@ -10,6 +10,7 @@ pub mod booking;
 pub mod check;
 pub mod codec;
 pub mod convert;
+pub mod draw;
 pub mod hold;
 pub mod overload;
 pub mod status;

@@ -14,16 +14,17 @@ use crate::domain::catalogue::office::{Catalog, Office, OfficeSettings, Schedule
 use crate::domain::values::ids::{BookingId, OfficeId, RequestId};
 use crate::domain::values::nik::Nik;
 use crate::domain::values::time::Date;
-use crate::domain::waiting_room::room::{WaitingRoom, WaitingRooms};
+use crate::domain::waiting_room::room::{DrawState, WaitingRoom, WaitingRoomKey, WaitingRooms};
 use crate::limits::SHARD_COUNT;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Version of the image layout inside a snapshot payload; bumped on any incompatible change. Version 4 adds to every
-/// booking (in `bookings` and in remembered answers) its amendment count and last amendment time. Version 3 added the
-/// bookings' owners and the next ticket number, and dropped the next booking number (numbers are drawn at random, see
-/// `numbers.rs`). Versions 3 and 2 still load (`older_images.rs`).
-pub const IMAGE_VERSION: u16 = 4;
+/// Version of the image layout inside a snapshot payload; bumped on any incompatible change. Version 5 adds to every
+/// booking (in `bookings` and in remembered answers) its amendment count and last amendment time; version 4 added each
+/// waiting room's draw (its secret and figures, [`Image::draws`]); version 3 added the bookings' owners and the next
+/// ticket number, and dropped the next booking number (numbers are drawn at random, see `numbers.rs`). Versions 4, 3
+/// and 2 still load (`older_images.rs`).
+pub const IMAGE_VERSION: u16 = 5;
 
 /// An office in an image.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,6 +66,8 @@ pub struct Image {
     pub owners: Vec<(BookingId, String)>,
     /// Next ticket number: waiting rooms that ended took their tickets with them, and their numbers stay used.
     pub next_ticket_id: u64,
+    /// Each waiting room's draw, by line (in the order of `rooms`).
+    pub draws: Vec<(WaitingRoomKey, DrawState)>,
 }
 
 impl Capture {
@@ -118,6 +121,7 @@ impl Capture {
             rooms: self.waiting_rooms.iter().map(|room| WaitingRoom::clone(room)).collect(),
             owners,
             next_ticket_id: self.next_ticket_id,
+            draws: self.waiting_rooms.iter().map(|room| (room.key.clone(), room.draw.clone())).collect(),
         }
     }
 }
@@ -207,8 +211,10 @@ impl QuotaBook {
         // Totals are summed over shards when read, so one shard can carry each office's whole total.
         shards[0].counters = image.counters.into_iter().collect();
         let mut rooms = WaitingRooms::new();
+        let mut draws: BTreeMap<WaitingRoomKey, DrawState> = image.draws.into_iter().collect();
         for mut room in image.rooms {
             room.reindex();
+            room.draw = draws.remove(&room.key).unwrap_or_default();
             rooms.insert(room.key.clone(), std::sync::Arc::new(room));
         }
         Ok(QuotaBook::from_parts(rules, shards, catalog, rooms, image.next_ticket_id))

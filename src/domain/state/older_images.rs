@@ -2,8 +2,9 @@
 //! no such thing (events only gain variants at the end), but an image is one value whose layout changes with the
 //! types it holds.
 //!
-//! Version 3 (main before amendments) and version 2 (before bookings had owners) hold bookings without an amendment
-//! count, in `bookings` and inside remembered answers; those bookings were never amended.
+//! Version 4 (before amendments), version 3 (also before waiting rooms had a draw secret) and version 2 (also before
+//! bookings had owners) hold bookings without an amendment count, in `bookings` and inside remembered answers; those
+//! bookings were never amended.
 
 use super::image::{IMAGE_VERSION, Image, OfficeImage};
 use super::shard::{ApplicantRecord, DayKey, DayLedger, OfficeCounters, RequestRecord};
@@ -15,10 +16,10 @@ use crate::domain::messages::reply::Reply;
 use crate::domain::values::ids::{AccountId, BookingId, GroupId, OfficeId, PaymentReference, RequestId};
 use crate::domain::values::nik::Nik;
 use crate::domain::values::time::Timestamp;
-use crate::domain::waiting_room::room::{TicketId, WaitingRoom};
+use crate::domain::waiting_room::room::{DrawState, TicketId, WaitingRoom, WaitingRoomKey};
 use serde::{Deserialize, Serialize};
 
-/// A booking as versions 2 and 3 stored it: [`Booking`] without `amendments_used` and `last_amended_at`.
+/// A booking as versions 2 to 4 stored it: [`Booking`] without `amendments_used` and `last_amended_at`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BookingV3 {
     /// See [`Booking::booking_id`].
@@ -104,7 +105,7 @@ impl From<&Booking> for BookingV3 {
     }
 }
 
-/// A remembered answer as versions 2 and 3 stored it: [`Reply`]'s variants of then, with [`BookingV3`].
+/// A remembered answer as versions 2 to 4 stored it: [`Reply`]'s variants of then, with [`BookingV3`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ReplyV3 {
     /// See [`Reply::Held`].
@@ -175,7 +176,7 @@ impl From<ReplyV3> for Reply {
     }
 }
 
-/// A request record as versions 2 and 3 stored it (the log position was never stored).
+/// A request record as versions 2 to 4 stored it (the log position was never stored).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestRecordV3 {
     /// See [`RequestRecord::fingerprint`].
@@ -205,7 +206,62 @@ fn requests(old: Vec<(RequestId, RequestRecordV3)>) -> Vec<(RequestId, RequestRe
     old.into_iter().map(|(request_id, record)| (request_id, record.into())).collect()
 }
 
-/// A version 3 image: [`Image`] with bookings of the older layout.
+/// A version 4 image: [`Image`] with bookings of the older layout.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageV4 {
+    /// 4.
+    pub version: u16,
+    /// Log position the image reflects.
+    pub log_position: u64,
+    /// Offices by id.
+    pub offices: Vec<OfficeImage>,
+    /// Day ledgers by key.
+    pub days: Vec<(DayKey, DayLedger)>,
+    /// Bookings by id.
+    pub bookings: Vec<BookingV3>,
+    /// Applicants by NIK.
+    pub applicants: Vec<(Nik, ApplicantRecord)>,
+    /// Request records by id.
+    pub requests: Vec<(RequestId, RequestRecordV3)>,
+    /// Refunds in the order recorded.
+    pub refunds: Vec<Refund>,
+    /// What is kept of purged bookings, by booking id.
+    pub purged: Vec<PurgedBooking>,
+    /// Running totals per office.
+    pub counters: Vec<(OfficeId, OfficeCounters)>,
+    /// Waiting rooms by line.
+    pub rooms: Vec<WaitingRoom>,
+    /// The caller that made each booking that has one, by booking id.
+    pub owners: Vec<(BookingId, String)>,
+    /// Next ticket number.
+    pub next_ticket_id: u64,
+    /// Each waiting room's draw, by line.
+    pub draws: Vec<(WaitingRoomKey, DrawState)>,
+}
+
+impl From<ImageV4> for Image {
+    fn from(old: ImageV4) -> Image {
+        Image {
+            version: IMAGE_VERSION,
+            log_position: old.log_position,
+            offices: old.offices,
+            days: old.days,
+            bookings: bookings(old.bookings),
+            applicants: old.applicants,
+            requests: requests(old.requests),
+            refunds: old.refunds,
+            purged: old.purged,
+            counters: old.counters,
+            rooms: old.rooms,
+            owners: old.owners,
+            next_ticket_id: old.next_ticket_id,
+            draws: old.draws,
+        }
+    }
+}
+
+/// A version 3 image (before waiting rooms had a draw secret): read, then made a current [`Image`] whose rooms commit
+/// to no secret (those not drawn yet get one at the engine's next tick), with bookings of the older layout.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageV3 {
     /// 3.
@@ -252,6 +308,7 @@ impl From<ImageV3> for Image {
             rooms: old.rooms,
             owners: old.owners,
             next_ticket_id: old.next_ticket_id,
+            draws: Vec::new(),
         }
     }
 }
@@ -304,6 +361,7 @@ impl From<ImageV2> for Image {
             // Version 2 kept no ticket counter: start where a new book does; loading takes the highest ticket of the
             // waiting rooms into account too.
             next_ticket_id: 1,
+            draws: Vec::new(),
         }
     }
 }
