@@ -66,6 +66,8 @@ pub struct Config {
     pub callers: Vec<crate::auth::CallerConfig>,
     /// Limits on holds per caller, account and applicant.
     pub anti_hoarding: crate::auth::AntiHoardingConfig,
+    /// `[cluster]`: keep the offices' logs on NATS JetStream. Absent (the default): one node, local log.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
     /// Set by `--demo-release-in`: put the demo office's next release this many seconds after start, behind a
     /// waiting room. Not a file setting.
     #[serde(skip)]
@@ -427,7 +429,8 @@ impl Config {
 
     fn validate_security(&self) -> Result<(), ConfigError> {
         let tls = self.server.tls.as_ref().map_or(Ok(()), crate::tls::TlsConfig::validate);
-        let checks = [tls, crate::auth::validate_callers(&self.callers), self.anti_hoarding.validate()];
+        let cluster = self.cluster.as_ref().map_or(Ok(()), crate::cluster::ClusterConfig::validate);
+        let checks = [tls, crate::auth::validate_callers(&self.callers), self.anti_hoarding.validate(), cluster];
         match checks.into_iter().find_map(Result::err) {
             Some((field, reason)) => invalid(field, reason),
             None => Ok(()),

@@ -15,7 +15,8 @@
 //! - [`auth`]: caller authentication, the role table, office scoping and booking ownership, NIK masking,
 //!   anti-hoarding limits; [`tls`]: transport security and the rules for listeners other hosts can reach.
 //! - [`engine`]: validate -> apply -> log -> await durability -> reply; the background ticker, snapshots and gauges.
-//! - [`metrics`]: metric names and the exporter.
+//! - [`metrics`]: metric names and the exporter; [`cluster`]: each office's log on NATS JetStream (fenced appends,
+//!   replay) and the per-office leases, for running past one machine (not yet wired to the engine).
 //! - [`domain`]: the deterministic allocation state machine (no I/O, no clock); [`storage`]: the write-ahead log with
 //!   group commit, snapshots and recovery, over opaque bytes. Neither knows the other.
 //! - [`limits`]: named maxima, importable by all.
@@ -25,6 +26,7 @@
 #![deny(unsafe_code)]
 
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod domain;

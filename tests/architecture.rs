@@ -827,6 +827,9 @@ mod layers {
         Layer { module: "engine", rank: 3 },
         // Metric names, for the engine and above; it implements storage's `WalObserver`, so it ranks above storage.
         Layer { module: "metrics", rank: 2 },
+        // The cluster log on NATS JetStream (office logs, leases): it frames records as storage does and names
+        // offices, so it sits above both; the engine or the wiring above may use it.
+        Layer { module: "cluster", rank: 2 },
         // The two foundations, each unaware of the other: the pure domain and the byte-level storage.
         Layer { module: "domain", rank: 1 },
         Layer { module: "storage", rank: 1 },

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod nats;
+
 use antrean::proto::admin_service_client::AdminServiceClient;
 use antrean::proto::booking_service_client::BookingServiceClient;
 use antrean::proto::{self, Applicant, Date, Office, PoolCapacity, SessionTemplate, TimeOfDay};

@@ -1,0 +1,51 @@
+//! The cluster log: each office's log on NATS JetStream, and the leases that say which node writes it.
+//!
+//! Owns everything antrean says to NATS: the connection (and its version check), the log streams and the binding of
+//! each office's subject (`antrean.log.<office_id>`) to one of them, the batch format of a message, fenced appends,
+//! reading an office's log back in order, and one lease per office in a KV bucket. It must not know what a record
+//! means (payloads are the engine's encoded events, opaque here) nor decide anything about bookings; it depends on
+//! `storage` (the record frame, positions) and `domain` (office ids) only.
+//!
+//! Not built yet (issue 15): routing calls to an office's owner, the engine writing through this log behind
+//! `LogSink`, NIK claims across offices, snapshots in the object store, and failover of antrean nodes.
+//!
+//! # Layout
+//!
+//! - `error.rs`: [`ClusterError`], one variant per thing a caller decides on (fenced, lease lost, unavailable, ...).
+//! - `options.rs`: [`NatsConnectOptions`], [`LogOptions`], [`LeaseOptions`].
+//! - `connect.rs`: [`connect`] and the nats-server version check (2.11 or later).
+//! - `placement.rs`: subject, stream and lease key of an office.
+//! - `batch.rs`: one message = one batch: header (epoch, first position), then record frames as `storage` frames
+//!   them; the message id `office/epoch/first_position`.
+//! - `refusal.rs`: JetStream answers to [`ClusterError`], by error code.
+//! - `log.rs`: [`OfficeLog`]: streams, fenced appends, the end of a log, replay.
+//! - `lease.rs`: [`LeaseBucket`]: acquire, renew, release, holder.
+//! - `settings.rs`: [`ClusterConfig`], the `[cluster]` section, validated, and the options it gives.
+//! - `writer.rs`: [`OfficeWriter`]: the lease holder's appends, its fence and next position.
+
+mod batch;
+mod connect;
+mod error;
+mod lease;
+mod log;
+mod options;
+mod placement;
+mod refusal;
+mod settings;
+mod writer;
+
+pub use batch::{
+    BATCH_FORMAT_VERSION, BATCH_HEADER_BYTES, BATCH_MAGIC, BatchError, BatchHeader, DecodedBatch, decode_batch,
+    decode_batch_header, encode_batch, message_id,
+};
+pub use connect::{NATS_SERVER_VERSION_MIN, NatsConnection, check_server_version, connect};
+pub use error::{ClusterError, Result};
+pub use lease::{Lease, LeaseBucket, LeaseHolder, NODE_NAME_BYTES_MAX};
+pub use log::{Appended, LogEnd, OfficeLog, ReplayedBatch};
+pub use options::{LeaseOptions, LogOptions, NatsConnectOptions, NatsTlsOptions};
+pub use placement::{
+    LEASE_BUCKET, LOG_STREAM_PREFIX, LOG_SUBJECT_PREFIX, lease_key, log_subject, stream_index, stream_name,
+};
+pub use refusal::{WRONG_LAST_SEQUENCE, WRONG_LAST_SEQUENCE_IN_FLIGHT, classify_refusal};
+pub use settings::{ClusterConfig, NatsTlsConfig, OfficeSelection, OwnedOffices};
+pub use writer::{OfficeWriter, Written};
