@@ -64,7 +64,11 @@ pub struct Stats {
 
 /// Runs `steps` in a fresh data directory.
 pub fn run(steps: &[Step]) -> Result<Finished, Failure> {
-    let mut sim = Sim::new();
+    let mut sim = Sim::new().map_err(|message| Failure {
+        step: 0,
+        message: format!("setting up the world: {message}"),
+        trace: vec![format!("   0 set-up -> FAILED: {message}")],
+    })?;
     for (index, step) in steps.iter().enumerate() {
         let line = match sim.step(step) {
             Ok(Flow::Continue(line)) => line,
@@ -164,7 +168,7 @@ fn temp_root() -> tempfile::TempDir {
 }
 
 impl Sim {
-    fn new() -> Sim {
+    fn new() -> Result<Sim, String> {
         let root = temp_root();
         let data_dir = root.path().join("data");
         let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
@@ -191,9 +195,9 @@ impl Sim {
             digest: FNV_OFFSET,
             stats: Stats::default(),
         };
-        sim.open(false).expect("an empty data directory opens");
-        sim.set_up_world();
-        sim
+        sim.open(false)?;
+        sim.set_up_world()?;
+        Ok(sim)
     }
 
     fn record(&mut self, index: usize, step: &Step, line: &str) {
@@ -258,16 +262,17 @@ impl Sim {
     }
 
     /// The offices and the waiting room every history starts with (not part of the history: never dropped).
-    fn set_up_world(&mut self) {
-        for office in 0..2 {
-            let command = Command::UpsertOffice(world::office_settings(office));
-            let answer = self.send(Request::Command(command)).expect("set-up is not faulted");
-            assert!(answer.text.starts_with("Ok"), "office set up: {}", answer.text);
+    fn set_up_world(&mut self) -> Result<(), String> {
+        let mut commands: Vec<Command> =
+            (0..2).map(|office| Command::UpsertOffice(world::office_settings(office))).collect();
+        commands.push(Command::SetSchedule { office_id: world::office(0), rule: world::waiting_room_schedule() });
+        for command in commands {
+            let answer = self.send(Request::Command(command)).map_err(|halt| format!("{halt:?}"))?;
+            if !answer.text.starts_with("Ok") {
+                return Err(format!("refused: {}", answer.text));
+            }
         }
-        let command = Command::SetSchedule { office_id: world::office(0), rule: world::waiting_room_schedule() };
-        let answer = self.send(Request::Command(command)).expect("set-up is not faulted");
-        assert!(answer.text.starts_with("Ok"), "schedule set: {}", answer.text);
-        self.capture().expect("the world is consistent");
+        self.capture()
     }
 
     fn request_id(&mut self) -> RequestId {
