@@ -92,6 +92,7 @@ pub fn run(steps: &[Step]) -> Result<Finished, Failure> {
             Ok(sim.finish_without_engine())
         }
         Err(message) => {
+            let message = message.replace(&sim.data_dir.display().to_string(), "<data>");
             sim.trace.push(format!("{index:4} end: FAILED: {message}"));
             Err(Failure { step: index, message, trace: sim.trace })
         }
@@ -707,7 +708,7 @@ impl Sim {
         self.crash_after_answer = false;
         let (wal_dir, snapshot_dir) = (self.data_dir.join("wal"), self.data_dir.join("snapshots"));
         let (note, expect) = match damage {
-            None => (String::new(), Expect::Recover),
+            None => ("no damage".to_owned(), Expect::Recover),
             Some(Damage::Log(pick)) => damage::flip_log_bit(&wal_dir, &snapshot_dir, pick)
                 .unwrap_or_else(|| ("no segment to damage".into(), Expect::Recover)),
             Some(Damage::Snapshot(pick)) => damage::flip_snapshot_bit(&snapshot_dir, &wal_dir, pick)
@@ -744,7 +745,7 @@ impl Sim {
             }
         };
         let restored = self.restore_offices()?;
-        let note = if note.is_empty() { note } else { format!(" ({note})") };
+        let note = if damage.is_none() { String::new() } else { format!(" ({note})") };
         Ok(Flow::Continue(format!("restarted{note} at {position}{restored}")))
     }
 

@@ -1,10 +1,10 @@
-//! The simulator in CI: every seed in `regressions.txt`, then a fixed budget of seeds (about a minute and a half in a
+//! The simulator in CI: every seed in `regressions.txt`, then a fixed budget of seeds (about a minute in a
 //! debug build on a 2-core machine). A failure names the seed; `cargo run -p sim -- --seed N` replays and shrinks it.
 
 use std::path::Path;
 
 /// Seeds run on every `cargo test --workspace`: 0 to this, split over two threads.
-const CI_SEEDS: u64 = 1200;
+const CI_SEEDS: u64 = 1000;
 
 fn check(seeds: impl Iterator<Item = u64>) -> Vec<String> {
     seeds

@@ -1,8 +1,9 @@
 //! The file seam between the log writer and the operating system.
 //!
 //! Owns the few file operations the writer performs on an open segment (append, fdatasync, truncate), a real
-//! implementation over `std::fs`, and a fault-injecting implementation that tests use to fail the Nth fsync, make the
-//! Nth write short, or lose everything written since the last fsync as a power cut would. It must not know the record
+//! implementation over `std::fs`, and a fault-injecting implementation that tests and the simulator (`sim/`) use to fail
+//! the Nth fsync, make the Nth write short, stop every later operation (a crash), tell how many bytes are not yet
+//! durable, or lose everything written since the last fsync as a power cut would. It must not know the record
 //! or segment formats.
 
 use std::fs::{File, OpenOptions};
