@@ -18,6 +18,11 @@ use serde::{Deserialize, Deserializer};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+/// Smallest `storage.snapshot_every_log_bytes`: below a few records' worth, the service would do little but snapshot.
+const SNAPSHOT_EVERY_LOG_BYTES_MIN: u64 = 4096;
+/// Largest `storage.snapshot_every_log_bytes` (16 GiB): beyond it a start after a crash replays for minutes.
+const SNAPSHOT_EVERY_LOG_BYTES_MAX: u64 = 16 * 1024 * 1024 * 1024;
+
 /// The embedded demo configuration: real offices, usable at once.
 pub const DEMO_CONFIG: &str = include_str!("../config/antrean.toml");
 
@@ -165,6 +170,9 @@ pub struct StorageConfig {
     pub batch_bytes_max: u64,
     /// Snapshot after this many records.
     pub snapshot_every_records: u64,
+    /// Snapshot once the log written since the last snapshot passes this many bytes: what a start after a crash must
+    /// replay stays bounded whatever the records' sizes.
+    pub snapshot_every_log_bytes: u64,
     /// Snapshot after this many seconds.
     pub snapshot_every_seconds: u64,
     /// Start despite mid-log corruption, dropping what follows it.
@@ -181,6 +189,7 @@ impl Default for StorageConfig {
             batch_records_max: 8192,
             batch_bytes_max: 8 * 1024 * 1024,
             snapshot_every_records: 1_000_000,
+            snapshot_every_log_bytes: 64 * 1024 * 1024,
             snapshot_every_seconds: 300,
             accept_log_truncation: false,
         }
@@ -352,6 +361,14 @@ impl Config {
             }
             other => ConfigError::Invalid { field: "storage".into(), reason: other.to_string() },
         })?;
+        if !(SNAPSHOT_EVERY_LOG_BYTES_MIN..=SNAPSHOT_EVERY_LOG_BYTES_MAX)
+            .contains(&self.storage.snapshot_every_log_bytes)
+        {
+            return invalid(
+                "storage.snapshot_every_log_bytes",
+                format!("must be between {SNAPSHOT_EVERY_LOG_BYTES_MIN} and {SNAPSHOT_EVERY_LOG_BYTES_MAX}"),
+            );
+        }
         if self.storage.snapshot_every_records == 0 || self.storage.snapshot_every_seconds == 0 {
             return invalid("storage.snapshot_every_records", "snapshot intervals must be at least 1");
         }
@@ -559,6 +576,17 @@ mod tests {
         assert_eq!(none.book_rules().payment_settlement_grace_ms, 0);
         let error = Config::parse("[booking]\npayment_settlement_grace_seconds = 86401\n").expect_err("too long");
         assert!(error.to_string().contains("booking.payment_settlement_grace_seconds"), "{error}");
+    }
+
+    #[test]
+    fn the_log_between_snapshots_is_bounded_by_size_as_well_as_by_records() {
+        assert_eq!(Config::demo().storage.snapshot_every_log_bytes, 64 * 1024 * 1024);
+        let small = Config::parse("[storage]\nsnapshot_every_log_bytes = 4096\n").expect("4 KiB is valid");
+        assert_eq!(small.storage.snapshot_every_log_bytes, 4096);
+        for bad in ["0", "4095", "17179869185"] {
+            let error = Config::parse(&format!("[storage]\nsnapshot_every_log_bytes = {bad}\n")).expect_err(bad);
+            assert!(error.to_string().contains("storage.snapshot_every_log_bytes"), "{error}");
+        }
     }
 
     #[test]

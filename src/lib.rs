@@ -8,7 +8,8 @@
 //! - [`server`]: wiring the services onto a listener and `run` (start, recover, serve, drain, final snapshot).
 //! - [`grpc`]: thin tonic layer: conversions, one status mapping, the codec the generated API uses, the tower layers
 //!   (overload, per-caller rate, message size), handlers without business logic; [`demo`]: the `--demo-release-in`
-//!   schedule.
+//!   schedule; [`draw_file`]: a published draw as a JSON file (fetch it, verify it), for `antrean get-draw` and
+//!   `antrean verify-draw`.
 //! - [`config`]: the TOML settings, validated field by field (it names the types of the layers below to check them);
 //!   [`proto`]: the generated API.
 //! - [`auth`]: caller authentication, the role table, office scoping and booking ownership, NIK masking,
@@ -27,6 +28,7 @@ pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod domain;
+pub mod draw_file;
 pub mod engine;
 pub mod grpc;
 pub mod limits;

@@ -65,6 +65,28 @@ enum Action {
     PrintConfig,
     /// Reads a caller's bearer token from standard input and prints the SHA-256 to put in `token_sha256`.
     HashToken,
+    /// Checks a published draw (a JSON file from `get-draw`): the secret matches the commitment published before the
+    /// draw, and the order recomputes from the secret and the list. Exits 0 when it does, 1 with the reason otherwise.
+    VerifyDraw {
+        /// The draw file.
+        file: PathBuf,
+    },
+    /// Fetches a line's published draw from a server (every page of WaitingRoomService.GetDraw, which needs no
+    /// credentials) and prints it as the JSON file `verify-draw` and scripts/verify_draw.py read.
+    GetDraw {
+        /// The server, e.g. http://127.0.0.1:50051.
+        #[arg(long)]
+        target: String,
+        /// The office.
+        #[arg(long)]
+        office_id: String,
+        /// The line's release instant: RFC 3339 (2026-12-01T00:00:00Z) or milliseconds since the Unix epoch.
+        #[arg(long)]
+        release_at: String,
+        /// Write the file here instead of standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
 }
 
 fn load(cli: &Cli) -> anyhow::Result<Config> {
@@ -159,6 +181,10 @@ fn main() -> anyhow::Result<()> {
             return Ok(());
         }
         Some(Action::HashToken) => return hash_token(),
+        Some(Action::VerifyDraw { file }) => return verify_draw(file),
+        Some(Action::GetDraw { target, office_id, release_at, output }) => {
+            return get_draw(target, office_id, release_at, output.as_deref());
+        }
         None => {}
     }
     let config = match load(&cli) {
@@ -205,6 +231,46 @@ fn hash_token() -> anyhow::Result<()> {
         );
     }
     println!("{}", hash_token(token).to_hex());
+    Ok(())
+}
+
+/// `antrean verify-draw FILE`: 0 and a summary when the draw checks out, 1 and the reason when it does not.
+fn verify_draw(file: &std::path::Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    match antrean::draw_file::verify_text(&text) {
+        Ok(verified) => {
+            println!(
+                "{}: the draw verifies: the secret matches the commitment and the order of {} tickets recomputes \
+                 (place 1: {})",
+                file.display(),
+                verified.tickets,
+                verified.first.as_deref().unwrap_or("nobody")
+            );
+            Ok(())
+        }
+        Err(error) => {
+            eprintln!("{}: {error}", file.display());
+            std::process::exit(1);
+        }
+    }
+}
+
+/// `antrean get-draw`: the published draw as JSON, on standard output or in `output`.
+fn get_draw(target: &str, office_id: &str, release_at: &str, output: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let release_at_ms = match release_at.parse::<i64>() {
+        Ok(milliseconds) => milliseconds,
+        Err(_) => release_at
+            .parse::<jiff::Timestamp>()
+            .with_context(|| format!("--release-at {release_at:?} is neither RFC 3339 nor milliseconds"))?
+            .as_millisecond(),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let file = runtime.block_on(antrean::draw_file::fetch(target, office_id, release_at_ms))?;
+    let text = serde_json::to_string_pretty(&file)? + "\n";
+    match output {
+        Some(path) => std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?,
+        None => print!("{text}"),
+    }
     Ok(())
 }
 

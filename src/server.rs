@@ -205,6 +205,7 @@ async fn open_engine(config: &Config) -> Result<Engine, ServerError> {
         wal: config.wal_options().map_err(crate::engine::EngineError::from)?,
         accept_log_truncation: config.storage.accept_log_truncation,
         snapshot_every_records: config.storage.snapshot_every_records,
+        snapshot_every_log_bytes: config.storage.snapshot_every_log_bytes,
         snapshot_every: Duration::from_secs(config.storage.snapshot_every_seconds),
         expiry_tick: Duration::from_millis(config.booking.expiry_tick_ms),
     };

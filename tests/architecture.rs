@@ -813,6 +813,9 @@ mod layers {
         // Thin tonic handlers. The demo release, called by the wiring, sits beside them.
         Layer { module: "grpc", rank: 6 },
         Layer { module: "demo", rank: 6 },
+        // A published draw as a JSON file (fetched with the generated client, verified with the domain's algorithm),
+        // for the binary's `get-draw` and `verify-draw`.
+        Layer { module: "draw_file", rank: 6 },
         // `config` names domain, storage, auth and tls types to validate the settings, so it ranks above them;
         // only server and main read it. `proto`, the generated API, is for grpc and above.
         Layer { module: "config", rank: 5 },

@@ -122,6 +122,11 @@ impl Running {
     /// Opens (recovers) the engine in `dir/data` with the clock at `at` (a directory the engine creates, so it is
     /// private: the engine refuses a data directory other users can open, such as a temporary directory).
     fn open(dir: &Path, at: Timestamp) -> Running {
+        Running::open_snapshotting_every(dir, at, 64 * 1024 * 1024)
+    }
+
+    /// [`Running::open`] with a snapshot due after `log_bytes` bytes of log.
+    fn open_snapshotting_every(dir: &Path, at: Timestamp, log_bytes: u64) -> Running {
         let dir = &dir.join("data");
         let mut config = Config::default();
         config.storage.data_dir = dir.to_owned();
@@ -131,6 +136,7 @@ impl Running {
             wal: config.wal_options().expect("wal options"),
             accept_log_truncation: false,
             snapshot_every_records: 1_000_000,
+            snapshot_every_log_bytes: log_bytes,
             snapshot_every: Duration::from_secs(3_600),
             expiry_tick: Duration::from_millis(100),
         };
@@ -292,4 +298,53 @@ async fn schedules_that_time_has_put_in_the_past_make_room_for_new_ones() {
     running.clock.set(wib(monday().plus_days(7), 9, 0));
 
     assert!(running.run(&one_more).await.is_ok(), "a week of schedules is in the past now");
+}
+
+/// Holds for new applicants, from `serial` on, until a snapshot falls due; returns how many it took.
+async fn hold_until_a_snapshot_is_due(running: &Running, serial: &mut u16) -> u16 {
+    let mut holds = 0;
+    while !running.engine.snapshot_due() {
+        held(running.run(&hold(monday(), *serial)).await);
+        *serial += 1;
+        holds += 1;
+        assert!(holds < 500, "a snapshot never fell due");
+    }
+    holds
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_falls_due_once_the_log_since_the_last_one_passes_its_size_replayed_records_included() {
+    const LOG_BYTES: u64 = 8 * 1024;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let running = Running::open_snapshotting_every(dir.path(), start(), LOG_BYTES);
+    assert!(running.run(&Command::UpsertOffice(office(1_000))).await.is_ok());
+    assert!(!running.engine.snapshot_due(), "one record is far below the size");
+    let mut serial = 1;
+    let to_fill = hold_until_a_snapshot_is_due(&running, &mut serial).await;
+    assert!(to_fill > 4, "the size, not the first record, made it due: {to_fill}");
+
+    let runtime = tokio::runtime::Handle::current();
+    let running = tokio::task::spawn_blocking(move || {
+        running.engine.snapshot(&runtime).expect("snapshot").expect("a snapshot was written");
+        running
+    })
+    .await
+    .expect("snapshotted");
+    assert!(!running.engine.snapshot_due(), "the snapshot covers the log written so far");
+
+    // Half the size more, then a stop without a snapshot: the next start replays that half, and counts it.
+    for _ in 0..to_fill / 2 {
+        held(running.run(&hold(monday(), serial)).await);
+        serial += 1;
+    }
+    assert!(!running.engine.snapshot_due());
+    running.engine.close_log().expect("close");
+    drop(running);
+    // A millisecond later: request ids carry the clock, and the restarted counter starts again.
+    let restarted = Running::open_snapshotting_every(dir.path(), Timestamp(start().0 + 1), LOG_BYTES);
+    let after_restart = hold_until_a_snapshot_is_due(&restarted, &mut serial).await;
+    assert!(
+        after_restart <= to_fill - to_fill / 2 + 1,
+        "the replayed half counts toward the next snapshot: {after_restart} holds after the restart, {to_fill} to fill"
+    );
 }

@@ -9,6 +9,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
 
+use crate::pinning::CpuList;
+
 /// Longest run accepted, whatever `--duration` says.
 pub const DURATION_MAX: Duration = Duration::from_secs(10 * 60);
 /// Most calls one run may start, whatever `--max-requests` says.
@@ -31,6 +33,10 @@ pub const DAYS_MAX: u32 = 59;
 pub const WATCHERS_MAX: usize = 40_000;
 /// Most open-loop calls in flight at once.
 pub const OUTSTANDING_MAX: usize = 100_000;
+/// Most holds `memory` and `recovery` make (every one is tracked and read back).
+pub const HOLDS_MAX: u64 = crate::check::LEDGER_MAX as u64;
+/// Longest settle pause of `memory`.
+pub const SETTLE_MAX: Duration = Duration::from_secs(120);
 
 /// A load scenario.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize)]
@@ -57,6 +63,12 @@ pub enum Scenario {
     /// The "hold one slot" workload against PostgreSQL (conditional UPDATE in a transaction), `--target` a
     /// PostgreSQL server; `--pg-synchronous-commit` sets its durability.
     ComparePostgres,
+    /// Makes `--holds` holds (none refused) and reports the server's memory per booking (VmRSS before, after and
+    /// after `--settle`, from /proc), then reads every booking back.
+    Memory,
+    /// Makes `--holds` holds, kills the spawned server with SIGKILL, starts it again on the same data directory and
+    /// port, and reports the time from exec to SERVING and whether every acknowledged booking came back.
+    Recovery,
 }
 
 impl Scenario {
@@ -72,6 +84,8 @@ impl Scenario {
             Scenario::Tickets => "tickets",
             Scenario::CompareRedis => "compare-redis",
             Scenario::ComparePostgres => "compare-postgres",
+            Scenario::Memory => "memory",
+            Scenario::Recovery => "recovery",
         }
     }
 
@@ -156,9 +170,22 @@ pub struct Cli {
     /// allows 50,000 streams).
     #[arg(long, default_value_t = WATCHERS_MAX)]
     pub watchers_max: usize,
-    /// Process id of the server behind --target, for `tickets` to read its memory (with --spawn it is known).
+    /// Process id of the server behind --target, for `tickets` and `memory` to read its memory (with --spawn it is
+    /// known).
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// Run the spawned server on these CPUs only, e.g. `1` or `0-1` (as `taskset -c`); needs --spawn.
+    #[arg(long, value_name = "LIST", requires = "spawn")]
+    pub server_cpus: Option<CpuList>,
+    /// Run the load generator (all its threads) on these CPUs only, e.g. `0`.
+    #[arg(long, value_name = "LIST")]
+    pub client_cpus: Option<CpuList>,
+    /// memory, recovery: how many holds to make, spread so that none is refused.
+    #[arg(long, default_value_t = 10_000)]
+    pub holds: u64,
+    /// memory: pause after the last hold before the memory is read again, so allocations settle.
+    #[arg(long, value_parser = parse_duration, default_value = "3s")]
+    pub settle: Duration,
     /// compare-redis: the `appendfsync` mode set with CONFIG SET before the run (always, everysec or no).
     #[arg(long, default_value = "always")]
     pub redis_appendfsync: String,
@@ -259,6 +286,21 @@ impl Cli {
         if !["on", "off"].contains(&self.pg_synchronous_commit.as_str()) {
             bail!("--pg-synchronous-commit must be on or off");
         }
+        if self.holds == 0 || self.holds > HOLDS_MAX {
+            bail!("--holds must be between 1 and {HOLDS_MAX}");
+        }
+        if self.settle > SETTLE_MAX {
+            bail!("--settle must be at most {}s", SETTLE_MAX.as_secs());
+        }
+        match self.scenario {
+            Scenario::Memory if !self.spawn && self.server_pid.is_none() => {
+                bail!("memory reads the server's memory from /proc: use --spawn, or --server-pid with --target")
+            }
+            Scenario::Recovery if !self.spawn => {
+                bail!("recovery kills and restarts the server: it needs --spawn")
+            }
+            _ => {}
+        }
         if self.spawn && !self.scenario.is_antrean() {
             bail!("--spawn starts antrean; {} needs --target", self.scenario.name());
         }
@@ -285,8 +327,8 @@ impl Cli {
             // Arrivals start at setup and the release is 2 s later; leave time for unpaid holds to lapse and their
             // slots to go round again. The run ends earlier when every user has an answer.
             Scenario::Spike => self.arrival_window + Duration::from_secs(60),
-            // Stops once `--users` tickets have joined.
-            Scenario::Tickets => Duration::from_secs(300),
+            // Stop once `--users` tickets have joined or `--holds` holds were made.
+            Scenario::Tickets | Scenario::Memory | Scenario::Recovery => Duration::from_secs(300),
             _ => Duration::from_secs(10),
         };
         self.duration.unwrap_or(default).min(DURATION_MAX)
@@ -314,6 +356,8 @@ impl Cli {
     pub fn payment_window(&self) -> Duration {
         self.payment_window.unwrap_or(match self.scenario {
             Scenario::Hold | Scenario::Ping | Scenario::Refusals | Scenario::Tickets => Duration::from_secs(7200),
+            // No hold may lapse before it is read back.
+            Scenario::Memory | Scenario::Recovery => Duration::from_secs(7200),
             Scenario::CompareRedis | Scenario::ComparePostgres => Duration::from_secs(7200),
             _ => Duration::from_secs(5),
         })
@@ -425,5 +469,26 @@ mod tests {
         let cli = Cli::parse_from(["loadtest", "hold", "--rate", "100"]);
         cli.validate().unwrap();
         assert!(matches!(cli.pacing(), Pacing::Open { .. }));
+    }
+
+    #[test]
+    fn memory_and_recovery_need_a_server_they_can_see() {
+        assert!(Cli::parse_from(["loadtest", "memory"]).validate().unwrap_err().to_string().contains("--spawn"));
+        Cli::parse_from(["loadtest", "memory", "--server-pid", "1"]).validate().unwrap();
+        Cli::parse_from(["loadtest", "memory", "--spawn"]).validate().unwrap();
+        let error = Cli::parse_from(["loadtest", "recovery", "--server-pid", "1"]).validate().unwrap_err();
+        assert!(error.to_string().contains("--spawn"), "{error}");
+        Cli::parse_from(["loadtest", "recovery", "--spawn", "--holds", "5"]).validate().unwrap();
+        assert!(Cli::parse_from(["loadtest", "recovery", "--spawn", "--holds", "0"]).validate().is_err());
+    }
+
+    #[test]
+    fn pinning_flags_parse() {
+        let cli = Cli::parse_from(["loadtest", "ping", "--spawn", "--server-cpus", "1", "--client-cpus", "0"]);
+        assert_eq!(cli.server_cpus.unwrap().to_string(), "1");
+        assert_eq!(cli.client_cpus.unwrap().to_string(), "0");
+        // The server can only be pinned when the load generator starts it.
+        assert!(Cli::try_parse_from(["loadtest", "ping", "--server-cpus", "1"]).is_err());
+        assert!(Cli::try_parse_from(["loadtest", "ping", "--client-cpus", "1-0"]).is_err());
     }
 }

@@ -25,6 +25,9 @@ use crate::recorder::Outcome;
 
 /// Requests a channel queues before callers wait; large so the client is not the bottleneck.
 const CHANNEL_BUFFER_MAX: usize = 16_384;
+/// Long-lived streams (Watch) carried by one connection of the stream pool: below the server's 1,024 concurrent
+/// streams per connection, so opening a stream never waits for another one to end.
+pub const STREAMS_PER_CONNECTION: usize = 1_000;
 
 /// The transport under every client: a channel that adds the bearer token, if any.
 pub type Transport = InterceptedService<Channel, BearerToken>;
@@ -53,18 +56,27 @@ impl Interceptor for BearerToken {
     }
 }
 
-/// A fixed pool of channels to one server.
+/// A fixed pool of channels to one server, and a second pool for long-lived streams.
+///
+/// Watch streams stay open for a whole wait. On the unary pool they would take the connections' HTTP/2 stream
+/// places (at most 1,024 each on the server), and every unary call behind them would queue in the client until a
+/// stream ended: a stall of the load generator, not of the server (a crowd of phones has a connection each). So
+/// streams get their own connections, enough for all of them.
 pub struct Clients {
     channels: Vec<Channel>,
     next: AtomicUsize,
+    stream_channels: Vec<Channel>,
+    next_stream: AtomicUsize,
     token: BearerToken,
 }
 
 impl Clients {
-    /// Opens `connections` HTTP/2 connections to `uri`; every call made through them gets `call_timeout` and `token`.
+    /// Opens `connections` HTTP/2 connections to `uri` for calls, and enough more to carry `streams` long-lived
+    /// streams at [`STREAMS_PER_CONNECTION`] each; every call made through them gets `call_timeout` and `token`.
     pub async fn connect(
         uri: &str,
         connections: usize,
+        streams: usize,
         call_timeout: Duration,
         token: BearerToken,
     ) -> anyhow::Result<Clients> {
@@ -78,7 +90,26 @@ impl Clients {
         for _ in 0..connections {
             channels.push(endpoint.connect().await.with_context(|| format!("cannot connect to {uri}"))?);
         }
-        Ok(Clients { channels, next: AtomicUsize::new(0), token })
+        let mut stream_channels = Vec::with_capacity(streams.div_ceil(STREAMS_PER_CONNECTION));
+        for _ in 0..streams.div_ceil(STREAMS_PER_CONNECTION) {
+            stream_channels.push(endpoint.connect().await.with_context(|| format!("cannot connect to {uri}"))?);
+        }
+        Ok(Clients { channels, next: AtomicUsize::new(0), stream_channels, next_stream: AtomicUsize::new(0), token })
+    }
+
+    /// Connections of the stream pool.
+    pub fn stream_connections(&self) -> usize {
+        self.stream_channels.len()
+    }
+
+    /// A waiting-room client for a long-lived stream: on the stream pool, round-robin, or on the call pool when
+    /// there is no stream pool.
+    pub fn waiting_room_stream(&self) -> WaitingRoomServiceClient<Transport> {
+        if self.stream_channels.is_empty() {
+            return self.waiting_room();
+        }
+        let index = self.next_stream.fetch_add(1, Ordering::Relaxed) % self.stream_channels.len();
+        WaitingRoomServiceClient::new(InterceptedService::new(self.stream_channels[index].clone(), self.token.clone()))
     }
 
     /// The next channel, round-robin, with the token.

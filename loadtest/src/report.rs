@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::check::Correctness;
 use crate::cli::Pacing;
 use crate::driver::DriverStats;
+use crate::pinning::Pinning;
 use crate::recorder::{LATENCY_SIGFIG, LatencyMs, SLOW_FACTOR, Summary, latency_histogram, slow_share};
 use crate::scenarios::fixture::Fixture;
 
@@ -26,6 +27,8 @@ pub struct Report {
     pub target: String,
     /// Whether the load generator started the server.
     pub spawned: bool,
+    /// The CPUs of the server and of the load generator, and the load generator's worker threads.
+    pub pinning: Pinning,
     /// Seed of the run.
     pub seed: u64,
     /// Id of the run, in every id it created.
@@ -38,6 +41,9 @@ pub struct Report {
     pub rate: Option<f64>,
     /// HTTP/2 connections.
     pub connections: usize,
+    /// Further HTTP/2 connections that carry only long-lived streams (Watch), [`crate::client::STREAMS_PER_CONNECTION`]
+    /// each.
+    pub stream_connections: usize,
     /// Planned load duration in seconds.
     pub duration_s: f64,
     /// From the start of the load to the end of its drain, in seconds.
@@ -70,12 +76,31 @@ pub struct Report {
     pub fixture: Option<FixtureReport>,
     /// The server's memory per waiting ticket (`tickets`).
     pub memory: Option<crate::scenarios::tickets::MemoryReport>,
+    /// The server's memory per booking (`memory`).
+    pub booking_memory: Option<crate::scenarios::memory::BookingMemory>,
+    /// The kill, the restart and what came back (`recovery`).
+    pub recovery: Option<crate::scenarios::recovery::RecoveryReport>,
     /// Every user's final answer through the waiting room, and how early SOLD_OUT came (`spike`).
     pub waiting_room: Option<crate::scenarios::waiting_room::Answers>,
     /// What was measured, when not antrean (`compare-redis`, `compare-postgres`).
     pub system: Option<String>,
+    /// Arguments the spawned server was started with (besides address and data directory).
+    pub server_args: Vec<String>,
+    /// The server's resident memory before and after the load, when its process id is known.
+    pub server_memory: Option<ServerMemory>,
     /// Per second of the run.
     pub series: Vec<SeriesPoint>,
+}
+
+/// The server's resident memory (from `/proc/PID/status`) around the load.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct ServerMemory {
+    /// VmRSS before the scenario started, in MiB.
+    pub rss_before_mib: f64,
+    /// VmRSS after the load and the correctness check, in MiB.
+    pub rss_after_mib: f64,
+    /// VmHWM (the peak resident size) at the end, in MiB.
+    pub rss_peak_mib: f64,
 }
 
 /// One RPC's figures.
@@ -131,6 +156,8 @@ pub struct RunFacts {
     pub target: String,
     /// Whether the server was spawned.
     pub spawned: bool,
+    /// How the run was pinned.
+    pub pinning: Pinning,
     /// Seed.
     pub seed: u64,
     /// Run id.
@@ -188,6 +215,7 @@ pub fn build(
         scenario: facts.scenario,
         target: facts.target,
         spawned: facts.spawned,
+        pinning: facts.pinning,
         seed: facts.seed,
         run_id: facts.run_id,
         pacing: facts.pacing,
@@ -221,8 +249,13 @@ pub fn build(
             payment_window_s: fixture.payment_window.as_secs(),
         }),
         memory: None,
+        booking_memory: None,
+        recovery: None,
         waiting_room: None,
         system: None,
+        stream_connections: 0,
+        server_args: Vec::new(),
+        server_memory: None,
         series,
     }
 }
@@ -239,16 +272,22 @@ pub fn table(report: &Report) -> String {
     };
     let _ = writeln!(
         out,
-        "\n{}{} against {}{}: {pacing}, {} connections, {:.1}s (planned {:.1}s), seed {}",
+        "\n{}{} against {}{}: {pacing}, {} connections{}, {:.1}s (planned {:.1}s), seed {}",
         report.scenario,
         report.system.as_ref().map(|system| format!(" ({system})")).unwrap_or_default(),
         report.target,
         if report.spawned { " (spawned)" } else { "" },
         report.connections,
+        if report.stream_connections > 0 {
+            format!(" (+{} for streams)", report.stream_connections)
+        } else {
+            String::new()
+        },
         report.elapsed_s,
         report.duration_s,
         report.seed
     );
+    let _ = writeln!(out, "pinning: {}", report.pinning.describe());
     let _ = writeln!(
         out,
         "{:<24} {:>9} {:>10} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9}  codes",
@@ -290,6 +329,16 @@ pub fn table(report: &Report) -> String {
     let counters: Vec<String> = report.counters.iter().map(|(name, count)| format!("{name}={count}")).collect();
     if !counters.is_empty() {
         let _ = writeln!(out, "counters: {}", counters.join(" "));
+    }
+    if let Some(memory) = &report.server_memory {
+        let _ = writeln!(
+            out,
+            "server memory: VmRSS {:.1} MiB before, {:.1} MiB after, peak {:.1} MiB",
+            memory.rss_before_mib, memory.rss_after_mib, memory.rss_peak_mib
+        );
+    }
+    if !report.server_args.is_empty() {
+        let _ = writeln!(out, "server arguments: {}", report.server_args.join(" "));
     }
     let c = &report.correctness;
     if report.checked {
@@ -343,6 +392,12 @@ pub fn table(report: &Report) -> String {
             memory.rss_after_end_bytes,
             memory.bytes_per_ticket_after_end
         );
+    }
+    if let Some(memory) = &report.booking_memory {
+        let _ = writeln!(out, "{}", crate::scenarios::memory::describe(memory));
+    }
+    if let Some(recovery) = &report.recovery {
+        let _ = writeln!(out, "{}", crate::scenarios::recovery::describe(recovery));
     }
     out
 }

@@ -99,25 +99,14 @@ fn lifecycle() {
 
 #[test]
 fn spike_through_the_waiting_room() {
-    // Holds nobody pays lapse at their (1 s) payment deadline, without the 15-minute settlement grace, so their slots
-    // come back to the waiting room within the run and every user gets a final answer before it ends.
-    let config = std::env::temp_dir().join(format!("loadtest-smoke-spike-{}.toml", std::process::id()));
-    std::fs::write(&config, "[booking]\npayment_settlement_grace_seconds = 0\n").expect("write the server's config");
-    let config_arg = format!("--server-arg=--config={}", config.display());
-    let args = [
-        "--users",
-        "300",
-        "--slots",
-        "60",
-        "--arrival-window",
-        "3s",
-        "--duration",
-        "8s",
-        "--payment-window",
-        "1s",
-        config_arg.as_str(),
-    ];
+    // Holds nobody pays lapse at their (1 s) payment deadline: the spawned server runs without the 15-minute
+    // settlement grace (see `spike::spawned_server_args`), so their slots come back to the waiting room within the
+    // run and every user gets a final answer before it ends.
+    let args =
+        ["--users", "300", "--slots", "60", "--arrival-window", "3s", "--duration", "8s", "--payment-window", "1s"];
     let report = assert_clean("spike", &args, "Join", 300);
+    let server_args = report["server_args"].to_string();
+    assert!(server_args.contains("--config="), "the spike's server runs without a settlement grace: {server_args}");
     let counters = &report["counters"];
     assert!(counters["users_held"].as_u64().unwrap_or(0) >= 60, "{counters}");
     // Every user has a final answer: booked, told the slots are gone, or left; and nobody polled.
@@ -137,7 +126,11 @@ fn spike_without_the_waiting_room() {
 #[test]
 fn soak() {
     let args = ["--duration", "2s", "--concurrency", "8", "--slots", "600", "--payment-window", "1s"];
-    assert_clean("soak", &args, "GetAvailability", 10);
+    let report = assert_clean("soak", &args, "GetAvailability", 10);
+    // The spawned server's memory is in the report.
+    let memory = &report["server_memory"];
+    assert!(memory["rss_after_mib"].as_f64().unwrap_or(0.0) > 0.0, "{memory}");
+    assert!(memory["rss_peak_mib"].as_f64() >= memory["rss_after_mib"].as_f64(), "{memory}");
 }
 
 #[test]
@@ -155,4 +148,56 @@ fn tickets() {
     assert_eq!(report["memory"]["tickets"], 500);
     assert!(report["memory"]["rss_after_bytes"].as_u64().unwrap_or(0) > 0);
     assert!(report["memory"]["rss_after_end_bytes"].as_u64().unwrap_or(0) > 0);
+}
+
+#[test]
+fn memory() {
+    let report = assert_clean("memory", &["--holds", "300", "--concurrency", "8", "--settle", "1s"], "Hold", 300);
+    let memory = &report["booking_memory"];
+    assert_eq!(memory["holds_acknowledged"], 300, "{memory}");
+    assert_eq!(memory["holds_not_acknowledged"], 0, "{memory}");
+    assert!(memory["rss_before_bytes"].as_u64().unwrap_or(0) > 0, "{memory}");
+    assert!(memory["rss_settled_bytes"].as_u64().unwrap_or(0) > 0, "{memory}");
+    assert!(memory["bytes_per_booking"].as_f64().is_some(), "{memory}");
+    // Every acknowledged hold was read back.
+    assert_eq!(report["correctness"]["bookings_checked"], 300, "{}", report["correctness"]);
+}
+
+#[test]
+fn recovery() {
+    let report = assert_clean("recovery", &["--holds", "300", "--concurrency", "8"], "Hold", 300);
+    let recovery = &report["recovery"];
+    assert_eq!(recovery["holds_acknowledged"], 300, "{recovery}");
+    assert_eq!(recovery["bookings_checked"], 300, "{recovery}");
+    assert_eq!(recovery["lost"], 0, "{recovery}");
+    assert_ne!(recovery["killed_pid"], recovery["restarted_pid"], "{recovery}");
+    assert!(recovery["exec_to_serving_ms"].as_f64().unwrap_or(0.0) > 0.0, "{recovery}");
+    // What lay in the data directory at the kill.
+    assert!(recovery["data_at_kill"]["wal_bytes"].as_u64().unwrap_or(0) > 0, "{recovery}");
+    assert!(recovery["data_at_kill"]["snapshots"].as_u64().is_some(), "{recovery}");
+}
+
+#[test]
+fn pinning_is_applied_and_reported() {
+    // The first CPU this process may use, so the test runs wherever it is allowed to.
+    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    let allowed = status.lines().find_map(|line| line.strip_prefix("Cpus_allowed_list:")).expect("Cpus_allowed_list");
+    let cpu = allowed.trim().split([',', '-']).next().expect("a CPU").to_string();
+    let args = ["--duration", "1s", "--concurrency", "4", "--server-cpus", &cpu, "--client-cpus", &cpu];
+    let (code, text, report) = run("ping", &args);
+    assert_eq!(code, 0, "{text}");
+    let pinning = &report["pinning"];
+    assert_eq!(pinning["server_cpus"], cpu.as_str(), "{pinning}");
+    assert_eq!(pinning["client_cpus"], cpu.as_str(), "{pinning}");
+    // What the kernel allows, read back: the pinning took effect on both processes.
+    assert_eq!(pinning["server_cpus_allowed"], cpu.as_str(), "{pinning}");
+    assert_eq!(pinning["client_cpus_allowed"], cpu.as_str(), "{pinning}");
+    assert_eq!(pinning["client_worker_threads"], 1, "{pinning}");
+    assert!(text.contains(&format!("pinning: server cpus {cpu}, client cpus {cpu}")), "{text}");
+
+    let (code, text, report) = run("ping", &["--duration", "1s", "--concurrency", "4"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(report["pinning"]["server_cpus"].is_null(), "{}", report["pinning"]);
+    assert!(report["pinning"]["client_worker_threads"].as_u64().unwrap_or(0) >= 1, "{}", report["pinning"]);
+    assert!(text.contains("pinning: unpinned"), "{text}");
 }

@@ -12,8 +12,8 @@ use crate::history::{PaidAt, Step};
 use crate::rng::{FNV_OFFSET, fnv1a};
 use crate::world::{self, RETENTION_MS, SimClock};
 use antrean::domain::{
-    BookingId, Command, HoldCommand, JoinWish, PaymentReference, Rejection, Reply, RequestId, SlotRef, TicketId,
-    TicketState, Timestamp,
+    BookingId, Command, DrawSecret, HoldCommand, JoinWish, PaymentReference, Rejection, Reply, RequestId, SlotRef,
+    TicketId, TicketState, Timestamp, WaitingRoomKey,
 };
 use antrean::engine::{Clock, Engine, EngineOptions, EngineSeams, codec};
 use antrean::storage::{FaultPlan, FaultyFileOpener, FsyncMode, WalOptions};
@@ -231,6 +231,7 @@ impl Sim {
             },
             accept_log_truncation,
             snapshot_every_records: u64::MAX,
+            snapshot_every_log_bytes: u64::MAX,
             snapshot_every: Duration::from_secs(u64::from(u32::MAX)),
             expiry_tick: Duration::from_secs(1),
         }
@@ -251,6 +252,16 @@ impl Sim {
             on_log_failure: Some(Arc::new(move |_| {
                 stopped.flag.store(true, Ordering::SeqCst);
                 stopped.notify.notify_one();
+            })),
+            // A line's draw secret follows from its key, so the draw's order is the same on every run.
+            draw_secrets: Some(Arc::new(|key: &WaitingRoomKey| {
+                let text = format!("{}@{}", key.office_id, key.release_at.0);
+                let mut secret = [0u8; 32];
+                for (index, chunk) in secret.chunks_mut(8).enumerate() {
+                    let hash = fnv1a(FNV_OFFSET ^ index as u64, text.as_bytes());
+                    chunk.copy_from_slice(&hash.to_le_bytes());
+                }
+                DrawSecret(secret)
             })),
         };
         let clock: Arc<dyn Clock> = Arc::clone(&self.clock) as Arc<dyn Clock>;

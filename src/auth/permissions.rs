@@ -7,6 +7,8 @@
 //! - `office`: counter tools at immigration offices (check-in and reads, only for the caller's own offices);
 //! - `admin`: operators (AdminService).
 //!
+//! A few methods are public ([`PUBLIC_METHODS`]): a waiting room's published draw, which carries no personal data.
+//!
 //! A test checks that every method in the compiled file descriptor set has an entry, so a new RPC cannot ship open
 //! or unreachable by accident.
 
@@ -116,11 +118,15 @@ pub const METHODS: &[(&str, &[Role])] = &[
     ("/antrean.v1.WaitingRoomService/Leave", BOOKING),
 ];
 
+/// Methods of `antrean.v1` anyone may call, with or without credentials: what they answer is public by design (a
+/// line's draw, so applicants and journalists can check it; no NIK, no booking).
+pub const PUBLIC_METHODS: &[&str] = &["/antrean.v1.WaitingRoomService/GetDraw"];
+
 /// The rule for a request path (`/package.Service/Method`). Unknown paths are refused to every caller: deny by
 /// default.
 #[must_use]
 pub fn rule(path: &str) -> Rule {
-    if path.starts_with("/grpc.health.v1.Health/") {
+    if path.starts_with("/grpc.health.v1.Health/") || PUBLIC_METHODS.contains(&path) {
         return Rule::Public;
     }
     if path.starts_with("/grpc.reflection.v1.ServerReflection/")
@@ -150,6 +156,7 @@ mod tests {
         assert_eq!(rule("/antrean.v1.BookingService/Hold/extra"), Rule::Roles(&[]));
         assert_eq!(rule(""), Rule::Roles(&[]));
         assert_eq!(rule("/grpc.health.v1.Health/Check"), Rule::Public);
+        assert_eq!(rule("/antrean.v1.WaitingRoomService/GetDraw"), Rule::Public);
     }
 
     #[test]
@@ -174,7 +181,8 @@ mod tests {
         }
         assert!(served.len() >= 16, "{served:?}");
         for path in &served {
-            assert!(METHODS.iter().any(|(method, _)| method == path), "{path} has no rule in auth::permissions");
+            let listed = METHODS.iter().any(|(method, _)| method == path) || PUBLIC_METHODS.contains(&path.as_str());
+            assert!(listed, "{path} has no rule in auth::permissions");
         }
     }
 }

@@ -6,7 +6,7 @@
 //! index. Variant order is part of the format: new variants are appended, never inserted. Every decoded value is checked
 //! again by the domain when applied (pair assertions).
 
-use crate::domain::{Event, Image, ImageV2};
+use crate::domain::{Event, Image, ImageV2, ImageV3};
 
 /// A payload that could not be decoded.
 #[derive(Debug, thiserror::Error)]
@@ -35,13 +35,17 @@ pub fn encode_image(image: &Image) -> Vec<u8> {
     postcard::to_stdvec(image).expect("images encode")
 }
 
-/// Decodes a snapshot image of the current version, or of version 2 (made current: its bookings have no owners).
+/// Decodes a snapshot image of the current version, or of version 3 (made current: its waiting rooms committed to no
+/// draw secret) or 2 (also: its bookings have no owners).
 /// The version is the image's first field, so it is read first to pick the layout.
 pub fn decode_image(bytes: &[u8]) -> Result<Image, DecodeError> {
     let error = |source| DecodeError { what: "snapshot image", source };
     let (version, _) = postcard::take_from_bytes::<u16>(bytes).map_err(error)?;
     if version == 2 {
         return postcard::from_bytes::<ImageV2>(bytes).map(Image::from).map_err(error);
+    }
+    if version == 3 {
+        return postcard::from_bytes::<ImageV3>(bytes).map(Image::from).map_err(error);
     }
     postcard::from_bytes(bytes).map_err(error)
 }
@@ -71,5 +75,27 @@ mod tests {
         assert_eq!(decode_image(&bytes).expect("a version 2 image"), image);
         assert_eq!(decode_image(&encode_image(&image)).expect("a current image"), image);
         assert!(decode_image(&[0x80]).is_err(), "a truncated version");
+    }
+
+    #[test]
+    fn a_version_3_snapshot_image_still_loads() {
+        let image = crate::domain::QuotaBook::new(crate::domain::BookRules::default()).image(9);
+        let old = ImageV3 {
+            version: 3,
+            log_position: image.log_position,
+            offices: image.offices.clone(),
+            days: image.days.clone(),
+            bookings: image.bookings.clone(),
+            applicants: image.applicants.clone(),
+            requests: image.requests.clone(),
+            refunds: image.refunds.clone(),
+            purged: image.purged.clone(),
+            counters: image.counters.clone(),
+            rooms: image.rooms.clone(),
+            owners: image.owners.clone(),
+            next_ticket_id: image.next_ticket_id,
+        };
+        let bytes = postcard::to_stdvec(&old).expect("encode");
+        assert_eq!(decode_image(&bytes).expect("a version 3 image"), image);
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod background;
 pub mod codec;
+pub mod draw;
 pub mod error;
 pub mod lifecycle;
 pub mod recovery;
@@ -54,11 +55,16 @@ pub struct EngineOptions {
     pub accept_log_truncation: bool,
     /// Snapshot after this many records.
     pub snapshot_every_records: u64,
+    /// Snapshot once this many bytes of log were written since the last snapshot (replayed ones included).
+    pub snapshot_every_log_bytes: u64,
     /// Snapshot after this long.
     pub snapshot_every: Duration,
     /// Expiry ticker period.
     pub expiry_tick: Duration,
 }
+
+/// Gives a waiting room its draw secret.
+pub type DrawSecretSource = Arc<dyn Fn(&crate::domain::WaitingRoomKey) -> crate::domain::DrawSecret + Send + Sync>;
 
 /// Called when the log fails (a write or fsync error): the engine never answers after it.
 pub type LogFailureHook = Arc<dyn Fn(&storage::StorageError) + Send + Sync>;
@@ -74,6 +80,21 @@ pub struct EngineSeams {
     /// What a log failure does; `None` stops the process (`exit 1`). With a hook, the engine calls it and then never
     /// answers the waiting call, as a stopped process would not.
     pub on_log_failure: Option<LogFailureHook>,
+    /// Each waiting room's draw secret; `None` draws them from the operating system (a replayable simulation needs
+    /// them to follow from its seed).
+    pub draw_secrets: Option<DrawSecretSource>,
+}
+
+/// Where the last snapshot left the log.
+#[derive(Clone, Copy, Debug)]
+struct LastSnapshot {
+    /// The log position it covers.
+    position: u64,
+    /// When it was taken (or the engine opened).
+    taken_at: Instant,
+    /// Log bytes written by this process when it was taken, minus those replayed at start after the snapshot
+    /// loaded: `written now - this` is the log a start would replay.
+    log_bytes_at: i128,
 }
 
 /// The booking engine.
@@ -83,11 +104,12 @@ pub struct Engine {
     clock: Arc<dyn Clock>,
     options: EngineOptions,
     snapshot_in_progress: Mutex<()>,
-    last_snapshot: Mutex<(u64, Instant)>,
+    last_snapshot: Mutex<LastSnapshot>,
     watchers: watchers::Watchers,
     started_at: Timestamp,
     ticks: std::sync::atomic::AtomicU64,
     on_log_failure: Option<LogFailureHook>,
+    draw_secrets: Option<DrawSecretSource>,
 }
 
 /// Sends the quota book's events to the write-ahead log.
@@ -125,7 +147,11 @@ impl Engine {
         let observer: Arc<dyn storage::WalObserver> = Arc::new(names::WalMetrics);
         let files = seams.files.unwrap_or_else(|| Arc::new(StdFileOpener));
         let wal = Arc::new(Wal::open_with_files(options.wal.clone(), &report.log, Some(observer), files)?);
-        let last = (report.snapshot_position.unwrap_or(0), Instant::now());
+        let last = LastSnapshot {
+            position: report.snapshot_position.unwrap_or(0),
+            taken_at: Instant::now(),
+            log_bytes_at: -i128::from(report.log.bytes_delivered),
+        };
         let engine = Engine {
             book,
             wal,
@@ -137,6 +163,7 @@ impl Engine {
             watchers: watchers::Watchers::default(),
             ticks: std::sync::atomic::AtomicU64::new(0),
             on_log_failure: seams.on_log_failure,
+            draw_secrets: seams.draw_secrets,
         };
         metrics::gauge!(names::RECOVERY_DURATION_SECONDS).set(report.duration.as_secs_f64());
         metrics::gauge!(names::RECOVERY_RECORDS_REPLAYED).set(report.records_replayed as f64);
@@ -178,6 +205,10 @@ impl Engine {
         }
         if let Some(position) = execution.log_position {
             self.await_durable(position).await;
+        }
+        if matches!(command, Command::SetSchedule { .. }) && execution.outcome.is_ok() {
+            // A new line is committed to its draw secret before the schedule is acknowledged.
+            self.commit_draws().await;
         }
         tracing::debug!(command = command.name(), request_id = %request_id, repeated = execution.repeated,
             outcome = match &execution.outcome { Ok(_) => "ok", Err(rejection) => rejection.reason() }, "executed");
@@ -221,10 +252,12 @@ impl Engine {
     /// Whether a snapshot is due by record count or age.
     #[must_use]
     pub fn snapshot_due(&self) -> bool {
-        let (position, taken_at) = *self.last_snapshot.lock();
-        let records_since = self.wal.last_position().0.saturating_sub(position);
+        let last = *self.last_snapshot.lock();
+        let records_since = self.wal.last_position().0.saturating_sub(last.position);
+        let bytes_since = i128::from(self.wal.stats().bytes) - last.log_bytes_at;
         records_since >= self.options.snapshot_every_records
-            || (records_since > 0 && taken_at.elapsed() >= self.options.snapshot_every)
+            || bytes_since >= i128::from(self.options.snapshot_every_log_bytes)
+            || (records_since > 0 && last.taken_at.elapsed() >= self.options.snapshot_every)
     }
 
     /// Writes a snapshot of the current state, then deletes log segments it makes unnecessary. Blocking: run it on a
@@ -234,8 +267,11 @@ impl Engine {
         let started = Instant::now();
         let locking = Instant::now();
         let capture = self.book.capture(|| self.wal.last_position().0);
+        // Close enough to the bytes up to the captured position: records appended after the capture and already
+        // written only make the next size-triggered snapshot come a little later.
+        let log_bytes_at_capture = self.wal.stats().bytes;
         all_shards_locked("capture", locking);
-        if capture.log_position == self.last_snapshot.lock().0 {
+        if capture.log_position == self.last_snapshot.lock().position {
             return Ok(None);
         }
         // A snapshot must never contain a change the log could still lose: the log after it starts at position + 1.
@@ -245,7 +281,11 @@ impl Engine {
         drop(capture);
         let info = storage::write_snapshot(&self.options.data_dir.join("snapshots"), position, &payload)?;
         let pruned = storage::prune_segments(&self.options.wal.dir, info.oldest_kept_position)?;
-        *self.last_snapshot.lock() = (position.0, Instant::now());
+        *self.last_snapshot.lock() = LastSnapshot {
+            position: position.0,
+            taken_at: Instant::now(),
+            log_bytes_at: i128::from(log_bytes_at_capture),
+        };
         let elapsed = started.elapsed();
         metrics::histogram!(names::SNAPSHOT_DURATION_SECONDS).record(elapsed.as_secs_f64());
         metrics::gauge!(names::SNAPSHOT_BYTES).set(payload.len() as f64);

@@ -18,9 +18,13 @@ impl Engine {
     /// Joins the office's waiting room, durably; a retry of `request_id` returns the same ticket.
     pub async fn join(&self, request_id: &RequestId, wish: JoinWish<'_>) -> Result<TicketView, Rejection> {
         let now = self.clock.now();
-        let (view, position) = self.book.join(request_id, wish, now, &WalEvents(&self.wal))?;
+        let (mut view, position) = self.book.join(request_id, wish, now, &WalEvents(&self.wal))?;
         if let Some(position) = position {
             self.await_durable(position).await;
+        }
+        if view.draw_commitment.is_none() && self.commit_draws().await > 0 {
+            // The line was scheduled a moment ago and had no secret yet: answer with its commitment and the receipt.
+            view = self.peek_ticket(view.ticket.ticket_id).unwrap_or(view);
         }
         self.watchers.seen(view.ticket.ticket_id, now);
         Ok(view)
@@ -75,6 +79,8 @@ impl Engine {
 
     /// Moves every line on; checks for idle tickets and ends the lines that are over when `check_idle`.
     pub(super) async fn advance_waiting_rooms(&self, check_idle: bool) {
+        // Lines without a secret (recovered from an earlier build) get one before their draw can be made.
+        self.commit_draws().await;
         let now = self.clock.now();
         self.adopt_present_tickets();
         let log = WalEvents(&self.wal);

@@ -257,7 +257,8 @@ fn service(service: ServiceType) -> i32 {
     }
 }
 
-fn pool(pool: Pool) -> i32 {
+/// A pool on the wire.
+pub fn pool(pool: Pool) -> i32 {
     match pool {
         Pool::Regular => proto::Pool::Regular as i32,
         Pool::Express => proto::Pool::Express as i32,
@@ -373,6 +374,7 @@ pub fn availability(session: &crate::domain::SessionAvailability) -> proto::Sess
             })
             .collect(),
         closed: session.closed,
+        draw_commitment: session.draw_commitment.map(Vec::from).unwrap_or_default(),
     }
 }
 

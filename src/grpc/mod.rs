@@ -8,6 +8,7 @@ pub mod admin;
 pub mod booking;
 pub mod codec;
 pub mod convert;
+pub mod draw;
 pub mod overload;
 pub mod status;
 pub mod waiting_room;

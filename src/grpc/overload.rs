@@ -46,6 +46,7 @@ const KNOWN_METHODS: &[&str] = &[
     "ServerReflectionInfo",
     "Join",
     "Leave",
+    "GetDraw",
 ];
 
 /// Most callers whose request rate is tracked at once; beyond it idle callers are forgotten first.

@@ -68,6 +68,8 @@ pub fn ticket(view: &TicketView) -> proto::Ticket {
         release_at: Some(convert::timestamp(view.room.release_at)),
         party_size: u32::from(ticket.party_size),
         admitted_party_size: if admitted { u32::from(ticket.admitted_party) } else { 0 },
+        draw_commitment: view.draw_commitment.map(Vec::from).unwrap_or_default(),
+        receipt: view.receipt.map(Vec::from).unwrap_or_default(),
     }
 }
 
@@ -220,5 +222,12 @@ impl WaitingRoomService for WaitingRoomApi {
         let (request_id, ticket_id) = violations.finish(request_id.zip(ticket_id))?;
         let view = self.engine()?.leave(&access.request_id(&request_id), ticket_id).await?;
         Ok(Response::new(proto::LeaveResponse { ticket: Some(ticket(&view)) }))
+    }
+
+    async fn get_draw(
+        &self,
+        request: Request<proto::GetDrawRequest>,
+    ) -> Result<Response<proto::GetDrawResponse>, Status> {
+        super::draw::get_draw(self.engine()?, request.get_ref()).map(Response::new)
     }
 }

@@ -38,6 +38,8 @@ pub struct LogReadReport {
     pub dir: PathBuf,
     /// Records passed to the callback, that is records with position above `after`.
     pub records_delivered: u64,
+    /// Frame bytes of those records: the log a snapshot taken now would spare the next start from replaying.
+    pub bytes_delivered: u64,
     /// The highest position in the log after repair, or `after` if the log holds no records.
     /// The writer continues at `last_position + 1`.
     pub last_position: LogPosition,
@@ -100,10 +102,12 @@ where
     {
         return Err(mismatch(after, format!("the log starts at position {}", first.first_position.0)).into());
     }
-    let mut chain = Chain { expected: segments.first().map(|segment| segment.first_position.0), delivered: 0 };
+    let mut chain =
+        Chain { expected: segments.first().map(|segment| segment.first_position.0), delivered: 0, delivered_bytes: 0 };
     let mut report = LogReadReport {
         dir: dir.to_owned(),
         records_delivered: 0,
+        bytes_delivered: 0,
         last_position: after,
         segments_read: 0,
         temporary_segments_deleted,
@@ -155,6 +159,8 @@ struct Chain {
     expected: Option<u64>,
     /// Records passed to the callback.
     delivered: u64,
+    /// Their frame bytes.
+    delivered_bytes: u64,
 }
 
 /// Where and why a segment stops being valid.
@@ -207,6 +213,7 @@ where
         if position > after {
             on_record(position, payload)?;
             chain.delivered += 1;
+            chain.delivered_bytes += frame_bytes;
         }
         next_position += 1;
         offset += frame_bytes as usize;
@@ -265,6 +272,7 @@ fn cut_log(
 /// Fills in the last position and checks the log reaches the snapshot.
 fn finish_report(report: &mut LogReadReport, chain: &Chain, after: LogPosition) -> Result<()> {
     report.records_delivered = chain.delivered;
+    report.bytes_delivered = chain.delivered_bytes;
     let Some(next_position) = chain.expected.filter(|_| report.tail.is_some()) else {
         report.last_position = after;
         return Ok(());

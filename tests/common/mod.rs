@@ -50,6 +50,12 @@ impl Server {
 
     /// Starts a server on `data_dir` (which may hold an earlier run's state).
     pub fn start_in(data_dir: &Path, options: &Options) -> Server {
+        Server::start_logging(data_dir, options, None)
+    }
+
+    /// Starts a server on `data_dir` whose log output (standard error) goes to `log` at the `RUST_LOG` filter `filter`
+    /// (appended to, so a restart adds to it), or to the test's standard error at `warn` when `log` is `None`.
+    pub fn start_logging(data_dir: &Path, options: &Options, log: Option<(&Path, &str)>) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_antrean"));
         command.args(["--listen", "127.0.0.1:0", "--data-dir"]).arg(data_dir);
         if !options.args.iter().any(|arg| arg.starts_with("--metrics-listen")) {
@@ -57,10 +63,15 @@ impl Server {
         }
         command
             .args(&options.args)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", log.map_or("warn", |(_, filter)| filter))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(match log {
+                Some((path, _)) => Stdio::from(
+                    std::fs::OpenOptions::new().create(true).append(true).open(path).expect("open the log file"),
+                ),
+                None => Stdio::inherit(),
+            });
         if let Some(config) = &options.config {
             let path = data_dir.with_extension("toml");
             std::fs::create_dir_all(path.parent().expect("parent")).expect("config dir");

@@ -35,5 +35,5 @@ pub async fn run(context: &Context) -> anyhow::Result<ScenarioRun> {
             }
         })
         .await;
-    Ok(ScenarioRun { recorder, driver, fixture: Some(fixture), ledger, waiting_room: None, memory: None })
+    Ok(ScenarioRun::new(recorder, driver, Some(fixture), ledger))
 }

@@ -1,11 +1,14 @@
 //! The scenarios and what they share: the run context, the load phase with its progress bar, and the result handed
 //! to the check and the report. Each scenario module sets up its quota, then drives its journey.
 
+pub mod bulk_holds;
 pub mod fixture;
 pub mod hold;
 pub mod late_payments;
 pub mod lifecycle;
+pub mod memory;
 pub mod ping;
+pub mod recovery;
 pub mod refusals;
 pub mod soak;
 pub mod spike;
@@ -17,13 +20,14 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::check::Ledger;
+use crate::check::{Correctness, Ledger};
 use crate::cli::{Cli, Pacing, Scenario};
 use crate::client::Clients;
 use crate::driver::{self, Call, DriverStats, Plan, Timetable};
 use crate::nik::ApplicantGenerator;
 use crate::progress::Progress;
 use crate::recorder::Recorder;
+use crate::server::SpawnedServer;
 use fixture::{Fixture, FixtureSpec, ReleaseAt};
 use steps::Steps;
 
@@ -39,6 +43,8 @@ pub struct Context {
     pub run_id: String,
     /// The server's process id when known (`--spawn` or `--server-pid`), to read its memory.
     pub server_pid: Option<u32>,
+    /// The server this process started (`--spawn`), for `recovery` to kill and restart.
+    pub spawned: Option<Arc<tokio::sync::Mutex<SpawnedServer>>>,
 }
 
 /// What a scenario leaves for the check and the report.
@@ -55,6 +61,34 @@ pub struct ScenarioRun {
     pub waiting_room: Option<waiting_room::WaitingRoomVerdict>,
     /// The server's memory per waiting ticket (`tickets`).
     pub memory: Option<tickets::MemoryReport>,
+    /// The server's memory per booking (`memory`).
+    pub booking_memory: Option<memory::BookingMemory>,
+    /// The kill and restart (`recovery`).
+    pub recovery: Option<recovery::RecoveryReport>,
+    /// The correctness check, when the scenario ran it itself (`recovery`: against the restarted server).
+    pub correctness: Option<Correctness>,
+}
+
+impl ScenarioRun {
+    /// A run with its measurements, quota and ledger, and nothing scenario-specific.
+    pub fn new(
+        recorder: Arc<Recorder>,
+        driver: DriverStats,
+        fixture: Option<Arc<Fixture>>,
+        ledger: Arc<Ledger>,
+    ) -> ScenarioRun {
+        ScenarioRun {
+            recorder,
+            driver,
+            fixture,
+            ledger,
+            waiting_room: None,
+            memory: None,
+            booking_memory: None,
+            recovery: None,
+            correctness: None,
+        }
+    }
 }
 
 /// Runs the scenario named on the command line.
@@ -67,6 +101,8 @@ pub async fn run(context: &Context) -> anyhow::Result<ScenarioRun> {
         Scenario::Soak => soak::run(context).await,
         Scenario::Refusals => refusals::run(context).await,
         Scenario::Tickets => tickets::run(context).await,
+        Scenario::Memory => memory::run(context).await,
+        Scenario::Recovery => recovery::run(context).await,
         Scenario::CompareRedis | Scenario::ComparePostgres => {
             unreachable!("the comparison scenarios do not talk to antrean")
         }

@@ -36,12 +36,5 @@ pub async fn run(context: &Context) -> anyhow::Result<ScenarioRun> {
             }
         })
         .await;
-    Ok(ScenarioRun {
-        recorder,
-        driver,
-        fixture: None,
-        ledger: Arc::new(Ledger::default()),
-        waiting_room: None,
-        memory: None,
-    })
+    Ok(ScenarioRun::new(recorder, driver, None, Arc::new(Ledger::default())))
 }

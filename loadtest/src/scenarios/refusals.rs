@@ -49,7 +49,7 @@ pub async fn run(context: &Context) -> anyhow::Result<ScenarioRun> {
             }
         })
         .await;
-    Ok(ScenarioRun { recorder: fresh, driver, fixture: Some(full), ledger, waiting_room: None, memory: None })
+    Ok(ScenarioRun::new(fresh, driver, Some(full), ledger))
 }
 
 /// The same steps measured by `recorder` (so the setup holds stay out of the figures).

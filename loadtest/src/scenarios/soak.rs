@@ -59,7 +59,7 @@ pub async fn run(context: &Context) -> anyhow::Result<ScenarioRun> {
         })
         .await;
     late.finish().await;
-    Ok(ScenarioRun { recorder, driver, fixture: Some(fixture), ledger, waiting_room: None, memory: None })
+    Ok(ScenarioRun::new(recorder, driver, Some(fixture), ledger))
 }
 
 async fn one_call(shared: &Shared, call: Call) {

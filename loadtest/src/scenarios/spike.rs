@@ -189,7 +189,7 @@ pub async fn run(context: &Context) -> anyhow::Result<ScenarioRun> {
         })
         .await;
     let verdict = waiting_room.as_ref().map(|gate| gate.verdict(&steps));
-    Ok(ScenarioRun { recorder, driver, fixture: Some(fixture), ledger, waiting_room: verdict, memory: None })
+    Ok(ScenarioRun { waiting_room: verdict, ..ScenarioRun::new(recorder, driver, Some(fixture), ledger) })
 }
 
 async fn journey(steps: &Steps, gate: &dyn Gate, full: &FullSessions, seed: u64, call: Call) {
@@ -328,6 +328,25 @@ async fn hold_until_done(steps: &Steps, seed: u64, user: u64, call: Call, token:
     steps.recorder.record(JOURNEY, call.due, &Outcome { code: "TIMED_OUT", reason: None });
     steps.recorder.count("users_timed_out", 1);
     None
+}
+
+/// The settlement grace a spawned server gets for `spike`: none. The spike compresses a payment window of hours into
+/// seconds, so the 15-minute grace (a quarter of an hour kept for late bank settlements) scales to nothing; with it,
+/// every abandoned hold would keep the tickets that might still reach its slot waiting for 15 minutes.
+const SPIKE_SERVER_CONFIG: &str = "[booking]\npayment_settlement_grace_seconds = 0\n";
+
+/// The arguments for a spawned server: for `spike`, unless the caller names a `--config`, a configuration file with
+/// [`SPIKE_SERVER_CONFIG`] is written to the temporary directory and passed; other scenarios keep `args` as given.
+pub fn spawned_server_args(scenario: crate::cli::Scenario, args: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut args = args.to_vec();
+    if scenario != crate::cli::Scenario::Spike || args.iter().any(|arg| arg.starts_with("--config")) {
+        return Ok(args);
+    }
+    let path = std::env::temp_dir().join(format!("loadtest-spike-server-{}.toml", std::process::id()));
+    std::fs::write(&path, SPIKE_SERVER_CONFIG)
+        .map_err(|error| anyhow::anyhow!("cannot write {}: {error}", path.display()))?;
+    args.push(format!("--config={}", path.display()));
+    Ok(args)
 }
 
 #[cfg(test)]

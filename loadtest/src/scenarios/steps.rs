@@ -171,7 +171,7 @@ impl Steps {
     pub async fn watch(&self, ticket_id: &str) -> Result<tonic::Streaming<proto::WatchResponse>, Status> {
         let started = Instant::now();
         let request = proto::WatchRequest { ticket_id: ticket_id.to_string() };
-        let result = self.clients.waiting_room().watch(request).await;
+        let result = self.clients.waiting_room_stream().watch(request).await;
         self.measure("Watch", started, result.map(tonic::Response::into_inner))
     }
 

@@ -118,7 +118,7 @@ pub async fn run(context: &Context) -> anyhow::Result<ScenarioRun> {
             mib(rss_after_end_bytes)
         );
     }
-    Ok(ScenarioRun { recorder, driver, fixture: Some(fixture), ledger, waiting_room: None, memory: Some(memory) })
+    Ok(ScenarioRun { memory: Some(memory), ..ScenarioRun::new(recorder, driver, Some(fixture), ledger) })
 }
 
 fn mib(bytes: u64) -> f64 {

@@ -40,7 +40,8 @@ pub fn apply(
                 | WaitingRoomEvent::Left { ticket_id, .. } => *ticket_id,
                 WaitingRoomEvent::Advanced { .. }
                 | WaitingRoomEvent::Stepped { .. }
-                | WaitingRoomEvent::Finished { .. } => {
+                | WaitingRoomEvent::Finished { .. }
+                | WaitingRoomEvent::DrawCommitted { .. } => {
                     unreachable!("the waiting room moves on by itself, not on request")
                 }
             };

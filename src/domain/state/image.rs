@@ -14,15 +14,16 @@ use crate::domain::catalogue::office::{Catalog, Office, OfficeSettings, Schedule
 use crate::domain::values::ids::{BookingId, OfficeId, RequestId};
 use crate::domain::values::nik::Nik;
 use crate::domain::values::time::Date;
-use crate::domain::waiting_room::room::{WaitingRoom, WaitingRooms};
+use crate::domain::waiting_room::room::{DrawState, WaitingRoom, WaitingRoomKey, WaitingRooms};
 use crate::limits::SHARD_COUNT;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Version of the image layout inside a snapshot payload; bumped on any incompatible change. Version 3 adds the
-/// bookings' owners and the next ticket number, and drops the next booking number (numbers are drawn at random, see `numbers.rs`); version 2
-/// images still load ([`ImageV2`]).
-pub const IMAGE_VERSION: u16 = 3;
+/// Version of the image layout inside a snapshot payload; bumped on any incompatible change. Version 4 adds each
+/// waiting room's draw (its secret and figures, [`Image::draws`]); version 3 added the bookings' owners and the next
+/// ticket number, and dropped the next booking number (numbers are drawn at random, see `numbers.rs`). Version 3
+/// ([`ImageV3`]) and version 2 ([`ImageV2`]) images still load.
+pub const IMAGE_VERSION: u16 = 4;
 
 /// An office in an image.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +65,61 @@ pub struct Image {
     pub owners: Vec<(BookingId, String)>,
     /// Next ticket number: waiting rooms that ended took their tickets with them, and their numbers stay used.
     pub next_ticket_id: u64,
+    /// Each waiting room's draw, by line (in the order of `rooms`).
+    pub draws: Vec<(WaitingRoomKey, DrawState)>,
+}
+
+/// A version 3 image (before waiting rooms had a draw secret), as the builds before it wrote it: read, then made a
+/// current [`Image`] whose rooms commit to no secret (those not drawn yet get one at the engine's next tick).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageV3 {
+    /// 3.
+    pub version: u16,
+    /// Log position the image reflects.
+    pub log_position: u64,
+    /// Offices by id.
+    pub offices: Vec<OfficeImage>,
+    /// Day ledgers by key.
+    pub days: Vec<(DayKey, DayLedger)>,
+    /// Bookings by id.
+    pub bookings: Vec<Booking>,
+    /// Applicants by NIK.
+    pub applicants: Vec<(Nik, ApplicantRecord)>,
+    /// Request records by id.
+    pub requests: Vec<(RequestId, RequestRecord)>,
+    /// Refunds in the order recorded.
+    pub refunds: Vec<Refund>,
+    /// What is kept of purged bookings, by booking id.
+    pub purged: Vec<PurgedBooking>,
+    /// Running totals per office.
+    pub counters: Vec<(OfficeId, OfficeCounters)>,
+    /// Waiting rooms by line.
+    pub rooms: Vec<WaitingRoom>,
+    /// The caller that made each booking that has one, by booking id.
+    pub owners: Vec<(BookingId, String)>,
+    /// Next ticket number.
+    pub next_ticket_id: u64,
+}
+
+impl From<ImageV3> for Image {
+    fn from(old: ImageV3) -> Image {
+        Image {
+            version: IMAGE_VERSION,
+            log_position: old.log_position,
+            offices: old.offices,
+            days: old.days,
+            bookings: old.bookings,
+            applicants: old.applicants,
+            requests: old.requests,
+            refunds: old.refunds,
+            purged: old.purged,
+            counters: old.counters,
+            rooms: old.rooms,
+            owners: old.owners,
+            next_ticket_id: old.next_ticket_id,
+            draws: Vec::new(),
+        }
+    }
 }
 
 /// A version 2 image (before bookings had owners), as older builds wrote it: read, then made a current [`Image`] with
@@ -114,6 +170,7 @@ impl From<ImageV2> for Image {
             // Version 2 kept no ticket counter: start where a new book does; loading takes the highest ticket of the
             // waiting rooms into account too.
             next_ticket_id: 1,
+            draws: Vec::new(),
         }
     }
 }
@@ -169,6 +226,7 @@ impl Capture {
             rooms: self.waiting_rooms.iter().map(|room| WaitingRoom::clone(room)).collect(),
             owners,
             next_ticket_id: self.next_ticket_id,
+            draws: self.waiting_rooms.iter().map(|room| (room.key.clone(), room.draw.clone())).collect(),
         }
     }
 }
@@ -258,8 +316,10 @@ impl QuotaBook {
         // Totals are summed over shards when read, so one shard can carry each office's whole total.
         shards[0].counters = image.counters.into_iter().collect();
         let mut rooms = WaitingRooms::new();
+        let mut draws: BTreeMap<WaitingRoomKey, DrawState> = image.draws.into_iter().collect();
         for mut room in image.rooms {
             room.reindex();
+            room.draw = draws.remove(&room.key).unwrap_or_default();
             rooms.insert(room.key.clone(), std::sync::Arc::new(room));
         }
         Ok(QuotaBook::from_parts(rules, shards, catalog, rooms, image.next_ticket_id))

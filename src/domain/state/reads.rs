@@ -9,6 +9,7 @@ use crate::domain::messages::rejection::Rejection;
 use crate::domain::values::ids::{BookingId, OfficeId, SessionId};
 use crate::domain::values::nik::Nik;
 use crate::domain::values::time::{Date, TimeOfDay, Timestamp};
+use crate::domain::waiting_room::room::WaitingRoomKey;
 use crate::limits::{AVAILABILITY_DAYS_MAX, SHARD_COUNT};
 
 /// Whether a pool can be booked now. Numbers mirror `antrean.v1.SessionState`.
@@ -54,6 +55,8 @@ pub struct SessionAvailability {
     pub pools: Vec<PoolAvailability>,
     /// Closed by the office.
     pub closed: bool,
+    /// For a date behind a waiting room: the commitment to that line's draw secret, once it has one.
+    pub draw_commitment: Option<[u8; 32]>,
 }
 
 /// An office's figures.
@@ -95,9 +98,22 @@ impl QuotaBook {
             return Err(Rejection::invalid("last_date", description));
         }
         let mut sessions = Vec::new();
+        let mut commitments: Vec<(Timestamp, Option<[u8; 32]>)> = Vec::new();
         for offset in 0..=days {
             let date = first.plus_days(offset);
             let Some(plan) = office.plan(date) else { continue };
+            // Dates of one release share a line: look its commitment up once.
+            let known = commitments.iter().find(|(release_at, _)| *release_at == plan.release_at);
+            let draw_commitment = match known {
+                _ if !plan.waiting_room => None,
+                Some((_, commitment)) => *commitment,
+                None => {
+                    let key = WaitingRoomKey { office_id: office_id.clone(), release_at: plan.release_at };
+                    let commitment = self.draw_commitment(&key);
+                    commitments.push((plan.release_at, commitment));
+                    commitment
+                }
+            };
             let key = DayKey { office_id: office_id.clone(), date };
             // Only the session counters are copied out of the lock: the day's booking-id set can be large.
             let counters =
@@ -133,6 +149,7 @@ impl QuotaBook {
                     release_at: plan.release_at,
                     pools,
                     closed: plan.closed.is_some(),
+                    draw_commitment,
                 });
             }
         }

@@ -107,11 +107,21 @@ pub fn apply_waiting_room_event(rooms: &mut WaitingRooms, event: &WaitingRoomEve
                 room.note_admissions(*at, before);
             }
             room.reachable_before = room.boundary(*potential);
+            if *potential == 0 && room.draw.sold_out_at.is_none() {
+                room.draw.sold_out_at = Some(*at);
+            }
             room.changes.0 += 1;
             Applied::default()
         }
         WaitingRoomEvent::Finished { room } => {
             rooms.remove(room);
+            Applied::default()
+        }
+        WaitingRoomEvent::DrawCommitted { room, secret } => {
+            let room = room_mut(rooms, room);
+            assert!(room.draw.secret.is_none() && !room.drawn, "a line commits to one secret, before its draw");
+            room.draw.secret = Some(*secret);
+            room.changes.0 += 1;
             Applied::default()
         }
     }

@@ -5,6 +5,7 @@
 //! a line needs are read from the shards first, one at a time, and passed in.
 
 use super::decide::{JoinWish, has_finished, waiting_room_of};
+use super::draw::RECEIPT_BYTES;
 use super::event::WaitingRoomEvent;
 use super::room::{Ticket, TicketId, TicketState, WaitingRoom, WaitingRoomKey, WaitingRooms};
 use super::step::{Supply, decide_step};
@@ -31,6 +32,10 @@ pub struct TicketView {
     /// Estimated milliseconds until admission, from the line's recent admission rate (or until the release instant);
     /// 0 when not waiting.
     pub estimated_wait_ms: i64,
+    /// The commitment to the line's draw secret, once the line has one.
+    pub draw_commitment: Option<[u8; 32]>,
+    /// The ticket's public receipt in the draw's published lists, once the line has a secret.
+    pub receipt: Option<[u8; RECEIPT_BYTES]>,
 }
 
 /// What moving a line on did.
@@ -302,5 +307,7 @@ fn view(room: &WaitingRoom, ticket_id: TicketId, now: Timestamp) -> Option<Ticke
     } else {
         0
     };
-    Some(TicketView { ticket, room: room.key.clone(), ahead, estimated_wait_ms })
+    let draw_commitment = room.draw.secret.map(|secret| secret.commitment());
+    let receipt = room.draw.secret.map(|secret| secret.receipt(ticket_id.0));
+    Some(TicketView { ticket, room: room.key.clone(), ahead, estimated_wait_ms, draw_commitment, receipt })
 }

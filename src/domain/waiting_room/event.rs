@@ -1,8 +1,9 @@
 //! What the log records of a waiting room: joining, leaving, the waiting room moving on, and its end.
 //!
 //! Variants are encoded by index: new ones go at the end. `Joined` and `Advanced` are what earlier builds logged; they
-//! are still applied on replay, and new events use `JoinedParty` and `Stepped`.
+//! are still applied on replay, and new events use `JoinedParty` and `Stepped`. `DrawCommitted` came last.
 
+use super::draw::DrawSecret;
 use super::room::{TicketId, WaitingRoomKey};
 use crate::domain::catalogue::office::ServiceType;
 use crate::domain::values::nik::Nik;
@@ -88,5 +89,13 @@ pub enum WaitingRoomEvent {
     Finished {
         /// The line.
         room: WaitingRoomKey,
+    },
+    /// The line's draw secret, drawn by the engine from the operating system before the draw. Its commitment is
+    /// published from now on; the secret itself only once the draw is made.
+    DrawCommitted {
+        /// The line.
+        room: WaitingRoomKey,
+        /// The secret.
+        secret: DrawSecret,
     },
 }

@@ -1,7 +1,8 @@
 //! The waiting room in front of a quota release: tickets, the fair order, admissions and their tokens.
 //!
-//! People who join before the release instant are put in a random order when it comes (a seeded Fisher-Yates shuffle
-//! over ChaCha8, so the order is decided once and replays identically); later arrivals are first come, first served.
+//! People who join before the release instant are put in a random order when it comes (the verifiable draw of
+//! `draw.rs`, from the line's logged secret and the closed list, so the order is decided once and replays
+//! identically); later arrivals are first come, first served.
 //! The engine decides when to admit, expire or take back admissions from what it observes (slots remaining, who
 //! stopped watching) and records it as an event; applying those events is pure, like every other change.
 //!
@@ -10,6 +11,7 @@
 //! line keeps one boundary, recomputed at each step, instead of a state per ticket, so telling a hundred thousand
 //! people costs one number. Party sizes count: an admission budgets the slots of its whole party.
 
+use super::draw::{DrawEntry, DrawSecret, draw_order};
 use crate::domain::catalogue::office::ServiceType;
 use crate::domain::values::ids::OfficeId;
 use crate::domain::values::nik::Nik;
@@ -264,6 +266,22 @@ pub struct WaitingRoom {
     /// Changes others can see (a ticket changed state, the line stepped or moved): Watch streams wake on it.
     #[serde(skip)]
     pub changes: Observed,
+    /// The verifiable draw's secret and what the public figures need. Snapshots carry it beside the room
+    /// (`Image::draws`), so the room's own encoding stays what version 3 images hold.
+    #[serde(skip)]
+    pub draw: DrawState,
+}
+
+/// A line's verifiable draw: its secret (from the log, revealed only after the draw) and the figures published with
+/// it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrawState {
+    /// The secret committed to; `None` for a line whose draw was made by an earlier build (not verifiable).
+    pub secret: Option<DrawSecret>,
+    /// Tickets in line at the draw: they hold places 1 to this.
+    pub drawn_tickets: u64,
+    /// The first step after which no slot could come to the line any more (every slot behind it booked and paid).
+    pub sold_out_at: Option<Timestamp>,
 }
 
 impl WaitingRoom {
@@ -290,6 +308,7 @@ impl WaitingRoom {
             reachable_before: u64::MAX,
             index: WaitingIndex::default(),
             changes: Observed::default(),
+            draw: DrawState::default(),
         }
     }
 
@@ -324,17 +343,49 @@ impl WaitingRoom {
         self.queue.push_back(ticket_id);
     }
 
-    /// Makes the draw if it is due at `at` and not made yet: shuffles the pre-open joiners with the room's seed.
+    /// Makes the draw if it is due at `at` and not made yet: orders the pre-open joiners. With a committed secret the
+    /// order is the verifiable draw (`draw.rs`); a line committed to nothing (scheduled by an earlier build) draws as
+    /// earlier builds did, so their logs replay identically.
     pub fn draw_if_due(&mut self, at: Timestamp) {
         if self.drawn || at < self.key.release_at {
             return;
         }
         self.drawn = true;
         self.changes.0 += 1;
-        let mut order = std::mem::take(&mut self.pre_open);
-        // The schedule's seed alone could be computed by anyone who knows the schedule; mixing in every pre-open
-        // joiner's ticket, identity and millisecond of joining makes the order unknowable until the instant, yet
-        // still fixed by the log.
+        let pre_open = std::mem::take(&mut self.pre_open);
+        self.draw.drawn_tickets = pre_open.len() as u64;
+        let order = match self.draw.secret {
+            Some(secret) => self.verifiable_order(&secret, pre_open),
+            None => self.legacy_order(pre_open),
+        };
+        for ticket_id in order {
+            self.place(ticket_id);
+        }
+    }
+
+    /// The pre-open tickets in canonical order (ascending ticket number) as the draw takes them.
+    #[must_use]
+    pub fn draw_entries(&self, secret: &DrawSecret, tickets: impl Iterator<Item = TicketId>) -> Vec<DrawEntry> {
+        let mut entries: Vec<DrawEntry> = tickets
+            .filter_map(|ticket_id| self.tickets.get(&ticket_id))
+            .map(|ticket| DrawEntry {
+                ticket_number: ticket.ticket_id.0,
+                receipt: secret.receipt(ticket.ticket_id.0),
+                joined_at_ms: ticket.joined_at.0,
+            })
+            .collect();
+        entries.sort_unstable_by_key(|entry| entry.ticket_number);
+        entries
+    }
+
+    fn verifiable_order(&self, secret: &DrawSecret, pre_open: Vec<TicketId>) -> Vec<TicketId> {
+        let entries = self.draw_entries(secret, pre_open.into_iter());
+        draw_order(&secret.0, &entries).into_iter().map(|index| TicketId(entries[index].ticket_number)).collect()
+    }
+
+    /// The draw of earlier builds: the schedule's seed mixed with every pre-open joiner's ticket, identity and
+    /// millisecond of joining, then Fisher-Yates over ChaCha8 with a modulo pick.
+    fn legacy_order(&self, mut order: Vec<TicketId>) -> Vec<TicketId> {
         let mut entropy = self.seed;
         for ticket in order.iter().filter_map(|ticket_id| self.tickets.get(ticket_id)) {
             let mut bytes = ticket.ticket_id.0.to_le_bytes().to_vec();
@@ -347,9 +398,7 @@ impl WaitingRoom {
             let pick = (random.next_u64() % (last as u64 + 1)) as usize;
             order.swap(last, pick);
         }
-        for ticket_id in order {
-            self.place(ticket_id);
-        }
+        order
     }
 
     /// Adds a ticket (the decision that it is new was made by the caller). It becomes its applicant's ticket in this

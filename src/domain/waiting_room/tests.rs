@@ -7,6 +7,7 @@
 
 use super::book::{Advanced, TicketView};
 use super::decide::JoinWish;
+use super::draw::DrawSecret;
 use super::event::WaitingRoomEvent;
 use super::room::{Ticket, TicketId, TicketState, WaitingRoom, WaitingRoomKey, admission_token};
 use super::step::Supply;
@@ -341,6 +342,68 @@ fn the_draw_replays_from_its_seed_and_another_seed_draws_another_order() {
     assert_ne!(drawn, (1..=50).map(TicketId).collect::<Vec<_>>(), "the draw shuffles");
     assert_ne!(drawn, drawn_order(43, 50), "another seed");
     assert_ne!(drawn, drawn_order(42 ^ (1 << 40), 50), "another seed in the high bits");
+}
+
+/// The order a room committed to `secret` draws for `count` pre-open joiners.
+fn verifiable_order(secret: [u8; 32], count: u64) -> Vec<TicketId> {
+    let key = WaitingRoomKey { office_id: office_id(), release_at: release() };
+    let mut room = WaitingRoom::new(key, 42, thursday(), thursday());
+    room.draw.secret = Some(DrawSecret(secret));
+    for number in 1..=count {
+        room.join(waiting_ticket(number, release().plus_ms(-60_000 + number as i64)));
+    }
+    room.draw_if_due(release());
+    assert_room_consistent(&room);
+    in_order(&room)
+}
+
+#[test]
+fn a_committed_line_draws_the_published_order_which_verifies_and_replays() {
+    let line = Line::new(room_rules(100), Capacities { regular: 2, priority: 2 });
+    let key = line.key();
+    let secret = DrawSecret([9; 32]);
+    let position = line.fixture.book.commit_draw(&key, secret, &line.fixture.log);
+    assert!(position.is_some(), "the line commits");
+    assert_eq!(line.fixture.book.commit_draw(&key, DrawSecret([8; 32]), &line.fixture.log), None, "once");
+    let tickets: Vec<TicketView> =
+        (0..20).map(|serial| line.join(&person(serial), release().plus_ms(-1000 + i64::from(serial)))).collect();
+    assert!(tickets.iter().all(|view| view.draw_commitment == Some(secret.commitment())));
+    assert!(tickets.iter().all(|view| view.receipt == Some(secret.receipt(view.ticket.ticket_id.0))));
+
+    let before = line.fixture.book.published_draw(&key, 0, 1000).expect("the line");
+    assert_eq!((before.drawn, before.secret, before.pre_open_total), (false, None, 20));
+    assert!(before.pre_open.is_empty() && before.order.is_empty(), "nothing to verify before the draw");
+    assert_eq!(before.commitment, Some(secret.commitment()));
+
+    line.advance(release());
+    let late = line.join(&person(30), release().plus_ms(5));
+    let after = line.fixture.book.published_draw(&key, 0, 1000).expect("the line");
+    assert_eq!(after.secret, Some(secret.0));
+    assert_eq!(after.order, in_order(&line.room())[..20].to_vec(), "the published order is the line's");
+    let order: Vec<u64> = after.order.iter().map(|ticket_id| ticket_id.0).collect();
+    let verified = crate::domain::waiting_room::draw::verify(&secret.commitment(), &secret.0, &after.pre_open, &order);
+    assert_eq!(verified, Ok(()));
+    assert_eq!(after.later.iter().map(|entry| entry.ticket_number).collect::<Vec<_>>(), [late.ticket.ticket_id.0]);
+    assert_eq!(after.figures.tickets_at_draw, 20);
+    assert_eq!(after.figures.admitted, 4, "two sessions of two slots");
+
+    // Pages: the same lists, a few entries at a time.
+    let paged: Vec<TicketId> =
+        (0..4).flat_map(|page| line.fixture.book.published_draw(&key, page * 6, 6).expect("the line").order).collect();
+    assert_eq!(paged, after.order);
+    line.assert_rebuilds();
+}
+
+#[test]
+fn every_order_of_three_joiners_is_about_equally_likely_in_the_verifiable_draw() {
+    let mut counts: BTreeMap<Vec<TicketId>, u32> = BTreeMap::new();
+    for serial in 0..6_000u32 {
+        let mut secret = [0u8; 32];
+        secret[..4].copy_from_slice(&serial.to_le_bytes());
+        *counts.entry(verifiable_order(secret, 3)).or_default() += 1;
+    }
+    assert_eq!(counts.len(), 6, "all six orders occur: {counts:?}");
+    assert!(counts.values().all(|count| (850..=1150).contains(count)), "{counts:?}");
 }
 
 #[test]
