@@ -1,6 +1,6 @@
-//! The simulator in CI: every seed in `regressions.txt`, then a fixed budget of seeds (about two and a half minutes
-//! in a debug build on a busy 2-core machine). A failure names the seed; `cargo run -p sim -- --seed N` replays and
-//! shrinks it.
+//! The simulator in CI: every seed in `regressions.txt`, then a fixed budget of seeds (one to three minutes in a
+//! debug build on the 2-core machine, with its load). A failure names the seed; `cargo run -p sim -- --seed N` replays
+//! and shrinks it.
 
 use std::path::Path;
 
