@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """A client in another language that knows nothing of antrean's .proto files: it reads the API through gRPC server
-reflection, then books, pays and cancels. Usage: python3 scripts/reflection_client.py [127.0.0.1:50051]
+reflection, then checks the applicant's form (CheckApplicant: a mistyped birth date is refused as Hold would refuse it,
+the corrected form passes), books, pays, corrects the name (AmendBooking) and cancels.
+Usage: python3 scripts/reflection_client.py [127.0.0.1:50051]
 Needs: pip install grpcio grpcio-reflection protobuf
 """
 import datetime
@@ -43,16 +45,35 @@ def main(target):
     session = next(each for each in availability["sessions"]
                    if any(pool["pool"] == "POOL_REGULAR" and pool["state"] == "SESSION_STATE_OPEN" for pool in each["pools"]))
     serial = uuid.uuid4().int % 1000
-    held = call("Hold", {
+    hold = {
         "requestId": f"py-{uuid.uuid4()}", "officeId": office["officeId"], "service": "SERVICE_TYPE_NEW_PASSPORT",
         "date": session["date"], "sessionId": session["sessionId"], "pool": "POOL_REGULAR", "accountId": "py-client",
-        "applicant": {"nik": f"3171015708850{serial:03d}", "fullName": "Dewi Lestari",
-                      "birthDate": {"year": 1985, "month": 8, "day": 17}},
-    })["booking"]
+        "applicant": {"nik": f"3171015708850{serial:03d}", "fullName": "Dewi Lestrai",
+                      "birthDate": {"year": 1985, "month": 8, "day": 18}},
+    }
+    # When the applicant saves the form: the birth date was mistyped, and CheckApplicant says so exactly as Hold would
+    # (INVALID_ARGUMENT, field applicant.nik), without taking a slot or writing anything.
+    try:
+        call("CheckApplicant", {"single": hold})
+        raise AssertionError("a NIK that does not match the birth date must be refused")
+    except grpc.RpcError as refused:
+        assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT, refused
+        print("check refused:", refused.code().name, refused.details())
+    hold["applicant"]["birthDate"]["day"] = 17
+    checked = call("CheckApplicant", {"single": hold})
+    finding = checked["applicants"][0]
+    print("check passed:", checked.get("sessionState"), "remaining", checked.get("remaining", 0),
+          "active bookings", finding.get("activeBookingIds", []), "in line", finding.get("waitingRoomTicketId", "no"))
+    held = call("Hold", hold)["booking"]
     print("held:", held["bookingId"], held["state"], "pay before", held["paymentDeadline"])
     paid = call("ConfirmPayment", {"requestId": f"py-{uuid.uuid4()}", "bookingId": held["bookingId"],
                                    "paymentReference": f"SIMPONI-{serial}"})["booking"]
     print("paid:", paid["bookingId"], paid["state"])
+    # The name was mistyped too: corrected without losing the slot or the payment.
+    amended = call("AmendBooking", {"requestId": f"py-{uuid.uuid4()}", "bookingId": held["bookingId"],
+                                    "fullName": "Dewi Lestari"})["booking"]
+    print("amended:", amended["bookingId"], amended["applicant"]["fullName"], "amendments", amended["amendmentsUsed"])
+    assert (amended["sessionId"], amended["paymentReference"]) == (paid["sessionId"], paid["paymentReference"])
     cancelled = call("Cancel", {"requestId": f"py-{uuid.uuid4()}", "bookingId": held["bookingId"]})["booking"]
     print("cancelled:", cancelled["bookingId"], cancelled["state"])
     assert (held["state"], paid["state"], cancelled["state"]) == (

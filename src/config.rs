@@ -12,7 +12,7 @@
 use crate::domain::{
     BookRules, OfficeId, OfficeSettings, Pool, ServiceType, SessionId, SessionTemplate, TimeOfDay, validate_settings,
 };
-use crate::limits::OFFICES_MAX;
+use crate::limits::{AMENDMENTS_MAX, OFFICES_MAX};
 use crate::storage::{FsyncMode, WalOptions};
 use serde::{Deserialize, Deserializer};
 use std::net::SocketAddr;
@@ -208,6 +208,8 @@ pub struct BookingConfig {
     pub reschedules_max: u32,
     /// See [`BookRules::reschedule_days_before_min`].
     pub reschedule_days_before_min: i32,
+    /// See [`BookRules::amendments_max`].
+    pub amendments_max: u32,
     /// Request-id memory, in seconds.
     pub request_retention_seconds: u64,
     /// See [`BookRules::requests_max`].
@@ -241,6 +243,7 @@ impl Default for BookingConfig {
             payment_settlement_grace_seconds: (rules.payment_settlement_grace_ms / 1000) as u64,
             reschedules_max: rules.reschedules_max,
             reschedule_days_before_min: rules.reschedule_days_before_min,
+            amendments_max: rules.amendments_max,
             request_retention_seconds: (rules.request_retention_ms / 1000) as u64,
             requests_max: rules.requests_max,
             bookings_max: rules.bookings_max,
@@ -398,6 +401,9 @@ impl Config {
         if !(0..=365).contains(&booking.reschedule_days_before_min) {
             return invalid("booking.reschedule_days_before_min", "must be between 0 and 365");
         }
+        if booking.amendments_max > AMENDMENTS_MAX {
+            return invalid("booking.amendments_max", format!("must be between 0 and {AMENDMENTS_MAX}"));
+        }
         if booking.request_retention_seconds == 0 || booking.requests_max == 0 || booking.bookings_max == 0 {
             return invalid("booking.request_retention_seconds", "retention and maxima must be at least 1");
         }
@@ -457,6 +463,7 @@ impl Config {
             payment_settlement_grace_ms: seconds_to_ms(booking.payment_settlement_grace_seconds),
             reschedules_max: booking.reschedules_max,
             reschedule_days_before_min: booking.reschedule_days_before_min,
+            amendments_max: booking.amendments_max,
             request_retention_ms: seconds_to_ms(booking.request_retention_seconds),
             requests_max: booking.requests_max,
             bookings_max: booking.bookings_max,

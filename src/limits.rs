@@ -12,6 +12,10 @@ pub const SHARD_COUNT: usize = 64;
 /// Most applicants in one group hold (one account books for a family).
 pub const GROUP_APPLICANTS_MAX: usize = 5;
 
+/// The highest `booking.amendments_max` the configuration accepts: corrections of typing mistakes are few, and a
+/// booking amended more often than this is being used for something else.
+pub const AMENDMENTS_MAX: u32 = 10;
+
 /// Most days one availability query may span.
 pub const AVAILABILITY_DAYS_MAX: i32 = 62;
 

@@ -30,6 +30,9 @@ pub const NO_SHOWS_TOTAL: &str = "antrean_no_shows_total";
 pub const CHECK_INS_TOTAL: &str = "antrean_check_ins_total";
 /// Reschedules, by `office`.
 pub const RESCHEDULES_TOTAL: &str = "antrean_reschedules_total";
+/// Counter: amendments by office and outcome (`amended`, `repeated`, or the refusal's label, e.g.
+/// `amendment_pool_full`, `amendment_not_allowed`, `invalid`).
+pub const AMENDMENTS_TOTAL: &str = "antrean_amendments_total";
 /// Duration of one background pass, by `pass` (`tick`, `gauges`, `snapshot`): the ticker's expiries, no-shows,
 /// request forgetting and waiting-room steps; the gauge pass; one snapshot.
 pub const BACKGROUND_PASS_SECONDS: &str = "antrean_background_pass_seconds";
@@ -119,6 +122,7 @@ fn describe() {
     describe_counter!(EXPIRIES_TOTAL, "Holds expired unpaid, by office");
     describe_counter!(CHECK_INS_TOTAL, "Check-ins by office");
     describe_counter!(RESCHEDULES_TOTAL, "Reschedules by office");
+    describe_counter!(AMENDMENTS_TOTAL, "Amendments by office and outcome (amended, repeated, or why refused)");
     describe_counter!(NO_SHOWS_TOTAL, "Confirmed bookings not checked in by the end of their session, by office");
     describe_counter!(REFUNDS_RECORDED_TOTAL, "Refunds recorded, by office and reason");
     describe_gauge!(SLOTS_REMAINING, "Free slots on dates with bookings, by office");

@@ -92,3 +92,18 @@ fn check_config_names_an_unknown_field() {
     assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
     assert!(stderr.contains("fsynk"), "stderr: {stderr}");
 }
+
+#[test]
+fn check_config_accepts_amendments_max_up_to_its_limit_and_names_it_beyond() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let good = config_file(temp.path(), "[booking]\namendments_max = 10\n");
+    let output = antrean(&["check-config".as_ref(), good.as_os_str()]);
+    assert_eq!(output.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&output.stderr));
+
+    let bad = config_file(temp.path(), "[booking]\namendments_max = 11\n");
+    let output = antrean(&["check-config".as_ref(), bad.as_os_str()]);
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
+    assert!(stderr.contains("booking.amendments_max"), "stderr: {stderr}");
+}

@@ -1,10 +1,10 @@
 //! Which role may call which RPC: one table covering every method antrean serves, denying anything not listed.
 //!
 //! Roles describe the kind of service calling, not a person:
-//! - `booking`: the app's back-ends (availability, holds, cancel, reschedule, reads, the waiting room), each reaching
-//!   only the bookings it made;
+//! - `booking`: the app's back-ends (availability, checks, holds, cancel, reschedule, amend, reads, the waiting room),
+//!   each reaching only the bookings it made;
 //! - `payment`: the payment back-end (ConfirmPayment only, for every booking);
-//! - `office`: counter tools at immigration offices (check-in and reads, only for the caller's own offices);
+//! - `office`: counter tools at immigration offices (check-in, reads and amendments, only for the caller's own offices);
 //! - `admin`: operators (AdminService).
 //!
 //! A few methods are public ([`PUBLIC_METHODS`]): a waiting room's published draw, which carries no personal data.
@@ -107,6 +107,8 @@ pub const METHODS: &[(&str, &[Role])] = &[
     ("/antrean.v1.BookingService/GetBooking", BOOKING_OR_OFFICE),
     ("/antrean.v1.BookingService/ListBookings", OFFICE),
     ("/antrean.v1.BookingService/FindBookings", BOOKING_OR_OFFICE),
+    ("/antrean.v1.BookingService/CheckApplicant", BOOKING),
+    ("/antrean.v1.BookingService/AmendBooking", BOOKING_OR_OFFICE),
     ("/antrean.v1.AdminService/UpsertOffice", ADMIN),
     ("/antrean.v1.AdminService/SetSchedule", ADMIN),
     ("/antrean.v1.AdminService/CloseDate", ADMIN),

@@ -42,12 +42,14 @@ pub use catalogue::office::{
     Catalog, Office, OfficeSettings, Pool, ScheduleRule, ServiceType, SessionTemplate, validate_sessions,
     validate_settings,
 };
-pub use messages::command::{Command, HoldCommand};
+pub use messages::command::{Amendment, Command, HoldCommand};
 pub use messages::event::{Event, Stamp};
 pub use messages::rejection::Rejection;
 pub use messages::reply::{Outcome, Reply};
 pub use state::book::{Capture, EventLog, Execution, QuotaBook};
-pub use state::image::{Image, ImageError, ImageV2, ImageV3};
+pub use state::check::{ApplicantFinding, HoldCheck};
+pub use state::image::{Image, ImageError};
+pub use state::older_images::{BookingV3, ImageV2, ImageV3, ImageV4, ReplyV3, RequestRecordV3};
 pub use state::reads::{OfficeStats, PoolAvailability, SessionAvailability, SessionState};
 pub use values::ids::{AccountId, BookingId, GroupId, OfficeId, PaymentReference, RequestId, SessionId};
 pub use values::nik::{Nik, NikProblem};

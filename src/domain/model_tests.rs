@@ -5,12 +5,13 @@ use super::testkit::*;
 use crate::domain::bookings::booking::{Applicant, BookingState, SlotRef};
 use crate::domain::bookings::rules::BookRules;
 use crate::domain::catalogue::office::{Pool, ServiceType};
-use crate::domain::messages::command::{Command, HoldCommand};
+use crate::domain::messages::command::{Amendment, Command, HoldCommand};
 use crate::domain::messages::rejection::Rejection;
 use crate::domain::messages::reply::Reply;
 use crate::domain::state::book::{Execution, QuotaBook};
 use crate::domain::state::image::Image;
 use crate::domain::values::ids::{AccountId, BookingId, OfficeId, RequestId, SessionId};
+use crate::domain::values::nik::Nik;
 use crate::domain::values::time::{Date, Timestamp};
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -74,17 +75,69 @@ fn paid_at() -> impl Strategy<Value = PaidAt> {
 /// A step of a random history.
 #[derive(Clone, Debug)]
 enum Op {
-    Hold { office: usize, date: usize, session: usize, pool: usize, applicant: usize },
-    HoldGroup { office: usize, date: usize, session: usize, pool: usize, members: Vec<usize> },
-    Pay { pick: Index, reference: u8, paid_at: PaidAt },
-    LatePay { pick: Index, reference: u8, after_ms: i64, tick_first: bool, paid_at: PaidAt },
-    Purge { before: usize },
-    Cancel { pick: Index },
-    Reschedule { pick: Index, date: usize, session: usize },
-    CheckIn { pick: Index, on_the_day: bool },
-    Tick { advance_ms: i64 },
-    Retry { pick: Index },
-    Reuse { pick: Index },
+    Hold {
+        office: usize,
+        date: usize,
+        session: usize,
+        pool: usize,
+        applicant: usize,
+    },
+    HoldGroup {
+        office: usize,
+        date: usize,
+        session: usize,
+        pool: usize,
+        members: Vec<usize>,
+    },
+    Pay {
+        pick: Index,
+        reference: u8,
+        paid_at: PaidAt,
+    },
+    LatePay {
+        pick: Index,
+        reference: u8,
+        after_ms: i64,
+        tick_first: bool,
+        paid_at: PaidAt,
+    },
+    Purge {
+        before: usize,
+    },
+    Cancel {
+        pick: Index,
+    },
+    Reschedule {
+        pick: Index,
+        date: usize,
+        session: usize,
+    },
+    CheckIn {
+        pick: Index,
+        on_the_day: bool,
+    },
+    Amend {
+        pick: Index,
+        name: Option<u8>,
+        disability: Option<bool>,
+        replacement: Option<bool>,
+        nik: Option<usize>,
+    },
+    /// Clear the disability flag of a booking in the priority pool that has it: the amendment that moves a booking.
+    /// With `crowd_first`, the adults try to hold the regular pool of its session first (so that it may be full).
+    ClearDisability {
+        pick: Index,
+        crowd_first: bool,
+    },
+    Tick {
+        advance_ms: i64,
+    },
+    Retry {
+        pick: Index,
+    },
+    Reuse {
+        pick: Index,
+    },
     Snapshot,
 }
 
@@ -109,6 +162,15 @@ fn op() -> impl Strategy<Value = Op> {
             pick, date, session
         }),
         2 => (any::<Index>(), any::<bool>()).prop_map(|(pick, on_the_day)| Op::CheckIn { pick, on_the_day }),
+        3 => (
+            any::<Index>(),
+            prop::option::of(0..2u8),
+            prop::option::of(any::<bool>()),
+            prop::option::of(any::<bool>()),
+            prop::option::weighted(0.1, 0..7usize),
+        )
+            .prop_map(|(pick, name, disability, replacement, nik)| Op::Amend { pick, name, disability, replacement, nik }),
+        2 => (any::<Index>(), any::<bool>()).prop_map(|(pick, crowd_first)| Op::ClearDisability { pick, crowd_first }),
         3 => prop_oneof![0..2 * HOUR_MS, 0..2 * DAY_MS].prop_map(|advance_ms| Op::Tick { advance_ms }),
         2 => any::<Index>().prop_map(|pick| Op::Retry { pick }),
         1 => any::<Index>().prop_map(|pick| Op::Reuse { pick }),
@@ -130,6 +192,8 @@ struct ModelBooking {
     reschedules_used: u32,
     payment_reference: Option<String>,
     settlement_deadline: Option<Timestamp>,
+    service: ServiceType,
+    amendments_used: u32,
 }
 
 impl ModelBooking {
@@ -171,6 +235,8 @@ enum Expected {
     Rescheduled { index: usize, to: SlotRef, session_starts_at: Timestamp, payment_deadline: Timestamp },
     /// Checked in.
     CheckedIn { index: usize },
+    /// Amended: these fields changed, and it moved to this pool.
+    Amended { index: usize, changed: Amendment, to_pool: Option<Pool> },
     /// Purged: these bookings indexes.
     Purged { indexes: Vec<usize> },
 }
@@ -279,6 +345,10 @@ impl Model {
                 };
                 self.expect_reschedule(index, *date, session_id)
             }
+            Command::AmendBooking { booking_id, amendment, nik } => match self.index_of(*booking_id) {
+                None => Expected::Refused(Rejection::BookingNotFound(*booking_id)),
+                Some(index) => self.expect_amend(index, amendment, *nik),
+            },
             Command::PurgeBookings { before } => Expected::Purged {
                 indexes: (0..self.bookings.len())
                     .filter(|index| {
@@ -404,6 +474,42 @@ impl Model {
         Expected::Rescheduled { index, to, session_starts_at: starts_at, payment_deadline }
     }
 
+    /// The amendment rules, spelled out: the NIK is the booking's own, the booking active and before its session (a
+    /// hold before its deadline), at most two amendments (the default), something changes, and a booking that leaves
+    /// the priority pool finds a regular slot in its session.
+    fn expect_amend(&self, index: usize, amendment: &Amendment, nik: Option<Nik>) -> Expected {
+        let booking = &self.bookings[index];
+        if nik.is_some_and(|nik| nik != booking.applicant.nik) {
+            return Expected::Refused(Rejection::invalid("nik", "not amendable"));
+        }
+        if !booking.state.is_active()
+            || (booking.state == BookingState::AwaitingPayment && self.now >= booking.payment_deadline)
+            || self.now >= booking.session_starts_at
+        {
+            return invalid_state(booking.state);
+        }
+        if booking.amendments_used >= 2 {
+            return Expected::Refused(Rejection::AmendmentNotAllowed { why: String::new() });
+        }
+        let changed = Amendment {
+            full_name: amendment.full_name.clone().filter(|name| *name != booking.applicant.full_name),
+            has_disability: amendment.has_disability.filter(|flag| *flag != booking.applicant.has_disability),
+            service: amendment.service.filter(|service| *service != booking.service),
+        };
+        if changed.is_empty() {
+            return Expected::Refused(Rejection::invalid("full_name", "nothing changes"));
+        }
+        let mut after = booking.applicant.clone();
+        after.has_disability = changed.has_disability.unwrap_or(after.has_disability);
+        let to_pool = (booking.slot.pool == Pool::Priority && !eligible(&after)).then_some(Pool::Regular);
+        if let Some(pool) = to_pool
+            && self.remaining(&SlotRef { pool, ..booking.slot.clone() }) == 0
+        {
+            return Expected::Refused(Rejection::AmendmentPoolFull { pool });
+        }
+        Expected::Amended { index, changed, to_pool }
+    }
+
     /// Checks the book's answer against the expectation and applies it to the model.
     fn absorb(&mut self, command: &Command, expected: Expected, execution: &Execution) -> Result<(), TestCaseError> {
         let outcome = &execution.outcome;
@@ -435,6 +541,8 @@ impl Model {
                         reschedules_used: 0,
                         payment_reference: None,
                         settlement_deadline: None,
+                        service: hold.service,
+                        amendments_used: 0,
                     });
                 }
             }
@@ -494,6 +602,22 @@ impl Model {
                 model.payment_deadline = payment_deadline;
                 model.reschedules_used += 1;
             }
+            (Expected::Amended { index, changed, to_pool }, Ok(Reply::Booking(booking))) => {
+                prop_assert!(logged);
+                let model = &mut self.bookings[index];
+                if let Some(name) = changed.full_name {
+                    model.applicant.full_name = name;
+                }
+                model.applicant.has_disability = changed.has_disability.unwrap_or(model.applicant.has_disability);
+                model.service = changed.service.unwrap_or(model.service);
+                model.slot.pool = to_pool.unwrap_or(model.slot.pool);
+                model.amendments_used += 1;
+                prop_assert_eq!(&booking.applicant, &model.applicant);
+                prop_assert_eq!(&booking.slot, &model.slot);
+                prop_assert_eq!(booking.service, model.service);
+                prop_assert_eq!(booking.amendments_used, model.amendments_used);
+                prop_assert_eq!(booking.last_amended_at, Some(self.now));
+            }
             (expected, outcome) => {
                 return Err(TestCaseError::fail(format!("expected {expected:?}, got {outcome:?} for {command:?}")));
             }
@@ -526,6 +650,8 @@ impl Model {
             Expected::Cancelled { .. } => "cancelled".to_owned(),
             Expected::Rescheduled { .. } => "rescheduled".to_owned(),
             Expected::CheckedIn { .. } => "checked in".to_owned(),
+            Expected::Amended { to_pool: Some(_), .. } => "amended into the regular pool".to_owned(),
+            Expected::Amended { .. } => "amended".to_owned(),
         }
     }
 
@@ -576,6 +702,7 @@ fn same_rejection(want: &Rejection, got: &Rejection) -> bool {
         (Rejection::Invalid(_), Rejection::Invalid(_)) => true,
         (Rejection::InvalidState { state: want, .. }, Rejection::InvalidState { state: got, .. }) => want == got,
         (Rejection::RescheduleNotAllowed { .. }, Rejection::RescheduleNotAllowed { .. }) => true,
+        (Rejection::AmendmentNotAllowed { .. }, Rejection::AmendmentNotAllowed { .. }) => true,
         _ => want == got,
     }
 }
@@ -704,6 +831,42 @@ impl Harness {
                     self.send_new(Command::CheckIn { booking_id })?;
                 }
             }
+            Op::Amend { pick, name, disability, replacement, nik } => {
+                if let Some(booking_id) = self.pick(pick) {
+                    let amendment = Amendment {
+                        full_name: name.map(|serial| format!("Amended Name {serial}")),
+                        has_disability: *disability,
+                        service: replacement
+                            .map(|yes| if yes { ServiceType::Replacement } else { ServiceType::NewPassport }),
+                    };
+                    // The edge refuses an empty amendment without a NIK before it becomes a command.
+                    if !amendment.is_empty() || nik.is_some() {
+                        let nik = nik.map(|serial| applicants()[serial].nik);
+                        self.send_new(Command::AmendBooking { booking_id, amendment, nik })?;
+                    }
+                }
+            }
+            Op::ClearDisability { pick, crowd_first } => {
+                let flagged: Vec<BookingId> = self
+                    .model
+                    .bookings
+                    .iter()
+                    .filter(|booking| booking.slot.pool == Pool::Priority && booking.applicant.has_disability)
+                    .map(|booking| booking.booking_id)
+                    .collect();
+                if !flagged.is_empty() {
+                    let booking_id = flagged[pick.index(flagged.len())];
+                    if *crowd_first {
+                        let index = self.model.index_of(booking_id).expect("a model booking");
+                        let regular = SlotRef { pool: Pool::Regular, ..self.model.bookings[index].slot.clone() };
+                        for adult in &applicants()[..4] {
+                            self.send_new(hold_command(regular.clone(), vec![adult.clone()], false))?;
+                        }
+                    }
+                    let amendment = Amendment { has_disability: Some(false), ..Amendment::default() };
+                    self.send_new(Command::AmendBooking { booking_id, amendment, nik: None })?;
+                }
+            }
             Op::Tick { advance_ms } => {
                 self.model.now = self.model.now.plus_ms(*advance_ms);
                 self.tick()?;
@@ -813,6 +976,9 @@ impl Harness {
             prop_assert_eq!(booking.settlement_deadline, model.settlement_deadline, "grace of {}", model.booking_id);
             prop_assert_eq!(booking.session_ends_at, model.session_ends_at(), "end of {}", model.booking_id);
             prop_assert_eq!(booking.reschedules_used, model.reschedules_used);
+            prop_assert_eq!(&booking.applicant, &model.applicant, "applicant of {}", model.booking_id);
+            prop_assert_eq!(booking.service, model.service, "service of {}", model.booking_id);
+            prop_assert_eq!(booking.amendments_used, model.amendments_used, "amendments of {}", model.booking_id);
         }
         for purged in &self.model.purged {
             prop_assert!(self.book.booking(purged.booking_id).is_none(), "{} was purged", purged.booking_id);
@@ -927,6 +1093,10 @@ fn the_random_histories_reach_every_rule() {
         "cancelled",
         "rescheduled",
         "checked in",
+        "amended",
+        "amended into the regular pool",
+        "AMENDMENT_NOT_ALLOWED",
+        "AMENDMENT_POOL_FULL",
         "expired",
         "retry answered from memory",
         "retry past the window decided again",
@@ -1014,7 +1184,11 @@ fn racing_commands_of_every_kind_replay_to_the_same_image() {
                             let to = places[usize::from((thread + round + 1) % 3)].clone();
                             let _ = run(&Command::Reschedule { booking_id, date: to.date, session_id: to.session_id });
                         }
-                        _ => {}
+                        _ => {
+                            let full_name = Some(format!("Renamed {thread}-{round}"));
+                            let amendment = Amendment { full_name, ..Amendment::default() };
+                            let _ = run(&Command::AmendBooking { booking_id, amendment, nik: None });
+                        }
                     }
                 }
             });

@@ -6,7 +6,7 @@
 //! index. Variant order is part of the format: new variants are appended, never inserted. Every decoded value is checked
 //! again by the domain when applied (pair assertions).
 
-use crate::domain::{Event, Image, ImageV2, ImageV3};
+use crate::domain::{Event, Image, ImageV2, ImageV3, ImageV4};
 
 /// A payload that could not be decoded.
 #[derive(Debug, thiserror::Error)]
@@ -35,37 +35,100 @@ pub fn encode_image(image: &Image) -> Vec<u8> {
     postcard::to_stdvec(image).expect("images encode")
 }
 
-/// Decodes a snapshot image of the current version, or of version 3 (made current: its waiting rooms committed to no
-/// draw secret) or 2 (also: its bookings have no owners).
-/// The version is the image's first field, so it is read first to pick the layout.
+/// Decodes a snapshot image of the current version, or of version 4 (made current: its bookings were never amended),
+/// 3 (also: its waiting rooms committed to no draw secret) or 2 (also: its bookings have no owners). The version is the
+/// image's first field, so it is read first to pick the layout.
 pub fn decode_image(bytes: &[u8]) -> Result<Image, DecodeError> {
     let error = |source| DecodeError { what: "snapshot image", source };
     let (version, _) = postcard::take_from_bytes::<u16>(bytes).map_err(error)?;
-    if version == 2 {
-        return postcard::from_bytes::<ImageV2>(bytes).map(Image::from).map_err(error);
+    match version {
+        2 => postcard::from_bytes::<ImageV2>(bytes).map(Image::from).map_err(error),
+        3 => postcard::from_bytes::<ImageV3>(bytes).map(Image::from).map_err(error),
+        4 => postcard::from_bytes::<ImageV4>(bytes).map(Image::from).map_err(error),
+        _ => postcard::from_bytes(bytes).map_err(error),
     }
-    if version == 3 {
-        return postcard::from_bytes::<ImageV3>(bytes).map(Image::from).map_err(error);
-    }
-    postcard::from_bytes(bytes).map_err(error)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    use crate::domain::{BookingV3, ReplyV3, RequestRecordV3};
+
+    /// A book with one amended-never booking and a remembered answer holding it, as an image of the current version.
+    fn image_with_a_booking() -> Image {
+        let mut image = crate::domain::QuotaBook::new(crate::domain::BookRules::default()).image(7);
+        let booking = a_booking();
+        image.requests = vec![(
+            crate::domain::RequestId::parse("hold-1").expect("id"),
+            crate::domain::state::shard::RequestRecord {
+                fingerprint: 9,
+                recorded_at: booking.created_at,
+                outcome: Ok(crate::domain::Reply::Booking(booking.clone())),
+                log_position: 0,
+            },
+        )];
+        image.bookings = vec![booking];
+        image
+    }
+
+    fn a_booking() -> crate::domain::Booking {
+        use crate::domain::{Applicant, Booking, BookingId, BookingState, Date, Nik, Pool, ServiceType, SlotRef};
+        let birth_date = Date::new(1985, 8, 17).expect("date");
+        Booking {
+            booking_id: BookingId(42),
+            state: BookingState::Confirmed,
+            slot: SlotRef {
+                office_id: crate::domain::OfficeId::parse("kanim-batam").expect("id"),
+                date: Date::new(2030, 1, 7).expect("date"),
+                session_id: crate::domain::SessionId::parse("0800-1000").expect("id"),
+                pool: Pool::Regular,
+            },
+            service: ServiceType::NewPassport,
+            applicant: Applicant {
+                nik: Nik::parse_matching("3171011708850001", birth_date).expect("nik"),
+                full_name: "Budi Santoso".into(),
+                birth_date,
+                has_disability: false,
+            },
+            account_id: crate::domain::AccountId::parse("account-1").expect("id"),
+            payment_deadline: crate::domain::Timestamp(1_000),
+            payment_code: 800_000_000_000_042,
+            payment_reference: None,
+            created_at: crate::domain::Timestamp(500),
+            updated_at: crate::domain::Timestamp(600),
+            reschedules_used: 1,
+            group_id: None,
+            session_starts_at: crate::domain::Timestamp(9_000),
+            session_ends_at: crate::domain::Timestamp(10_000),
+            settlement_deadline: None,
+            amendments_used: 0,
+            last_amended_at: None,
+        }
+    }
+
+    fn older_requests(image: &Image) -> Vec<(crate::domain::RequestId, RequestRecordV3)> {
+        let booking = BookingV3::from(&image.bookings[0]);
+        let (request_id, record) = &image.requests[0];
+        let outcome = Ok(ReplyV3::Booking(booking));
+        vec![(
+            request_id.clone(),
+            RequestRecordV3 { fingerprint: record.fingerprint, recorded_at: record.recorded_at, outcome },
+        )]
+    }
+
     #[test]
     fn a_version_2_snapshot_image_still_loads() {
-        let image = crate::domain::QuotaBook::new(crate::domain::BookRules::default()).image(7);
+        let image = image_with_a_booking();
         let old = ImageV2 {
             version: 2,
             log_position: image.log_position,
             next_booking_id: 42,
             offices: image.offices.clone(),
             days: image.days.clone(),
-            bookings: image.bookings.clone(),
+            bookings: image.bookings.iter().map(BookingV3::from).collect(),
             applicants: image.applicants.clone(),
-            requests: image.requests.clone(),
+            requests: older_requests(&image),
             refunds: image.refunds.clone(),
             purged: image.purged.clone(),
             counters: image.counters.clone(),
@@ -78,24 +141,58 @@ mod tests {
     }
 
     #[test]
-    fn a_version_3_snapshot_image_still_loads() {
-        let image = crate::domain::QuotaBook::new(crate::domain::BookRules::default()).image(9);
-        let old = ImageV3 {
-            version: 3,
+    fn a_version_4_snapshot_image_still_loads_with_bookings_never_amended() {
+        let image = image_with_a_booking();
+        let old = ImageV4 {
+            version: 4,
             log_position: image.log_position,
             offices: image.offices.clone(),
             days: image.days.clone(),
-            bookings: image.bookings.clone(),
+            bookings: image.bookings.iter().map(BookingV3::from).collect(),
             applicants: image.applicants.clone(),
-            requests: image.requests.clone(),
+            requests: older_requests(&image),
             refunds: image.refunds.clone(),
             purged: image.purged.clone(),
             counters: image.counters.clone(),
             rooms: image.rooms.clone(),
             owners: image.owners.clone(),
             next_ticket_id: image.next_ticket_id,
+            draws: image.draws.clone(),
         };
         let bytes = postcard::to_stdvec(&old).expect("encode");
-        assert_eq!(decode_image(&bytes).expect("a version 3 image"), image);
+        assert_eq!(decode_image(&bytes).expect("a version 4 image"), image);
+        // The current layout is not the older one: a booking gained fields, so an image of version 5 read as version
+        // 4 would be garbage (that is why the version was bumped).
+        assert_ne!(
+            postcard::to_stdvec(&image.bookings[0]).expect("encode"),
+            postcard::to_stdvec(&old.bookings[0]).expect("encode")
+        );
+    }
+
+    #[test]
+    fn a_version_3_snapshot_image_still_loads_with_bookings_never_amended() {
+        let image = image_with_a_booking();
+        let old = ImageV3 {
+            version: 3,
+            log_position: image.log_position,
+            offices: image.offices.clone(),
+            days: image.days.clone(),
+            bookings: image.bookings.iter().map(BookingV3::from).collect(),
+            applicants: image.applicants.clone(),
+            requests: older_requests(&image),
+            refunds: image.refunds.clone(),
+            purged: image.purged.clone(),
+            counters: image.counters.clone(),
+            rooms: image.rooms.clone(),
+            owners: vec![(image.bookings[0].booking_id, "app".to_owned())],
+            next_ticket_id: 5,
+        };
+        let bytes = postcard::to_stdvec(&old).expect("encode");
+        let loaded = decode_image(&bytes).expect("a version 3 image");
+        assert_eq!(loaded.bookings, image.bookings);
+        assert_eq!(loaded.requests, image.requests);
+        assert_eq!(loaded.owners, old.owners);
+        assert_eq!(loaded.version, crate::domain::state::image::IMAGE_VERSION);
+        assert!(loaded.draws.is_empty(), "version 3 lines committed to no draw secret");
     }
 }

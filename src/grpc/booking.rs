@@ -3,14 +3,13 @@
 
 use super::EngineHandle;
 use super::convert::{self, Violations};
+use super::hold::{self, HoldParts, hold_command};
+use super::{amendment, check};
 use crate::auth::hoarding::SessionPool;
 use crate::auth::status::hoarding_status;
 use crate::auth::{Access, HoldLimiter, HoldRequestKeys};
-use crate::domain::{
-    Booking, BookingId, Command, Date, HoldCommand, Nik, OfficeId, Outcome, Rejection, Reply, RequestId, SlotRef, Zone,
-};
+use crate::domain::{Booking, BookingId, Command, Date, Nik, OfficeId, Outcome, Rejection, Reply, RequestId, Zone};
 use crate::engine::Engine;
-use crate::limits::GROUP_APPLICANTS_MAX;
 use crate::metrics as names;
 use crate::proto::{self, booking_service_server::BookingService};
 use std::sync::{Arc, OnceLock};
@@ -122,64 +121,6 @@ impl BookingApi {
     }
 }
 
-/// The fields `Hold` and `HoldGroup` share.
-struct HoldParts<'request> {
-    request_id: &'request str,
-    office_id: &'request str,
-    service: i32,
-    date: Option<&'request proto::Date>,
-    session_id: &'request str,
-    pool: i32,
-    applicants: Vec<(String, Option<&'request proto::Applicant>)>,
-    account_id: &'request str,
-    admission_token: &'request str,
-    group: bool,
-}
-
-fn hold_command(request: &HoldParts<'_>, today: Date) -> Result<(RequestId, Command), Rejection> {
-    let mut violations = Violations::default();
-    let request_id = violations.request_id(request.request_id);
-    let office_id = violations.office_id("office_id", request.office_id);
-    let service = violations.service("service", request.service);
-    let date = violations.date("date", request.date);
-    let session_id = violations.session_id("session_id", request.session_id);
-    let pool = violations.pool("pool", request.pool);
-    let account_id = violations.account_id(request.account_id);
-    let admission_token = match request.admission_token {
-        "" => Some(None),
-        text => {
-            let parsed = crate::domain::parse_token(text);
-            if parsed.is_none() {
-                violations.add("admission_token", "must be a token from WaitingRoomService (AT and 16 hex digits)");
-            }
-            parsed.map(Some)
-        }
-    };
-    if request.applicants.is_empty() || request.applicants.len() > GROUP_APPLICANTS_MAX {
-        violations.add("applicants", format!("must list 1 to {GROUP_APPLICANTS_MAX} applicants"));
-    }
-    let mut applicants = Vec::with_capacity(request.applicants.len());
-    for (field, applicant) in &request.applicants {
-        let Some(applicant) = violations.applicant(field, *applicant, today) else { continue };
-        if applicants.iter().any(|seen: &crate::domain::Applicant| seen.nik == applicant.nik) {
-            violations.add(format!("{field}.nik"), "the same applicant is listed twice");
-        }
-        applicants.push(applicant);
-    }
-    let command = (|| {
-        let slot = SlotRef { office_id: office_id?, date: date?, session_id: session_id?, pool: pool? };
-        Some(Command::Hold(HoldCommand {
-            slot,
-            service: service?,
-            applicants,
-            account_id: account_id?,
-            group: request.group,
-            admission_token: admission_token?,
-        }))
-    })();
-    violations.finish(request_id.zip(command))
-}
-
 fn booking_reply(reply: Reply, reveal_nik: bool) -> proto::Booking {
     match reply {
         Reply::Booking(booking) | Reply::Paid { booking, .. } => convert::booking(&booking, reveal_nik),
@@ -222,19 +163,7 @@ impl BookingService for BookingApi {
     async fn hold(&self, request: Request<proto::HoldRequest>) -> Result<Response<proto::HoldResponse>, Status> {
         let access = Access::of(request.extensions());
         let request = request.into_inner();
-        let parts = HoldParts {
-            request_id: &request.request_id,
-            office_id: &request.office_id,
-            service: request.service,
-            date: request.date.as_ref(),
-            session_id: &request.session_id,
-            pool: request.pool,
-            applicants: vec![("applicant".to_owned(), request.applicant.as_ref())],
-            account_id: &request.account_id,
-            admission_token: &request.admission_token,
-            group: false,
-        };
-        let reply = self.hold_any(parts, &access).await?;
+        let reply = self.hold_any(hold::single(&request), &access).await?;
         Ok(Response::new(proto::HoldResponse { booking: Some(booking_reply(reply, access.reveal_nik)) }))
     }
 
@@ -244,24 +173,7 @@ impl BookingService for BookingApi {
     ) -> Result<Response<proto::HoldGroupResponse>, Status> {
         let access = Access::of(request.extensions());
         let request = request.into_inner();
-        let parts = HoldParts {
-            request_id: &request.request_id,
-            office_id: &request.office_id,
-            service: request.service,
-            date: request.date.as_ref(),
-            session_id: &request.session_id,
-            pool: request.pool,
-            applicants: request
-                .applicants
-                .iter()
-                .enumerate()
-                .map(|(index, applicant)| (format!("applicants[{index}]"), Some(applicant)))
-                .collect(),
-            account_id: &request.account_id,
-            admission_token: &request.admission_token,
-            group: true,
-        };
-        match self.hold_any(parts, &access).await? {
+        match self.hold_any(hold::group(&request), &access).await? {
             Reply::Held { bookings, group_id } => Ok(Response::new(proto::HoldGroupResponse {
                 bookings: bookings.iter().map(|booking| convert::booking(booking, access.reveal_nik)).collect(),
                 group_id: group_id.map(|group| group.to_string()).unwrap_or_default(),
@@ -422,6 +334,20 @@ impl BookingService for BookingApi {
         Ok(Response::new(proto::ListBookingsResponse { bookings, next_page_token }))
     }
 
+    async fn check_applicant(
+        &self,
+        request: Request<proto::CheckApplicantRequest>,
+    ) -> Result<Response<proto::CheckApplicantResponse>, Status> {
+        self.check(request).await
+    }
+
+    async fn amend_booking(
+        &self,
+        request: Request<proto::AmendBookingRequest>,
+    ) -> Result<Response<proto::AmendBookingResponse>, Status> {
+        self.amend(request).await
+    }
+
     async fn find_bookings(
         &self,
         request: Request<proto::FindBookingsRequest>,
@@ -442,6 +368,51 @@ impl BookingService for BookingApi {
                 .map(|booking| convert::booking(booking, access.reveal_nik))
                 .collect(),
         }))
+    }
+}
+
+impl BookingApi {
+    /// `CheckApplicant`: the hold converted by the code `Hold` uses, then checked by the book without holding.
+    async fn check(
+        &self,
+        request: Request<proto::CheckApplicantRequest>,
+    ) -> Result<Response<proto::CheckApplicantResponse>, Status> {
+        let access = Access::of(request.extensions());
+        let request = request.into_inner();
+        let engine = self.engine()?;
+        let parts = check::hold_parts(&request)?;
+        let (_, command) = hold_command(&parts, BookingApi::today(engine))?;
+        let Command::Hold(hold) = command else { unreachable!("a hold request converts to a hold") };
+        let found = engine.book().check_hold(&hold, engine.now())?;
+        Ok(Response::new(check::response(&found, access.reveal_nik)))
+    }
+
+    /// `AmendBooking`: converted, the booking's reach checked, executed, and counted by outcome.
+    async fn amend(
+        &self,
+        request: Request<proto::AmendBookingRequest>,
+    ) -> Result<Response<proto::AmendBookingResponse>, Status> {
+        let access = Access::of(request.extensions());
+        let request = request.into_inner();
+        let engine = self.engine()?;
+        let (request_id, command) = amendment::amend_command(&request).inspect_err(|rejection| {
+            metrics::counter!(names::AMENDMENTS_TOTAL, "office" => "unknown", "outcome" => rejection.label())
+                .increment(1);
+        })?;
+        if let Some(booking_id) = command.booking_id() {
+            self.reachable(&access, booking_id)?;
+        }
+        let office = command.booking_id().and_then(|booking_id| engine.book().office_of(booking_id));
+        let office = office.map_or_else(|| "unknown".to_owned(), |office_id| office_id.to_string());
+        let execution = engine.execute_detailed(&access.request_id(&request_id), &command).await;
+        let label = match &execution.outcome {
+            Ok(_) if execution.repeated => "repeated",
+            Ok(_) => "amended",
+            Err(rejection) => rejection.label(),
+        };
+        metrics::counter!(names::AMENDMENTS_TOTAL, "office" => office, "outcome" => label).increment(1);
+        let booking = booking_reply(execution.outcome?, access.reveal_nik);
+        Ok(Response::new(proto::AmendBookingResponse { booking: Some(booking) }))
     }
 }
 

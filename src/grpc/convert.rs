@@ -4,7 +4,7 @@
 use crate::domain::{
     AccountId, Applicant, Booking, BookingId, BookingState, Date, FieldViolation, Nik, Office, OfficeId,
     OfficeSettings, PaymentReference, Pool, Refund, RefundReason, Rejection, RequestId, ServiceType, SessionId,
-    SessionState, SessionTemplate, TimeOfDay, Timestamp, is_plain_text,
+    SessionState, SessionTemplate, TicketState, TimeOfDay, Timestamp, is_plain_text,
 };
 use crate::limits::FULL_NAME_CHARS_MAX;
 use crate::proto;
@@ -139,6 +139,17 @@ impl Violations {
         parsed
     }
 
+    /// A full name, trimmed: 1 to [`FULL_NAME_CHARS_MAX`] characters of plain text (holds and amendments alike).
+    pub fn full_name(&mut self, field: &str, text: &str) -> Option<String> {
+        let name = text.trim();
+        if name.is_empty() || name.chars().count() > FULL_NAME_CHARS_MAX || !is_plain_text(name) {
+            let description = format!("must be 1 to {FULL_NAME_CHARS_MAX} printable characters");
+            self.add(field, description);
+            return None;
+        }
+        Some(name.to_owned())
+    }
+
     /// An applicant: NIK that encodes the given birth date, a name, a birth date not after `today`.
     pub fn applicant(&mut self, field: &str, applicant: Option<&proto::Applicant>, today: Date) -> Option<Applicant> {
         let Some(applicant) = applicant else {
@@ -154,14 +165,10 @@ impl Violations {
             None => Nik::parse(&applicant.nik),
         };
         let nik = nik.map_err(|problem| self.add(format!("{field}.nik"), problem.description())).ok();
-        let name = applicant.full_name.trim();
-        if name.is_empty() || name.chars().count() > FULL_NAME_CHARS_MAX || !is_plain_text(name) {
-            let description = format!("must be 1 to {FULL_NAME_CHARS_MAX} printable characters");
-            self.add(format!("{field}.full_name"), description);
-        }
+        let full_name = self.full_name(&format!("{field}.full_name"), &applicant.full_name);
         Some(Applicant {
             nik: nik?,
-            full_name: name.to_owned(),
+            full_name: full_name?,
             birth_date: birth_date?,
             has_disability: applicant.has_disability,
         })
@@ -250,7 +257,9 @@ fn time_of_day(time: TimeOfDay) -> proto::TimeOfDay {
     proto::TimeOfDay { hours: i32::from(time.hours), minutes: i32::from(time.minutes) }
 }
 
-fn service(service: ServiceType) -> i32 {
+/// A service on the wire.
+#[must_use]
+pub fn service(service: ServiceType) -> i32 {
     match service {
         ServiceType::NewPassport => proto::ServiceType::NewPassport as i32,
         ServiceType::Replacement => proto::ServiceType::Replacement as i32,
@@ -263,6 +272,16 @@ pub fn pool(pool: Pool) -> i32 {
         Pool::Regular => proto::Pool::Regular as i32,
         Pool::Express => proto::Pool::Express as i32,
         Pool::Priority => proto::Pool::Priority as i32,
+    }
+}
+
+/// A pool's name on the wire (`POOL_REGULAR`), for error metadata.
+#[must_use]
+pub fn pool_name(pool: Pool) -> &'static str {
+    match pool {
+        Pool::Regular => "POOL_REGULAR",
+        Pool::Express => "POOL_EXPRESS",
+        Pool::Priority => "POOL_PRIORITY",
     }
 }
 
@@ -308,6 +327,8 @@ pub fn booking(booking: &Booking, reveal_nik: bool) -> proto::Booking {
         group_id: booking.group_id.map(|group| group.to_string()).unwrap_or_default(),
         session_starts_at: Some(timestamp(booking.session_starts_at)),
         settlement_deadline: booking.settlement_deadline.map(timestamp),
+        amendments_used: booking.amendments_used,
+        last_amended_at: booking.last_amended_at.map(timestamp),
     }
 }
 
@@ -349,6 +370,31 @@ pub fn office(office: &Office) -> proto::Office {
     }
 }
 
+/// Whether a pool can be booked now, on the wire.
+#[must_use]
+pub fn session_state(state: SessionState) -> i32 {
+    let wire = match state {
+        SessionState::NotYetOpen => proto::SessionState::NotYetOpen,
+        SessionState::Open => proto::SessionState::Open,
+        SessionState::Full => proto::SessionState::Full,
+        SessionState::Closed => proto::SessionState::Closed,
+    };
+    wire as i32
+}
+
+/// A ticket's state on the wire.
+#[must_use]
+pub fn ticket_state(state: TicketState) -> proto::TicketState {
+    match state {
+        TicketState::Waiting => proto::TicketState::Waiting,
+        TicketState::Admitted => proto::TicketState::Admitted,
+        TicketState::SoldOut => proto::TicketState::SoldOut,
+        TicketState::Expired => proto::TicketState::Expired,
+        TicketState::Booked => proto::TicketState::Booked,
+        TicketState::Left => proto::TicketState::Left,
+    }
+}
+
 /// Availability on the wire.
 #[must_use]
 pub fn availability(session: &crate::domain::SessionAvailability) -> proto::SessionAvailability {
@@ -365,12 +411,7 @@ pub fn availability(session: &crate::domain::SessionAvailability) -> proto::Sess
                 pool: pool(each.pool),
                 capacity: each.capacity,
                 remaining: each.remaining,
-                state: match each.state {
-                    SessionState::NotYetOpen => proto::SessionState::NotYetOpen,
-                    SessionState::Open => proto::SessionState::Open,
-                    SessionState::Full => proto::SessionState::Full,
-                    SessionState::Closed => proto::SessionState::Closed,
-                } as i32,
+                state: session_state(each.state),
             })
             .collect(),
         closed: session.closed,

@@ -5,10 +5,13 @@
 //! `Status` in [`status`] only.
 
 pub mod admin;
+pub mod amendment;
 pub mod booking;
+pub mod check;
 pub mod codec;
 pub mod convert;
 pub mod draw;
+pub mod hold;
 pub mod overload;
 pub mod status;
 pub mod waiting_room;

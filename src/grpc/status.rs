@@ -149,6 +149,20 @@ pub fn rejection_status(rejection: &Rejection) -> Status {
             ),
             vec![("bookings_affected", bookings.to_string())],
         ),
+        Rejection::AmendmentNotAllowed { why } => {
+            info(Code::FailedPrecondition, format!("amendment not allowed: {why}"), vec![("why", why.clone())])
+        }
+        Rejection::AmendmentPoolFull { pool } => {
+            let pool = crate::grpc::convert::pool_name(*pool);
+            info(
+                Code::FailedPrecondition,
+                format!(
+                    "the amended applicant is no longer eligible for the priority pool and {pool} has no free slot in \
+                     this session: nothing changed"
+                ),
+                vec![("pool", pool.to_owned())],
+            )
+        }
         Rejection::LimitReached { limit } => {
             let mut details = ErrorDetails::with_retry_info(Some(LIMIT_RETRY_DELAY));
             details.set_error_info(reason, ERROR_DOMAIN, HashMap::from([("limit".to_owned(), limit.clone())]));

@@ -44,14 +44,7 @@ impl WaitingRoomApi {
 pub fn ticket(view: &TicketView) -> proto::Ticket {
     let ticket = &view.ticket;
     let admitted = ticket.state == TicketState::Admitted;
-    let state = match ticket.state {
-        TicketState::Waiting => proto::TicketState::Waiting,
-        TicketState::Admitted => proto::TicketState::Admitted,
-        TicketState::SoldOut => proto::TicketState::SoldOut,
-        TicketState::Expired => proto::TicketState::Expired,
-        TicketState::Booked => proto::TicketState::Booked,
-        TicketState::Left => proto::TicketState::Left,
-    };
+    let state = super::convert::ticket_state(ticket.state);
     let wait_ms = view.estimated_wait_ms.max(0);
     proto::Ticket {
         ticket_id: ticket.ticket_id.to_string(),

@@ -112,6 +112,10 @@ pub struct Booking {
     /// Set while a hold is past its payment deadline but within its settlement grace: its slot stays reserved, and a
     /// payment made before the deadline but notified late is still accepted, until this instant.
     pub settlement_deadline: Option<Timestamp>,
+    /// Times the applicant's data or the service were amended (`AmendBooking`), at most the configured maximum.
+    pub amendments_used: u32,
+    /// When it was last amended.
+    pub last_amended_at: Option<Timestamp>,
 }
 
 impl Booking {

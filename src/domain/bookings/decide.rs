@@ -3,7 +3,7 @@
 //! Each function here is pure given the locked shards, the catalogue and `now`: the same inputs always give the same
 //! event or the same refusal.
 
-use super::booking::{Booking, BookingState, PurgedBooking, SlotRef};
+use super::booking::{Applicant, Booking, BookingState, PurgedBooking, SlotRef};
 use super::refund::{Refund, RefundReason};
 use super::rules::BookRules;
 use crate::domain::catalogue::office::{Catalog, Office, Pool, SessionTemplate};
@@ -36,6 +36,21 @@ pub fn check_bookable<'office>(
     pool: Pool,
     now: Timestamp,
 ) -> Result<Bookable<'office>, Rejection> {
+    let (session, opening) = check_slot(office, slot_date, session_id, pool, now)?;
+    Ok(Bookable { session, starts_at: opening? })
+}
+
+/// The checks of [`check_bookable`], split by what they depend on: the first refusal is about the slot named (a date in
+/// the past or beyond the booking window, a session or pool that does not exist), the second (inside) about the moment
+/// (closed, not yet released, started), in the order `check_bookable` applies them. `CheckApplicant` reports the
+/// second kind as a finding instead of a refusal.
+fn check_slot<'office>(
+    office: &'office Office,
+    slot_date: Date,
+    session_id: &SessionId,
+    pool: Pool,
+    now: Timestamp,
+) -> Result<(&'office SessionTemplate, Result<Timestamp, Rejection>), Rejection> {
     let today = office.today(now);
     if slot_date < today {
         return Err(Rejection::invalid("date", format!("{slot_date} is in the past at this office")));
@@ -50,17 +65,62 @@ pub fn check_bookable<'office>(
     if session.capacity(pool) == 0 {
         return Err(Rejection::invalid("pool", format!("session {session_id} has no {} pool", pool.name())));
     }
-    if let Some(reason) = plan.closed {
-        return Err(Rejection::DateClosed { reason: reason.to_owned() });
+    let opening = (|| {
+        if let Some(reason) = plan.closed {
+            return Err(Rejection::DateClosed { reason: reason.to_owned() });
+        }
+        if now < plan.release_at {
+            return Err(Rejection::NotYetOpen { opens_at: plan.release_at });
+        }
+        let starts_at = office.session_start(slot_date, session);
+        if now >= starts_at {
+            return Err(Rejection::invalid("session_id", format!("session {session_id} on {slot_date} has started")));
+        }
+        Ok(starts_at)
+    })();
+    Ok((session, opening))
+}
+
+/// What a hold request is, checked against the catalogue: the part of deciding a hold that needs no booking, no
+/// applicant record and no waiting room. `Hold`/`HoldGroup` and `CheckApplicant` both go through it, so the same
+/// data gets the same refusal, with the same field violations.
+pub struct CheckedHold<'office> {
+    /// The office.
+    pub office: &'office Office,
+    /// The session's template.
+    pub session: &'office SessionTemplate,
+    /// When the session starts, or why the slot cannot be booked at this moment (closed, not yet released, started).
+    pub opening: Result<Timestamp, Rejection>,
+}
+
+/// Checks a hold request as far as the request and the catalogue decide it: each applicant named once, the office
+/// exists and offers the service, the slot exists and is inside the booking window; then, for the priority pool, each
+/// applicant's eligibility. A slot that is not bookable at this moment stops `Hold` before the eligibility check
+/// (`stop_when_not_bookable`, as [`hold`] calls it); `CheckApplicant` goes on to check eligibility anyway and keeps the
+/// moment's refusal in `opening`: what Hold would say once the slot opens.
+pub fn check_hold_request<'catalog>(
+    catalog: &'catalog Catalog,
+    hold: &HoldCommand,
+    now: Timestamp,
+    stop_when_not_bookable: bool,
+) -> Result<CheckedHold<'catalog>, Rejection> {
+    check_distinct_applicants(hold)?;
+    let slot = &hold.slot;
+    let office = catalog.office(&slot.office_id).ok_or_else(|| Rejection::OfficeNotFound(slot.office_id.clone()))?;
+    if !office.offers(hold.service) {
+        return Err(Rejection::invalid("service", "the office does not offer this service"));
     }
-    if now < plan.release_at {
-        return Err(Rejection::NotYetOpen { opens_at: plan.release_at });
+    let (session, opening) = check_slot(office, slot.date, &slot.session_id, slot.pool, now)?;
+    match &opening {
+        Err(rejection) if stop_when_not_bookable => return Err(rejection.clone()),
+        // A started session is a bad `session_id`, whatever the moment: reported like Hold reports it.
+        Err(invalid @ Rejection::Invalid(_)) => return Err(invalid.clone()),
+        _ => {}
     }
-    let starts_at = office.session_start(slot_date, session);
-    if now >= starts_at {
-        return Err(Rejection::invalid("session_id", format!("session {session_id} on {slot_date} has started")));
+    if slot.pool == Pool::Priority {
+        check_priority_eligible(hold, slot.date)?;
     }
-    Ok(Bookable { session, starts_at })
+    Ok(CheckedHold { office, session, opening })
 }
 
 /// Slots left in `slot`'s pool: from the day's ledger once it exists, else the plan's full capacity.
@@ -82,16 +142,9 @@ pub fn hold(
     first_booking_id: BookingId,
     rooms: Option<&WaitingRooms>,
 ) -> Result<Event, Rejection> {
-    check_distinct_applicants(hold)?;
-    let slot = &hold.slot;
-    let office = catalog.office(&slot.office_id).ok_or_else(|| Rejection::OfficeNotFound(slot.office_id.clone()))?;
-    if !office.offers(hold.service) {
-        return Err(Rejection::invalid("service", "the office does not offer this service"));
-    }
-    let bookable = check_bookable(office, slot.date, &slot.session_id, slot.pool, stamp.at)?;
-    if slot.pool == Pool::Priority {
-        check_priority_eligible(hold, slot.date)?;
-    }
+    let checked = check_hold_request(catalog, hold, stamp.at, true)?;
+    let (office, slot) = (checked.office, &hold.slot);
+    let bookable = Bookable { session: checked.session, starts_at: checked.opening? };
     for applicant in &hold.applicants {
         let record = access.shard(applicant.nik.shard_index()).applicants.get(&applicant.nik);
         if let Some(record) =
@@ -147,16 +200,19 @@ fn check_priority_eligible(hold: &HoldCommand, on: Date) -> Result<(), Rejection
         .applicants
         .iter()
         .enumerate()
-        .filter(|(_, applicant)| {
-            let age = age_on(applicant.birth_date, on);
-            !applicant.has_disability && (5..60).contains(&age)
-        })
+        .filter(|(_, applicant)| !priority_eligible(applicant, on))
         .map(|(index, _)| {
             let field = if hold.group { format!("applicants[{index}]") } else { "applicant".to_owned() };
             FieldViolation::new(field, "not eligible for the priority pool (over 60, under 5, or with a disability)")
         })
         .collect();
     if violations.is_empty() { Ok(()) } else { Err(Rejection::Invalid(violations)) }
+}
+
+/// Whether `applicant` may take a priority slot on `on`: 60 or older, under 5, or with a disability.
+#[must_use]
+pub fn priority_eligible(applicant: &Applicant, on: Date) -> bool {
+    applicant.has_disability || !(5..60).contains(&age_on(applicant.birth_date, on))
 }
 
 /// Whole years from `birth` to `on`.

@@ -12,6 +12,8 @@ pub struct BookRules {
     pub reschedules_max: u32,
     /// A reschedule must happen at least this many days before the appointment.
     pub reschedule_days_before_min: i32,
+    /// Most times a booking's applicant data or service may be amended.
+    pub amendments_max: u32,
     /// How long request ids are remembered, in milliseconds.
     pub request_retention_ms: i64,
     /// Most request records kept; beyond it new mutations are refused until old ones are forgotten.
@@ -38,6 +40,7 @@ impl Default for BookRules {
             payment_settlement_grace_ms: 15 * 60_000,
             reschedules_max: 1,
             reschedule_days_before_min: 1,
+            amendments_max: 2,
             request_retention_ms: 24 * 3_600_000,
             requests_max: 5_000_000,
             bookings_max: 20_000_000,

@@ -27,6 +27,56 @@ pub struct HoldCommand {
     pub admission_token: Option<u64>,
 }
 
+/// What an `AmendBooking` changes: each field set is a change, each `None` leaves the booking as it is. The NIK is
+/// not here: it is the applicant's identity, and another applicant is a cancellation and a new hold.
+///
+/// Debug output leaves the name out (it says only whether one is set), so a command or event in a log never shows
+/// personal data, like the NIK's masked Debug.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Amendment {
+    /// The applicant's full name, validated like a hold's (trimmed, 1 to the maximum of printable characters).
+    pub full_name: Option<String>,
+    /// Whether the applicant has a disability (eligibility for the priority pool).
+    pub has_disability: Option<bool>,
+    /// The service the applicant comes for.
+    pub service: Option<ServiceType>,
+}
+
+impl Amendment {
+    /// Whether it changes nothing at all.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.full_name.is_none() && self.has_disability.is_none() && self.service.is_none()
+    }
+
+    /// The names of the fields it sets, in a fixed order, for logs and the event's record of what changed.
+    #[must_use]
+    pub fn field_names(&self) -> Vec<&'static str> {
+        let mut names = Vec::new();
+        if self.full_name.is_some() {
+            names.push("full_name");
+        }
+        if self.has_disability.is_some() {
+            names.push("has_disability");
+        }
+        if self.service.is_some() {
+            names.push("service");
+        }
+        names
+    }
+}
+
+impl std::fmt::Debug for Amendment {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Amendment")
+            .field("full_name", &self.full_name.as_ref().map(|_| "<masked>"))
+            .field("has_disability", &self.has_disability)
+            .field("service", &self.service)
+            .finish()
+    }
+}
+
 /// A change a caller asks for. Each arrives with a [`RequestId`] that makes it idempotent.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
@@ -107,6 +157,17 @@ pub enum Command {
         /// The ticket.
         ticket_id: TicketId,
     },
+    /// Correct the applicant's name or disability flag, or the service, of an active booking, keeping its slot and
+    /// payment.
+    AmendBooking {
+        /// The booking.
+        booking_id: BookingId,
+        /// What changes.
+        amendment: Amendment,
+        /// The NIK the caller sent, if any: accepted only when it is the booking's own (a form sent whole), refused
+        /// otherwise, since the NIK is the applicant's identity and cannot be amended.
+        nik: Option<Nik>,
+    },
 }
 
 impl Command {
@@ -126,6 +187,7 @@ impl Command {
             Command::PurgeBookings { .. } => "purge_bookings",
             Command::JoinWaitingRoom { .. } => "join_waiting_room",
             Command::LeaveWaitingRoom { .. } => "leave_waiting_room",
+            Command::AmendBooking { .. } => "amend_booking",
         }
     }
 
@@ -148,7 +210,8 @@ impl Command {
             Command::ConfirmPayment { booking_id, .. }
             | Command::Cancel { booking_id }
             | Command::Reschedule { booking_id, .. }
-            | Command::CheckIn { booking_id } => Some(*booking_id),
+            | Command::CheckIn { booking_id }
+            | Command::AmendBooking { booking_id, .. } => Some(*booking_id),
             _ => None,
         }
     }

@@ -2,9 +2,10 @@
 //! clock, so replaying the log rebuilds exactly the state that answered the callers. Refusals that change nothing are
 //! not events: they cost no log write.
 
-use super::command::HoldCommand;
+use super::command::{Amendment, HoldCommand};
 use crate::domain::bookings::booking::SlotRef;
 use crate::domain::bookings::refund::RefundReason;
+use crate::domain::catalogue::office::Pool;
 use crate::domain::catalogue::office::{OfficeSettings, ScheduleRule};
 use crate::domain::values::ids::{BookingId, GroupId, OfficeId, PaymentReference, RequestId};
 use crate::domain::values::time::{Date, Timestamp};
@@ -176,5 +177,18 @@ pub enum Event {
         booking_id: BookingId,
         /// The payment, equal to the booking's accepted one.
         payment_reference: PaymentReference,
+    },
+    /// A booking's applicant data or service was amended. `amendment` holds only the fields that changed, with their
+    /// new values. When the change cost the booking its eligibility for its pool, `to_pool` is the pool of the same
+    /// session it moved to (a slot there was free).
+    Amended {
+        /// Who asked.
+        stamp: Stamp,
+        /// The booking.
+        booking_id: BookingId,
+        /// The fields that changed, with their new values.
+        amendment: Amendment,
+        /// The pool the booking moved to, when it moved.
+        to_pool: Option<Pool>,
     },
 }

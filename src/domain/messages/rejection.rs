@@ -95,6 +95,17 @@ pub enum Rejection {
         /// How many bookings (awaiting payment or confirmed, today or later) are in sessions the plan would move.
         bookings: u32,
     },
+    /// The booking may not be amended any more (it used every amendment allowed).
+    AmendmentNotAllowed {
+        /// Why not.
+        why: String,
+    },
+    /// The amendment would move the booking to another pool of its session (it loses its eligibility for its own), and
+    /// that pool has no slot for it: nothing changed.
+    AmendmentPoolFull {
+        /// The pool the booking would have to move to.
+        pool: crate::domain::catalogue::office::Pool,
+    },
 }
 
 impl Rejection {
@@ -123,6 +134,8 @@ impl Rejection {
             Rejection::PaidAfterCancellation { .. } => "INVALID_STATE",
             Rejection::BookingPurged { .. } => "BOOKING_PURGED",
             Rejection::SessionsHaveBookings { .. } => "SESSIONS_HAVE_BOOKINGS",
+            Rejection::AmendmentNotAllowed { .. } => "AMENDMENT_NOT_ALLOWED",
+            Rejection::AmendmentPoolFull { .. } => "AMENDMENT_POOL_FULL",
         }
     }
 
@@ -151,6 +164,8 @@ impl Rejection {
             Rejection::PaidAfterCancellation { .. } => "paid_after_cancellation",
             Rejection::BookingPurged { .. } => "booking_purged",
             Rejection::SessionsHaveBookings { .. } => "sessions_have_bookings",
+            Rejection::AmendmentNotAllowed { .. } => "amendment_not_allowed",
+            Rejection::AmendmentPoolFull { .. } => "amendment_pool_full",
         }
     }
 

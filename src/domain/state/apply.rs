@@ -10,7 +10,7 @@ use super::shard::day_key;
 use super::shard::{DayKey, DayLedger, OfficeCounters, PoolLedger, SessionLedger, ShardKey};
 use crate::domain::bookings::booking::{Booking, BookingState, PurgedBooking, SlotRef, payment_code_for};
 use crate::domain::bookings::refund::Refund;
-use crate::domain::catalogue::office::{Catalog, Office, ScheduleRule};
+use crate::domain::catalogue::office::{Catalog, Office, Pool, ScheduleRule};
 use crate::domain::messages::event::Event;
 use crate::domain::messages::rejection::Rejection;
 use crate::domain::messages::reply::Reply;
@@ -81,6 +81,8 @@ pub fn apply(
                     session_starts_at: *session_starts_at,
                     session_ends_at,
                     settlement_deadline: None,
+                    amendments_used: 0,
+                    last_amended_at: None,
                 };
                 insert_booking(access, &day, booking.clone());
                 if let Some(owner) = &owner {
@@ -154,6 +156,25 @@ pub fn apply(
             move_booking(access, catalog, *booking_id, to, *session_starts_at, *payment_deadline, stamp.at);
             counters(access, &day_key(to)).reschedules_total += 1;
             answered(stamp, Ok(Reply::Booking(booking(access, *booking_id).clone())))
+        }
+        Event::Amended { stamp, booking_id, amendment, to_pool } => {
+            if let Some(pool) = to_pool {
+                move_to_pool(access, *booking_id, *pool);
+            }
+            let booking = booking_mut(access, *booking_id);
+            if let Some(full_name) = &amendment.full_name {
+                booking.applicant.full_name.clone_from(full_name);
+            }
+            if let Some(has_disability) = amendment.has_disability {
+                booking.applicant.has_disability = has_disability;
+            }
+            if let Some(service) = amendment.service {
+                booking.service = service;
+            }
+            booking.amendments_used += 1;
+            booking.last_amended_at = Some(stamp.at);
+            booking.updated_at = stamp.at;
+            answered(stamp, Ok(Reply::Booking(booking.clone())))
         }
         Event::RequestsForgotten { recorded_before } => forget_requests(access, *recorded_before),
         Event::BookingsPurged { stamp, before } => {
@@ -371,6 +392,20 @@ fn move_booking(
     booking.payment_deadline = payment_deadline;
     booking.reschedules_used += 1;
     booking.updated_at = at;
+}
+
+/// Moves an active booking to another pool of its own session: one slot less taken in the old pool, one more in the
+/// new, in the same ledger, so every pool's count stays equal to its bookings (invariant 1).
+fn move_to_pool(access: &mut impl ShardAccess, booking_id: BookingId, to: Pool) {
+    let current = booking(access, booking_id);
+    let (state, slot) = (current.state, current.slot.clone());
+    let day = day_key(&slot);
+    let ledger = access.shard_mut(day.shard_index()).days.get_mut(&day).expect("a booked day has a ledger");
+    *ledger.pool_mut(&slot.session_id, slot.pool).expect("booked pool").count_mut(state).expect("active") -= 1;
+    let pool = ledger.pool_mut(&slot.session_id, to).expect("the amendment was decided on this plan");
+    *pool.count_mut(state).expect("an active booking holds a slot") += 1;
+    assert!(pool.taken() <= pool.capacity, "overbooked {day:?}: {pool:?}");
+    booking_mut(access, booking_id).slot.pool = to;
 }
 
 fn forget_requests(access: &mut impl ShardAccess, recorded_before: Timestamp) -> Applied {

@@ -12,10 +12,11 @@ use super::apply;
 use super::numbers::BookingNumbers;
 use super::shard::day_key;
 use super::shard::{DayKey, RequestRecord, Shard, ShardKey};
-use crate::domain::bookings::booking::{Booking, BookingState};
+use crate::domain::bookings::amend;
+use crate::domain::bookings::booking::{Booking, BookingState, SlotRef};
 use crate::domain::bookings::decide;
 use crate::domain::bookings::rules::BookRules;
-use crate::domain::catalogue::office::{Catalog, Office};
+use crate::domain::catalogue::office::{Catalog, Office, Pool};
 use crate::domain::messages::command::Command;
 use crate::domain::messages::event::{Event, Stamp};
 use crate::domain::messages::rejection::Rejection;
@@ -154,7 +155,8 @@ impl QuotaBook {
             Command::ConfirmPayment { .. }
             | Command::Cancel { .. }
             | Command::Reschedule { .. }
-            | Command::CheckIn { .. } => self.execute_on_booking(command, stamp, log),
+            | Command::CheckIn { .. }
+            | Command::AmendBooking { .. } => self.execute_on_booking(command, stamp, log),
             Command::JoinWaitingRoom { .. } | Command::LeaveWaitingRoom { .. } => {
                 self.execute_waiting_room(command, stamp, log)
             }
@@ -281,6 +283,16 @@ impl QuotaBook {
                 Command::CheckIn { .. } => decide::check_in(&catalog, &booking, stamp),
                 Command::Reschedule { date, session_id, .. } => {
                     decide::reschedule(&guards, &catalog, &self.rules, &booking, *date, session_id, stamp)
+                }
+                Command::AmendBooking { amendment, nik, .. } => {
+                    // A booking leaving the priority pool moves to the regular pool of its session, which a waiting
+                    // room may gate: its line is read under the rooms lock, taken after the shards (the lock order
+                    // holds).
+                    let regular = SlotRef { pool: Pool::Regular, ..booking.slot.clone() };
+                    let behind_line =
+                        booking.slot.pool == Pool::Priority && waiting_room_for(&catalog, &regular).is_some();
+                    let rooms = behind_line.then(|| self.waiting_rooms.lock());
+                    amend::amend(&guards, &catalog, &self.rules, &booking, amendment, *nik, stamp, rooms.as_deref())
                 }
                 _ => unreachable!("dispatched on booking commands"),
             };

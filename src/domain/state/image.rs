@@ -19,11 +19,12 @@ use crate::limits::SHARD_COUNT;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Version of the image layout inside a snapshot payload; bumped on any incompatible change. Version 4 adds each
+/// Version of the image layout inside a snapshot payload; bumped on any incompatible change. Version 5 adds to every
+/// booking (in `bookings` and in remembered answers) its amendment count and last amendment time; version 4 added each
 /// waiting room's draw (its secret and figures, [`Image::draws`]); version 3 added the bookings' owners and the next
-/// ticket number, and dropped the next booking number (numbers are drawn at random, see `numbers.rs`). Version 3
-/// ([`ImageV3`]) and version 2 ([`ImageV2`]) images still load.
-pub const IMAGE_VERSION: u16 = 4;
+/// ticket number, and dropped the next booking number (numbers are drawn at random, see `numbers.rs`). Versions 4, 3
+/// and 2 still load (`older_images.rs`).
+pub const IMAGE_VERSION: u16 = 5;
 
 /// An office in an image.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,112 +68,6 @@ pub struct Image {
     pub next_ticket_id: u64,
     /// Each waiting room's draw, by line (in the order of `rooms`).
     pub draws: Vec<(WaitingRoomKey, DrawState)>,
-}
-
-/// A version 3 image (before waiting rooms had a draw secret), as the builds before it wrote it: read, then made a
-/// current [`Image`] whose rooms commit to no secret (those not drawn yet get one at the engine's next tick).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ImageV3 {
-    /// 3.
-    pub version: u16,
-    /// Log position the image reflects.
-    pub log_position: u64,
-    /// Offices by id.
-    pub offices: Vec<OfficeImage>,
-    /// Day ledgers by key.
-    pub days: Vec<(DayKey, DayLedger)>,
-    /// Bookings by id.
-    pub bookings: Vec<Booking>,
-    /// Applicants by NIK.
-    pub applicants: Vec<(Nik, ApplicantRecord)>,
-    /// Request records by id.
-    pub requests: Vec<(RequestId, RequestRecord)>,
-    /// Refunds in the order recorded.
-    pub refunds: Vec<Refund>,
-    /// What is kept of purged bookings, by booking id.
-    pub purged: Vec<PurgedBooking>,
-    /// Running totals per office.
-    pub counters: Vec<(OfficeId, OfficeCounters)>,
-    /// Waiting rooms by line.
-    pub rooms: Vec<WaitingRoom>,
-    /// The caller that made each booking that has one, by booking id.
-    pub owners: Vec<(BookingId, String)>,
-    /// Next ticket number.
-    pub next_ticket_id: u64,
-}
-
-impl From<ImageV3> for Image {
-    fn from(old: ImageV3) -> Image {
-        Image {
-            version: IMAGE_VERSION,
-            log_position: old.log_position,
-            offices: old.offices,
-            days: old.days,
-            bookings: old.bookings,
-            applicants: old.applicants,
-            requests: old.requests,
-            refunds: old.refunds,
-            purged: old.purged,
-            counters: old.counters,
-            rooms: old.rooms,
-            owners: old.owners,
-            next_ticket_id: old.next_ticket_id,
-            draws: Vec::new(),
-        }
-    }
-}
-
-/// A version 2 image (before bookings had owners), as older builds wrote it: read, then made a current [`Image`] with
-/// no owners (those bookings belong to no booking caller).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ImageV2 {
-    /// 2.
-    pub version: u16,
-    /// Log position the image reflects.
-    pub log_position: u64,
-    /// Next booking number (not needed since numbers are drawn).
-    pub next_booking_id: u64,
-    /// Offices by id.
-    pub offices: Vec<OfficeImage>,
-    /// Day ledgers by key.
-    pub days: Vec<(DayKey, DayLedger)>,
-    /// Bookings by id.
-    pub bookings: Vec<Booking>,
-    /// Applicants by NIK.
-    pub applicants: Vec<(Nik, ApplicantRecord)>,
-    /// Request records by id.
-    pub requests: Vec<(RequestId, RequestRecord)>,
-    /// Refunds in the order recorded.
-    pub refunds: Vec<Refund>,
-    /// What is kept of purged bookings, by booking id.
-    pub purged: Vec<PurgedBooking>,
-    /// Running totals per office.
-    pub counters: Vec<(OfficeId, OfficeCounters)>,
-    /// Waiting rooms by line.
-    pub rooms: Vec<WaitingRoom>,
-}
-
-impl From<ImageV2> for Image {
-    fn from(old: ImageV2) -> Image {
-        Image {
-            version: IMAGE_VERSION,
-            log_position: old.log_position,
-            offices: old.offices,
-            days: old.days,
-            bookings: old.bookings,
-            applicants: old.applicants,
-            requests: old.requests,
-            refunds: old.refunds,
-            purged: old.purged,
-            counters: old.counters,
-            rooms: old.rooms,
-            owners: Vec::new(),
-            // Version 2 kept no ticket counter: start where a new book does; loading takes the highest ticket of the
-            // waiting rooms into account too.
-            next_ticket_id: 1,
-            draws: Vec::new(),
-        }
-    }
 }
 
 impl Capture {
