@@ -23,7 +23,13 @@ impl Engine {
         let mut last_position = None;
         let mut committed = 0;
         for key in keys {
-            let Some(secret) = os_secret() else { break };
+            let secret = match &self.draw_secrets {
+                Some(source) => source(&key),
+                None => match os_secret() {
+                    Some(secret) => secret,
+                    None => break,
+                },
+            };
             let Some(position) = self.book.commit_draw(&key, secret, &log) else { continue };
             last_position = Some(position);
             committed += 1;

@@ -20,7 +20,7 @@ pub mod watchers;
 use crate::domain::{Command, Event, EventLog, OfficeSettings, Outcome, QuotaBook, RequestId, Timestamp};
 use crate::limits::{IDLE_TICKET_SCAN_SECONDS, STALE_REQUEST_SCAN_SECONDS};
 use crate::metrics as names;
-use crate::storage::{self, LogPosition, LogSink, SnapshotInfo, Wal, WalOptions};
+use crate::storage::{self, FileOpener, LogPosition, LogSink, SnapshotInfo, StdFileOpener, Wal, WalOptions};
 pub use error::{EngineError, Result};
 use parking_lot::Mutex;
 pub use recovery::RecoveryReport;
@@ -63,6 +63,28 @@ pub struct EngineOptions {
     pub expiry_tick: Duration,
 }
 
+/// Gives a waiting room its draw secret.
+pub type DrawSecretSource = Arc<dyn Fn(&crate::domain::WaitingRoomKey) -> crate::domain::DrawSecret + Send + Sync>;
+
+/// Called when the log fails (a write or fsync error): the engine never answers after it.
+pub type LogFailureHook = Arc<dyn Fn(&storage::StorageError) + Send + Sync>;
+
+/// What a test or the simulator may put under the engine instead of the real world. [`Engine::open`] uses
+/// [`EngineSeams::default`]: real files, a random booking-number key, and a failed log stopping the process.
+#[derive(Clone, Default)]
+pub struct EngineSeams {
+    /// Opens the log's segment files; `None` opens them through `std::fs`.
+    pub files: Option<Arc<dyn FileOpener>>,
+    /// The booking-number key; `None` draws one at random (a replayable simulation needs a fixed one).
+    pub booking_number_key: Option<[u8; 32]>,
+    /// What a log failure does; `None` stops the process (`exit 1`). With a hook, the engine calls it and then never
+    /// answers the waiting call, as a stopped process would not.
+    pub on_log_failure: Option<LogFailureHook>,
+    /// Each waiting room's draw secret; `None` draws them from the operating system (a replayable simulation needs
+    /// them to follow from its seed).
+    pub draw_secrets: Option<DrawSecretSource>,
+}
+
 /// Where the last snapshot left the log.
 #[derive(Clone, Copy, Debug)]
 struct LastSnapshot {
@@ -86,6 +108,8 @@ pub struct Engine {
     watchers: watchers::Watchers,
     started_at: Timestamp,
     ticks: std::sync::atomic::AtomicU64,
+    on_log_failure: Option<LogFailureHook>,
+    draw_secrets: Option<DrawSecretSource>,
 }
 
 /// Sends the quota book's events to the write-ahead log.
@@ -104,14 +128,25 @@ impl Engine {
         options: EngineOptions,
         clock: Arc<dyn Clock>,
     ) -> Result<(Engine, RecoveryReport)> {
+        Engine::open_with_seams(rules, options, clock, EngineSeams::default())
+    }
+
+    /// [`Engine::open`] over `seams` (files, booking-number key, log-failure behaviour), for the simulator and tests.
+    pub fn open_with_seams(
+        rules: crate::domain::BookRules,
+        options: EngineOptions,
+        clock: Arc<dyn Clock>,
+        seams: EngineSeams,
+    ) -> Result<(Engine, RecoveryReport)> {
         storage::check_private_dir(&options.data_dir)?;
         let snapshot_dir = options.data_dir.join("snapshots");
         let (book, report) = recovery::recover(rules, &snapshot_dir, &options.wal.dir, options.accept_log_truncation)?;
         // Booking numbers come from a stream keyed afresh at every start: nothing needs the key again (the log keeps
         // the numbers), and a number already taken is drawn again.
-        book.key_booking_numbers(rand::random());
+        book.key_booking_numbers(seams.booking_number_key.unwrap_or_else(rand::random));
         let observer: Arc<dyn storage::WalObserver> = Arc::new(names::WalMetrics);
-        let wal = Arc::new(Wal::open(options.wal.clone(), &report.log, Some(observer))?);
+        let files = seams.files.unwrap_or_else(|| Arc::new(StdFileOpener));
+        let wal = Arc::new(Wal::open_with_files(options.wal.clone(), &report.log, Some(observer), files)?);
         let last = LastSnapshot {
             position: report.snapshot_position.unwrap_or(0),
             taken_at: Instant::now(),
@@ -127,6 +162,8 @@ impl Engine {
             last_snapshot: Mutex::new(last),
             watchers: watchers::Watchers::default(),
             ticks: std::sync::atomic::AtomicU64::new(0),
+            on_log_failure: seams.on_log_failure,
+            draw_secrets: seams.draw_secrets,
         };
         metrics::gauge!(names::RECOVERY_DURATION_SECONDS).set(report.duration.as_secs_f64());
         metrics::gauge!(names::RECOVERY_RECORDS_REPLAYED).set(report.records_replayed as f64);
@@ -181,7 +218,10 @@ impl Engine {
     async fn await_durable(&self, position: u64) {
         let started = Instant::now();
         if let Err(error) = self.wal.wait_durable(LogPosition(position)).await {
-            fatal_log_failure(&error);
+            let Some(hook) = &self.on_log_failure else { fatal_log_failure(&error) };
+            hook(&error);
+            // A stopped process answers nothing: this call never completes.
+            std::future::pending::<()>().await;
         }
         metrics::histogram!(names::WAL_APPEND_SECONDS).record(started.elapsed().as_secs_f64());
     }

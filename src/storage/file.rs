@@ -1,8 +1,9 @@
 //! The file seam between the log writer and the operating system.
 //!
 //! Owns the few file operations the writer performs on an open segment (append, fdatasync, truncate), a real
-//! implementation over `std::fs`, and a fault-injecting implementation that tests use to fail the Nth fsync, make the
-//! Nth write short, or lose everything written since the last fsync as a power cut would. It must not know the record
+//! implementation over `std::fs`, and a fault-injecting implementation that tests and the simulator (`sim/`) use to fail
+//! the Nth fsync, make the Nth write short, stop every later operation (a crash), tell how many bytes are not yet
+//! durable, or lose everything written since the last fsync as a power cut would. It must not know the record
 //! or segment formats.
 
 use std::fs::{File, OpenOptions};
@@ -117,6 +118,7 @@ pub struct FaultPlan {
     write_fail_at: AtomicU64,
     syncs: AtomicU64,
     writes: AtomicU64,
+    crashed: std::sync::atomic::AtomicBool,
     files: Mutex<Vec<TrackedFile>>,
 }
 
@@ -124,6 +126,7 @@ pub struct FaultPlan {
 #[derive(Debug)]
 struct TrackedFile {
     path: PathBuf,
+    written_bytes: Arc<AtomicU64>,
     synced_bytes: Arc<AtomicU64>,
 }
 
@@ -152,6 +155,22 @@ impl FaultPlan {
     /// Number of writes attempted so far.
     pub fn writes(&self) -> u64 {
         self.writes.load(Ordering::SeqCst)
+    }
+
+    /// The process stops here, as in a crash: every later write, fsync or truncation of a file under this plan fails,
+    /// so nothing more reaches the disk. Follow it with [`FaultPlan::simulate_power_loss`] once the writer has stopped.
+    pub fn crash(&self) {
+        self.crashed.store(true, Ordering::SeqCst);
+    }
+
+    /// Bytes written to files under this plan but not yet made durable by an fsync.
+    pub fn unsynced_bytes(&self) -> u64 {
+        let files = self.files.lock();
+        let unsynced = |tracked: &TrackedFile| {
+            let written = tracked.written_bytes.load(Ordering::SeqCst);
+            written.saturating_sub(tracked.synced_bytes.load(Ordering::SeqCst))
+        };
+        files.iter().map(unsynced).sum()
     }
 
     /// Simulates a power cut: every file opened under this plan is cut back to the length it had at its last
@@ -194,8 +213,13 @@ impl FileOpener for FaultyFileOpener {
         let inner = StdLogFile::open_append(path)?;
         let length_bytes = std::fs::metadata(path)?.len();
         let synced_bytes = Arc::new(AtomicU64::new(length_bytes));
-        self.plan.files.lock().push(TrackedFile { path: path.to_owned(), synced_bytes: Arc::clone(&synced_bytes) });
-        Ok(Box::new(FaultyLogFile { inner, plan: Arc::clone(&self.plan), written_bytes: length_bytes, synced_bytes }))
+        let written_bytes = Arc::new(AtomicU64::new(length_bytes));
+        self.plan.files.lock().push(TrackedFile {
+            path: path.to_owned(),
+            written_bytes: Arc::clone(&written_bytes),
+            synced_bytes: Arc::clone(&synced_bytes),
+        });
+        Ok(Box::new(FaultyLogFile { inner, plan: Arc::clone(&self.plan), written_bytes, synced_bytes }))
     }
 }
 
@@ -203,39 +227,51 @@ impl FileOpener for FaultyFileOpener {
 struct FaultyLogFile {
     inner: StdLogFile,
     plan: Arc<FaultPlan>,
-    written_bytes: u64,
+    written_bytes: Arc<AtomicU64>,
     synced_bytes: Arc<AtomicU64>,
+}
+
+impl FaultyLogFile {
+    fn check_alive(&self) -> io::Result<()> {
+        match self.plan.crashed.load(Ordering::SeqCst) {
+            true => Err(io::Error::other("injected crash: the process has stopped")),
+            false => Ok(()),
+        }
+    }
 }
 
 impl LogFile for FaultyLogFile {
     fn write_all_at_end(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.check_alive()?;
         match FaultPlan::fault(&self.plan.writes, &self.plan.write_fail_at) {
             Some(true) => {
                 let half = &bytes[..bytes.len() / 2];
                 self.inner.write_all_at_end(half)?;
-                self.written_bytes += half.len() as u64;
+                self.written_bytes.fetch_add(half.len() as u64, Ordering::SeqCst);
                 return Err(io::Error::other("injected short write"));
             }
             Some(false) => return Err(io::Error::other("injected write failure")),
             None => {}
         }
         self.inner.write_all_at_end(bytes)?;
-        self.written_bytes += bytes.len() as u64;
+        self.written_bytes.fetch_add(bytes.len() as u64, Ordering::SeqCst);
         Ok(())
     }
 
     fn sync_data(&mut self) -> io::Result<()> {
+        self.check_alive()?;
         if FaultPlan::fault(&self.plan.syncs, &self.plan.sync_fail_at).is_some() {
             return Err(io::Error::other("injected fsync failure"));
         }
         self.inner.sync_data()?;
-        self.synced_bytes.store(self.written_bytes, Ordering::SeqCst);
+        self.synced_bytes.store(self.written_bytes.load(Ordering::SeqCst), Ordering::SeqCst);
         Ok(())
     }
 
     fn set_len(&mut self, length_bytes: u64) -> io::Result<()> {
+        self.check_alive()?;
         self.inner.set_len(length_bytes)?;
-        self.written_bytes = length_bytes;
+        self.written_bytes.store(length_bytes, Ordering::SeqCst);
         self.synced_bytes.fetch_min(length_bytes, Ordering::SeqCst);
         Ok(())
     }
@@ -279,8 +315,24 @@ mod tests {
         assert!(file.write_all_at_end(b"ghij").is_err());
         assert!(file.sync_data().is_err());
         assert_eq!(std::fs::read(&path).unwrap(), b"head1234abc");
+        assert_eq!(plan.unsynced_bytes(), 3);
         plan.simulate_power_loss(1).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"head1234a");
         assert_eq!((plan.writes(), plan.syncs()), (3, 2));
+    }
+
+    #[test]
+    fn after_a_crash_nothing_more_reaches_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"head").unwrap();
+        let plan = FaultPlan::new();
+        let mut file = FaultyFileOpener::new(Arc::clone(&plan)).open_append(&path).unwrap();
+        file.write_all_at_end(b"12").unwrap();
+        plan.crash();
+        assert!(file.write_all_at_end(b"34").is_err());
+        assert!(file.sync_data().is_err());
+        assert!(file.set_len(0).is_err());
+        assert_eq!((std::fs::read(&path).unwrap(), plan.unsynced_bytes()), (b"head12".to_vec(), 2));
     }
 }

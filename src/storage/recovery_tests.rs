@@ -160,6 +160,9 @@ fn foreign_and_future_segments_are_refused_even_when_accepting_truncation() {
     let (path, _) = write_segment(dir.path(), 1, 2);
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[8] = 3;
+    // A segment from another build has a header checksum of its own.
+    let header_checksum = crc32c::crc32c(&bytes[0..20]);
+    bytes[20..24].copy_from_slice(&header_checksum.to_le_bytes());
     std::fs::write(&path, &bytes).unwrap();
     let error = collect_log(dir.path(), LogPosition(0), true).unwrap_err();
     assert!(error.to_string().contains("has format version 3; this build reads 1"), "{error}");
@@ -201,4 +204,19 @@ fn callback_errors_stop_the_read() {
     });
     assert!(matches!(result, Err(StorageError::LogClosed)));
     assert_eq!(seen, 3);
+}
+
+/// Found by the simulator (`sim/regressions.txt`): a bit flipped in a segment's version field was taken for a segment
+/// from another build, refused even when the operator accepts truncation.
+#[test]
+fn a_flipped_bit_in_a_segment_version_is_damage_the_operator_may_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = write_segment(dir.path(), 1, 2);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[9] ^= 0x10;
+    std::fs::write(&path, &bytes).unwrap();
+    let refused = collect_log(dir.path(), LogPosition(0), false).unwrap_err();
+    assert!(matches!(refused, StorageError::CorruptLog { offset: 0, .. }), "{refused}");
+    let (report, records) = collect_log(dir.path(), LogPosition(0), true).unwrap();
+    assert_eq!((report.last_position, records.len()), (LogPosition(0), 0));
 }

@@ -157,6 +157,12 @@ pub(crate) fn decode_segment_header(segment: &SegmentFile, bytes: &[u8]) -> Resu
     if header[0..8] != SEGMENT_MAGIC {
         return Err(StorageError::NotASegment { segment: segment.path.clone() });
     }
+    // The checksum first: a flipped bit in the version field is damage (cut when the operator accepts it), not a
+    // segment from another build (always refused), which has a valid checksum.
+    let stored_checksum = u32::from_le_bytes(header[20..24].try_into().expect("slice of 4"));
+    if crc32c::crc32c(&header[0..20]) != stored_checksum {
+        return Err(corrupt("segment header checksum mismatch".to_owned()));
+    }
     let version = u16::from_le_bytes([header[8], header[9]]);
     if version != SEGMENT_FORMAT_VERSION {
         return Err(StorageError::UnsupportedSegmentVersion {
@@ -164,10 +170,6 @@ pub(crate) fn decode_segment_header(segment: &SegmentFile, bytes: &[u8]) -> Resu
             version,
             supported: SEGMENT_FORMAT_VERSION,
         });
-    }
-    let stored_checksum = u32::from_le_bytes(header[20..24].try_into().expect("slice of 4"));
-    if crc32c::crc32c(&header[0..20]) != stored_checksum {
-        return Err(corrupt("segment header checksum mismatch".to_owned()));
     }
     let first_position = LogPosition(u64::from_le_bytes(header[12..20].try_into().expect("slice of 8")));
     if first_position != segment.first_position {
@@ -243,7 +245,12 @@ mod tests {
         let segment = segment_at(dir.path(), 1);
         let error = check_header(&segment, |bytes| bytes[0] = b'X').unwrap_err();
         assert!(matches!(error, StorageError::NotASegment { .. }), "{error}");
-        let error = check_header(&segment, |bytes| bytes[8] = 2).unwrap_err();
+        let other_build = |bytes: &mut Vec<u8>| {
+            bytes[8] = 2;
+            let header_checksum = crc32c::crc32c(&bytes[0..20]);
+            bytes[20..24].copy_from_slice(&header_checksum.to_le_bytes());
+        };
+        let error = check_header(&segment, other_build).unwrap_err();
         assert!(error.to_string().ends_with("has format version 2; this build reads 1"), "{error}");
         let error = check_header(&segment, |bytes| bytes[13] ^= 1).unwrap_err();
         assert!(matches!(error, StorageError::CorruptLog { offset: 0, .. }), "{error}");
