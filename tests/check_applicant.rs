@@ -12,7 +12,7 @@ use antrean::proto::{self, Date, check_applicant_request::Hold};
 use api::Booking;
 use common::{Server, applicant, create_office, hold_request, jakarta_date, request_id, test_office};
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tonic::Code;
 use tonic_types::StatusExt;
 
@@ -215,20 +215,8 @@ async fn check_applicant_reports_an_active_booking_and_changes_nothing() {
 async fn check_applicant_reports_a_ticket_in_the_office_waiting_room_and_a_slot_not_yet_open() {
     let (server, mut booking, mut admin) = start().await;
     // A release a minute away: the waiting room is open (it opens 15 minutes ahead) and nobody is admitted yet.
-    let release = SystemTime::now().duration_since(UNIX_EPOCH).expect("after 1970") + Duration::from_secs(60);
     let date = jakarta_date(2);
-    admin
-        .set_schedule(proto::SetScheduleRequest {
-            request_id: request_id("schedule"),
-            office_id: OFFICE.into(),
-            first_date: Some(date),
-            last_date: Some(date),
-            release_at: Some(prost_types::Timestamp { seconds: release.as_secs() as i64, nanos: 0 }),
-            sessions: Vec::new(),
-            waiting_room: true,
-        })
-        .await
-        .expect("schedule");
+    let release = api::schedule_release(&mut admin, OFFICE, date, Duration::from_secs(60), true).await;
     let mut line = WaitingRoomServiceClient::new(server.channel().await);
     let join = proto::JoinRequest {
         request_id: request_id("join"),
@@ -254,20 +242,7 @@ async fn check_applicant_reports_a_ticket_in_the_office_waiting_room_and_a_slot_
 #[tokio::test]
 async fn check_applicant_reports_priority_eligibility_before_the_slot_opens() {
     let (_server, mut booking, mut admin) = start().await;
-    let release = SystemTime::now().duration_since(UNIX_EPOCH).expect("after 1970") + Duration::from_secs(3600);
-    let date = jakarta_date(3);
-    admin
-        .set_schedule(proto::SetScheduleRequest {
-            request_id: request_id("schedule"),
-            office_id: OFFICE.into(),
-            first_date: Some(date),
-            last_date: Some(date),
-            release_at: Some(prost_types::Timestamp { seconds: release.as_secs() as i64, nanos: 0 }),
-            sessions: Vec::new(),
-            waiting_room: false,
-        })
-        .await
-        .expect("schedule");
+    api::schedule_release(&mut admin, OFFICE, jakarta_date(3), Duration::from_secs(3600), false).await;
     let mut request = hold_request(OFFICE, 3, applicant(1));
     request.pool = proto::Pool::Priority as i32;
 

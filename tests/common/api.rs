@@ -162,6 +162,32 @@ pub async fn office_stats(admin: &mut Admin, office_id: &str) -> proto::GetOffic
     admin.get_office_stats(request).await.expect("office stats").into_inner()
 }
 
+/// Schedules `date` at `office_id` (its plan's sessions) to open `release_in` from now, behind a waiting room when
+/// `waiting_room`; returns the release instant as time since the Unix epoch, in whole seconds.
+pub async fn schedule_release(
+    admin: &mut Admin,
+    office_id: &str,
+    date: Date,
+    release_in: Duration,
+    waiting_room: bool,
+) -> Duration {
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970");
+    let release = Duration::from_secs((since_epoch + release_in).as_secs());
+    admin
+        .set_schedule(proto::SetScheduleRequest {
+            request_id: request_id("schedule"),
+            office_id: office_id.to_owned(),
+            first_date: Some(date),
+            last_date: Some(date),
+            release_at: Some(prost_types::Timestamp { seconds: release.as_secs() as i64, nanos: 0 }),
+            sessions: Vec::new(),
+            waiting_room,
+        })
+        .await
+        .expect("schedule");
+    release
+}
+
 /// Every refund of `office_id`, following page tokens.
 pub async fn refunds(admin: &mut Admin, office_id: &str) -> Vec<proto::Refund> {
     let mut all = Vec::new();
