@@ -186,7 +186,7 @@ async fn run_against(cli: Cli, target: &str, run: Run) -> anyhow::Result<bool> {
     report.stream_connections = clients.stream_connections();
     let rss_after = server_pid.and_then(|pid| scenarios::tickets::resident_bytes(pid).ok());
     if let (Some((before, _)), Some((after, peak))) = (rss_before, rss_after) {
-        let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
+        let mib = scenarios::tickets::mib;
         report.server_memory = Some(report::ServerMemory {
             rss_before_mib: mib(before),
             rss_after_mib: mib(after),

@@ -74,7 +74,7 @@ pub async fn run(context: &Context) -> anyhow::Result<ScenarioRun> {
 
 /// One line for the text report.
 pub fn describe(memory: &BookingMemory) -> String {
-    let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
+    let mib = crate::scenarios::tickets::mib;
     format!(
         "booking memory: {} holds acknowledged ({} not); server VmRSS {:.1} MiB -> {:.1} MiB, {:.1} MiB after {:.1}s \
          (peak {:.1} MiB): {:.0} bytes per booking ({:.0} before the pause)",

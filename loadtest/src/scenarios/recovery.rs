@@ -97,6 +97,6 @@ pub fn describe(report: &RecoveryReport) -> String {
         report.restart.exec_to_serving_ms,
         report.bookings_checked,
         report.lost,
-        report.rss_after_restart_bytes as f64 / (1024.0 * 1024.0)
+        crate::scenarios::tickets::mib(report.rss_after_restart_bytes)
     )
 }

@@ -121,7 +121,8 @@ pub async fn run(context: &Context) -> anyhow::Result<ScenarioRun> {
     Ok(ScenarioRun { memory: Some(memory), ..ScenarioRun::new(recorder, driver, Some(fixture), ledger) })
 }
 
-fn mib(bytes: u64) -> f64 {
+/// Bytes in MiB, for reports.
+pub fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
