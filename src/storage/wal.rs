@@ -1,8 +1,10 @@
 //! The write-ahead log handle: opening, appending, waiting for durability, closing.
 //!
-//! Owns the [`Wal`] type, its options and their validation, and the [`LogSink`] implementation over the writer thread
-//! in `writer.rs`. `append` only takes a short mutex and never does I/O; all I/O happens on the writer thread. It must
-//! not be opened on a directory that [`read_log`](super::read_log) has not just recovered.
+//! Owns the [`Wal`] type, its options and their validation, and the [`LogSink`] implementation over `writer.rs`.
+//! `append` only takes a short mutex and never does I/O. With fsync `always` or `batch` all I/O happens on the writer
+//! thread; with fsync `none` there is no writer thread and the caller awaiting durability writes the pending records
+//! itself (one short `write`, no fsync). It must not be opened on a directory that [`read_log`](super::read_log) has
+//! not just recovered.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -18,12 +20,16 @@ use super::recovery::LogReadReport;
 use super::segment::{SEGMENT_HEADER_BYTES, create_segment};
 use super::sink::{DurableFuture, LogPosition, LogSink};
 use super::stats::{StatsCounters, WalObserver, WalStats};
-use super::writer::{ActiveSegment, Pending, Shared, Writer, WriterState};
+use super::writer::{
+    ActiveSegment, Pending, SegmentWriter, Shared, WriterState, run_writer_thread, write_all_and_close, write_through,
+};
 
 /// A local-file write-ahead log with group commit. Share it as `Arc<Wal>` or `Arc<dyn LogSink>`.
 pub struct Wal {
     shared: Arc<Shared>,
     record_bytes_max: u32,
+    /// Fsync mode `none`: callers write their own records and there is no writer thread.
+    callers_write: bool,
     writer_thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -53,14 +59,7 @@ impl Wal {
         }
         let segment = open_active_segment(&options, recovered, opener.as_ref())?;
         let last_position = recovered.last_position;
-        let shared = Arc::new(Shared {
-            pending: Mutex::new(Pending { records: Vec::new(), bytes: 0, last_position, state: WriterState::Open }),
-            work_ready: Condvar::new(),
-            durability: Durability::new(last_position),
-            stats: StatsCounters::default(),
-        });
-        let writer = Writer {
-            shared: Arc::clone(&shared),
+        let output = SegmentWriter {
             options: options.clone(),
             opener,
             observer,
@@ -71,13 +70,32 @@ impl Wal {
             encoded: Vec::new(),
             last_sync: None,
         };
-        let writer_thread = std::thread::Builder::new()
-            .name("antrean-wal".to_owned())
-            .spawn(move || writer.run())
-            .map_err(|source| StorageError::io("spawn writer thread for", &options.dir, source))?;
+        let shared = Arc::new(Shared {
+            pending: Mutex::new(Pending { records: Vec::new(), bytes: 0, last_position, state: WriterState::Open }),
+            work_ready: Condvar::new(),
+            output: Mutex::new(output),
+            durability: Durability::new(last_position),
+            stats: StatsCounters::default(),
+        });
+        let callers_write = options.fsync == FsyncMode::None;
+        let writer_thread = if callers_write {
+            None
+        } else {
+            let shared = Arc::clone(&shared);
+            let thread = std::thread::Builder::new()
+                .name("antrean-wal".to_owned())
+                .spawn(move || run_writer_thread(shared))
+                .map_err(|source| StorageError::io("spawn writer thread for", &options.dir, source))?;
+            Some(thread)
+        };
         tracing::info!(dir = %options.dir.display(), next_position = last_position.0 + 1, fsync = ?options.fsync,
             "log opened");
-        Ok(Wal { shared, record_bytes_max: options.record_bytes_max, writer_thread: Mutex::new(Some(writer_thread)) })
+        Ok(Wal {
+            shared,
+            record_bytes_max: options.record_bytes_max,
+            callers_write,
+            writer_thread: Mutex::new(writer_thread),
+        })
     }
 
     /// Largest payload [`LogSink::append`] accepts.
@@ -99,6 +117,9 @@ impl Wal {
             if pending.state == WriterState::Open {
                 pending.state = WriterState::Closing;
             }
+        }
+        if self.callers_write {
+            write_all_and_close(&self.shared);
         }
         self.shared.work_ready.notify_one();
         if let Some(writer_thread) = self.writer_thread.lock().take()
@@ -141,14 +162,25 @@ impl LogSink for Wal {
             }
             (position, was_idle)
         };
-        if was_idle {
+        // Only the first record of a batch wakes the writer thread: later ones find it awake (or busy with the batch
+        // before, after which it looks at the buffer again before sleeping).
+        if was_idle && !self.callers_write {
             self.shared.work_ready.notify_one();
         }
         position
     }
 
     fn wait_durable(&self, position: LogPosition) -> DurableFuture<'_> {
-        Box::pin(self.shared.durability.wait(position))
+        let durability = &self.shared.durability;
+        if !self.callers_write || durability.outcome(position).is_some() {
+            return Box::pin(durability.wait(position));
+        }
+        Box::pin(async move {
+            // Let the other calls that are ready on this thread append first, so that one write carries them all.
+            tokio::task::yield_now().await;
+            write_through(&self.shared, position);
+            durability.wait(position).await
+        })
     }
 
     fn durable_position(&self) -> LogPosition {

@@ -185,38 +185,147 @@ async fn power_cut_without_fsync_recovers_a_clean_prefix() {
 
 #[test]
 fn many_concurrent_tasks_get_unique_contiguous_positions_and_all_records_survive() {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(4).build().unwrap();
+    for fsync in [FsyncMode::Always, FsyncMode::None] {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(4).build().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let options = options(dir.path(), fsync);
+        let wal: Arc<dyn LogSink> = Arc::new(open(&options, &FaultPlan::new()));
+        let written: BTreeMap<LogPosition, Vec<u8>> = runtime.block_on(async {
+            let tasks: Vec<_> = (0..200)
+                .map(|task| {
+                    let wal = Arc::clone(&wal);
+                    tokio::spawn(async move {
+                        let mut mine = Vec::new();
+                        for index in 0..25 {
+                            let bytes = format!("task {task} record {index}").into_bytes();
+                            let position = wal.append(bytes.clone());
+                            wal.wait_durable(position).await.unwrap();
+                            assert!(wal.durable_position() >= position);
+                            mine.push((position, bytes));
+                        }
+                        mine
+                    })
+                })
+                .collect();
+            let mut written = BTreeMap::new();
+            for task in tasks {
+                for (position, bytes) in task.await.unwrap() {
+                    assert!(written.insert(position, bytes).is_none(), "position {position:?} given twice");
+                }
+            }
+            written
+        });
+        assert_eq!(written.keys().copied().collect::<Vec<_>>(), (1..=5000).map(LogPosition).collect::<Vec<_>>());
+        drop(wal);
+        assert_eq!(recovered(dir.path()), written.into_iter().collect::<Vec<_>>(), "{fsync:?}");
+    }
+}
+
+/// Segment files that note the name of every thread that writes to them.
+#[derive(Default)]
+struct WritingThreads(Arc<parking_lot::Mutex<Vec<String>>>);
+
+struct NotedFile {
+    file: Box<dyn crate::storage::LogFile>,
+    threads: Arc<parking_lot::Mutex<Vec<String>>>,
+}
+
+impl crate::storage::FileOpener for WritingThreads {
+    fn open_append(&self, path: &Path) -> std::io::Result<Box<dyn crate::storage::LogFile>> {
+        let file = crate::storage::StdFileOpener.open_append(path)?;
+        Ok(Box::new(NotedFile { file, threads: Arc::clone(&self.0) }))
+    }
+}
+
+impl crate::storage::LogFile for NotedFile {
+    fn write_all_at_end(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.threads.lock().push(std::thread::current().name().unwrap_or("unnamed").to_owned());
+        self.file.write_all_at_end(bytes)
+    }
+    fn sync_data(&mut self) -> std::io::Result<()> {
+        self.file.sync_data()
+    }
+    fn set_len(&mut self, length_bytes: u64) -> std::io::Result<()> {
+        self.file.set_len(length_bytes)
+    }
+}
+
+#[test]
+fn with_fsync_none_the_waiting_caller_writes_its_record_before_it_is_answered() {
     let dir = tempfile::tempdir().unwrap();
-    let options = options(dir.path(), FsyncMode::Always);
-    let wal: Arc<dyn LogSink> = Arc::new(open(&options, &FaultPlan::new()));
-    let written: BTreeMap<LogPosition, Vec<u8>> = runtime.block_on(async {
-        let tasks: Vec<_> = (0..200)
-            .map(|task| {
+    let (report, _) = collect_log(dir.path(), LogPosition(0), false).unwrap();
+    let opener = WritingThreads::default();
+    let threads = Arc::clone(&opener.0);
+    let wal = Wal::open_with_files(options(dir.path(), FsyncMode::None), &report, None, Arc::new(opener)).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let caller = std::thread::current().name().unwrap().to_owned();
+    runtime.block_on(async {
+        let position = wal.append(payload(1));
+        wal.wait_durable(position).await.unwrap();
+    });
+    assert_eq!(*threads.lock(), [caller], "written by the caller, not handed to another thread");
+    assert_eq!(recovered(dir.path()), [(LogPosition(1), payload(1))], "in the file before the answer");
+    wal.close().unwrap();
+}
+
+#[test]
+fn with_fsync_none_calls_ready_together_share_one_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Arc::new(open(&options(dir.path(), FsyncMode::None), &FaultPlan::new()));
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    runtime.block_on(async {
+        let calls: Vec<_> = (1..=50)
+            .map(|position| {
                 let wal = Arc::clone(&wal);
                 tokio::spawn(async move {
-                    let mut mine = Vec::new();
-                    for index in 0..25 {
-                        let bytes = format!("task {task} record {index}").into_bytes();
-                        let position = wal.append(bytes.clone());
-                        wal.wait_durable(position).await.unwrap();
-                        assert!(wal.durable_position() >= position);
-                        mine.push((position, bytes));
-                    }
-                    mine
+                    let position = wal.append(payload(position));
+                    wal.wait_durable(position).await
                 })
             })
             .collect();
-        let mut written = BTreeMap::new();
-        for task in tasks {
-            for (position, bytes) in task.await.unwrap() {
-                assert!(written.insert(position, bytes).is_none(), "position {position:?} given twice");
-            }
+        for call in calls {
+            call.await.unwrap().unwrap();
         }
-        written
     });
-    assert_eq!(written.keys().copied().collect::<Vec<_>>(), (1..=5000).map(LogPosition).collect::<Vec<_>>());
+    let stats = wal.stats();
+    assert_eq!((stats.records, stats.batches), (50, 1), "the first caller to resume writes every ready record");
+    wal.close().unwrap();
+    assert_eq!(recovered(dir.path()).len(), 50);
+}
+
+#[tokio::test]
+async fn with_fsync_none_a_failed_write_fails_every_waiter_and_the_log_for_good() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = FaultPlan::new();
+    let wal = open(&options(dir.path(), FsyncMode::None), &plan);
+    append_and_wait(&wal, 3).await;
+    plan.fail_write_at(plan.writes() + 1);
+    let torn = wal.append(payload(4));
+    let behind = wal.append(payload(5));
+    assert!(matches!(wal.wait_durable(torn).await, Err(StorageError::LogFailed { operation: "write", .. })));
+    assert!(matches!(wal.wait_durable(behind).await, Err(StorageError::LogFailed { .. })));
+    let later = wal.append(payload(6));
+    assert!(matches!(wal.wait_durable(later).await, Err(StorageError::LogFailed { .. })));
+    assert_eq!(wal.durable_position(), LogPosition(3));
+    assert!(matches!(wal.close(), Err(StorageError::LogFailed { .. })));
     drop(wal);
-    assert_eq!(recovered(dir.path()), written.into_iter().collect::<Vec<_>>());
+    // The torn write kept half of the batch of records 4 and 5: whatever of it is whole may come back, unanswered.
+    let records = recovered(dir.path());
+    assert!((3..=4).contains(&records.len()) && records.iter().all(|(position, bytes)| *bytes == payload(position.0)));
+}
+
+#[test]
+fn with_fsync_none_close_writes_what_nobody_waited_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = WalOptions { batch_records_max: 4, ..options(dir.path(), FsyncMode::None) };
+    let wal = open(&options, &FaultPlan::new());
+    for position in 1..=10 {
+        wal.append(payload(position));
+    }
+    wal.close().unwrap();
+    assert_eq!(wal.durable_position(), LogPosition(10));
+    assert_eq!(wal.stats().batches, 3, "batch limits hold for callers' writes too");
+    assert_eq!(recovered(dir.path()).len(), 10);
 }
 
 #[tokio::test]

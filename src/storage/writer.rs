@@ -1,9 +1,16 @@
-//! The log writer thread: group commit.
+//! Writing the log: group commit.
 //!
-//! Owns the pending buffer that `append` fills and the one thread that drains it: take every pending record (up to the
-//! batch limits), encode them, write them with one write call, fsync per the fsync mode, publish the durable position,
-//! repeat. It must never be called from an async task (it blocks on I/O), and a failed write or fsync stops it for
-//! good: nothing is retried, because after a failed fsync the kernel may have dropped the dirty pages.
+//! Owns the pending buffer that `append` fills and the [`SegmentWriter`] that drains it: take every pending record (up
+//! to the batch limits), encode them, write them with one write call, fsync per the fsync mode, publish the durable
+//! position. Who drains it depends on the fsync mode:
+//! - `always` and `batch`: the writer thread ([`run_writer_thread`]), woken only when the buffer goes from empty to
+//!   non-empty while it sleeps, so a burst of appends costs one wake-up, and its fsync blocks no async task;
+//! - `none`: the caller waiting for its record ([`write_through`]), on its own thread: there is no fsync to wait for,
+//!   so handing the write to another thread and back would cost two context switches per batch for nothing. The
+//!   record is in the operating system (it survives a crash of the process) before the caller is answered.
+//!
+//! A failed write or fsync stops the log for good: nothing is retried, because after a failed fsync the kernel may
+//! have dropped the dirty pages.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,12 +26,15 @@ use super::segment::{SEGMENT_HEADER_BYTES, create_segment};
 use super::sink::LogPosition;
 use super::stats::{StatsCounters, WalObserver};
 
-/// State shared by the `Wal` handle and the writer thread.
+/// State shared by the `Wal` handle, the writer thread and writing callers.
 pub(crate) struct Shared {
-    /// Records appended but not yet taken by the writer. Held only for a push or a swap, never across I/O.
+    /// Records appended but not yet taken by a writer. Held only for a push or a swap, never across I/O.
     pub(crate) pending: Mutex<Pending>,
-    /// Signalled when the pending buffer goes from empty to non-empty, and on close.
+    /// Signalled when the pending buffer goes from empty to non-empty, and on close (writer thread only).
     pub(crate) work_ready: Condvar,
+    /// The active segment. Held across a batch's write and fsync, so batches reach the file in position order. Lock
+    /// order: `output`, then `pending`, then the durability state; `append` never takes it.
+    pub(crate) output: Mutex<SegmentWriter>,
     pub(crate) durability: Durability,
     pub(crate) stats: StatsCounters,
 }
@@ -39,14 +49,14 @@ pub(crate) struct Pending {
     pub(crate) state: WriterState,
 }
 
-/// Whether the writer still takes records.
+/// Whether the log still takes records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum WriterState {
     /// Taking records.
     Open,
     /// `close` was called: records appended before it are written, later ones are dropped.
     Closing,
-    /// The writer has failed; appended records are dropped.
+    /// The log has failed; appended records are dropped.
     Failed,
 }
 
@@ -57,9 +67,8 @@ pub(crate) struct ActiveSegment {
     pub(crate) length_bytes: u64,
 }
 
-/// Everything the writer thread owns.
-pub(crate) struct Writer {
-    pub(crate) shared: Arc<Shared>,
+/// The active segment and everything needed to write batches to it.
+pub(crate) struct SegmentWriter {
     pub(crate) options: WalOptions,
     pub(crate) opener: Arc<dyn FileOpener>,
     pub(crate) observer: Option<Arc<dyn WalObserver>>,
@@ -75,7 +84,7 @@ pub(crate) struct Writer {
     pub(crate) last_sync: Option<Instant>,
 }
 
-/// What the writer does next.
+/// What the writer thread does next.
 enum Work {
     Batch,
     DeferredSync,
@@ -91,69 +100,130 @@ struct BatchWritten {
     roll_fsync_nanos: u64,
 }
 
-impl Writer {
-    /// Runs until closed or failed. Runs on its own thread.
-    pub(crate) fn run(mut self) {
-        match self.run_until_closed() {
-            Ok(()) => self.shared.durability.close(),
+/// The writer thread of fsync modes `always` and `batch`: runs until the log is closed or fails.
+pub(crate) fn run_writer_thread(shared: Arc<Shared>) {
+    let result = write_until_closed(&shared);
+    finish(&shared, result);
+}
+
+/// Fsync mode `none`: writes pending records on the calling thread until `position` is written, nothing is left to
+/// write (the record was dropped: the log closed or failed) or the log fails. Blocks on one short `write` per batch;
+/// callers appending meanwhile find their record written by it and do not write at all.
+pub(crate) fn write_through(shared: &Shared, position: LogPosition) {
+    let mut output = shared.output.lock();
+    while shared.durability.position() < position {
+        match output.write_and_publish(shared) {
+            Ok(true) => {}
+            Ok(false) => return,
             Err(failure) => {
-                tracing::error!(operation = failure.operation, segment = %failure.segment.display(),
-                    detail = %failure.detail, "log writer failed; no more records will be made durable");
-                {
-                    let mut pending = self.shared.pending.lock();
-                    pending.state = WriterState::Failed;
-                    pending.records = Vec::new();
-                    pending.bytes = 0;
-                }
-                self.shared.durability.fail(failure);
+                stop_on_failure(shared, failure);
+                return;
             }
         }
     }
+}
 
-    fn run_until_closed(&mut self) -> Result<(), Failure> {
+/// Fsync mode `none`: the part of `close` the writer thread does in the other modes. Writes every pending record,
+/// then marks the log closed (or failed).
+pub(crate) fn write_all_and_close(shared: &Shared) {
+    let result = {
+        let mut output = shared.output.lock();
         loop {
-            match self.next_work() {
-                Work::Batch => {
-                    let written = self.write_batch()?;
-                    let fsync_nanos = self.sync_after_batch()?;
-                    if let Some(observer) = &self.observer {
-                        let fsync_nanos = fsync_nanos + written.roll_fsync_nanos;
-                        observer.batch_written(written.records, written.bytes, written.write_nanos, fsync_nanos);
-                    }
+            match output.write_and_publish(shared) {
+                Ok(true) => {}
+                Ok(false) => break Ok(()),
+                Err(failure) => break Err(failure),
+            }
+        }
+    };
+    finish(shared, result);
+}
+
+fn write_until_closed(shared: &Shared) -> Result<(), Failure> {
+    loop {
+        // Only this thread changes what the deadline depends on, so reading it before waiting is exact.
+        let deadline = shared.output.lock().deferred_sync_deadline();
+        let work = next_work(shared, deadline);
+        let mut output = shared.output.lock();
+        match work {
+            Work::Batch => {
+                output.write_and_publish(shared)?;
+            }
+            Work::DeferredSync => {
+                let fsync_nanos = output.sync_and_publish(shared)?;
+                if let Some(observer) = &output.observer {
+                    observer.deferred_sync(fsync_nanos);
                 }
-                Work::DeferredSync => {
-                    let fsync_nanos = self.sync_and_publish()?;
-                    if let Some(observer) = &self.observer {
-                        observer.deferred_sync(fsync_nanos);
-                    }
-                }
-                Work::Close => {
-                    self.sync_and_publish()?;
-                    return Ok(());
-                }
+            }
+            Work::Close => {
+                output.sync_and_publish(shared)?;
+                return Ok(());
             }
         }
     }
+}
 
-    /// Waits for work and, for a batch, moves it from the pending buffer into `self.batch`.
-    fn next_work(&mut self) -> Work {
-        let mut pending = self.shared.pending.lock();
-        loop {
-            if !pending.records.is_empty() {
-                take_batch(&mut self.batch, &self.options, &mut pending);
-                return Work::Batch;
-            }
-            if pending.state != WriterState::Open {
-                return Work::Close;
-            }
-            match self.deferred_sync_deadline() {
-                Some(deadline) if Instant::now() >= deadline => return Work::DeferredSync,
-                Some(deadline) => {
-                    self.shared.work_ready.wait_until(&mut pending, deadline);
-                }
-                None => self.shared.work_ready.wait(&mut pending),
-            }
+/// Waits until there are records to write, a deferred fsync is due at `deadline`, or the log is closing.
+fn next_work(shared: &Shared, deadline: Option<Instant>) -> Work {
+    let mut pending = shared.pending.lock();
+    loop {
+        if !pending.records.is_empty() {
+            return Work::Batch;
         }
+        if pending.state != WriterState::Open {
+            return Work::Close;
+        }
+        match deadline {
+            Some(deadline) if Instant::now() >= deadline => return Work::DeferredSync,
+            Some(deadline) => {
+                shared.work_ready.wait_until(&mut pending, deadline);
+            }
+            None => shared.work_ready.wait(&mut pending),
+        }
+    }
+}
+
+/// Marks the log closed, or failed for good.
+fn finish(shared: &Shared, result: Result<(), Failure>) {
+    match result {
+        Ok(()) => shared.durability.close(),
+        Err(failure) => stop_on_failure(shared, failure),
+    }
+}
+
+fn stop_on_failure(shared: &Shared, failure: Failure) {
+    tracing::error!(operation = failure.operation, segment = %failure.segment.display(), detail = %failure.detail,
+        "log writer failed; no more records will be made durable");
+    {
+        let mut pending = shared.pending.lock();
+        pending.state = WriterState::Failed;
+        pending.records = Vec::new();
+        pending.bytes = 0;
+    }
+    shared.durability.fail(failure);
+}
+
+impl SegmentWriter {
+    /// Takes the oldest pending records (as many as the batch limits allow), writes them, applies the fsync mode and
+    /// publishes what is durable. Returns false when nothing was pending.
+    fn write_and_publish(&mut self, shared: &Shared) -> Result<bool, Failure> {
+        {
+            let mut pending = shared.pending.lock();
+            if pending.records.is_empty() {
+                return Ok(false);
+            }
+            take_batch(&mut self.batch, &self.options, &mut pending);
+            let last_position = self.batch.last().expect("a batch holds at least one record").0;
+            // Under the pending lock: every record appended after this seal belongs to a later batch.
+            shared.durability.seal(last_position);
+        }
+        let written = self.write_batch(shared)?;
+        let fsync_nanos = self.sync_after_batch(shared)?;
+        if let Some(observer) = &self.observer {
+            let fsync_nanos = fsync_nanos + written.roll_fsync_nanos;
+            observer.batch_written(written.records, written.bytes, written.write_nanos, fsync_nanos);
+        }
+        Ok(true)
     }
 
     /// When written records are waiting for a deferred fsync, the time it is due.
@@ -169,7 +239,7 @@ impl Writer {
     }
 
     /// Encodes and writes `self.batch`, rolling to a new segment where the current one would overflow.
-    fn write_batch(&mut self) -> Result<BatchWritten, Failure> {
+    fn write_batch(&mut self, shared: &Shared) -> Result<BatchWritten, Failure> {
         let started = Instant::now();
         let mut batch = std::mem::take(&mut self.batch);
         let mut written = BatchWritten { records: 0, bytes: 0, write_nanos: 0, roll_fsync_nanos: 0 };
@@ -180,7 +250,7 @@ impl Writer {
             let length_bytes = self.segment.length_bytes + self.encoded.len() as u64;
             if length_bytes + frame > self.options.segment_bytes_max && length_bytes > SEGMENT_HEADER_BYTES {
                 self.write_encoded(encoded_last_position)?;
-                written.roll_fsync_nanos += self.roll(position)?;
+                written.roll_fsync_nanos += self.roll(shared, position)?;
             }
             encode_record(&mut self.encoded, position, &payload);
             encoded_last_position = position;
@@ -190,8 +260,7 @@ impl Writer {
         self.batch = batch;
         self.write_encoded(encoded_last_position)?;
         written.write_nanos = elapsed_nanos(started).saturating_sub(written.roll_fsync_nanos);
-        let stats = &self.shared.stats;
-        stats.record_batch(u64::from(written.records), written.bytes, written.write_nanos);
+        shared.stats.record_batch(u64::from(written.records), written.bytes, written.write_nanos);
         Ok(written)
     }
 
@@ -212,32 +281,32 @@ impl Writer {
     }
 
     /// Makes the active segment durable, then starts the segment for `first_position`. Returns fsync nanoseconds.
-    fn roll(&mut self, first_position: LogPosition) -> Result<u64, Failure> {
-        let fsync_nanos = self.sync_and_publish()?;
+    fn roll(&mut self, shared: &Shared, first_position: LogPosition) -> Result<u64, Failure> {
+        let fsync_nanos = self.sync_and_publish(shared)?;
         let sync = self.options.fsync != FsyncMode::None;
         let path =
             create_segment(&self.options.dir, first_position, sync).map_err(|error| self.failure("roll", &error))?;
         let file = self.opener.open_append(&path).map_err(|error| self.failure("roll", &error))?;
         self.segment = ActiveSegment { file, path, length_bytes: SEGMENT_HEADER_BYTES };
-        self.shared.stats.record_segment_created();
+        shared.stats.record_segment_created();
         tracing::debug!(segment = %self.segment.path.display(), "rolled to new log segment");
         Ok(fsync_nanos)
     }
 
     /// Applies the fsync mode after a batch. Returns the fsync nanoseconds, 0 if no fsync was made.
-    fn sync_after_batch(&mut self) -> Result<u64, Failure> {
+    fn sync_after_batch(&mut self, shared: &Shared) -> Result<u64, Failure> {
         match self.options.fsync {
-            FsyncMode::Always | FsyncMode::None => self.sync_and_publish(),
+            FsyncMode::Always | FsyncMode::None => self.sync_and_publish(shared),
             FsyncMode::Batch { .. } => match self.deferred_sync_deadline() {
                 Some(deadline) if Instant::now() < deadline => Ok(0),
-                _ => self.sync_and_publish(),
+                _ => self.sync_and_publish(shared),
             },
         }
     }
 
     /// Fsyncs the active segment if it holds unsynced records (never in fsync mode `None`) and publishes the durable
     /// position. Returns the fsync nanoseconds, 0 if no fsync was made.
-    fn sync_and_publish(&mut self) -> Result<u64, Failure> {
+    fn sync_and_publish(&mut self, shared: &Shared) -> Result<u64, Failure> {
         let mut fsync_nanos = 0;
         if self.written_position > self.synced_position {
             let started = Instant::now();
@@ -245,10 +314,10 @@ impl Writer {
             fsync_nanos = elapsed_nanos(started).max(1);
             self.last_sync = Some(started);
             self.synced_position = self.written_position;
-            self.shared.stats.record_fsync(fsync_nanos);
+            shared.stats.record_fsync(fsync_nanos);
         }
-        if self.synced_position > self.shared.durability.position() {
-            self.shared.durability.publish(self.synced_position);
+        if self.synced_position > shared.durability.position() {
+            shared.durability.publish(self.synced_position);
         }
         Ok(fsync_nanos)
     }
