@@ -3,8 +3,9 @@
 //! Owns every byte antrean puts on disk: the record frame, log segment files, the writer thread that batches many
 //! appends into one write and one fsync, start-up recovery of the log (including repair of a torn tail), snapshot
 //! files, and a file seam through which tests inject faults. It must not know what a payload means: the engine encodes
-//! its events and state to bytes and decodes them again. Nothing here runs blocking I/O on an async runtime thread;
-//! only [`LogSink::wait_durable`] is async.
+//! its events and state to bytes and decodes them again. Nothing here runs blocking I/O on an async runtime thread,
+//! except the one short buffered `write` a caller of [`LogSink::wait_durable`] makes itself with fsync `none` (no
+//! fsync, so it never waits for the disk); only [`LogSink::wait_durable`] is async.
 //!
 //! # Layout
 //!
@@ -15,8 +16,8 @@
 //! - `sink.rs`: [`LogSink`], the seam between the engine and a log, and [`LogPosition`].
 //! - `options.rs`: [`WalOptions`] and [`FsyncMode`].
 //! - `wal.rs`: [`Wal`], the local-file [`LogSink`].
-//! - `writer.rs`: the group-commit writer thread.
-//! - `durability.rs`: the durable position and the tasks waiting on it.
+//! - `writer.rs`: group commit: the writer thread (fsync `always`, `batch`) or the waiting caller (fsync `none`).
+//! - `durability.rs`: the durable position and the tasks waiting on it, one shared notification per batch.
 //! - `stats.rs`: [`WalStats`] and [`WalObserver`] for the metrics layer.
 //! - `recovery.rs`: [`read_log`] and its torn-tail and corruption rules.
 //! - `snapshot.rs`: [`write_snapshot`], [`SnapshotWriter`], [`load_latest_snapshot`].

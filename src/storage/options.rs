@@ -17,8 +17,9 @@ pub enum FsyncMode {
         /// Minimum milliseconds between fsyncs; at least 1.
         interval_ms: u64,
     },
-    /// Never fsync; waiters are released once their record is written to the operating system. A power cut can lose
-    /// acknowledged records. For tests and benchmarks only.
+    /// Never fsync; waiters are released once their record is written to the operating system, which the waiting
+    /// caller does itself (there is no writer thread). A power cut can lose acknowledged records. For tests and
+    /// benchmarks only.
     None,
 }
 
