@@ -3,6 +3,7 @@
 //! A shard is plain data behind one lock. Which shard a key lives in depends only on the key, so every command can name
 //! the shards it needs before it takes any lock.
 
+pub use super::shared_map::{HashMap, OrdSet, SharedMap};
 use crate::domain::bookings::booking::SlotRef;
 use crate::domain::bookings::booking::{Booking, BookingState, PurgedBooking};
 use crate::domain::bookings::refund::Refund;
@@ -12,7 +13,6 @@ use crate::domain::values::ids::{BookingId, OfficeId, RequestId, SessionId};
 use crate::domain::values::nik::Nik;
 use crate::domain::values::time::{Date, Timestamp};
 use crate::limits::SHARD_COUNT;
-pub use super::shared_map::{HashMap, OrdSet, SharedMap};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
