@@ -1,7 +1,8 @@
 //! One shard of the quota book: the days, bookings, applicants, request records and refunds whose keys hash to it.
 //!
-//! A shard is plain data behind one lock. Which shard a key lives in depends only on the key, so every command can name
-//! the shards it needs before it takes any lock.
+//! A shard is plain data behind one lock, made of persistent collections so that a snapshot shares it instead of
+//! copying it (`shared_map.rs`). Which shard a key lives in depends only on the key, so every command can name the
+//! shards it needs before it takes any lock.
 
 pub use super::shared_map::{HashMap, OrdSet, SharedMap};
 use crate::domain::bookings::booking::SlotRef;

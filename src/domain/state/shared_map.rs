@@ -161,3 +161,23 @@ impl<K: Hash + Eq + Clone, V> FromIterator<(K, V)> for SharedMap<K, V> {
         map
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::SharedMap;
+    use std::sync::Arc;
+
+    #[test]
+    fn a_clone_shares_every_value_until_one_is_written_and_then_only_that_one_is_copied() {
+        let mut live: SharedMap<u32, String> = (0..1000).map(|key| (key, format!("record {key}"))).collect();
+        let captured = live.clone();
+        assert!(live.shares_root_with(&captured));
+        live.get_mut(&7).expect("present").push_str(", changed");
+        assert!(!live.shares_root_with(&captured), "the written path is copied");
+        assert_eq!(captured.get(&7).map(String::as_str), Some("record 7"), "the clone keeps what it took");
+        assert_eq!(live.get(&7).map(String::as_str), Some("record 7, changed"));
+        let shared =
+            (0..1000).filter(|key| Arc::ptr_eq(live.get_shared(key).unwrap(), captured.get_shared(key).unwrap()));
+        assert_eq!(shared.count(), 999, "every other record is shared, not cloned");
+    }
+}
