@@ -22,6 +22,8 @@
 //! - `lease.rs`: [`LeaseBucket`]: acquire, renew, release, holder.
 //! - `settings.rs`: [`ClusterConfig`], the `[cluster]` section, validated, and the options it gives.
 //! - `writer.rs`: [`OfficeWriter`]: the lease holder's appends, its fence and next position.
+//! - `partition_log.rs`: [`JetStreamLog`], the engine's log on a partition's subject: group commit into fenced
+//!   batches, durable on PubAck; [`read_records`] for the replay at take-over.
 
 mod batch;
 mod connect;
@@ -29,6 +31,7 @@ mod error;
 mod lease;
 mod log;
 mod options;
+mod partition_log;
 mod placement;
 mod refusal;
 mod settings;
@@ -42,6 +45,7 @@ pub use connect::{NATS_SERVER_VERSION_MIN, NatsConnection, check_server_version,
 pub use error::{ClusterError, Result};
 pub use lease::{Lease, LeaseBucket, LeaseHolder, NODE_NAME_BYTES_MAX};
 pub use log::{Appended, LogEnd, OfficeLog, ReplayedBatch};
+pub use partition_log::{JetStreamLog, PartitionLogObserver, read_records};
 pub use options::{LeaseOptions, LogOptions, NatsConnectOptions, NatsTlsOptions};
 pub use placement::{
     LEASE_BUCKET, LOG_STREAM_PREFIX, LOG_SUBJECT_PREFIX, lease_key, log_subject, stream_index, stream_name,
