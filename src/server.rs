@@ -166,9 +166,10 @@ async fn serve_partition(
     drain(server, drain_timeout).await;
     background.stop().await;
     let closing = Arc::clone(&engine);
-    tokio::task::spawn_blocking(move || closing.close_log())
-        .await
-        .map_err(|error| ServerError::Io { context: "closing the log".into(), source: std::io::Error::other(error) })??;
+    tokio::task::spawn_blocking(move || closing.close_log()).await.map_err(|error| ServerError::Io {
+        context: "closing the log".into(),
+        source: std::io::Error::other(error),
+    })??;
     owned.release().await;
     tracing::info!("stopped cleanly; partition lease released");
     Ok(())

@@ -4,9 +4,9 @@
 //! resumed, answers nothing more and its late appends are not stored (the partition's log never goes back to an
 //! older epoch), so no session is overbooked.
 
-mod common;
 #[path = "common/api.rs"]
 mod api;
+mod common;
 
 use antrean::cluster::{ClusterConfig, OfficeLog, connect};
 use antrean::proto::{self, booking_service_client::BookingServiceClient};
@@ -148,8 +148,8 @@ async fn the_standby_takes_over_without_losing_acknowledged_bookings_and_a_pause
     assert_eq!(remaining, 0);
 
     // The partition's log, read back from JetStream: epochs never go back (no late append of a deposed owner stored).
-    let config: ClusterConfig = toml::from_str(&cluster_section("reader", &urls).replace("[cluster]\n", ""))
-        .expect("cluster section");
+    let config: ClusterConfig =
+        toml::from_str(&cluster_section("reader", &urls).replace("[cluster]\n", "")).expect("cluster section");
     let connection = connect(&config.connect_options()).await.expect("connect");
     let log = OfficeLog::new(&connection, config.log_options());
     let batches = log.replay(&config.partition_id().expect("partition"), 0).await.expect("replay");

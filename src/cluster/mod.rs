@@ -45,8 +45,8 @@ pub use connect::{NATS_SERVER_VERSION_MIN, NatsConnection, check_server_version,
 pub use error::{ClusterError, Result};
 pub use lease::{Lease, LeaseBucket, LeaseHolder, NODE_NAME_BYTES_MAX};
 pub use log::{Appended, LogEnd, OfficeLog, ReplayedBatch};
-pub use partition_log::{JetStreamLog, PartitionLogObserver, read_records};
 pub use options::{LeaseOptions, LogOptions, NatsConnectOptions, NatsTlsOptions};
+pub use partition_log::{JetStreamLog, PartitionLogObserver, read_records};
 pub use placement::{
     LEASE_BUCKET, LOG_STREAM_PREFIX, LOG_SUBJECT_PREFIX, lease_key, log_subject, stream_index, stream_name,
 };

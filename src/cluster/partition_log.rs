@@ -12,7 +12,7 @@ use super::error::{ClusterError, Result};
 use super::log::OfficeLog;
 use super::writer::OfficeWriter;
 use crate::domain::OfficeId;
-use crate::storage::{DurableFuture, LogRecords, LogPosition, LogSink, LogStore, RECORD_HEADER_BYTES, StorageError};
+use crate::storage::{DurableFuture, LogPosition, LogRecords, LogSink, LogStore, RECORD_HEADER_BYTES, StorageError};
 use parking_lot::Mutex;
 use std::path::PathBuf;
 use std::sync::Arc;

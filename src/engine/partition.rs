@@ -120,9 +120,9 @@ pub async fn take_partition(
     seams: EngineSeams,
     gate: Arc<ServingGate>,
 ) -> super::Result<OwnedPartition> {
-    let partition = cluster.partition_id().map_err(|(field, reason)| ClusterError::Other {
-        detail: format!("{field}: {reason}"),
-    })?;
+    let partition = cluster
+        .partition_id()
+        .map_err(|(field, reason)| ClusterError::Other { detail: format!("{field}: {reason}") })?;
     let connection = connect(&cluster.connect_options()).await?;
     tracing::info!(server_version = %connection.server_version, partition = %partition, "connected to NATS");
     let bucket =

@@ -95,7 +95,11 @@ pub fn replay_records(rules: BookRules, records: LogRecords) -> Result<(QuotaBoo
         truncation: None,
         tail: None,
     };
-    let report =
-        RecoveryReport { snapshot_position: None, records_replayed: log.records_delivered, log, duration: started.elapsed() };
+    let report = RecoveryReport {
+        snapshot_position: None,
+        records_replayed: log.records_delivered,
+        log,
+        duration: started.elapsed(),
+    };
     Ok((book, report))
 }

@@ -7,8 +7,8 @@
 //! tickets that went quiet longest ago, lines with nobody in them cost no slot reading, and a Watch stream wakes
 //! once per change of its line instead of polling.
 
-use super::watchers::LineSignal;
 use super::Engine;
+use super::watchers::LineSignal;
 use crate::domain::{JoinWish, Presence, Rejection, RequestId, TicketId, TicketView, Timestamp, WaitingRoomKey};
 use crate::limits::{IDLE_CHECK_TICKETS_MAX, WAITING_ROOM_STEP_TICKETS_MAX};
 use crate::metrics as names;

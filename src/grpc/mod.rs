@@ -32,7 +32,8 @@ pub struct EngineHandle {
 impl EngineHandle {
     /// The engine, or UNAVAILABLE while recovering or while the node does not serve its partition.
     pub fn get(&self) -> Result<&Arc<Engine>, Status> {
-        let engine = self.engine.get().ok_or_else(|| Status::unavailable("recovering the write-ahead log; retry shortly"))?;
+        let engine =
+            self.engine.get().ok_or_else(|| Status::unavailable("recovering the write-ahead log; retry shortly"))?;
         if let Some(gate) = self.gate.get()
             && !gate.may_serve()
         {
