@@ -6,8 +6,9 @@
 //! means (payloads are the engine's encoded events, opaque here) nor decide anything about bookings; it depends on
 //! `storage` (the record frame, positions) and `domain` (office ids) only.
 //!
-//! Not built yet (issue 15): routing calls to an office's owner, the engine writing through this log behind
-//! `LogSink`, NIK claims across offices, snapshots in the object store, and failover of antrean nodes.
+//! The engine writes a partition's log through [`JetStreamLog`] (a partition's log is named like an office's, by an
+//! id of the same form). Not built yet (issue 15): routing calls to an owner, per-office partitions over many nodes,
+//! NIK claims across partitions, snapshots in the object store.
 //!
 //! # Layout
 //!

@@ -327,3 +327,24 @@ impl PartitionLogObserver for Observer {
         metrics::counter!(names::CLUSTER_FENCED_REFUSALS_TOTAL, "partition" => self.partition.clone()).increment(1);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gate_opens_only_while_a_lease_is_known_good_and_never_again_once_deposed() {
+        let gate = ServingGate::default();
+        assert!(!gate.may_serve(), "no lease yet");
+
+        gate.serve_until(Instant::now() + Duration::from_secs(60));
+        assert!(gate.may_serve());
+
+        gate.serve_until(Instant::now());
+        assert!(!gate.may_serve(), "the lease could have expired");
+
+        gate.serve_until(Instant::now() + Duration::from_secs(60));
+        gate.depose();
+        assert!(!gate.may_serve() && gate.is_deposed(), "a deposed node never serves again");
+    }
+}
