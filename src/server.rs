@@ -16,6 +16,7 @@ use crate::grpc::admin::AdminApi;
 use crate::grpc::booking::BookingApi;
 use crate::grpc::codec::MessageLimitLayer;
 use crate::grpc::overload::{CallerRateLayer, OverloadLayer};
+use crate::grpc::partition_gate::PartitionGateLayer;
 use crate::grpc::waiting_room::WaitingRoomApi;
 use crate::limits::{GRPC_MESSAGE_BYTES_MAX, HTTP2_KEEPALIVE_INTERVAL_SECONDS, HTTP2_STREAMS_PER_CONNECTION_MAX};
 use crate::metrics as names;
@@ -80,12 +81,14 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
     let (reporter, health) = tonic_health::server::health_reporter();
     set_health(&reporter, ServingStatus::NotServing).await;
     let handle = EngineHandle::default();
+    let gate = config.cluster.as_ref().map(|_| Arc::new(ServingGate::default()));
     let (stop_serving, serving_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = spawn_server(&config, &handle, health, listener, serving_stopped)?;
+    let server = spawn_server(&config, &handle, gate.clone(), health, listener, serving_stopped)?;
     tracing::info!(listen = %local, "antrean listening (NOT_SERVING until recovery finishes)");
 
-    if let Some(cluster) = config.cluster.clone() {
-        return serve_partition(&config, &cluster, &handle, &reporter, (server, stop_serving), shutdown).await;
+    if let (Some(cluster), Some(gate)) = (config.cluster.clone(), gate) {
+        let serving = (server, stop_serving);
+        return serve_partition(&config, &cluster, &handle, gate, &reporter, serving, shutdown).await;
     }
     let engine = Arc::new(open_engine(&config).await?);
     handle.set(Arc::clone(&engine));
@@ -115,12 +118,12 @@ async fn serve_partition(
     config: &Config,
     cluster: &crate::cluster::ClusterConfig,
     handle: &EngineHandle,
+    gate: Arc<ServingGate>,
     reporter: &HealthReporter,
     (server, stop_serving): Serving,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
     let drain_timeout = Duration::from_millis(config.server.drain_timeout_ms);
-    let gate = Arc::new(ServingGate::default());
     handle.set_gate(Arc::clone(&gate));
     let failing_gate = Arc::clone(&gate);
     let on_log_failure: crate::engine::LogFailureHook = Arc::new(move |error| {
@@ -180,6 +183,7 @@ async fn serve_partition(
 fn spawn_server(
     config: &Config,
     handle: &EngineHandle,
+    gate: Option<Arc<ServingGate>>,
     health: HealthServer<impl Health>,
     listener: TcpListener,
     serving_stopped: tokio::sync::oneshot::Receiver<()>,
@@ -230,12 +234,13 @@ fn spawn_server(
         .http2_keepalive_interval(Some(Duration::from_secs(HTTP2_KEEPALIVE_INTERVAL_SECONDS)))
         .max_concurrent_streams(Some(HTTP2_STREAMS_PER_CONNECTION_MAX))
         // Outermost first: shed overload and measure every call, then identify the caller, then count its rate
-        // against that identity (not against header bytes a client can vary); innermost, answer an oversized
-        // message RESOURCE_EXHAUSTED.
+        // against that identity (not against header bytes a client can vary); then answer an oversized message
+        // RESOURCE_EXHAUSTED; innermost, in cluster mode, answer a call in flight UNAVAILABLE once this node is deposed.
         .layer(OverloadLayer::new(config.server.in_flight_requests_max as usize))
         .layer(AuthLayer::new(callers))
         .layer(CallerRateLayer::new(config.server.caller_requests_per_second_max))
         .layer(MessageLimitLayer)
+        .layer(PartitionGateLayer::new(gate))
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -26,8 +26,10 @@ const CAPACITY: u32 = 6;
 /// The `[cluster]` section of node `name`.
 fn cluster_section(name: &str, urls: &[String]) -> String {
     let urls: Vec<String> = urls.iter().map(|url| format!("\"{url}\"")).collect();
+    // The server's own request timeout must outlast a pause of the owner, so a call cut off by its deposition is
+    // answered UNAVAILABLE rather than timed out.
     format!(
-        "[cluster]\nnode_name = \"{name}\"\nnats_urls = [{}]\noffices = \"all\"\npartition = \"{PARTITION}\"\n\
+        "[server]\nrequest_timeout_ms = 60000\n[cluster]\nnode_name = \"{name}\"\nnats_urls = [{}]\noffices = \"all\"\npartition = \"{PARTITION}\"\n\
          lease_ttl_ms = {}\nlease_renew_every_ms = 500\nrequest_timeout_ms = 1000\n",
         urls.join(", "),
         LEASE_TTL.as_millis()
@@ -120,8 +122,10 @@ async fn the_standby_takes_over_without_losing_acknowledged_bookings_and_a_pause
     let mut booking_c = serving_within_lease(&node_c, stopped_at).await;
     assert!(stopped_at.elapsed() >= LEASE_TTL, "C served before B's lease could have expired");
     signal(&node_b, rustix::process::Signal::CONT);
-    if let Ok(Ok(answered)) = tokio::time::timeout(Duration::from_secs(10), in_flight).await.expect("hold task") {
-        acknowledged.push(answered);
+    match tokio::time::timeout(Duration::from_secs(10), in_flight).await.expect("the paused owner's call ends") {
+        Ok(Ok(answered)) => acknowledged.push(answered),
+        Ok(Err(status)) => assert_eq!(status.code(), Code::Unavailable, "a call cut off by deposition: {status:?}"),
+        Err(error) => panic!("hold task: {error}"),
     }
     acknowledged_holds_survive(&mut booking_c, &acknowledged).await;
 
@@ -149,7 +153,8 @@ async fn the_standby_takes_over_without_losing_acknowledged_bookings_and_a_pause
 
     // The partition's log, read back from JetStream: epochs never go back (no late append of a deposed owner stored).
     let config: ClusterConfig =
-        toml::from_str(&cluster_section("reader", &urls).replace("[cluster]\n", "")).expect("cluster section");
+        toml::from_str(cluster_section("reader", &urls).split("[cluster]\n").nth(1).expect("section"))
+            .expect("cluster section");
     let connection = connect(&config.connect_options()).await.expect("connect");
     let log = OfficeLog::new(&connection, config.log_options());
     let batches = log.replay(&config.partition_id().expect("partition"), 0).await.expect("replay");

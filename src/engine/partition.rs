@@ -35,11 +35,18 @@ pub struct ServingGate {
     /// Nanoseconds after `base` until which the lease is known good; 0 before the lease is taken.
     serve_until_nanos: AtomicU64,
     deposed: AtomicBool,
+    /// Becomes true when deposed, for calls in flight to stop waiting on a log that will never answer.
+    deposed_signal: watch::Sender<bool>,
 }
 
 impl Default for ServingGate {
     fn default() -> ServingGate {
-        ServingGate { base: Instant::now(), serve_until_nanos: AtomicU64::new(0), deposed: AtomicBool::new(false) }
+        ServingGate {
+            base: Instant::now(),
+            serve_until_nanos: AtomicU64::new(0),
+            deposed: AtomicBool::new(false),
+            deposed_signal: watch::Sender::new(false),
+        }
     }
 }
 
@@ -54,6 +61,17 @@ impl ServingGate {
     /// Stops serving for good (this process never serves the partition again).
     pub fn depose(&self) {
         self.deposed.store(true, Ordering::Release);
+        self.deposed_signal.send_replace(true);
+    }
+
+    /// Resolves once [`ServingGate::depose`] was called.
+    pub fn wait_deposed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut receiver = self.deposed_signal.subscribe();
+        async move {
+            if receiver.wait_for(|deposed| *deposed).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
     }
 
     /// Whether [`ServingGate::depose`] was called.

@@ -13,6 +13,7 @@ pub mod convert;
 pub mod draw;
 pub mod hold;
 pub mod overload;
+pub mod partition_gate;
 pub mod status;
 pub mod waiting_room;
 
