@@ -36,8 +36,29 @@ fn cluster_section(name: &str, urls: &[String]) -> String {
     )
 }
 
-fn start_node(name: &str, urls: &[String]) -> Server {
-    Server::start_with(Options { args: Vec::new(), config: Some(cluster_section(name, urls)) })
+/// Starts node `name`; returns it and its metrics port.
+fn start_node(name: &str, urls: &[String]) -> (Server, u16) {
+    let metrics_port = free_port();
+    let args = vec![format!("--metrics-listen=127.0.0.1:{metrics_port}")];
+    (Server::start_with(Options { args, config: Some(cluster_section(name, urls)) }), metrics_port)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port()
+}
+
+/// The value of the sample `name{partition="failover"}` on the node's `/metrics`, 0 when absent.
+async fn metric(port: u16, name: &str) -> f64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect to /metrics");
+    stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").await.expect("request");
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await.expect("response");
+    let selector = format!("{name}{{partition=\"{PARTITION}\"}}");
+    body.lines()
+        .filter_map(|line| line.rsplit_once(' '))
+        .find_map(|(series, value)| (series == selector).then(|| value.parse().expect("a number")))
+        .unwrap_or(0.0)
 }
 
 async fn health(server: &Server) -> Option<i32> {
@@ -81,14 +102,16 @@ async fn the_standby_takes_over_without_losing_acknowledged_bookings_and_a_pause
     let urls = nats.urls();
 
     // Node A takes the partition; node B stands by, NOT_SERVING.
-    let mut node_a = start_node("node-a", &urls);
+    let (mut node_a, metrics_a) = start_node("node-a", &urls);
     let (mut booking_a, mut admin_a) = node_a.clients().await;
-    let node_b = start_node("node-b", &urls);
+    let (node_b, metrics_b) = start_node("node-b", &urls);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(health(&node_b).await, Some(ServingStatus::NotServing as i32), "a standby does not serve");
     let refused = booking_a_hold_through(&node_b, 999).await.expect_err("a standby answers nothing");
     assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
 
+    assert_eq!(metric(metrics_a, "antrean_cluster_leases_held").await, 1.0);
+    assert_eq!(metric(metrics_b, "antrean_cluster_leases_held").await, 0.0);
     create_office(&mut admin_a, test_office(OFFICE, CAPACITY, 3_600)).await;
     let mut acknowledged = Vec::new();
     for serial in 1..=3 {
@@ -102,12 +125,15 @@ async fn the_standby_takes_over_without_losing_acknowledged_bookings_and_a_pause
     let killed_at = Instant::now();
     let mut booking_b = serving_within_lease(&node_b, killed_at).await;
     acknowledged_holds_survive(&mut booking_b, &acknowledged).await;
+    assert_eq!(metric(metrics_b, "antrean_cluster_leases_held").await, 1.0);
+    assert_eq!(metric(metrics_b, "antrean_cluster_failovers_total").await, 1.0);
+    assert!(metric(metrics_b, "antrean_cluster_append_seconds_count").await >= 1.0);
     let request = hold_request(OFFICE, 3, applicant(4));
     let booked = api::hold(&mut booking_b, request.clone()).await;
     acknowledged.push((request, booked));
 
     // SIGSTOP of the owner past its lease: C takes over; B, resumed, is shut out.
-    let node_c = start_node("node-c", &urls);
+    let (node_c, metrics_c) = start_node("node-c", &urls);
     let in_flight = {
         let mut client = booking_b.clone();
         let request = hold_request(OFFICE, 3, applicant(5));
@@ -137,6 +163,9 @@ async fn the_standby_takes_over_without_losing_acknowledged_bookings_and_a_pause
         assert!(Instant::now() < deadline, "the deposed owner still says SERVING");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    assert_eq!(metric(metrics_b, "antrean_cluster_leases_held").await, 0.0);
+    assert_eq!(metric(metrics_b, "antrean_cluster_deposed_total").await, 1.0);
+    assert_eq!(metric(metrics_c, "antrean_cluster_failovers_total").await, 1.0);
 
     // No overbooking: C fills the session to its capacity and not one slot further.
     let mut serial = 100;
