@@ -134,13 +134,11 @@ async fn the_standby_takes_over_without_losing_acknowledged_bookings_and_a_pause
 
     // SIGSTOP of the owner past its lease: C takes over; B, resumed, is shut out.
     let (node_c, metrics_c) = start_node("node-c", &urls);
+    let in_flight_request = hold_request(OFFICE, 3, applicant(5));
     let in_flight = {
         let mut client = booking_b.clone();
-        let request = hold_request(OFFICE, 3, applicant(5));
-        tokio::spawn(async move {
-            let answer = client.hold(request.clone()).await;
-            answer.map(|response| (request, response.into_inner().booking.expect("booking")))
-        })
+        let request = in_flight_request.clone();
+        tokio::spawn(async move { client.hold(request).await.map(|response| response.into_inner().booking) })
     };
     tokio::time::sleep(Duration::from_millis(5)).await;
     signal(&node_b, rustix::process::Signal::STOP);
@@ -149,8 +147,14 @@ async fn the_standby_takes_over_without_losing_acknowledged_bookings_and_a_pause
     assert!(stopped_at.elapsed() >= LEASE_TTL, "C served before B's lease could have expired");
     signal(&node_b, rustix::process::Signal::CONT);
     match tokio::time::timeout(Duration::from_secs(10), in_flight).await.expect("the paused owner's call ends") {
-        Ok(Ok(answered)) => acknowledged.push(answered),
-        Ok(Err(status)) => assert_eq!(status.code(), Code::Unavailable, "a call cut off by deposition: {status:?}"),
+        Ok(Ok(answered)) => acknowledged.push((in_flight_request, answered.expect("booking"))),
+        Ok(Err(status)) => {
+            // Cut off by B's deposition: its outcome is unknown (the batch may have been stored before the pause), so
+            // the client retries the same request id with the new owner, which answers from the log or books it now.
+            assert_eq!(status.code(), Code::Unavailable, "a call cut off by deposition: {status:?}");
+            let answered = api::hold(&mut booking_c, in_flight_request.clone()).await;
+            acknowledged.push((in_flight_request, answered));
+        }
         Err(error) => panic!("hold task: {error}"),
     }
     acknowledged_holds_survive(&mut booking_c, &acknowledged).await;
