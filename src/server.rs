@@ -240,7 +240,8 @@ fn spawn_server(
         .layer(AuthLayer::new(callers))
         .layer(CallerRateLayer::new(config.server.caller_requests_per_second_max))
         .layer(MessageLimitLayer)
-        .layer(PartitionGateLayer::new(gate))
+        // A single node has no gate: `option_layer` leaves the layer out rather than box every call to pass it on.
+        .layer(tower::util::option_layer(gate.map(PartitionGateLayer::new)))
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

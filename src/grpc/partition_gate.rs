@@ -1,7 +1,7 @@
 //! Cluster mode: the tower layer that answers a call in flight UNAVAILABLE (`PARTITION_NOT_SERVED`, with a retry
 //! hint) the moment this node is deposed, instead of leaving it waiting on a partition log that will never confirm it.
 //! A call whose change was appended may or may not be stored then: the client retries with the same request id, and
-//! the new owner answers it from the log. Single-node servers pass calls straight through.
+//! the new owner answers it from the log. Single-node servers do not have this layer (`server.rs` leaves it out).
 
 use super::status::partition_not_served_status;
 use crate::engine::partition::ServingGate;
@@ -12,15 +12,15 @@ use std::task::{Context, Poll};
 use tower::{Layer, Service};
 
 /// Races every call against the node's deposition, in cluster mode.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct PartitionGateLayer {
-    gate: Option<Arc<ServingGate>>,
+    gate: Arc<ServingGate>,
 }
 
 impl PartitionGateLayer {
-    /// The layer for `gate`; `None` (single node) passes every call through.
+    /// The layer for `gate`.
     #[must_use]
-    pub fn new(gate: Option<Arc<ServingGate>>) -> PartitionGateLayer {
+    pub fn new(gate: Arc<ServingGate>) -> PartitionGateLayer {
         PartitionGateLayer { gate }
     }
 }
@@ -37,7 +37,7 @@ impl<S> Layer<S> for PartitionGateLayer {
 #[derive(Clone)]
 pub struct PartitionGate<S> {
     inner: S,
-    gate: Option<Arc<ServingGate>>,
+    gate: Arc<ServingGate>,
 }
 
 impl<S, B> Service<http::Request<B>> for PartitionGate<S>
@@ -59,8 +59,7 @@ where
         // The router is always ready; take the ready clone and leave a fresh one behind (tower's documented pattern).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let Some(gate) = &self.gate else { return Box::pin(async move { inner.call(request).await }) };
-        let deposed = gate.wait_deposed();
+        let deposed = self.gate.wait_deposed();
         Box::pin(async move {
             tokio::select! {
                 response = inner.call(request) => response,
