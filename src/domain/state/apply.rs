@@ -177,6 +177,7 @@ pub fn apply(
             answered(stamp, Ok(Reply::Booking(booking.clone())))
         }
         Event::RequestsForgotten { recorded_before } => forget_requests(access, *recorded_before),
+        Event::OwnerChanged { .. } => Applied::default(),
         Event::BookingsPurged { stamp, before } => {
             let bookings_purged = purge_bookings(access, *before);
             forget_purged(access, before.plus_days(-PURGED_BOOKINGS_KEPT_DAYS));
