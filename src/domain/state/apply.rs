@@ -61,13 +61,13 @@ pub fn apply(
             let owner: Option<Arc<str>> = stamp.request_id.caller().map(Arc::from);
             let day = day_key(&hold.slot);
             ensure_day(access, catalog, &day);
-            let session_ends_at = session_end(catalog, &hold.slot);
+            let (slot, session_ends_at) = catalogued_slot(catalog, &hold.slot);
             for (offset, applicant) in hold.applicants.iter().enumerate() {
                 let booking_id = BookingId(first_booking_id.0 + offset as u64);
                 let booking = Booking {
                     booking_id,
                     state: BookingState::AwaitingPayment,
-                    slot: hold.slot.clone(),
+                    slot: slot.clone(),
                     service: hold.service,
                     applicant: applicant.clone(),
                     account_id: hold.account_id.clone(),
@@ -253,12 +253,21 @@ fn booking_day(access: &impl ShardAccess, booking_id: BookingId) -> DayKey {
     }
 }
 
-/// When the session of `slot` ends, by the catalogue the hold or reschedule was decided against.
-fn session_end(catalog: &Catalog, slot: &SlotRef) -> Timestamp {
+/// `slot` with the catalogue's own office and session ids, which a copy shares rather than duplicates (a booking's
+/// ids then cost no text of their own), and when its session ends, by the catalogue the hold or reschedule was
+/// decided against.
+fn catalogued_slot(catalog: &Catalog, slot: &SlotRef) -> (SlotRef, Timestamp) {
     let office = catalog.office(&slot.office_id).expect("a booked office exists");
     let plan = office.plan(slot.date).expect("a booked date has a plan");
     let session = plan.sessions.iter().find(|session| session.session_id == slot.session_id);
-    office.session_end(slot.date, session.expect("a booked session is in its plan"))
+    let session = session.expect("a booked session is in its plan");
+    let shared = SlotRef {
+        office_id: office.settings.office_id.clone(),
+        date: slot.date,
+        session_id: session.session_id.clone(),
+        pool: slot.pool,
+    };
+    (shared, office.session_end(slot.date, session))
 }
 
 fn counters<'access>(access: &'access mut impl ShardAccess, day: &DayKey) -> &'access mut OfficeCounters {
@@ -361,7 +370,7 @@ fn move_booking(
         (current.state, current.slot.clone(), current.hold_due_at(), current.session_ends_at);
     let old_day = day_key(&from);
     let new_day = day_key(to);
-    let session_ends_at = session_end(catalog, to);
+    let (to_shared, session_ends_at) = catalogued_slot(catalog, to);
     ensure_day(access, catalog, &new_day);
     {
         let ledger = access.shard_mut(old_day.shard_index()).days.get_mut(&old_day).expect("booked day");
@@ -385,7 +394,7 @@ fn move_booking(
     }
     let booking = shard.bookings.get_mut(&booking_id).expect("checked above");
     assert!(booking.settlement_deadline.is_none(), "a hold past its deadline is not moved");
-    booking.slot = to.clone();
+    booking.slot = to_shared;
     booking.session_starts_at = session_starts_at;
     booking.session_ends_at = session_ends_at;
     booking.payment_deadline = payment_deadline;
