@@ -73,7 +73,9 @@ impl BookingApi {
         let account = hold.account_id.to_string();
         let slot = &hold.slot;
         let session_key = format!("{}/{}/{}/{}", slot.office_id, slot.date, slot.session_id, slot.pool.name());
-        let capacity = self.engine()?.book().office(&slot.office_id).and_then(|office| {
+        // Read through the catalogue's `Arc`: cloning the office (its plans and closures) cost more than the check.
+        let catalog = self.engine()?.book().catalog();
+        let capacity = catalog.office(&slot.office_id).and_then(|office| {
             let plan = office.plan(slot.date)?;
             plan.sessions
                 .iter()
