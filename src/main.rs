@@ -197,16 +197,6 @@ fn main() -> anyhow::Result<()> {
             std::process::exit(2);
         }
     };
-    if let Some(cluster) = &config.cluster {
-        // The cluster log exists (src/cluster/), the engine does not write through it yet: starting single-node with
-        // a [cluster] section would look like a cluster node and be none.
-        eprintln!(
-            "antrean: [cluster] (node {}) is validated but cluster mode is not built yet (no routing, no engine \
-             wiring): remove the section to run single-node",
-            cluster.node_name
-        );
-        std::process::exit(2);
-    }
     init_tracing(&config);
     warn_about_exposure(&cli, &config);
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(serve(config))

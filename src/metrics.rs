@@ -92,6 +92,19 @@ pub const HOARDING_REFUSALS_TOTAL: &str = "antrean_hoarding_refusals_total";
 /// `tracked_keys`): callers near their share of a session show up as `scope="session_share"`.
 pub const HOARDING_NEAR_LIMIT_TOTAL: &str = "antrean_hoarding_near_limit_total";
 
+/// Cluster mode: partitions whose lease this node holds and serves (0 or 1 today), by `partition`.
+pub const CLUSTER_LEASES_HELD: &str = "antrean_cluster_leases_held";
+/// Cluster mode: lease renewals, by `partition` and `outcome` (`renewed`, `unavailable`, `lost`).
+pub const CLUSTER_LEASE_RENEWALS_TOTAL: &str = "antrean_cluster_lease_renewals_total";
+/// Cluster mode: appends refused by the fence (another node wrote the partition's log since), by `partition`.
+pub const CLUSTER_FENCED_REFUSALS_TOTAL: &str = "antrean_cluster_fenced_refusals_total";
+/// Cluster mode: time from a batch's first send to its PubAck, by `partition`.
+pub const CLUSTER_APPEND_SECONDS: &str = "antrean_cluster_append_seconds";
+/// Cluster mode: take-overs by this node of a partition another owner had written, by `partition`.
+pub const CLUSTER_FAILOVERS_TOTAL: &str = "antrean_cluster_failovers_total";
+/// Cluster mode: times this node stopped serving a partition it owned (lease lost or append fenced), by `partition`.
+pub const CLUSTER_DEPOSED_TOTAL: &str = "antrean_cluster_deposed_total";
+
 /// Histogram buckets in seconds: 50 µs to 10 s, for everything from an in-memory refusal to a slow disk.
 pub const SECONDS_BUCKETS: &[f64] =
     &[0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -149,6 +162,12 @@ fn describe() {
     describe_gauge!(DATA_DIR_FREE_BYTES, Unit::Bytes, "Free bytes on the data directory's file system");
     describe_gauge!(DATA_DIR_TOTAL_BYTES, Unit::Bytes, "Size of the data directory's file system");
     describe_gauge!(READY, "1 when serving");
+    describe_gauge!(CLUSTER_LEASES_HELD, "Partitions this node holds the lease of and serves");
+    describe_counter!(CLUSTER_LEASE_RENEWALS_TOTAL, "Lease renewals by partition and outcome");
+    describe_counter!(CLUSTER_FENCED_REFUSALS_TOTAL, "Appends refused by the fence, by partition");
+    describe_histogram!(CLUSTER_APPEND_SECONDS, Unit::Seconds, "Partition log append to PubAck");
+    describe_counter!(CLUSTER_FAILOVERS_TOTAL, "Take-overs of a partition another node had owned");
+    describe_counter!(CLUSTER_DEPOSED_TOTAL, "Times this node stopped serving a partition it owned");
     describe_gauge!(UPTIME_SECONDS, Unit::Seconds, "Seconds since start");
     describe_gauge!(BUILD_INFO, "Always 1, labelled with the version");
     describe_counter!(

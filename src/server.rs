@@ -9,12 +9,14 @@ use crate::auth::layer::AuthLayer;
 use crate::auth::{AntiHoardingConfig, Callers, HoldLimiter};
 use crate::config::Config;
 use crate::engine::background::Background;
-use crate::engine::{Engine, EngineOptions, SystemClock};
+use crate::engine::partition::{ServingGate, take_partition};
+use crate::engine::{Engine, EngineOptions, EngineSeams, SystemClock};
 use crate::grpc::EngineHandle;
 use crate::grpc::admin::AdminApi;
 use crate::grpc::booking::BookingApi;
 use crate::grpc::codec::MessageLimitLayer;
 use crate::grpc::overload::{CallerRateLayer, OverloadLayer};
+use crate::grpc::partition_gate::PartitionGateLayer;
 use crate::grpc::waiting_room::WaitingRoomApi;
 use crate::limits::{GRPC_MESSAGE_BYTES_MAX, HTTP2_KEEPALIVE_INTERVAL_SECONDS, HTTP2_STREAMS_PER_CONNECTION_MAX};
 use crate::metrics as names;
@@ -79,10 +81,15 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
     let (reporter, health) = tonic_health::server::health_reporter();
     set_health(&reporter, ServingStatus::NotServing).await;
     let handle = EngineHandle::default();
+    let gate = config.cluster.as_ref().map(|_| Arc::new(ServingGate::default()));
     let (stop_serving, serving_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = spawn_server(&config, &handle, health, listener, serving_stopped)?;
+    let server = spawn_server(&config, &handle, gate.clone(), health, listener, serving_stopped)?;
     tracing::info!(listen = %local, "antrean listening (NOT_SERVING until recovery finishes)");
 
+    if let (Some(cluster), Some(gate)) = (config.cluster.clone(), gate) {
+        let serving = (server, stop_serving);
+        return serve_partition(&config, &cluster, &handle, gate, &reporter, serving, shutdown).await;
+    }
     let engine = Arc::new(open_engine(&config).await?);
     handle.set(Arc::clone(&engine));
     let background = Background::start(&engine);
@@ -100,11 +107,83 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
     Ok(())
 }
 
+/// The gRPC server task and the sender that stops it.
+type Serving = (JoinHandle<Result<(), tonic::transport::Error>>, tokio::sync::oneshot::Sender<()>);
+
+/// Cluster mode: stands by (NOT_SERVING) until this node takes its partition's lease, replays the partition's log
+/// from JetStream and serves; stops serving for good (NOT_SERVING, every call UNAVAILABLE with a retry hint) when
+/// the lease is lost or an append is fenced, and waits for shutdown then. On shutdown while serving: drain, close the
+/// log (every acknowledged append is stored), give the lease back. No snapshot: the next owner replays the subject.
+async fn serve_partition(
+    config: &Config,
+    cluster: &crate::cluster::ClusterConfig,
+    handle: &EngineHandle,
+    gate: Arc<ServingGate>,
+    reporter: &HealthReporter,
+    (server, stop_serving): Serving,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    let drain_timeout = Duration::from_millis(config.server.drain_timeout_ms);
+    handle.set_gate(Arc::clone(&gate));
+    let failing_gate = Arc::clone(&gate);
+    let on_log_failure: crate::engine::LogFailureHook = Arc::new(move |error| {
+        failing_gate.depose();
+        tracing::error!(%error, "partition log failed: this node no longer serves the partition");
+    });
+    let seams = EngineSeams { on_log_failure: Some(on_log_failure), ..EngineSeams::default() };
+    let options = engine_options(config)?;
+    let taking = take_partition(cluster, config.book_rules(), options, Arc::new(SystemClock), seams, Arc::clone(&gate));
+    tokio::pin!(shutdown);
+    let mut owned = tokio::select! {
+        owned = taking => owned?,
+        () = &mut shutdown => {
+            tracing::info!("stopping before this node took its partition");
+            let _ = stop_serving.send(());
+            drain(server, drain_timeout).await;
+            return Ok(());
+        }
+    };
+    let engine = Arc::clone(&owned.engine);
+    prepare(&engine, config).await?;
+    handle.set(Arc::clone(&engine));
+    let background = Background::start(&engine);
+    set_health(reporter, ServingStatus::Serving).await;
+    tracing::info!(partition = %cluster.partition, epoch = owned.epoch, "serving the partition");
+
+    let deposed = tokio::select! {
+        () = &mut shutdown => None,
+        reason = owned.deposed(&gate) => Some(reason),
+    };
+    set_health(reporter, ServingStatus::NotServing).await;
+    if let Some(reason) = deposed {
+        // The background work may be waiting on the failed log forever (as a stopped process would): it is not
+        // stopped, only left behind when the process exits.
+        tracing::error!(partition = %cluster.partition, %reason, "deposed: NOT_SERVING until restarted");
+        shutdown.await;
+        let _ = stop_serving.send(());
+        drain(server, drain_timeout).await;
+        return Ok(());
+    }
+    tracing::info!("draining: refusing new calls, finishing in-flight ones");
+    let _ = stop_serving.send(());
+    drain(server, drain_timeout).await;
+    background.stop().await;
+    let closing = Arc::clone(&engine);
+    tokio::task::spawn_blocking(move || closing.close_log()).await.map_err(|error| ServerError::Io {
+        context: "closing the log".into(),
+        source: std::io::Error::other(error),
+    })??;
+    owned.release().await;
+    tracing::info!("stopped cleanly; partition lease released");
+    Ok(())
+}
+
 /// Builds the services and their layers and serves them on `listener` in a task of their own until `serving_stopped`
 /// resolves (or its sender is dropped).
 fn spawn_server(
     config: &Config,
     handle: &EngineHandle,
+    gate: Option<Arc<ServingGate>>,
     health: HealthServer<impl Health>,
     listener: TcpListener,
     serving_stopped: tokio::sync::oneshot::Receiver<()>,
@@ -155,12 +234,13 @@ fn spawn_server(
         .http2_keepalive_interval(Some(Duration::from_secs(HTTP2_KEEPALIVE_INTERVAL_SECONDS)))
         .max_concurrent_streams(Some(HTTP2_STREAMS_PER_CONNECTION_MAX))
         // Outermost first: shed overload and measure every call, then identify the caller, then count its rate
-        // against that identity (not against header bytes a client can vary); innermost, answer an oversized
-        // message RESOURCE_EXHAUSTED.
+        // against that identity (not against header bytes a client can vary); then answer an oversized message
+        // RESOURCE_EXHAUSTED; innermost, in cluster mode, answer a call in flight UNAVAILABLE once this node is deposed.
         .layer(OverloadLayer::new(config.server.in_flight_requests_max as usize))
         .layer(AuthLayer::new(callers))
         .layer(CallerRateLayer::new(config.server.caller_requests_per_second_max))
         .layer(MessageLimitLayer)
+        .layer(PartitionGateLayer::new(gate))
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -199,8 +279,8 @@ async fn final_snapshot(engine: Arc<Engine>) -> Result<(), ServerError> {
     .map_err(|error| ServerError::Io { context: "final snapshot".into(), source: std::io::Error::other(error) })?
 }
 
-async fn open_engine(config: &Config) -> Result<Engine, ServerError> {
-    let options = EngineOptions {
+fn engine_options(config: &Config) -> Result<EngineOptions, ServerError> {
+    Ok(EngineOptions {
         data_dir: config.storage.data_dir.clone(),
         wal: config.wal_options().map_err(crate::engine::EngineError::from)?,
         accept_log_truncation: config.storage.accept_log_truncation,
@@ -208,7 +288,11 @@ async fn open_engine(config: &Config) -> Result<Engine, ServerError> {
         snapshot_every_log_bytes: config.storage.snapshot_every_log_bytes,
         snapshot_every: Duration::from_secs(config.storage.snapshot_every_seconds),
         expiry_tick: Duration::from_millis(config.booking.expiry_tick_ms),
-    };
+    })
+}
+
+async fn open_engine(config: &Config) -> Result<Engine, ServerError> {
+    let options = engine_options(config)?;
     let rules = config.book_rules();
     tracing::info!(data_dir = %options.data_dir.display(), "replaying wal");
     let (engine, report) = tokio::task::spawn_blocking(move || Engine::open(rules, options, Arc::new(SystemClock)))
@@ -221,14 +305,20 @@ async fn open_engine(config: &Config) -> Result<Engine, ServerError> {
         last_position = report.log.last_position.0,
         "recovery complete"
     );
+    prepare(&engine, config).await?;
+    Ok(engine)
+}
+
+/// Seeds the configured offices the catalogue lacks, and schedules the demo release if asked.
+async fn prepare(engine: &Engine, config: &Config) -> Result<(), ServerError> {
     let seeded = engine.seed_offices(&config.office_settings()?).await;
     if seeded > 0 {
         tracing::info!(offices = seeded, "seeded offices from the configuration");
     }
     if let Some(seconds) = config.demo_release_in_seconds {
-        crate::demo::demo_release(&engine, seconds).await;
+        crate::demo::demo_release(engine, seconds).await;
     }
-    Ok(engine)
+    Ok(())
 }
 
 /// Binds the gRPC listener.

@@ -1,13 +1,13 @@
 //! A bad configuration stops the binary before it serves, naming the field; `check-config` says the same without
-//! starting. `[cluster]` is validated like every other section, and the server refuses to start with one (cluster
-//! mode is not wired to the engine yet) instead of silently running as a single node.
+//! starting. `[cluster]` is validated like every other section; a cluster node whose NATS servers cannot be reached
+//! stops with an error instead of silently running as a single node.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const BAD_FSYNC: &str = "[storage]\nfsync = \"sometimes\"\n";
-/// A valid `[cluster]` section (validated like every other section; the server cannot serve it yet).
+/// A valid `[cluster]` section, naming NATS servers that are not running.
 const CLUSTER: &str = "[cluster]\nnode_name = \"node-1\"\nnats_urls = [\"nats://127.0.0.1:4222\", \
                        \"nats://127.0.0.1:4223\"]\noffices = [\"kanim-batam\"]\n";
 
@@ -145,9 +145,11 @@ fn check_config_names_a_bad_cluster_field() {
 }
 
 #[test]
-fn the_server_refuses_to_start_with_a_cluster_section_it_cannot_serve_yet() {
+fn a_cluster_node_whose_nats_servers_cannot_be_reached_stops_instead_of_serving_alone() {
     let temp = tempfile::tempdir().expect("temp dir");
-    let config = config_file(temp.path(), CLUSTER);
+    let unreachable = format!("nats://127.0.0.1:{}", free_port());
+    let text = CLUSTER.replace("\"nats://127.0.0.1:4222\", \"nats://127.0.0.1:4223\"", &format!("\"{unreachable}\""));
+    let config = config_file(temp.path(), &format!("{text}request_timeout_ms = 500\n"));
     let data_dir = temp.path().join("data");
 
     let output = antrean(&[
@@ -162,7 +164,11 @@ fn the_server_refuses_to_start_with_a_cluster_section_it_cannot_serve_yet() {
     ]);
 
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "stderr: {stderr}");
-    assert!(stderr.contains("cluster mode is not built yet"), "stderr: {stderr}");
-    assert!(!data_dir.exists(), "it must stop before touching the data directory");
+    assert_ne!(output.status.code(), Some(0), "stderr: {stderr}");
+    assert!(stderr.contains("cannot connect to NATS"), "stderr: {stderr}");
+    assert!(!data_dir.join("wal").exists(), "a cluster node keeps no local log");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port()
 }

@@ -6,8 +6,9 @@
 //! means (payloads are the engine's encoded events, opaque here) nor decide anything about bookings; it depends on
 //! `storage` (the record frame, positions) and `domain` (office ids) only.
 //!
-//! Not built yet (issue 15): routing calls to an office's owner, the engine writing through this log behind
-//! `LogSink`, NIK claims across offices, snapshots in the object store, and failover of antrean nodes.
+//! The engine writes a partition's log through [`JetStreamLog`] (a partition's log is named like an office's, by an
+//! id of the same form). Not built yet (issue 15): routing calls to an owner, per-office partitions over many nodes,
+//! NIK claims across partitions, snapshots in the object store.
 //!
 //! # Layout
 //!
@@ -22,6 +23,8 @@
 //! - `lease.rs`: [`LeaseBucket`]: acquire, renew, release, holder.
 //! - `settings.rs`: [`ClusterConfig`], the `[cluster]` section, validated, and the options it gives.
 //! - `writer.rs`: [`OfficeWriter`]: the lease holder's appends, its fence and next position.
+//! - `partition_log.rs`: [`JetStreamLog`], the engine's log on a partition's subject: group commit into fenced
+//!   batches, durable on PubAck; [`read_records`] for the replay at take-over.
 
 mod batch;
 mod connect;
@@ -29,6 +32,7 @@ mod error;
 mod lease;
 mod log;
 mod options;
+mod partition_log;
 mod placement;
 mod refusal;
 mod settings;
@@ -43,6 +47,7 @@ pub use error::{ClusterError, Result};
 pub use lease::{Lease, LeaseBucket, LeaseHolder, NODE_NAME_BYTES_MAX};
 pub use log::{Appended, LogEnd, OfficeLog, ReplayedBatch};
 pub use options::{LeaseOptions, LogOptions, NatsConnectOptions, NatsTlsOptions};
+pub use partition_log::{JetStreamLog, PartitionLogObserver, read_records};
 pub use placement::{
     LEASE_BUCKET, LOG_STREAM_PREFIX, LOG_SUBJECT_PREFIX, lease_key, log_subject, stream_index, stream_name,
 };

@@ -33,6 +33,11 @@ pub struct ClusterConfig {
     pub tls: Option<NatsTlsConfig>,
     /// The offices this node may own: `"all"` or a list of office ids.
     pub offices: OfficeSelection,
+    /// The partition this node serves: the name of its log (subject `antrean.log.<partition>`) and of its lease. Nodes
+    /// configured with the same partition stand in for each other: one owns it, the others wait. Same rule as an
+    /// office id; `"all"` when left out.
+    #[serde(default = "default_partition")]
+    pub partition: String,
     /// Streams the office logs are spread over; fixed for the life of a cluster.
     #[serde(default = "default_log_streams")]
     pub log_streams: u32,
@@ -90,6 +95,9 @@ pub enum OwnedOffices {
     Only(Vec<OfficeId>),
 }
 
+fn default_partition() -> String {
+    "all".to_owned()
+}
 fn default_log_streams() -> u32 {
     4
 }
@@ -144,6 +152,7 @@ impl ClusterConfig {
             return invalid("tls.client_key_path", "client_cert_path and client_key_path go together");
         }
         self.owned_offices()?;
+        self.partition_id()?;
         self.validate_numbers()
     }
 
@@ -192,6 +201,11 @@ impl ClusterConfig {
                 Ok(OwnedOffices::Only(offices))
             }
         }
+    }
+
+    /// The partition's id (its log subject's last token and its lease key).
+    pub fn partition_id(&self) -> Result<OfficeId, Invalid> {
+        OfficeId::parse(&self.partition).map_or_else(|| invalid("partition", OfficeId::RULE), Ok)
     }
 
     /// How to connect.
@@ -260,6 +274,7 @@ mod tests {
             ("offices = \"all\"", "offices = []", "cluster.offices"),
             ("offices = \"all\"", "offices = [\"kanim-batam\", \"Batam\"]", "cluster.offices[1]"),
             ("offices = \"all\"", "offices = [\"kanim-batam\", \"kanim-batam\"]", "cluster.offices[1]"),
+            ("offices = \"all\"", "offices = \"all\"\npartition = \"Jawa Barat\"", "cluster.partition"),
         ];
         for (from, to, field) in cases {
             let error = parse(&MINIMAL.replace(from, to)).validate().expect_err(to);

@@ -9,6 +9,7 @@ use crate::domain::messages::command::Command;
 use crate::domain::messages::rejection::Rejection;
 use crate::domain::messages::reply::Reply;
 use crate::domain::state::reads::SessionState;
+use crate::domain::state::shard::ShardKey;
 use crate::domain::values::ids::BookingId;
 use crate::domain::values::time::Timestamp;
 
@@ -727,6 +728,48 @@ fn an_image_loads_back_into_the_same_image() {
     assert_same_image(&loaded.image(9), &image, "image round trip");
     assert_eq!(loaded.sizes(), fixture.book.sizes());
     assert_eq!(loaded.office_stats(&office_id()), fixture.book.office_stats(&office_id()));
+}
+
+#[test]
+fn a_write_after_a_capture_copies_only_the_records_it_touches() {
+    // A snapshot captures the state and encodes it while requests go on: a write afterwards must copy the records it
+    // changes, not the whole shard it lands in (that copy once stalled every call for seconds after each snapshot).
+    let fixture = Fixture::with(rules(), Capacities { regular: 300, priority: 2 });
+    let bookings: Vec<_> = (1..=256).map(|serial| fixture.held(regular(monday()), adult(serial), now())).collect();
+    let capture = fixture.book.capture(|| 0);
+    let paid = &bookings[0];
+    fixture.run(&pay(paid.booking_id, "simponi-after-capture"), now());
+
+    let written = paid.booking_id.shard_index();
+    assert!(bookings[1..].iter().any(|booking| booking.booking_id.shard_index() == written), "a neighbour to check");
+    for booking in &bookings[1..] {
+        let (booking_id, nik) = (booking.booking_id, booking.applicant.nik);
+        let captured = &capture.shards[booking_id.shard_index()];
+        let shared = fixture.book.read_shard(booking_id.shard_index(), |live| {
+            std::ptr::eq(captured.bookings.get(&booking_id).expect("captured"), live.bookings.get(&booking_id).unwrap())
+        });
+        assert!(shared, "booking {booking_id} was copied by a payment for booking {}", paid.booking_id);
+        let captured = &capture.shards[nik.shard_index()];
+        let shared = fixture.book.read_shard(nik.shard_index(), |live| {
+            std::ptr::eq(captured.applicants.get(&nik).expect("captured"), live.applicants.get(&nik).unwrap())
+        });
+        assert!(shared, "applicant {nik:?} was copied by a payment for booking {}", paid.booking_id);
+    }
+    // The day's ledger changed (one slot moved from awaiting to confirmed), but not its set of booking ids.
+    let day = crate::domain::state::shard::day_key(&paid.slot);
+    let captured = capture.shards[day.shard_index()].days.get(&day).expect("captured day");
+    let shared = fixture.book.read_shard(day.shard_index(), |live| {
+        let live = live.days.get(&day).expect("live day");
+        assert_ne!(captured.sessions, live.sessions, "the payment changed the day's counts");
+        std::ptr::eq(captured.booking_ids.iter().next().unwrap(), live.booking_ids.iter().next().unwrap())
+    });
+    assert!(shared, "the day's booking ids were copied by a payment");
+    // The capture still holds the state it took.
+    let before = capture.shards[written].bookings.get(&paid.booking_id).expect("captured").state;
+    assert_eq!(
+        (before, fixture.booking(paid.booking_id).state),
+        (BookingState::AwaitingPayment, BookingState::Confirmed)
+    );
 }
 
 #[test]

@@ -5,7 +5,9 @@
 //! Each loop selects on a [`Shutdown`] beside its timer, so [`Background::stop`] returns as soon as the piece of work
 //! in progress has finished; nothing is aborted halfway through logging a change. The snapshotter is an OS thread of
 //! its own because a snapshot is blocking file I/O that can take seconds; it waits for its next look on the same
-//! shutdown signal, so it stops within one snapshot, not one poll period.
+//! shutdown signal, so it stops within one snapshot, not one poll period. It runs at the lowest CPU priority
+//! ([`SNAPSHOT_THREAD_NICE`]): on a saturated core the request path comes first, and the snapshot takes the time that
+//! is left (under full saturation it finishes late, not never: the scheduler still gives it a small share).
 
 use super::Engine;
 use super::shutdown::{Shutdown, ShutdownNotifier};
@@ -16,6 +18,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
+
+/// The nice value of the snapshot thread: the lowest priority, so that encoding a large image never takes the core
+/// from calls. Its capture holds every shard lock only for a handful of reference-count bumps (the shards are
+/// persistent maps), so a preemption there delays calls by a context switch at most: waiting calls park and leave it
+/// the core.
+pub const SNAPSHOT_THREAD_NICE: i32 = 19;
 
 /// The running background work of one engine.
 pub struct Background {
@@ -92,6 +100,7 @@ fn spawn_snapshotter(engine: Arc<Engine>, mut shutdown: Shutdown) -> Option<std:
     let runtime = tokio::runtime::Handle::current();
     let poll = Duration::from_millis(SNAPSHOT_POLL_MS);
     let spawned = std::thread::Builder::new().name("antrean-snapshot".into()).spawn(move || {
+        lower_own_priority();
         loop {
             let told_to_stop = runtime.block_on(async { tokio::time::timeout(poll, shutdown.recv()).await.is_ok() });
             if told_to_stop {
@@ -108,6 +117,16 @@ fn spawn_snapshotter(engine: Arc<Engine>, mut shutdown: Shutdown) -> Option<std:
         }
     });
     spawned.map_err(|error| tracing::error!(%error, "cannot start the snapshot thread")).ok()
+}
+
+/// Sets the calling thread's nice value to [`SNAPSHOT_THREAD_NICE`]. On Linux the nice value is per thread, so this
+/// leaves the request threads as they are. Refused (a sandbox without `setpriority`): logged, and the snapshot runs at
+/// the priority of the requests.
+fn lower_own_priority() {
+    let thread = rustix::thread::gettid();
+    if let Err(error) = rustix::process::setpriority_process(Some(thread), SNAPSHOT_THREAD_NICE) {
+        tracing::warn!(%error, nice = SNAPSHOT_THREAD_NICE, "cannot lower the snapshot thread's priority");
+    }
 }
 
 fn publish_gauges(engine: &Engine, data_dir: &Path, started: Instant) {

@@ -5,7 +5,7 @@
 //! Architecture invariant: the secret is never logged (tracing), exported (metrics) or returned here; only its
 //! commitment is.
 
-use super::{Engine, WalEvents};
+use super::Engine;
 use crate::domain::DrawSecret;
 use rand::TryRngCore;
 
@@ -19,7 +19,7 @@ impl Engine {
         if keys.is_empty() {
             return 0;
         }
-        let log = WalEvents(&self.wal);
+        let log = self.events();
         let mut last_position = None;
         let mut committed = 0;
         for key in keys {

@@ -29,6 +29,9 @@ pub enum EngineError {
         /// The violation.
         violation: String,
     },
+    /// Cluster mode: NATS JetStream could not be reached, or refused the partition's log or lease.
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
 }
 
 /// The engine's result type.

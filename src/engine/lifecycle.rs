@@ -5,7 +5,7 @@
 //! no-shows. Each is a logged event stamped with the instant it happened (deadline, end of grace, end of session), so a
 //! restart after downtime gives the same result as a service that never stopped.
 
-use super::{Engine, WalEvents};
+use super::Engine;
 use crate::domain::{BookingState, Command, Execution, RequestId, Timestamp};
 use crate::limits::{EXPIRIES_PER_TICK_MAX, NO_SHOWS_PER_TICK_MAX};
 use crate::metrics as names;
@@ -14,7 +14,7 @@ impl Engine {
     /// Moves on every booking that time has caught up with at `now` (at most a bounded number of each kind per call),
     /// then waits until those changes are durable. Returns how many holds expired.
     pub async fn release_due_bookings(&self, now: Timestamp) -> usize {
-        let log = WalEvents(&self.wal);
+        let log = self.events();
         let mut last_position = None;
         let mut expired = 0;
         for booking_id in self.book.due_expiries(now, EXPIRIES_PER_TICK_MAX) {
@@ -45,7 +45,7 @@ impl Engine {
     /// remembered one. For counting effects exactly once (a refund recorded, not its retries).
     pub async fn execute_detailed(&self, request_id: &RequestId, command: &Command) -> Execution {
         let now = self.clock.now();
-        let execution = self.book.execute(request_id, command, now, &WalEvents(&self.wal));
+        let execution = self.book.execute(request_id, command, now, &self.events());
         if let Some(position) = self.durable_before_answering(&execution) {
             self.await_durable(position).await;
         }

@@ -12,6 +12,8 @@ pub mod codec;
 pub mod draw;
 pub mod error;
 pub mod lifecycle;
+pub mod local_log;
+pub mod partition;
 pub mod recovery;
 pub mod shutdown;
 pub mod waiting_room;
@@ -20,7 +22,7 @@ pub mod watchers;
 use crate::domain::{Command, Event, EventLog, Execution, OfficeSettings, Outcome, QuotaBook, RequestId, Timestamp};
 use crate::limits::{IDLE_TICKET_SCAN_SECONDS, STALE_REQUEST_SCAN_SECONDS};
 use crate::metrics as names;
-use crate::storage::{self, FileOpener, LogPosition, LogSink, SnapshotInfo, StdFileOpener, Wal, WalOptions};
+use crate::storage::{self, FileOpener, LogPosition, LogStore, SnapshotInfo, StdFileOpener, Wal, WalOptions};
 pub use error::{EngineError, Result};
 use parking_lot::Mutex;
 pub use recovery::RecoveryReport;
@@ -100,7 +102,7 @@ struct LastSnapshot {
 /// The booking engine.
 pub struct Engine {
     book: QuotaBook,
-    wal: Arc<Wal>,
+    log: Arc<dyn LogStore>,
     clock: Arc<dyn Clock>,
     options: EngineOptions,
     snapshot_in_progress: Mutex<()>,
@@ -112,10 +114,10 @@ pub struct Engine {
     draw_secrets: Option<DrawSecretSource>,
 }
 
-/// Sends the quota book's events to the write-ahead log.
-struct WalEvents<'wal>(&'wal Wal);
+/// Sends the quota book's events to the log.
+struct LogEvents<'log>(&'log dyn LogStore);
 
-impl EventLog for WalEvents<'_> {
+impl EventLog for LogEvents<'_> {
     fn append(&self, event: &Event) -> u64 {
         self.0.append(codec::encode_event(event)).0
     }
@@ -145,8 +147,36 @@ impl Engine {
         // the numbers), and a number already taken is drawn again.
         book.key_booking_numbers(seams.booking_number_key.unwrap_or_else(rand::random));
         let observer: Arc<dyn storage::WalObserver> = Arc::new(names::WalMetrics);
-        let files = seams.files.unwrap_or_else(|| Arc::new(StdFileOpener));
-        let wal = Arc::new(Wal::open_with_files(options.wal.clone(), &report.log, Some(observer), files)?);
+        let files = seams.files.clone().unwrap_or_else(|| Arc::new(StdFileOpener));
+        let wal = Wal::open_with_files(options.wal.clone(), &report.log, Some(observer), files)?;
+        let log: Arc<dyn LogStore> = Arc::new(local_log::LocalLog::new(wal, options.wal.dir.clone()));
+        Ok((Engine::assemble(book, log, &report, options, clock, seams), report))
+    }
+
+    /// Opens the engine on a log that is not the local write-ahead log (a replicated one): `records` are the log's
+    /// records in position order, replayed here onto an empty book, and `log` continues after the last of them. No
+    /// local snapshot is read; whether one is written follows [`LogStore::keeps_snapshots`]. Blocking.
+    pub fn open_on_log(
+        rules: crate::domain::BookRules,
+        options: EngineOptions,
+        clock: Arc<dyn Clock>,
+        seams: EngineSeams,
+        records: storage::LogRecords,
+        log: Arc<dyn LogStore>,
+    ) -> Result<(Engine, RecoveryReport)> {
+        let (book, report) = recovery::replay_records(rules, records)?;
+        book.key_booking_numbers(seams.booking_number_key.unwrap_or_else(rand::random));
+        Ok((Engine::assemble(book, log, &report, options, clock, seams), report))
+    }
+
+    fn assemble(
+        book: QuotaBook,
+        log: Arc<dyn LogStore>,
+        report: &RecoveryReport,
+        options: EngineOptions,
+        clock: Arc<dyn Clock>,
+        seams: EngineSeams,
+    ) -> Engine {
         let last = LastSnapshot {
             position: report.snapshot_position.unwrap_or(0),
             taken_at: Instant::now(),
@@ -154,7 +184,7 @@ impl Engine {
         };
         let engine = Engine {
             book,
-            wal,
+            log,
             started_at: clock.now(),
             clock,
             options,
@@ -167,7 +197,7 @@ impl Engine {
         };
         metrics::gauge!(names::RECOVERY_DURATION_SECONDS).set(report.duration.as_secs_f64());
         metrics::gauge!(names::RECOVERY_RECORDS_REPLAYED).set(report.records_replayed as f64);
-        Ok((engine, report))
+        engine
     }
 
     /// Creates the offices of `seed` that the catalogue does not have yet (first start on an empty data directory).
@@ -199,7 +229,7 @@ impl Engine {
     pub async fn execute(&self, request_id: &RequestId, command: &Command) -> Outcome {
         let now = self.clock.now();
         let locking = Instant::now();
-        let execution = self.book.execute(request_id, command, now, &WalEvents(&self.wal));
+        let execution = self.book.execute(request_id, command, now, &self.events());
         if command.locks_every_shard() {
             all_shards_locked("admin", locking);
         }
@@ -219,13 +249,18 @@ impl Engine {
     /// answer shows its bookings as they are now (maybe with a later change still on its way to disk), everything
     /// logged so far (one group commit at most).
     fn durable_before_answering(&self, execution: &Execution) -> Option<u64> {
-        let position = if execution.repeated { Some(self.wal.last_position().0) } else { execution.log_position };
+        let position = if execution.repeated { Some(self.log.last_position().0) } else { execution.log_position };
         position.filter(|position| *position > 0)
+    }
+
+    /// The quota book's way to the log.
+    fn events(&self) -> LogEvents<'_> {
+        LogEvents(self.log.as_ref())
     }
 
     async fn await_durable(&self, position: u64) {
         let started = Instant::now();
-        if let Err(error) = self.wal.wait_durable(LogPosition(position)).await {
+        if let Err(error) = self.log.wait_durable(LogPosition(position)).await {
             let Some(hook) = &self.on_log_failure else { fatal_log_failure(&error) };
             hook(&error);
             // A stopped process answers nothing: this call never completes.
@@ -247,7 +282,7 @@ impl Engine {
         let ticks_per_second = (1000 / self.options.expiry_tick.as_millis().max(1)) as u64;
         if tick.is_multiple_of((ticks_per_second * STALE_REQUEST_SCAN_SECONDS).max(1)) {
             let locking = Instant::now();
-            let forgotten = self.book.forget_requests(now, &WalEvents(&self.wal));
+            let forgotten = self.book.forget_requests(now, &self.events());
             if let Some(position) = forgotten {
                 all_shards_locked("forget_requests", locking);
                 self.await_durable(position).await;
@@ -260,9 +295,12 @@ impl Engine {
     /// Whether a snapshot is due by record count or age.
     #[must_use]
     pub fn snapshot_due(&self) -> bool {
+        if !self.log.keeps_snapshots() {
+            return false;
+        }
         let last = *self.last_snapshot.lock();
-        let records_since = self.wal.last_position().0.saturating_sub(last.position);
-        let bytes_since = i128::from(self.wal.stats().bytes) - last.log_bytes_at;
+        let records_since = self.log.last_position().0.saturating_sub(last.position);
+        let bytes_since = i128::from(self.log.bytes_written()) - last.log_bytes_at;
         records_since >= self.options.snapshot_every_records
             || bytes_since >= i128::from(self.options.snapshot_every_log_bytes)
             || (records_since > 0 && last.taken_at.elapsed() >= self.options.snapshot_every)
@@ -270,25 +308,29 @@ impl Engine {
 
     /// Writes a snapshot of the current state, then deletes log segments it makes unnecessary. Blocking: run it on a
     /// thread of its own; `runtime` is used to await durability of the captured position.
+    /// Does nothing (`Ok(None)`) on a log that keeps no snapshots.
     pub fn snapshot(&self, runtime: &tokio::runtime::Handle) -> Result<Option<SnapshotInfo>> {
+        if !self.log.keeps_snapshots() {
+            return Ok(None);
+        }
         let _one_at_a_time = self.snapshot_in_progress.lock();
         let started = Instant::now();
         let locking = Instant::now();
-        let capture = self.book.capture(|| self.wal.last_position().0);
+        let capture = self.book.capture(|| self.log.last_position().0);
         // Close enough to the bytes up to the captured position: records appended after the capture and already
         // written only make the next size-triggered snapshot come a little later.
-        let log_bytes_at_capture = self.wal.stats().bytes;
+        let log_bytes_at_capture = self.log.bytes_written();
         all_shards_locked("capture", locking);
         if capture.log_position == self.last_snapshot.lock().position {
             return Ok(None);
         }
         // A snapshot must never contain a change the log could still lose: the log after it starts at position + 1.
-        runtime.block_on(self.wal.wait_durable(LogPosition(capture.log_position)))?;
+        runtime.block_on(self.log.wait_durable(LogPosition(capture.log_position)))?;
         let position = LogPosition(capture.log_position);
         let payload = codec::encode_image(&capture.to_image());
         drop(capture);
         let info = storage::write_snapshot(&self.options.data_dir.join("snapshots"), position, &payload)?;
-        let pruned = storage::prune_segments(&self.options.wal.dir, info.oldest_kept_position)?;
+        let segments_deleted = self.log.prune_before(info.oldest_kept_position)?;
         *self.last_snapshot.lock() = LastSnapshot {
             position: position.0,
             taken_at: Instant::now(),
@@ -302,7 +344,7 @@ impl Engine {
             position = position.0,
             bytes = payload.len(),
             elapsed_ms = elapsed.as_millis() as u64,
-            segments_deleted = pruned.deleted.len(),
+            segments_deleted,
             "snapshot written"
         );
         Ok(Some(info))
@@ -310,14 +352,14 @@ impl Engine {
 
     /// Flushes the log and closes it. Call after the last change.
     pub fn close_log(&self) -> Result<()> {
-        self.wal.close()?;
+        self.log.close()?;
         Ok(())
     }
 
     /// The log's last assigned position.
     #[must_use]
     pub fn log_position(&self) -> u64 {
-        self.wal.last_position().0
+        self.log.last_position().0
     }
 }
 

@@ -5,7 +5,7 @@
 use super::codec;
 use super::error::EngineError;
 use crate::domain::{BookRules, QuotaBook};
-use crate::storage::{self, LogPosition, LogReadReport};
+use crate::storage::{self, LogPosition, LogReadReport, LogRecords};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -63,6 +63,40 @@ pub fn recover(
     }
     let report = RecoveryReport {
         snapshot_position: snapshot.map(|loaded| loaded.position.0),
+        records_replayed: log.records_delivered,
+        log,
+        duration: started.elapsed(),
+    };
+    Ok((book, report))
+}
+
+/// Rebuilds the book from `records` alone (a replicated log read back in position order), with no snapshot. The
+/// report's `log` describes the records as a local read would (no directory, no tail, no truncation).
+pub fn replay_records(rules: BookRules, records: LogRecords) -> Result<(QuotaBook, RecoveryReport), EngineError> {
+    let started = Instant::now();
+    let mut book = QuotaBook::new(rules);
+    let mut bytes_delivered = 0u64;
+    let mut last_position = LogPosition(0);
+    for (position, payload) in &records {
+        book.replay(&codec::decode_event(payload)?);
+        bytes_delivered += storage::RECORD_HEADER_BYTES + payload.len() as u64;
+        last_position = *position;
+    }
+    if cfg!(debug_assertions) {
+        book.check_invariants().map_err(|violation| EngineError::Invariant { violation })?;
+    }
+    let log = LogReadReport {
+        dir: std::path::PathBuf::new(),
+        records_delivered: records.len() as u64,
+        bytes_delivered,
+        last_position,
+        segments_read: 0,
+        temporary_segments_deleted: 0,
+        truncation: None,
+        tail: None,
+    };
+    let report = RecoveryReport {
+        snapshot_position: None,
         records_replayed: log.records_delivered,
         log,
         duration: started.elapsed(),

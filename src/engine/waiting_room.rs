@@ -7,8 +7,8 @@
 //! tickets that went quiet longest ago, lines with nobody in them cost no slot reading, and a Watch stream wakes
 //! once per change of its line instead of polling.
 
+use super::Engine;
 use super::watchers::LineSignal;
-use super::{Engine, WalEvents};
 use crate::domain::{JoinWish, Presence, Rejection, RequestId, TicketId, TicketView, Timestamp, WaitingRoomKey};
 use crate::limits::{IDLE_CHECK_TICKETS_MAX, WAITING_ROOM_STEP_TICKETS_MAX};
 use crate::metrics as names;
@@ -18,7 +18,7 @@ impl Engine {
     /// Joins the office's waiting room, durably; a retry of `request_id` returns the same ticket.
     pub async fn join(&self, request_id: &RequestId, wish: JoinWish<'_>) -> Result<TicketView, Rejection> {
         let now = self.clock.now();
-        let (mut view, position) = self.book.join(request_id, wish, now, &WalEvents(&self.wal))?;
+        let (mut view, position) = self.book.join(request_id, wish, now, &self.events())?;
         if let Some(position) = position {
             self.await_durable(position).await;
         }
@@ -33,7 +33,7 @@ impl Engine {
     /// Leaves a waiting room, durably; a retry of `request_id` gives the same answer.
     pub async fn leave(&self, request_id: &RequestId, ticket_id: TicketId) -> Result<TicketView, Rejection> {
         let now = self.clock.now();
-        let (view, position) = self.book.leave(request_id, ticket_id, now, &WalEvents(&self.wal))?;
+        let (view, position) = self.book.leave(request_id, ticket_id, now, &self.events())?;
         if let Some(position) = position {
             self.await_durable(position).await;
         }
@@ -83,7 +83,7 @@ impl Engine {
         self.commit_draws().await;
         let now = self.clock.now();
         self.adopt_present_tickets();
-        let log = WalEvents(&self.wal);
+        let log = self.events();
         let mut last_position = None;
         let mut idle = if check_idle { self.idle_tickets(now) } else { HashMap::new() };
         if check_idle {

@@ -13,27 +13,47 @@ pub mod convert;
 pub mod draw;
 pub mod hold;
 pub mod overload;
+pub mod partition_gate;
 pub mod status;
 pub mod waiting_room;
 
 use crate::engine::Engine;
+use crate::engine::partition::ServingGate;
 use std::sync::{Arc, OnceLock};
 use tonic::Status;
 
-/// The engine, once recovery has finished. Until then every call is UNAVAILABLE (health says NOT_SERVING).
+/// The engine, once recovery has finished. Until then every call is UNAVAILABLE (health says NOT_SERVING). In cluster
+/// mode also the partition's [`ServingGate`]: while it is shut every call is UNAVAILABLE with a retry hint.
 #[derive(Clone, Default)]
-pub struct EngineHandle(Arc<OnceLock<Arc<Engine>>>);
+pub struct EngineHandle {
+    engine: Arc<OnceLock<Arc<Engine>>>,
+    gate: Arc<OnceLock<Arc<ServingGate>>>,
+}
 
 impl EngineHandle {
-    /// The engine, or UNAVAILABLE while recovering.
+    /// The engine, or UNAVAILABLE while recovering or while the node does not serve its partition.
     pub fn get(&self) -> Result<&Arc<Engine>, Status> {
-        self.0.get().ok_or_else(|| Status::unavailable("recovering the write-ahead log; retry shortly"))
+        let engine =
+            self.engine.get().ok_or_else(|| Status::unavailable("recovering the write-ahead log; retry shortly"))?;
+        if let Some(gate) = self.gate.get()
+            && !gate.may_serve()
+        {
+            return Err(status::partition_not_served_status());
+        }
+        Ok(engine)
     }
 
     /// Makes the engine available to every handler.
     pub fn set(&self, engine: Arc<Engine>) {
-        if self.0.set(engine).is_err() {
+        if self.engine.set(engine).is_err() {
             panic!("the engine is set once, after recovery");
+        }
+    }
+
+    /// Cluster mode: every call first asks `gate` whether this node serves its partition. Set before the engine.
+    pub fn set_gate(&self, gate: Arc<ServingGate>) {
+        if self.gate.set(gate).is_err() {
+            panic!("the serving gate is set once");
         }
     }
 }

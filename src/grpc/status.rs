@@ -179,6 +179,22 @@ pub fn overload_status(why: &str) -> Status {
     Status::with_error_details(Code::ResourceExhausted, format!("server overloaded ({why}): retry later"), details)
 }
 
+/// How long a client should wait before asking a node that does not serve the partition (yet, or any more) again.
+const NOT_SERVING_RETRY_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The status for a call to a cluster node that does not serve its partition now (standing by, taking over, or deposed
+/// because its lease was lost or an append was fenced): UNAVAILABLE with a retry hint, nothing done.
+#[must_use]
+pub fn partition_not_served_status() -> Status {
+    let mut details = ErrorDetails::with_retry_info(Some(NOT_SERVING_RETRY_DELAY));
+    details.set_error_info("PARTITION_NOT_SERVED", ERROR_DOMAIN, HashMap::new());
+    Status::with_error_details(
+        Code::Unavailable,
+        "this node does not serve the partition now (its lease is elsewhere or lost): retry, or ask its owner",
+        details,
+    )
+}
+
 /// The status for a request whose bytes are not a valid message of its method: INVALID_ARGUMENT, the client's fault
 /// (tonic-prost would answer INTERNAL). The message names prost's reason, never the bytes.
 #[must_use]

@@ -54,7 +54,7 @@ pub use segment::{
     PruneReport, SEGMENT_FORMAT_VERSION, SEGMENT_HEADER_BYTES, SegmentFile, list_segments, prune_segments,
     segment_file_name,
 };
-pub use sink::{DurableFuture, LogPosition, LogSink};
+pub use sink::{DurableFuture, LogPosition, LogSink, LogStore};
 pub use snapshot::{
     LoadedSnapshot, SNAPSHOT_FORMAT_VERSION, SNAPSHOT_HEADER_BYTES, SNAPSHOTS_KEPT, SnapshotInfo, SnapshotWriter,
     load_latest_snapshot, snapshot_file_name, write_snapshot,

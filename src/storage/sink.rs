@@ -32,3 +32,24 @@ pub trait LogSink: Send + Sync + 'static {
     /// Highest position assigned.
     fn last_position(&self) -> LogPosition;
 }
+
+/// What the engine needs of its log beyond [`LogSink`]: how much it has written (to schedule snapshots), whether
+/// snapshots let it drop records, dropping them, and closing. The local write-ahead log implements it with its segment
+/// files; a replicated log implements it without local snapshots.
+pub trait LogStore: LogSink {
+    /// Frame bytes of the records this log has made durable since it was opened.
+    fn bytes_written(&self) -> u64;
+
+    /// Whether the engine's snapshots are taken for this log: a snapshot lets the next start replay only the records
+    /// after it, and lets [`LogStore::prune_before`] drop the records it covers. False for a log whose replay does not
+    /// read the local snapshots.
+    fn keeps_snapshots(&self) -> bool;
+
+    /// Drops what the log no longer needs because a snapshot covers every record before `oldest_kept`; returns how
+    /// many storage units (segment files) were dropped. Blocking.
+    fn prune_before(&self, oldest_kept: LogPosition) -> Result<usize>;
+
+    /// Makes every record appended so far durable and stops taking more; later appends are dropped and their waiters
+    /// get an error. Blocking: call it off the async runtime. Returns the failure if the log had failed.
+    fn close(&self) -> Result<()>;
+}

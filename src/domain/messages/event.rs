@@ -191,4 +191,11 @@ pub enum Event {
         /// The pool the booking moved to, when it moved.
         to_pool: Option<Pool>,
     },
+    /// A new owner took this log over (a cluster node that won the log's lease): every record after this one was
+    /// written under `epoch`. Changes no state; written first by each new owner so its append, fenced on the log's end,
+    /// shuts out the previous owner at once.
+    OwnerChanged {
+        /// The new owner's epoch (its lease's creating revision).
+        epoch: u64,
+    },
 }

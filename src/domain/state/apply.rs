@@ -114,7 +114,7 @@ pub fn apply(
                 reason: *reason,
                 recorded_at: stamp.at,
             };
-            access.shard_mut(booking_id.shard_index()).refunds.entry(*booking_id).or_default().push(refund);
+            access.shard_mut(booking_id.shard_index()).refunds.get_or_default(*booking_id).push(refund);
             counters(access, &day).refunds_total += 1;
             answered(stamp, Err(Rejection::refund(*reason, *booking_id)))
         }
@@ -176,6 +176,7 @@ pub fn apply(
             answered(stamp, Ok(RememberedReply::Booking(*booking_id)))
         }
         Event::RequestsForgotten { recorded_before } => forget_requests(access, *recorded_before),
+        Event::OwnerChanged { .. } => Applied::default(),
         Event::BookingsPurged { stamp, before } => {
             let bookings_purged = purge_bookings(access, *before);
             forget_purged(access, before.plus_days(-PURGED_BOOKINGS_KEPT_DAYS));
@@ -305,7 +306,7 @@ fn insert_booking(access: &mut impl ShardAccess, day: &DayKey, booking: Booking)
     let pool = ledger.pool_mut(&booking.slot.session_id, booking.slot.pool).expect("hold was decided on this plan");
     pool.awaiting += 1;
     assert!(pool.taken() <= pool.capacity, "overbooked {day:?}: {pool:?}");
-    let applicant = access.shard_mut(nik.shard_index()).applicants.entry(nik).or_default();
+    let applicant = access.shard_mut(nik.shard_index()).applicants.get_or_default(nik);
     applicant.booking_ids.push(booking_id);
     applicant.active.push(booking_id);
     let shard = access.shard_mut(booking_id.shard_index());
@@ -331,7 +332,7 @@ fn transition(access: &mut impl ShardAccess, booking_id: BookingId, to: BookingS
     }
     assert!(pool.taken() <= pool.capacity, "overbooked {day:?}: {pool:?}");
     if from.is_active() != to.is_active() {
-        let applicant = access.shard_mut(nik.shard_index()).applicants.entry(nik).or_default();
+        let applicant = access.shard_mut(nik.shard_index()).applicants.get_or_default(nik);
         if to.is_active() {
             applicant.active.push(booking_id);
         } else {
@@ -420,12 +421,8 @@ fn forget_requests(access: &mut impl ShardAccess, recorded_before: Timestamp) ->
     let mut forgotten = 0;
     for index in 0..crate::limits::SHARD_COUNT {
         if access.shard(index).oldest_request().is_some_and(|oldest| oldest < recorded_before) {
+            // A persistent map frees its tree nodes as they empty: a crowd's request ids leave no oversized table.
             forgotten += access.shard_mut(index).forget_requests_before(recorded_before);
-            // A crowd's request ids (a release's Joins) leave a table far larger than what remains: give it back.
-            let requests = &mut access.shard_mut(index).requests;
-            if requests.len() < requests.capacity() / 4 {
-                requests.shrink_to_fit();
-            }
         }
     }
     Applied { requests_forgotten: forgotten, ..Applied::default() }

@@ -13,7 +13,7 @@ use super::apply;
 use super::numbers::BookingNumbers;
 use super::remembered::RememberedOutcome;
 use super::shard::day_key;
-use super::shard::{DayKey, RequestRecord, Shard, ShardKey};
+use super::shard::{DayKey, OrdSet, RequestRecord, Shard, ShardKey};
 use crate::domain::bookings::amend;
 use crate::domain::bookings::booking::{Booking, BookingState, SlotRef};
 use crate::domain::bookings::decide;
@@ -538,7 +538,7 @@ impl QuotaBook {
         &self,
         now: Timestamp,
         limit: usize,
-        index: impl Fn(&Shard) -> &std::collections::BTreeSet<(Timestamp, BookingId)>,
+        index: impl Fn(&Shard) -> &OrdSet<(Timestamp, BookingId)>,
     ) -> Vec<BookingId> {
         let mut due = Vec::new();
         for shard in self.shards.iter() {

@@ -204,7 +204,7 @@ impl QuotaBook {
             shards[request_id.shard_index()].remember_request(request_id, record);
         }
         for refund in image.refunds {
-            shards[refund.booking_id.shard_index()].refunds.entry(refund.booking_id).or_default().push(refund);
+            shards[refund.booking_id.shard_index()].refunds.get_or_default(refund.booking_id).push(refund);
         }
         for purged in image.purged {
             shards[purged.booking_id.shard_index()].purged.insert(purged.booking_id, purged);

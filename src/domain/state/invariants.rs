@@ -3,7 +3,7 @@
 
 use super::book::QuotaBook;
 use super::image::Image;
-use super::shard::Shard;
+use super::shard::{OrdSet, Shard};
 use crate::domain::bookings::booking::BookingState;
 use crate::domain::values::ids::BookingId;
 use std::collections::{BTreeSet, HashMap};
@@ -19,7 +19,7 @@ impl QuotaBook {
 /// The ticker's indexes list exactly what it must look at: every hold by when it is next due, every confirmed
 /// booking by the end of its session, every remembered request by when it was recorded.
 fn check_time_indexes(shard: &Shard) -> Result<(), String> {
-    let holds: BTreeSet<_> = shard
+    let holds: OrdSet<_> = shard
         .bookings
         .values()
         .filter(|booking| booking.state == BookingState::AwaitingPayment)
@@ -28,7 +28,7 @@ fn check_time_indexes(shard: &Shard) -> Result<(), String> {
     if holds != shard.deadlines {
         return Err(format!("deadline index {:?} but holds {holds:?}", shard.deadlines));
     }
-    let confirmed: BTreeSet<_> = shard
+    let confirmed: OrdSet<_> = shard
         .bookings
         .values()
         .filter(|booking| booking.state == BookingState::Confirmed)
@@ -37,7 +37,7 @@ fn check_time_indexes(shard: &Shard) -> Result<(), String> {
     if confirmed != shard.session_ends {
         return Err(format!("session-end index {:?} but confirmed {confirmed:?}", shard.session_ends));
     }
-    let requests: BTreeSet<_> =
+    let requests: OrdSet<_> =
         shard.requests.iter().map(|(request_id, record)| (record.recorded_at, request_id.clone())).collect();
     if requests != shard.requests_by_age {
         return Err(format!("request age index {:?} but requests {requests:?}", shard.requests_by_age));

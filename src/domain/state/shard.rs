@@ -1,9 +1,11 @@
 //! One shard of the quota book: the days, bookings, applicants, request records and refunds whose keys hash to it.
 //!
-//! A shard is plain data behind one lock. Which shard a key lives in depends only on the key, so every command can name
-//! the shards it needs before it takes any lock.
+//! A shard is plain data behind one lock, made of persistent collections so that a snapshot shares it instead of
+//! copying it (`shared_map.rs`). Which shard a key lives in depends only on the key, so every command can name the
+//! shards it needs before it takes any lock.
 
 use super::remembered::RememberedOutcome;
+pub use super::shared_map::{HashMap, OrdSet, SharedMap};
 use crate::domain::bookings::booking::SlotRef;
 use crate::domain::bookings::booking::{Booking, BookingState, PurgedBooking};
 use crate::domain::bookings::refund::Refund;
@@ -13,12 +15,7 @@ use crate::domain::values::nik::Nik;
 use crate::domain::values::time::{Date, Timestamp};
 use crate::limits::SHARD_COUNT;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
 use std::sync::Arc;
-
-/// The maps of a shard: hashbrown's fast hasher with a per-process random seed, so client-chosen keys (request ids)
-/// cannot be crafted to collide, at a fraction of SipHash's cost.
-pub type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// The key of a day ledger: an office's date.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -82,8 +79,9 @@ pub struct SessionLedger {
 pub struct DayLedger {
     /// Sessions of the day.
     pub sessions: Vec<SessionLedger>,
-    /// Bookings on this date, whatever their state.
-    pub booking_ids: BTreeSet<BookingId>,
+    /// Bookings on this date, whatever their state. Persistent, so a day of many bookings is shared with a capture,
+    /// not copied; it encodes in an image exactly as the sorted set it was before.
+    pub booking_ids: OrdSet<BookingId>,
 }
 
 impl DayLedger {
@@ -162,32 +160,34 @@ pub struct OfficeCounters {
     pub no_shows_total: u64,
 }
 
-/// Everything whose key hashes to one shard.
+/// Everything whose key hashes to one shard. Every collection is persistent (see `shared_map.rs`): cloning a shard
+/// clones a dozen roots, so a snapshot's capture shares the shard, and a write after it copies only the tree path to
+/// the key it changes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Shard {
     /// Day ledgers by office and date.
-    pub days: HashMap<DayKey, DayLedger>,
+    pub days: SharedMap<DayKey, DayLedger>,
     /// Bookings by id.
-    pub bookings: HashMap<BookingId, Booking>,
+    pub bookings: SharedMap<BookingId, Booking>,
     /// The caller that made each booking in `bookings`, by booking id: the caller named by the request id of its
     /// hold (`RequestId::caller`). Bookings made before request ids named their caller have none.
     pub owners: HashMap<BookingId, Arc<str>>,
     /// Bookings awaiting payment by [`Booking::hold_due_at`] (the payment deadline, then the end of the settlement
     /// grace), soonest first: what the ticker looks at.
-    pub deadlines: BTreeSet<(Timestamp, BookingId)>,
+    pub deadlines: OrdSet<(Timestamp, BookingId)>,
     /// Confirmed bookings by the end of their session, soonest first: the no-shows the ticker looks for.
-    pub session_ends: BTreeSet<(Timestamp, BookingId)>,
+    pub session_ends: OrdSet<(Timestamp, BookingId)>,
     /// Applicants by NIK.
-    pub applicants: HashMap<Nik, ApplicantRecord>,
+    pub applicants: SharedMap<Nik, ApplicantRecord>,
     /// First answers by request id.
-    pub requests: HashMap<RequestId, RequestRecord>,
+    pub requests: SharedMap<RequestId, RequestRecord>,
     /// The same request ids by when they were recorded, oldest first, so finding and forgetting stale ones costs
     /// what is stale, not a walk over every remembered request.
-    pub requests_by_age: BTreeSet<(Timestamp, RequestId)>,
+    pub requests_by_age: OrdSet<(Timestamp, RequestId)>,
     /// Refunds recorded for bookings in this shard (present or purged), by booking, each booking's oldest first.
-    pub refunds: HashMap<BookingId, Vec<Refund>>,
+    pub refunds: SharedMap<BookingId, Vec<Refund>>,
     /// What is kept of purged bookings in this shard, by booking.
-    pub purged: HashMap<BookingId, PurgedBooking>,
+    pub purged: SharedMap<BookingId, PurgedBooking>,
     /// Totals per office, for days in this shard.
     pub counters: HashMap<OfficeId, OfficeCounters>,
 }
@@ -250,10 +250,10 @@ impl Shard {
     /// Forgets the request records older than `recorded_before`; returns how many.
     pub fn forget_requests_before(&mut self, recorded_before: Timestamp) -> u64 {
         let mut forgotten = 0;
-        while let Some((recorded_at, _)) = self.requests_by_age.first()
+        while let Some((recorded_at, _)) = self.requests_by_age.get_min()
             && *recorded_at < recorded_before
         {
-            let (_, request_id) = self.requests_by_age.pop_first().expect("looked at above");
+            let (_, request_id) = self.requests_by_age.remove_min().expect("looked at above");
             self.requests.remove(&request_id);
             forgotten += 1;
         }
@@ -263,6 +263,6 @@ impl Shard {
     /// When the oldest remembered request was recorded.
     #[must_use]
     pub fn oldest_request(&self) -> Option<Timestamp> {
-        self.requests_by_age.first().map(|(recorded_at, _)| *recorded_at)
+        self.requests_by_age.get_min().map(|(recorded_at, _)| *recorded_at)
     }
 }
