@@ -130,6 +130,35 @@ struct Answer {
     logged_at: Option<u64>,
 }
 
+impl Answer {
+    /// What a retry must give back unchanged: the answer with its bookings by id (a retry answers them as they are now,
+    /// and a repeated payment's booking as `None` once purged).
+    fn remembered_text(&self) -> String {
+        let ids = |bookings: &[antrean::domain::Booking]| -> Vec<u64> {
+            bookings.iter().map(|booking| booking.booking_id.0).collect()
+        };
+        match &self.outcome {
+            Some(Ok(Reply::Held { bookings, group_id })) => format!("Ok(Held {:?} {group_id:?})", ids(bookings)),
+            Some(Ok(Reply::Paid { booking, revived, in_grace })) => {
+                format!("Ok(Paid {} {revived} {in_grace})", booking.booking_id)
+            }
+            Some(Ok(Reply::Booking(booking))) => format!("Ok(Booking {})", booking.booking_id),
+            Some(Ok(Reply::PaymentRepeated { .. })) => "Ok(PaymentRepeated)".to_owned(),
+            _ => self.text.clone(),
+        }
+    }
+
+    /// The bookings the answer names.
+    fn bookings(&self) -> Vec<&antrean::domain::Booking> {
+        match &self.outcome {
+            Some(Ok(Reply::Held { bookings, .. })) => bookings.iter().collect(),
+            Some(Ok(Reply::Paid { booking, .. } | Reply::Booking(booking))) => vec![booking],
+            Some(Ok(Reply::PaymentRepeated { booking })) => booking.iter().collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
 /// Set by the engine's log-failure hook: the process has stopped.
 #[derive(Default)]
 struct Stopped {
@@ -331,7 +360,7 @@ impl Sim {
             _ => self.stats.refused += 1,
         }
         if remember {
-            let acknowledged = answer.logged_at.map(|position| (answer.text.clone(), self.clock.now(), position));
+            let acknowledged = answer.logged_at.map(|position| (answer.remembered_text(), self.clock.now(), position));
             self.sent.push(Sent { request_id, request, acknowledged });
         }
         if self.crash_after_answer && answer.logged_at.is_some() {
@@ -633,13 +662,25 @@ impl Sim {
         {
             let same = match sent.request {
                 Request::Join { .. } => first.split(' ').nth(1) == answer.text.split(' ').nth(1),
-                _ => *first == answer.text,
+                _ => *first == answer.remembered_text(),
             };
             if !same {
                 return Err(Halt::Violation(format!(
                     "a retry of {} got a different answer: first {first}, now {}",
                     sent.request_id, answer.text
                 )));
+            }
+            // The bookings it names come back as they are now.
+            let engine = self.engine();
+            for booking in answer.bookings() {
+                if let Some(now) = engine.book().booking(booking.booking_id)
+                    && now != *booking
+                {
+                    return Err(Halt::Violation(format!(
+                        "a retry of {} answered booking {} as {booking:?}, which is now {now:?}",
+                        sent.request_id, booking.booking_id
+                    )));
+                }
             }
         }
         Ok(format!("retry of {}: {}", sent.request_id, answer.text))

@@ -33,6 +33,8 @@ mod lifecycle_tests;
 #[cfg(test)]
 mod model_tests;
 #[cfg(test)]
+mod retry_tests;
+#[cfg(test)]
 mod testkit;
 
 pub use bookings::booking::{Applicant, Booking, BookingState, PurgedBooking, SlotRef};
@@ -49,8 +51,11 @@ pub use messages::reply::{Outcome, Reply};
 pub use state::book::{Capture, EventLog, Execution, QuotaBook};
 pub use state::check::{ApplicantFinding, HoldCheck};
 pub use state::image::{Image, ImageError};
-pub use state::older_images::{BookingV3, ImageV2, ImageV3, ImageV4, ReplyV3, RequestRecordV3};
+pub use state::older_images::{
+    BookingV3, ImageV2, ImageV3, ImageV4, ImageV5, ReplyV3, RequestRecordV3, RequestRecordV5,
+};
 pub use state::reads::{OfficeStats, PoolAvailability, SessionAvailability, SessionState};
+pub use state::remembered::{RememberedOutcome, RememberedReply};
 pub use values::ids::{AccountId, BookingId, GroupId, OfficeId, PaymentReference, RequestId, SessionId};
 pub use values::nik::{Nik, NikProblem};
 pub use values::text::is_plain_text;

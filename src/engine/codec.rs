@@ -6,7 +6,7 @@
 //! index. Variant order is part of the format: new variants are appended, never inserted. Every decoded value is checked
 //! again by the domain when applied (pair assertions).
 
-use crate::domain::{Event, Image, ImageV2, ImageV3, ImageV4};
+use crate::domain::{Event, Image, ImageV2, ImageV3, ImageV4, ImageV5};
 
 /// A payload that could not be decoded.
 #[derive(Debug, thiserror::Error)]
@@ -35,9 +35,10 @@ pub fn encode_image(image: &Image) -> Vec<u8> {
     postcard::to_stdvec(image).expect("images encode")
 }
 
-/// Decodes a snapshot image of the current version, or of version 4 (made current: its bookings were never amended),
-/// 3 (also: its waiting rooms committed to no draw secret) or 2 (also: its bookings have no owners). The version is the
-/// image's first field, so it is read first to pick the layout.
+/// Decodes a snapshot image of the current version, or of version 5 (made current: its remembered answers become
+/// answers by booking id), 4 (also: its bookings were never amended), 3 (also: its waiting rooms committed to no draw
+/// secret) or 2 (also: its bookings have no owners). The version is the image's first field, so it is read first to
+/// pick the layout.
 pub fn decode_image(bytes: &[u8]) -> Result<Image, DecodeError> {
     let error = |source| DecodeError { what: "snapshot image", source };
     let (version, _) = postcard::take_from_bytes::<u16>(bytes).map_err(error)?;
@@ -45,6 +46,7 @@ pub fn decode_image(bytes: &[u8]) -> Result<Image, DecodeError> {
         2 => postcard::from_bytes::<ImageV2>(bytes).map(Image::from).map_err(error),
         3 => postcard::from_bytes::<ImageV3>(bytes).map(Image::from).map_err(error),
         4 => postcard::from_bytes::<ImageV4>(bytes).map(Image::from).map_err(error),
+        5 => postcard::from_bytes::<ImageV5>(bytes).map(Image::from).map_err(error),
         _ => postcard::from_bytes(bytes).map_err(error),
     }
 }
@@ -53,9 +55,9 @@ pub fn decode_image(bytes: &[u8]) -> Result<Image, DecodeError> {
 mod tests {
     use super::*;
 
-    use crate::domain::{BookingV3, ReplyV3, RequestRecordV3};
+    use crate::domain::{BookingV3, RememberedReply, ReplyV3, RequestRecordV3, RequestRecordV5};
 
-    /// A book with one amended-never booking and a remembered answer holding it, as an image of the current version.
+    /// A book with one amended-never booking and a remembered answer naming it, as an image of the current version.
     fn image_with_a_booking() -> Image {
         let mut image = crate::domain::QuotaBook::new(crate::domain::BookRules::default()).image(7);
         let booking = a_booking();
@@ -64,7 +66,7 @@ mod tests {
             crate::domain::state::shard::RequestRecord {
                 fingerprint: 9,
                 recorded_at: booking.created_at,
-                outcome: Ok(crate::domain::Reply::Booking(booking.clone())),
+                outcome: Ok(RememberedReply::Booking(booking.booking_id)),
                 log_position: 0,
             },
         )];
@@ -107,6 +109,7 @@ mod tests {
         }
     }
 
+    /// The request records of `image` as versions 2 to 4 stored them: whole answers, with a copy of the booking.
     fn older_requests(image: &Image) -> Vec<(crate::domain::RequestId, RequestRecordV3)> {
         let booking = BookingV3::from(&image.bookings[0]);
         let (request_id, record) = &image.requests[0];
@@ -141,6 +144,45 @@ mod tests {
     }
 
     #[test]
+    fn a_version_5_snapshot_image_still_loads_with_its_answers_kept_by_booking_id() {
+        let image = image_with_a_booking();
+        let booking = image.bookings[0].clone();
+        let purged = crate::domain::Booking { booking_id: crate::domain::BookingId(77), ..booking.clone() };
+        let whole = |reply: crate::domain::Reply| RequestRecordV5 {
+            fingerprint: 9,
+            recorded_at: booking.created_at,
+            outcome: Ok(reply),
+        };
+        let request = |id: &str| crate::domain::RequestId::parse(id).expect("id");
+        let old = ImageV5 {
+            version: 5,
+            log_position: image.log_position,
+            offices: image.offices.clone(),
+            days: image.days.clone(),
+            bookings: image.bookings.clone(),
+            applicants: image.applicants.clone(),
+            requests: vec![
+                (request("hold-1"), whole(crate::domain::Reply::Booking(booking.clone()))),
+                (request("hold-2"), whole(crate::domain::Reply::Booking(purged.clone()))),
+            ],
+            refunds: image.refunds.clone(),
+            purged: image.purged.clone(),
+            counters: image.counters.clone(),
+            rooms: image.rooms.clone(),
+            owners: image.owners.clone(),
+            next_ticket_id: image.next_ticket_id,
+            draws: image.draws.clone(),
+        };
+        let loaded = decode_image(&postcard::to_stdvec(&old).expect("encode")).expect("a version 5 image");
+        assert_eq!(loaded.version, crate::domain::state::image::IMAGE_VERSION);
+        assert_eq!(loaded.requests[0], image.requests[0], "an answer whose booking is there keeps only its id");
+        // A booking purged before the upgrade: its answer is kept whole, so a retry still gets it.
+        let kept = &loaded.requests[1].1.outcome;
+        assert_eq!(kept, &Ok(RememberedReply::Kept(Box::new(crate::domain::Reply::Booking(purged)))));
+        assert_eq!(loaded.bookings, image.bookings);
+    }
+
+    #[test]
     fn a_version_4_snapshot_image_still_loads_with_bookings_never_amended() {
         let image = image_with_a_booking();
         let old = ImageV4 {
@@ -161,8 +203,8 @@ mod tests {
         };
         let bytes = postcard::to_stdvec(&old).expect("encode");
         assert_eq!(decode_image(&bytes).expect("a version 4 image"), image);
-        // The current layout is not the older one: a booking gained fields, so an image of version 5 read as version
-        // 4 would be garbage (that is why the version was bumped).
+        // The layout of version 5 is not the older one: a booking gained fields, so an image of version 5 read as
+        // version 4 would be garbage (that is why the version was bumped).
         assert_ne!(
             postcard::to_stdvec(&image.bookings[0]).expect("encode"),
             postcard::to_stdvec(&old.bookings[0]).expect("encode")

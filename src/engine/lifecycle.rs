@@ -46,7 +46,7 @@ impl Engine {
     pub async fn execute_detailed(&self, request_id: &RequestId, command: &Command) -> Execution {
         let now = self.clock.now();
         let execution = self.book.execute(request_id, command, now, &self.events());
-        if let Some(position) = execution.log_position {
+        if let Some(position) = self.durable_before_answering(&execution) {
             self.await_durable(position).await;
         }
         tracing::debug!(command = command.name(), request_id = %request_id, repeated = execution.repeated,

@@ -19,7 +19,7 @@ pub mod shutdown;
 pub mod waiting_room;
 pub mod watchers;
 
-use crate::domain::{Command, Event, EventLog, OfficeSettings, Outcome, QuotaBook, RequestId, Timestamp};
+use crate::domain::{Command, Event, EventLog, Execution, OfficeSettings, Outcome, QuotaBook, RequestId, Timestamp};
 use crate::limits::{IDLE_TICKET_SCAN_SECONDS, STALE_REQUEST_SCAN_SECONDS};
 use crate::metrics as names;
 use crate::storage::{self, FileOpener, LogPosition, LogStore, SnapshotInfo, StdFileOpener, Wal, WalOptions};
@@ -233,7 +233,7 @@ impl Engine {
         if command.locks_every_shard() {
             all_shards_locked("admin", locking);
         }
-        if let Some(position) = execution.log_position {
+        if let Some(position) = self.durable_before_answering(&execution) {
             self.await_durable(position).await;
         }
         if matches!(command, Command::SetSchedule { .. }) && execution.outcome.is_ok() {
@@ -243,6 +243,14 @@ impl Engine {
         tracing::debug!(command = command.name(), request_id = %request_id, repeated = execution.repeated,
             outcome = match &execution.outcome { Ok(_) => "ok", Err(rejection) => rejection.reason() }, "executed");
         execution.outcome
+    }
+
+    /// The log position that must be durable before `execution` is answered: its own record's; for a retry, whose
+    /// answer shows its bookings as they are now (maybe with a later change still on its way to disk), everything
+    /// logged so far (one group commit at most).
+    fn durable_before_answering(&self, execution: &Execution) -> Option<u64> {
+        let position = if execution.repeated { Some(self.log.last_position().0) } else { execution.log_position };
+        position.filter(|position| *position > 0)
     }
 
     /// The quota book's way to the log.

@@ -3,7 +3,7 @@
 
 use crate::domain::bookings::booking::{Applicant, SlotRef};
 use crate::domain::catalogue::office::{OfficeSettings, ScheduleRule, ServiceType};
-use crate::domain::values::hashing::fnv1a;
+use crate::domain::values::hashing::{fnv1a, fnv1a_continue};
 use crate::domain::values::ids::{AccountId, BookingId, OfficeId, PaymentReference, SessionId};
 use crate::domain::values::nik::Nik;
 use crate::domain::values::time::{Date, Timestamp};
@@ -220,11 +220,31 @@ impl Command {
     /// different command. FNV-1a over the canonical encoding: stable across builds and restarts.
     #[must_use]
     pub fn fingerprint(&self) -> u64 {
-        // Encode into a stack buffer first: a hold encodes to a few hundred bytes, so the common case allocates nothing.
-        let mut buffer = [0u8; 2048];
-        match postcard::to_slice(self, &mut buffer) {
-            Ok(encoded) => fnv1a(encoded),
-            Err(_) => fnv1a(&postcard::to_stdvec(self).unwrap_or_default()),
-        }
+        // Hashed as it is encoded: no buffer to fill and read again, nothing allocated whatever the command's size.
+        postcard::serialize_with_flavor(self, HashingFlavor { hash: fnv1a(&[]) })
+            .expect("commands encode: no maps with non-string keys, no unsupported types")
+    }
+}
+
+/// A postcard output that keeps only the FNV-1a hash of the bytes written to it: the same value as hashing the
+/// encoding, without the encoding.
+struct HashingFlavor {
+    hash: u64,
+}
+
+impl postcard::ser_flavors::Flavor for HashingFlavor {
+    type Output = u64;
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.hash = fnv1a_continue(self.hash, data);
+        Ok(())
+    }
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.try_extend(&[data])
+    }
+
+    fn finalize(self) -> postcard::Result<u64> {
+        Ok(self.hash)
     }
 }

@@ -1,15 +1,16 @@
 //! What applying one event did beyond the state change itself: the answer to remember and the counts the book keeps.
 //! Its own file so that every applier (bookings, catalogue, waiting rooms) can return it without importing the others.
 
+use super::remembered::RememberedOutcome;
 use crate::domain::messages::event::Stamp;
-use crate::domain::messages::reply::Outcome;
 use crate::domain::waiting_room::room::TicketId;
 
 /// What applying an event did, beyond the state change itself.
 #[derive(Debug, Default)]
 pub struct Applied {
-    /// The request the event answers and the answer, to remember for retries.
-    pub answered: Option<(Stamp, Outcome)>,
+    /// The request the event answers and the answer as a request record keeps it (booking ids, not bookings): the
+    /// caller reads the bookings from the shards to reply, and remembers it for retries.
+    pub answered: Option<(Stamp, RememberedOutcome)>,
     /// Bookings created.
     pub bookings_created: u64,
     /// Request records dropped.
@@ -21,6 +22,6 @@ pub struct Applied {
 }
 
 /// The result of an event that answers a request.
-pub fn answered(stamp: &Stamp, outcome: Outcome) -> Applied {
+pub fn answered(stamp: &Stamp, outcome: RememberedOutcome) -> Applied {
     Applied { answered: Some((stamp.clone(), outcome)), ..Applied::default() }
 }

@@ -5,7 +5,9 @@
 //! and continuing would corrupt state.
 
 use super::access::ShardAccess;
+use super::answers::keep_answers_naming;
 use super::applied::{Applied, answered};
+use super::remembered::RememberedReply;
 use super::shard::day_key;
 use super::shard::{DayKey, DayLedger, OfficeCounters, PoolLedger, SessionLedger, ShardKey};
 use crate::domain::bookings::booking::{Booking, BookingState, PurgedBooking, SlotRef, payment_code_for};
@@ -13,7 +15,6 @@ use crate::domain::bookings::refund::Refund;
 use crate::domain::catalogue::office::{Catalog, Office, Pool, ScheduleRule};
 use crate::domain::messages::event::Event;
 use crate::domain::messages::rejection::Rejection;
-use crate::domain::messages::reply::Reply;
 use crate::domain::values::ids::BookingId;
 use crate::domain::values::time::{Date, Timestamp};
 use crate::domain::waiting_room::apply::{apply_waiting_room_event, open_waiting_room, purge_waiting_rooms};
@@ -45,7 +46,7 @@ pub fn apply(
                     unreachable!("the waiting room moves on by itself, not on request")
                 }
             };
-            Applied { answered: answered(stamp, Ok(Reply::Ticket { ticket_id })).answered, ..applied }
+            Applied { answered: answered(stamp, Ok(RememberedReply::Ticket { ticket_id })).answered, ..applied }
         }
         Event::WaitingRoom(room_event) => {
             let rooms = rooms.expect("room events are applied with the rooms locked");
@@ -57,17 +58,16 @@ pub fn apply(
                 let room = Arc::make_mut(rooms.get_mut(key).expect("admission was checked against this room"));
                 room.set_state(*ticket_id, TicketState::Booked);
             }
-            let mut bookings = Vec::with_capacity(hold.applicants.len());
             let owner: Option<Arc<str>> = stamp.request_id.caller().map(Arc::from);
             let day = day_key(&hold.slot);
             ensure_day(access, catalog, &day);
-            let session_ends_at = session_end(catalog, &hold.slot);
+            let (slot, session_ends_at) = catalogued_slot(catalog, &hold.slot);
             for (offset, applicant) in hold.applicants.iter().enumerate() {
                 let booking_id = BookingId(first_booking_id.0 + offset as u64);
                 let booking = Booking {
                     booking_id,
                     state: BookingState::AwaitingPayment,
-                    slot: hold.slot.clone(),
+                    slot: slot.clone(),
                     service: hold.service,
                     applicant: applicant.clone(),
                     account_id: hold.account_id.clone(),
@@ -84,15 +84,16 @@ pub fn apply(
                     amendments_used: 0,
                     last_amended_at: None,
                 };
-                insert_booking(access, &day, booking.clone());
+                insert_booking(access, &day, booking);
                 if let Some(owner) = &owner {
                     access.shard_mut(booking_id.shard_index()).owners.insert(booking_id, Arc::clone(owner));
                 }
-                bookings.push(booking);
             }
-            counters(access, &day).holds_total += bookings.len() as u64;
-            let created = bookings.len() as u64;
-            let reply = Ok(Reply::Held { bookings, group_id: *group_id });
+            let created = hold.applicants.len() as u64;
+            counters(access, &day).holds_total += created;
+            let count = u32::try_from(created).expect("a group is far smaller than u32::MAX");
+            let reply =
+                Ok(RememberedReply::Held { first_booking_id: *first_booking_id, bookings: count, group_id: *group_id });
             Applied { answered: Some((stamp.clone(), reply)), bookings_created: created, ..Applied::default() }
         }
         Event::PaymentConfirmed { stamp, booking_id, payment_reference, revived } => {
@@ -102,8 +103,7 @@ pub fn apply(
             if *revived {
                 counters(access, &day).revivals_total += 1;
             }
-            let booking = booking(access, *booking_id).clone();
-            answered(stamp, Ok(Reply::Paid { booking, revived: *revived, in_grace }))
+            answered(stamp, Ok(RememberedReply::Paid { booking_id: *booking_id, revived: *revived, in_grace }))
         }
         Event::PaymentRefused { stamp, booking_id, payment_reference, reason } => {
             let day = booking_day(access, *booking_id);
@@ -119,8 +119,7 @@ pub fn apply(
             answered(stamp, Err(Rejection::refund(*reason, *booking_id)))
         }
         Event::PaymentRepeated { stamp, booking_id, .. } => {
-            let booking = access.shard(booking_id.shard_index()).bookings.get(booking_id).cloned();
-            answered(stamp, Ok(Reply::PaymentRepeated { booking }))
+            answered(stamp, Ok(RememberedReply::PaymentRepeated { booking_id: *booking_id }))
         }
         Event::PaymentOverdue { booking_id, at, settles_until } => {
             let shard = access.shard_mut(booking_id.shard_index());
@@ -140,12 +139,12 @@ pub fn apply(
         Event::Cancelled { stamp, booking_id } => {
             let day = transition(access, *booking_id, BookingState::Cancelled, stamp.at);
             counters(access, &day).cancellations_total += 1;
-            answered(stamp, Ok(Reply::Booking(booking(access, *booking_id).clone())))
+            answered(stamp, Ok(RememberedReply::Booking(*booking_id)))
         }
         Event::CheckedIn { stamp, booking_id } => {
             let day = transition(access, *booking_id, BookingState::CheckedIn, stamp.at);
             counters(access, &day).check_ins_total += 1;
-            answered(stamp, Ok(Reply::Booking(booking(access, *booking_id).clone())))
+            answered(stamp, Ok(RememberedReply::Booking(*booking_id)))
         }
         Event::Expired { booking_id, at } => {
             let day = transition(access, *booking_id, BookingState::Expired, *at);
@@ -155,7 +154,7 @@ pub fn apply(
         Event::Rescheduled { stamp, booking_id, to, session_starts_at, payment_deadline } => {
             move_booking(access, catalog, *booking_id, to, *session_starts_at, *payment_deadline, stamp.at);
             counters(access, &day_key(to)).reschedules_total += 1;
-            answered(stamp, Ok(Reply::Booking(booking(access, *booking_id).clone())))
+            answered(stamp, Ok(RememberedReply::Booking(*booking_id)))
         }
         Event::Amended { stamp, booking_id, amendment, to_pool } => {
             if let Some(pool) = to_pool {
@@ -174,7 +173,7 @@ pub fn apply(
             booking.amendments_used += 1;
             booking.last_amended_at = Some(stamp.at);
             booking.updated_at = stamp.at;
-            answered(stamp, Ok(Reply::Booking(booking.clone())))
+            answered(stamp, Ok(RememberedReply::Booking(*booking_id)))
         }
         Event::RequestsForgotten { recorded_before } => forget_requests(access, *recorded_before),
         Event::OwnerChanged { .. } => Applied::default(),
@@ -184,7 +183,7 @@ pub fn apply(
             if let Some(rooms) = rooms {
                 purge_waiting_rooms(rooms, *before);
             }
-            Applied { bookings_purged, ..answered(stamp, Ok(Reply::Purged { bookings_purged })) }
+            Applied { bookings_purged, ..answered(stamp, Ok(RememberedReply::Purged { bookings_purged })) }
         }
         Event::OfficeUpserted { stamp, settings } => {
             let catalog = Arc::make_mut(catalog);
@@ -197,7 +196,7 @@ pub fn apply(
             }
             catalog.offices.insert(settings.office_id.clone(), updated);
             resize_days(access, catalog, &settings.office_id, stamp.at);
-            answered(stamp, Ok(Reply::OfficeUpserted { created }))
+            answered(stamp, Ok(RememberedReply::OfficeUpserted { created }))
         }
         Event::ScheduleSet { stamp, office_id, rule } => {
             let catalog = Arc::make_mut(catalog);
@@ -210,7 +209,7 @@ pub fn apply(
                 open_waiting_room(rooms, office, rule, stamp.fingerprint);
             }
             resize_days(access, catalog, office_id, stamp.at);
-            answered(stamp, Ok(Reply::ScheduleSet { dates_scheduled }))
+            answered(stamp, Ok(RememberedReply::ScheduleSet { dates_scheduled }))
         }
         Event::DateClosed { stamp, office_id, date, reason, reopen } => {
             let office = Arc::make_mut(catalog).offices.get_mut(office_id).expect("office was checked");
@@ -223,7 +222,7 @@ pub fn apply(
             let bookings_affected = access.shard(key.shard_index()).days.get(&key).map_or(0, |day| {
                 day.sessions.iter().flat_map(|session| &session.pools).map(|pool| pool.awaiting + pool.confirmed).sum()
             });
-            answered(stamp, Ok(Reply::DateClosed { bookings_affected: bookings_affected as i32 }))
+            answered(stamp, Ok(RememberedReply::DateClosed { bookings_affected: bookings_affected as i32 }))
         }
     }
 }
@@ -255,12 +254,21 @@ fn booking_day(access: &impl ShardAccess, booking_id: BookingId) -> DayKey {
     }
 }
 
-/// When the session of `slot` ends, by the catalogue the hold or reschedule was decided against.
-fn session_end(catalog: &Catalog, slot: &SlotRef) -> Timestamp {
+/// `slot` with the catalogue's own office and session ids, which a copy shares rather than duplicates (a booking's
+/// ids then cost no text of their own), and when its session ends, by the catalogue the hold or reschedule was
+/// decided against.
+fn catalogued_slot(catalog: &Catalog, slot: &SlotRef) -> (SlotRef, Timestamp) {
     let office = catalog.office(&slot.office_id).expect("a booked office exists");
     let plan = office.plan(slot.date).expect("a booked date has a plan");
     let session = plan.sessions.iter().find(|session| session.session_id == slot.session_id);
-    office.session_end(slot.date, session.expect("a booked session is in its plan"))
+    let session = session.expect("a booked session is in its plan");
+    let shared = SlotRef {
+        office_id: office.settings.office_id.clone(),
+        date: slot.date,
+        session_id: session.session_id.clone(),
+        pool: slot.pool,
+    };
+    (shared, office.session_end(slot.date, session))
 }
 
 fn counters<'access>(access: &'access mut impl ShardAccess, day: &DayKey) -> &'access mut OfficeCounters {
@@ -363,7 +371,7 @@ fn move_booking(
         (current.state, current.slot.clone(), current.hold_due_at(), current.session_ends_at);
     let old_day = day_key(&from);
     let new_day = day_key(to);
-    let session_ends_at = session_end(catalog, to);
+    let (to_shared, session_ends_at) = catalogued_slot(catalog, to);
     ensure_day(access, catalog, &new_day);
     {
         let ledger = access.shard_mut(old_day.shard_index()).days.get_mut(&old_day).expect("booked day");
@@ -387,7 +395,7 @@ fn move_booking(
     }
     let booking = shard.bookings.get_mut(&booking_id).expect("checked above");
     assert!(booking.settlement_deadline.is_none(), "a hold past its deadline is not moved");
-    booking.slot = to.clone();
+    booking.slot = to_shared;
     booking.session_starts_at = session_starts_at;
     booking.session_ends_at = session_ends_at;
     booking.payment_deadline = payment_deadline;
@@ -422,31 +430,30 @@ fn forget_requests(access: &mut impl ShardAccess, recorded_before: Timestamp) ->
 
 /// Deletes finished bookings (not holding a slot that is still to come) dated before `before`, with their entries in
 /// day and applicant indexes, keeping of each only what a later payment notification needs (office, date, accepted
-/// payment). Runs with every shard locked.
+/// payment). Remembered answers that name a purged booking are kept whole first, so a retry is still answered.
+/// Runs with every shard locked.
 fn purge_bookings(access: &mut impl ShardAccess, before: Date) -> u64 {
-    let mut purged = Vec::new();
+    let finished = |booking: &Booking| booking.slot.date < before && !booking.state.is_active();
+    let mut doomed = std::collections::HashMap::new();
     for index in 0..crate::limits::SHARD_COUNT {
-        let finished = |booking: &Booking| booking.slot.date < before && !booking.state.is_active();
-        let doomed: Vec<Booking> =
-            access.shard(index).bookings.values().filter(|booking| finished(booking)).cloned().collect();
-        if doomed.is_empty() {
-            continue;
-        }
-        let shard = access.shard_mut(index);
-        for booking in &doomed {
-            shard.bookings.remove(&booking.booking_id);
-            shard.owners.remove(&booking.booking_id);
-            let kept = PurgedBooking {
-                booking_id: booking.booking_id,
-                office_id: booking.slot.office_id.clone(),
-                date: booking.slot.date,
-                payment_reference: booking.payment_reference.clone(),
-            };
-            shard.purged.insert(booking.booking_id, kept);
-        }
-        purged.extend(doomed);
+        let bookings = access.shard(index).bookings.values();
+        doomed
+            .extend(bookings.filter(|booking| finished(booking)).map(|booking| (booking.booking_id, booking.clone())));
     }
-    for booking in &purged {
+    keep_answers_naming(access, &doomed);
+    for booking in doomed.values() {
+        let shard = access.shard_mut(booking.booking_id.shard_index());
+        shard.bookings.remove(&booking.booking_id);
+        shard.owners.remove(&booking.booking_id);
+        let kept = PurgedBooking {
+            booking_id: booking.booking_id,
+            office_id: booking.slot.office_id.clone(),
+            date: booking.slot.date,
+            payment_reference: booking.payment_reference.clone(),
+        };
+        shard.purged.insert(booking.booking_id, kept);
+    }
+    for booking in doomed.values() {
         let day = day_key(&booking.slot);
         if let Some(ledger) = access.shard_mut(day.shard_index()).days.get_mut(&day) {
             ledger.booking_ids.remove(&booking.booking_id);
@@ -466,7 +473,7 @@ fn purge_bookings(access: &mut impl ShardAccess, before: Date) -> u64 {
             }
         }
     }
-    purged.len() as u64
+    doomed.len() as u64
 }
 
 /// Forgets what was kept of bookings purged with a date before `before`, and their refund records: retention for the

@@ -7,9 +7,11 @@
 //! trait the caller implements.
 
 use super::access::{Exclusive, Guards, ShardAccess};
+use super::answers::first_answer;
 use super::applied::Applied;
 use super::apply;
 use super::numbers::BookingNumbers;
+use super::remembered::RememberedOutcome;
 use super::shard::day_key;
 use super::shard::{DayKey, OrdSet, RequestRecord, Shard, ShardKey};
 use crate::domain::bookings::amend;
@@ -145,37 +147,50 @@ impl QuotaBook {
 
     /// Executes a caller's command at `now`, logging its event through `log`.
     pub fn execute(&self, request_id: &RequestId, command: &Command, now: Timestamp, log: &impl EventLog) -> Execution {
-        let stamp = Stamp { request_id: request_id.clone(), fingerprint: command.fingerprint(), at: now };
-        match command {
-            Command::Hold(_) => self.execute_hold(command, stamp, log),
-            Command::UpsertOffice(_)
-            | Command::SetSchedule { .. }
-            | Command::CloseDate { .. }
-            | Command::PurgeBookings { .. } => self.execute_admin(command, stamp, log),
-            Command::ConfirmPayment { .. }
-            | Command::Cancel { .. }
-            | Command::Reschedule { .. }
-            | Command::CheckIn { .. }
-            | Command::AmendBooking { .. } => self.execute_on_booking(command, stamp, log),
-            Command::JoinWaitingRoom { .. } | Command::LeaveWaitingRoom { .. } => {
-                self.execute_waiting_room(command, stamp, log)
+        let mut stamp = Stamp { request_id: request_id.clone(), fingerprint: command.fingerprint(), at: now };
+        loop {
+            let decided = match command {
+                Command::Hold(_) => self.execute_hold(command, stamp, log),
+                Command::UpsertOffice(_)
+                | Command::SetSchedule { .. }
+                | Command::CloseDate { .. }
+                | Command::PurgeBookings { .. } => self.execute_admin(command, stamp, log),
+                Command::ConfirmPayment { .. }
+                | Command::Cancel { .. }
+                | Command::Reschedule { .. }
+                | Command::CheckIn { .. }
+                | Command::AmendBooking { .. } => self.execute_on_booking(command, stamp, log),
+                Command::JoinWaitingRoom { .. } | Command::LeaveWaitingRoom { .. } => {
+                    self.execute_waiting_room(command, stamp, log)
+                }
+            };
+            // A first answer is remembered under the request id: answer it again, under the locks of the bookings it
+            // names (which the command's own lock set need not include). If it was forgotten meanwhile, decide anew.
+            match decided {
+                Ok(execution) => return execution,
+                Err(returned) => match self.answer_again(&returned) {
+                    Some(execution) => return execution,
+                    None => stamp = returned,
+                },
             }
         }
     }
 
     /// A join or leave: the request id's shard (and the joiner's, to see their active bookings), then the waiting
     /// rooms (the lock order holds: shards first).
-    fn execute_waiting_room(&self, command: &Command, stamp: Stamp, log: &impl EventLog) -> Execution {
+    fn execute_waiting_room(&self, command: &Command, stamp: Stamp, log: &impl EventLog) -> Decided {
         let mut indices = vec![stamp.request_id.shard_index()];
         if let Command::JoinWaitingRoom { nik, .. } = command {
             indices.push(nik.shard_index());
         }
         let mut guards = Guards::lock(&self.shards, indices);
-        if let Some(known) = self.remembered(&guards, &stamp) {
-            return known;
+        match self.remembered(&guards, &stamp) {
+            Some(Known::Reused) => return Ok(Execution::refused(Rejection::RequestIdReused)),
+            Some(Known::Answered(_)) => return Err(stamp),
+            None => {}
         }
         if let Err(rejection) = self.check_room(0) {
-            return Execution::refused(rejection);
+            return Ok(Execution::refused(rejection));
         }
         let catalog = self.catalog();
         let mut rooms = self.waiting_rooms.lock();
@@ -189,16 +204,16 @@ impl QuotaBook {
             Command::LeaveWaitingRoom { ticket_id } => waiting_room::decide::leave(&rooms, *ticket_id, stamp),
             _ => unreachable!("dispatched on waiting-room commands"),
         };
-        match decided {
+        Ok(match decided {
             Ok(Decision::Change(event)) => self.commit(&mut guards, Some(&mut rooms), catalog, *event, log),
             Ok(Decision::Unchanged(ticket_id)) => {
                 Execution { outcome: Ok(Reply::Ticket { ticket_id }), log_position: None, repeated: false }
             }
             Err(rejection) => Execution::refused(rejection),
-        }
+        })
     }
 
-    fn execute_hold(&self, command: &Command, stamp: Stamp, log: &impl EventLog) -> Execution {
+    fn execute_hold(&self, command: &Command, stamp: Stamp, log: &impl EventLog) -> Decided {
         let Command::Hold(hold) = command else { unreachable!("dispatched on Hold") };
         let wanted = hold.applicants.len() as u64;
         let (mut guards, first) = loop {
@@ -218,27 +233,30 @@ impl QuotaBook {
                 break (guards, first);
             }
         };
-        if let Some(known) = self.remembered(&guards, &stamp) {
-            return known;
+        match self.remembered(&guards, &stamp) {
+            Some(Known::Reused) => return Ok(Execution::refused(Rejection::RequestIdReused)),
+            Some(Known::Answered(_)) => return Err(stamp),
+            None => {}
         }
         if let Err(rejection) = self.check_room(wanted) {
-            return Execution::refused(rejection);
+            return Ok(Execution::refused(rejection));
         }
         let catalog = self.catalog();
         let mut rooms = waiting_room_for(&catalog, &hold.slot).map(|_| self.waiting_rooms.lock());
-        match decide::hold(&guards, &catalog, &self.rules, hold, stamp, first, rooms.as_deref()) {
+        Ok(match decide::hold(&guards, &catalog, &self.rules, hold, stamp, first, rooms.as_deref()) {
             Ok(event) => self.commit(&mut guards, rooms.as_deref_mut(), catalog, event, log),
             Err(rejection) => Execution::refused(rejection),
-        }
+        })
     }
 
-    fn execute_on_booking(&self, command: &Command, stamp: Stamp, log: &impl EventLog) -> Execution {
+    fn execute_on_booking(&self, command: &Command, stamp: Stamp, log: &impl EventLog) -> Decided {
         let booking_id = command.booking_id().expect("dispatched on booking commands");
         loop {
             // Peek at the booking to learn which other shards it needs, then lock them all and check nothing moved.
             let Some(peeked) = self.booking(booking_id) else {
                 match self.execute_without_booking(command, &stamp, log) {
-                    Some(execution) => return execution,
+                    Some(Ok(execution)) => return Ok(execution),
+                    Some(Err(AnsweredBefore)) => return Err(stamp),
                     None => continue,
                 }
             };
@@ -252,8 +270,10 @@ impl QuotaBook {
                 indices.push(DayKey { office_id: peeked.slot.office_id.clone(), date: *date }.shard_index());
             }
             let mut guards = Guards::lock(&self.shards, indices);
-            if let Some(known) = self.remembered(&guards, &stamp) {
-                return known;
+            match self.remembered(&guards, &stamp) {
+                Some(Known::Reused) => return Ok(Execution::refused(Rejection::RequestIdReused)),
+                Some(Known::Answered(_)) => return Err(stamp),
+                None => {}
             }
             // A purge may have removed the booking since the peek: then it is decided again without it.
             let Some(booking) = guards.shard(booking_id.shard_index()).bookings.get(&booking_id).cloned() else {
@@ -296,22 +316,27 @@ impl QuotaBook {
                 }
                 _ => unreachable!("dispatched on booking commands"),
             };
-            return match decided {
+            return Ok(match decided {
                 Ok(event) => {
                     if let Err(rejection) = self.check_room(0) {
-                        return Execution::refused(rejection);
+                        return Ok(Execution::refused(rejection));
                     }
                     self.commit(&mut guards, None, catalog, event, log)
                 }
                 Err(rejection) => Execution::refused(rejection),
-            };
+            });
         }
     }
 
     /// A command naming a booking that is not in the book. A payment for a purged booking is recorded for refund (or
     /// recognised as the payment it had accepted); anything else is `BOOKING_NOT_FOUND`. `None` when the booking was
     /// purged between the caller's peek and now: the caller starts again.
-    fn execute_without_booking(&self, command: &Command, stamp: &Stamp, log: &impl EventLog) -> Option<Execution> {
+    fn execute_without_booking(
+        &self,
+        command: &Command,
+        stamp: &Stamp,
+        log: &impl EventLog,
+    ) -> Option<Result<Execution, AnsweredBefore>> {
         let booking_id = command.booking_id().expect("dispatched on booking commands");
         let is_payment = matches!(command, Command::ConfirmPayment { .. });
         let peeked = if is_payment {
@@ -324,8 +349,10 @@ impl QuotaBook {
             indices.push(DayKey { office_id: purged.office_id.clone(), date: purged.date }.shard_index());
         }
         let mut guards = Guards::lock(&self.shards, indices);
-        if let Some(known) = self.remembered(&guards, stamp) {
-            return Some(known);
+        match self.remembered(&guards, stamp) {
+            Some(Known::Reused) => return Some(Ok(Execution::refused(Rejection::RequestIdReused))),
+            Some(Known::Answered(_)) => return Some(Err(AnsweredBefore)),
+            None => {}
         }
         let shard = guards.shard(booking_id.shard_index());
         let purged = if is_payment { shard.purged.get(&booking_id).cloned() } else { None };
@@ -335,33 +362,35 @@ impl QuotaBook {
             return None;
         }
         let (Some(purged), Command::ConfirmPayment { payment_reference, paid_at, .. }) = (purged, command) else {
-            return Some(Execution::refused(Rejection::BookingNotFound(booking_id)));
+            return Some(Ok(Execution::refused(Rejection::BookingNotFound(booking_id))));
         };
-        match decide::purged_payment(&guards, &purged, payment_reference, *paid_at, stamp.clone()) {
+        Some(Ok(match decide::purged_payment(&guards, &purged, payment_reference, *paid_at, stamp.clone()) {
             Ok(event) => {
                 if let Err(rejection) = self.check_room(0) {
-                    return Some(Execution::refused(rejection));
+                    return Some(Ok(Execution::refused(rejection)));
                 }
-                Some(self.commit(&mut guards, None, self.catalog(), event, log))
+                self.commit(&mut guards, None, self.catalog(), event, log)
             }
-            Err(rejection) => Some(Execution::refused(rejection)),
-        }
+            Err(rejection) => Execution::refused(rejection),
+        }))
     }
 
-    fn execute_admin(&self, command: &Command, stamp: Stamp, log: &impl EventLog) -> Execution {
+    fn execute_admin(&self, command: &Command, stamp: Stamp, log: &impl EventLog) -> Decided {
         let mut guards = Guards::lock(&self.shards, (0..SHARD_COUNT).collect());
-        if let Some(known) = self.remembered(&guards, &stamp) {
-            return known;
+        match self.remembered(&guards, &stamp) {
+            Some(Known::Reused) => return Ok(Execution::refused(Rejection::RequestIdReused)),
+            Some(Known::Answered(_)) => return Err(stamp),
+            None => {}
         }
         if let Err(rejection) = self.check_room(0) {
-            return Execution::refused(rejection);
+            return Ok(Execution::refused(rejection));
         }
         let catalog = self.catalog();
         let mut rooms = self.waiting_rooms.lock();
-        match crate::domain::catalogue::admin::decide(&guards, &catalog, command, stamp) {
+        Ok(match crate::domain::catalogue::admin::decide(&guards, &catalog, command, stamp) {
             Ok(event) => self.commit(&mut guards, Some(&mut rooms), catalog, event, log),
             Err(rejection) => Execution::refused(rejection),
-        }
+        })
     }
 
     /// Applies a decided event under the held locks, logs it, and remembers the answer.
@@ -380,13 +409,10 @@ impl QuotaBook {
         }
         let position = log.append(&event);
         self.account(&applied);
-        let outcome = match applied.answered {
-            Some((stamp, outcome)) => {
-                remember(&self.requests_count, guards, stamp, outcome.clone(), position);
-                outcome
-            }
-            None => unreachable!("caller commands always answer"),
-        };
+        let Some((stamp, remembered)) = applied.answered else { unreachable!("caller commands always answer") };
+        // The reply copies the bookings once, for the wire; the record keeps only their ids.
+        let outcome = first_answer(&remembered, guards);
+        remember(&self.requests_count, guards, stamp, remembered, position);
         Execution { outcome, log_position: Some(position), repeated: false }
     }
 
@@ -396,17 +422,52 @@ impl QuotaBook {
         self.requests_count.fetch_sub(applied.requests_forgotten, Ordering::Relaxed);
     }
 
-    /// The remembered answer to `stamp`'s request id: the first answer for a retry, a refusal for a reused id.
-    fn remembered(&self, access: &impl ShardAccess, stamp: &Stamp) -> Option<Execution> {
+    /// What is remembered under `stamp`'s request id within the retention window: a first answer to give again to
+    /// a retry, or a different request (a reused id).
+    fn remembered<'access>(&self, access: &'access impl ShardAccess, stamp: &Stamp) -> Option<Known<'access>> {
         let record = access.shard(stamp.request_id.shard_index()).requests.get(&stamp.request_id)?;
         if record.recorded_at.plus_ms(self.rules.request_retention_ms) <= stamp.at {
             return None;
         }
         if record.fingerprint != stamp.fingerprint {
-            return Some(Execution::refused(Rejection::RequestIdReused));
+            return Some(Known::Reused);
         }
-        let log_position = (record.log_position > 0).then_some(record.log_position);
-        Some(Execution { outcome: record.outcome.clone(), log_position, repeated: true })
+        Some(Known::Answered(record))
+    }
+
+    /// Answers a retry: the first answer remembered under `stamp`'s request id, made again from the bookings it names
+    /// as they are now (same bookings, same kind of reply and flags, current fields), read under the locks of the
+    /// request id's shard and of the bookings'. `None` when nothing is remembered any more: the command is new.
+    fn answer_again(&self, stamp: &Stamp) -> Option<Execution> {
+        let request_shard = stamp.request_id.shard_index();
+        loop {
+            let named = |outcome: &RememberedOutcome| -> Vec<usize> {
+                outcome.as_ref().map_or(Vec::new(), |answer| answer.booking_ids().map(|id| id.shard_index()).collect())
+            };
+            let mut indices = self.read_shard(request_shard, |shard| {
+                shard.requests.get(&stamp.request_id).map(|record| named(&record.outcome))
+            })?;
+            indices.push(request_shard);
+            let guards = Guards::lock(&self.shards, indices.clone());
+            let record = match self.remembered(&guards, stamp)? {
+                Known::Reused => return Some(Execution::refused(Rejection::RequestIdReused)),
+                Known::Answered(record) => record,
+            };
+            if !named(&record.outcome).iter().all(|index| indices.contains(index)) {
+                // Replaced since the look above (forgotten and the id used again): look again.
+                continue;
+            }
+            let outcome = match &record.outcome {
+                // A purge keeps whole the answers naming the bookings it deletes, so every booking is there; were one
+                // not, the caller learns it was purged rather than the service stopping.
+                Ok(answer) => {
+                    super::answers::reply(answer, &guards).map_err(|booking_id| Rejection::BookingPurged { booking_id })
+                }
+                Err(rejection) => Err(rejection.clone()),
+            };
+            let log_position = (record.log_position > 0).then_some(record.log_position);
+            return Some(Execution { outcome, log_position, repeated: true });
+        }
     }
 
     fn check_room(&self, new_bookings: u64) -> Result<(), Rejection> {
@@ -586,8 +647,29 @@ impl QuotaBook {
     }
 }
 
+/// What a command's path made of it: its execution, or the stamp back when a first answer is remembered under its
+/// request id (answered again by [`QuotaBook::answer_again`], under the locks of the bookings that answer names).
+type Decided = Result<Execution, Stamp>;
+
+/// A first answer is remembered under the request id (see [`Decided`]).
+struct AnsweredBefore;
+
+/// What is remembered under a request id.
+enum Known<'access> {
+    /// A first answer to the same request: a retry.
+    Answered(&'access RequestRecord),
+    /// A different request under the same id.
+    Reused,
+}
+
 /// Remembers the first answer to a request, so a retry gets it again.
-fn remember(count: &AtomicU64, access: &mut impl ShardAccess, stamp: Stamp, outcome: Outcome, log_position: u64) {
+fn remember(
+    count: &AtomicU64,
+    access: &mut impl ShardAccess,
+    stamp: Stamp,
+    outcome: RememberedOutcome,
+    log_position: u64,
+) {
     let record = RequestRecord { fingerprint: stamp.fingerprint, recorded_at: stamp.at, outcome, log_position };
     if access.shard_mut(stamp.request_id.shard_index()).remember_request(stamp.request_id, record) {
         count.fetch_add(1, Ordering::Relaxed);

@@ -19,12 +19,13 @@ use crate::limits::SHARD_COUNT;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Version of the image layout inside a snapshot payload; bumped on any incompatible change. Version 5 adds to every
-/// booking (in `bookings` and in remembered answers) its amendment count and last amendment time; version 4 added each
-/// waiting room's draw (its secret and figures, [`Image::draws`]); version 3 added the bookings' owners and the next
-/// ticket number, and dropped the next booking number (numbers are drawn at random, see `numbers.rs`). Versions 4, 3
-/// and 2 still load (`older_images.rs`).
-pub const IMAGE_VERSION: u16 = 5;
+/// Version of the image layout inside a snapshot payload; bumped on any incompatible change. Version 6 keeps in each
+/// request record the ids of the bookings its answer names, not copies of them (`remembered.rs`); version 5 added to
+/// every booking (in `bookings` and in remembered answers) its amendment count and last amendment time; version 4 added
+/// each waiting room's draw (its secret and figures, [`Image::draws`]); version 3 added the bookings' owners and the
+/// next ticket number, and dropped the next booking number (numbers are drawn at random, see `numbers.rs`). Versions
+/// 5, 4, 3 and 2 still load (`older_images.rs`).
+pub const IMAGE_VERSION: u16 = 6;
 
 /// An office in an image.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

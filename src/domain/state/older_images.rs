@@ -2,17 +2,20 @@
 //! no such thing (events only gain variants at the end), but an image is one value whose layout changes with the
 //! types it holds.
 //!
-//! Version 4 (before amendments), version 3 (also before waiting rooms had a draw secret) and version 2 (also before
-//! bookings had owners) hold bookings without an amendment count, in `bookings` and inside remembered answers; those
-//! bookings were never amended.
+//! Versions 5 to 2 keep each remembered answer whole, with copies of its bookings; they become answers by booking id
+//! ([`RememberedReply::of_stored`]), kept whole only where a booking they name is no longer in the image. Version 4
+//! (before amendments), version 3 (also before waiting rooms had a draw secret) and version 2 (also before bookings had
+//! owners) hold bookings without an amendment count, in `bookings` and inside remembered answers; those bookings were
+//! never amended.
 
 use super::image::{IMAGE_VERSION, Image, OfficeImage};
+use super::remembered::RememberedReply;
 use super::shard::{ApplicantRecord, DayKey, DayLedger, OfficeCounters, RequestRecord};
 use crate::domain::bookings::booking::{Booking, BookingState, PurgedBooking, SlotRef};
 use crate::domain::bookings::refund::Refund;
 use crate::domain::catalogue::office::ServiceType;
 use crate::domain::messages::rejection::Rejection;
-use crate::domain::messages::reply::Reply;
+use crate::domain::messages::reply::{Outcome, Reply};
 use crate::domain::values::ids::{AccountId, BookingId, GroupId, OfficeId, PaymentReference, RequestId};
 use crate::domain::values::nik::Nik;
 use crate::domain::values::time::Timestamp;
@@ -187,23 +190,104 @@ pub struct RequestRecordV3 {
     pub outcome: Result<ReplyV3, Rejection>,
 }
 
-impl From<RequestRecordV3> for RequestRecord {
-    fn from(old: RequestRecordV3) -> RequestRecord {
-        RequestRecord {
+impl From<RequestRecordV3> for RequestRecordV5 {
+    fn from(old: RequestRecordV3) -> RequestRecordV5 {
+        RequestRecordV5 {
             fingerprint: old.fingerprint,
             recorded_at: old.recorded_at,
             outcome: old.outcome.map(Reply::from),
-            log_position: 0,
         }
     }
+}
+
+/// A request record as version 5 stored it: the whole answer, with copies of its bookings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestRecordV5 {
+    /// See [`RequestRecord::fingerprint`].
+    pub fingerprint: u64,
+    /// See [`RequestRecord::recorded_at`].
+    pub recorded_at: Timestamp,
+    /// The whole answer.
+    pub outcome: Outcome,
 }
 
 fn bookings(old: Vec<BookingV3>) -> Vec<Booking> {
     old.into_iter().map(Booking::from).collect()
 }
 
-fn requests(old: Vec<(RequestId, RequestRecordV3)>) -> Vec<(RequestId, RequestRecord)> {
-    old.into_iter().map(|(request_id, record)| (request_id, record.into())).collect()
+fn requests(old: Vec<(RequestId, RequestRecordV3)>, bookings: &[Booking]) -> Vec<(RequestId, RequestRecord)> {
+    by_booking_id(old.into_iter().map(|(request_id, record)| (request_id, record.into())).collect(), bookings)
+}
+
+/// Request records of whole answers made records of booking ids. `bookings` are the image's, sorted by id.
+fn by_booking_id(old: Vec<(RequestId, RequestRecordV5)>, bookings: &[Booking]) -> Vec<(RequestId, RequestRecord)> {
+    let present = |booking_id| bookings.binary_search_by_key(&booking_id, |booking| booking.booking_id).is_ok();
+    old.into_iter()
+        .map(|(request_id, record)| {
+            let outcome = record.outcome.map(|reply| RememberedReply::of_stored(reply, present));
+            let record = RequestRecord {
+                fingerprint: record.fingerprint,
+                recorded_at: record.recorded_at,
+                outcome,
+                log_position: 0,
+            };
+            (request_id, record)
+        })
+        .collect()
+}
+
+/// A version 5 image: [`Image`] whose request records keep whole answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageV5 {
+    /// 5.
+    pub version: u16,
+    /// Log position the image reflects.
+    pub log_position: u64,
+    /// Offices by id.
+    pub offices: Vec<OfficeImage>,
+    /// Day ledgers by key.
+    pub days: Vec<(DayKey, DayLedger)>,
+    /// Bookings by id.
+    pub bookings: Vec<Booking>,
+    /// Applicants by NIK.
+    pub applicants: Vec<(Nik, ApplicantRecord)>,
+    /// Request records by id.
+    pub requests: Vec<(RequestId, RequestRecordV5)>,
+    /// Refunds in the order recorded.
+    pub refunds: Vec<Refund>,
+    /// What is kept of purged bookings, by booking id.
+    pub purged: Vec<PurgedBooking>,
+    /// Running totals per office.
+    pub counters: Vec<(OfficeId, OfficeCounters)>,
+    /// Waiting rooms by line.
+    pub rooms: Vec<WaitingRoom>,
+    /// The caller that made each booking that has one, by booking id.
+    pub owners: Vec<(BookingId, String)>,
+    /// Next ticket number.
+    pub next_ticket_id: u64,
+    /// Each waiting room's draw, by line.
+    pub draws: Vec<(WaitingRoomKey, DrawState)>,
+}
+
+impl From<ImageV5> for Image {
+    fn from(old: ImageV5) -> Image {
+        Image {
+            version: IMAGE_VERSION,
+            log_position: old.log_position,
+            offices: old.offices,
+            days: old.days,
+            requests: by_booking_id(old.requests, &old.bookings),
+            bookings: old.bookings,
+            applicants: old.applicants,
+            refunds: old.refunds,
+            purged: old.purged,
+            counters: old.counters,
+            rooms: old.rooms,
+            owners: old.owners,
+            next_ticket_id: old.next_ticket_id,
+            draws: old.draws,
+        }
+    }
 }
 
 /// A version 4 image: [`Image`] with bookings of the older layout.
@@ -241,14 +325,15 @@ pub struct ImageV4 {
 
 impl From<ImageV4> for Image {
     fn from(old: ImageV4) -> Image {
+        let bookings = bookings(old.bookings);
         Image {
             version: IMAGE_VERSION,
             log_position: old.log_position,
             offices: old.offices,
             days: old.days,
-            bookings: bookings(old.bookings),
+            requests: requests(old.requests, &bookings),
+            bookings,
             applicants: old.applicants,
-            requests: requests(old.requests),
             refunds: old.refunds,
             purged: old.purged,
             counters: old.counters,
@@ -294,14 +379,15 @@ pub struct ImageV3 {
 
 impl From<ImageV3> for Image {
     fn from(old: ImageV3) -> Image {
+        let bookings = bookings(old.bookings);
         Image {
             version: IMAGE_VERSION,
             log_position: old.log_position,
             offices: old.offices,
             days: old.days,
-            bookings: bookings(old.bookings),
+            requests: requests(old.requests, &bookings),
+            bookings,
             applicants: old.applicants,
-            requests: requests(old.requests),
             refunds: old.refunds,
             purged: old.purged,
             counters: old.counters,
@@ -345,14 +431,15 @@ pub struct ImageV2 {
 
 impl From<ImageV2> for Image {
     fn from(old: ImageV2) -> Image {
+        let bookings = bookings(old.bookings);
         Image {
             version: IMAGE_VERSION,
             log_position: old.log_position,
             offices: old.offices,
             days: old.days,
-            bookings: bookings(old.bookings),
+            requests: requests(old.requests, &bookings),
+            bookings,
             applicants: old.applicants,
-            requests: requests(old.requests),
             refunds: old.refunds,
             purged: old.purged,
             counters: old.counters,

@@ -4,12 +4,12 @@
 //! copying it (`shared_map.rs`). Which shard a key lives in depends only on the key, so every command can name the
 //! shards it needs before it takes any lock.
 
+use super::remembered::RememberedOutcome;
 pub use super::shared_map::{HashMap, OrdSet, SharedMap};
 use crate::domain::bookings::booking::SlotRef;
 use crate::domain::bookings::booking::{Booking, BookingState, PurgedBooking};
 use crate::domain::bookings::refund::Refund;
 use crate::domain::catalogue::office::Pool;
-use crate::domain::messages::reply::Outcome;
 use crate::domain::values::ids::{BookingId, OfficeId, RequestId, SessionId};
 use crate::domain::values::nik::Nik;
 use crate::domain::values::time::{Date, Timestamp};
@@ -126,8 +126,8 @@ pub struct RequestRecord {
     pub fingerprint: u64,
     /// When the first answer was given.
     pub recorded_at: Timestamp,
-    /// The answer.
-    pub outcome: Outcome,
+    /// The answer: booking ids and the reply's small fields, the bookings being read again on a retry.
+    pub outcome: RememberedOutcome,
     /// Log position of the change (0 after recovery, when everything is durable). Not part of the state proper.
     #[serde(skip)]
     pub log_position: u64,

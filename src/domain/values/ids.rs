@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Arc;
 
 /// Longest client-chosen token (request id, account id, payment reference).
 pub const CLIENT_TOKEN_CHARS_MAX: usize = 64;
@@ -29,9 +30,23 @@ fn is_client_token(text: &str) -> bool {
 macro_rules! string_id {
     ($(#[$doc:meta])* $name:ident, $valid:expr, $rule:literal) => {
         $(#[$doc])*
-        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-        #[serde(transparent)]
-        pub struct $name(String);
+        ///
+        /// Shared text: a copy is a reference count, so the bookings of a hold, its event and the indexes that name
+        /// the id hold one string between them. Encoded as the text itself.
+        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(Arc<str>);
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<$name, D::Error> {
+                String::deserialize(deserializer).map(|text| $name(Arc::from(text)))
+            }
+        }
 
         impl $name {
             /// What a well-formed value looks like, for error messages.
@@ -41,7 +56,7 @@ macro_rules! string_id {
             #[must_use]
             pub fn parse(text: &str) -> Option<$name> {
                 let valid: fn(&str) -> bool = $valid;
-                valid(text).then(|| $name(text.to_owned()))
+                valid(text).then(|| $name(Arc::from(text)))
             }
 
             /// The id as text.
@@ -97,7 +112,7 @@ impl RequestId {
     /// client: it may be longer than [`CLIENT_TOKEN_CHARS_MAX`].
     #[must_use]
     pub fn of_caller(caller: &str, id: &RequestId) -> RequestId {
-        RequestId(format!("{caller}/{id}"))
+        RequestId(Arc::from(format!("{caller}/{id}")))
     }
 
     /// The caller this id names, if it was made by [`RequestId::of_caller`] (ids logged before request ids were per
