@@ -72,11 +72,12 @@ async fn counters_move_by_exactly_what_happened() {
         .await
         .expect("cancel");
 
-    // Gauges are published every few seconds; counters at once. Poll until the gauge shows up, with a deadline.
+    // Gauges are published every few seconds; counters at once. Poll until a gauge pass after the cancellation shows,
+    // with a deadline: a pass that ran before the first hold already published the gauge (0: no day booked yet).
     let deadline = Instant::now() + Duration::from_secs(15);
     let text = loop {
         let text = scrape(port).await;
-        if sample(&text, &format!("antrean_slots_remaining{{office=\"{OFFICE}\"}}")).is_some()
+        if sample(&text, &format!("antrean_slots_remaining{{office=\"{OFFICE}\"}}")) == Some(5.0)
             || Instant::now() > deadline
         {
             break text;
