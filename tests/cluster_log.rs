@@ -94,7 +94,7 @@ async fn batches_replay_in_order_and_a_retried_append_is_stored_once() {
     // Another office in the same streams has its own log and its own fence.
     let medan = office("kanim-medan");
     let mut other = OfficeWriter::open(log.clone(), medan.clone(), 1).await.expect("open");
-    other.append(&payloads(9, 1, 10)).await.expect("append to another office");
+    append_within(&mut other, &payloads(9, 1, 10), Duration::from_secs(30)).await; // binds its subject: may wait
     assert_eq!(log.replay(&medan, 0).await.expect("replay").len(), 1);
     assert_eq!(log.end(&batam).await.expect("end").next_position(), LogPosition(10));
 }
@@ -166,7 +166,7 @@ async fn a_deposed_lease_holder_is_fenced_once_another_node_took_the_office() {
     let mut writer_a = OfficeWriter::open(OfficeLog::new(&connection_a, log_options()), batam.clone(), lease_a.epoch)
         .await
         .expect("open");
-    writer_a.append(&payloads(1, 2, 50)).await.expect("the holder appends");
+    append_within(&mut writer_a, &payloads(1, 2, 50), Duration::from_secs(30)).await; // a new stream may be electing
     leases_a.renew(&mut lease_a).await.expect("the holder renews");
     let refused = leases_b.acquire(&batam).await.expect_err("the office is held");
     assert!(matches!(refused, ClusterError::LeaseLost { ref detail, .. } if detail.contains("node-a")), "{refused}");
