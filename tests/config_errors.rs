@@ -40,13 +40,9 @@ fn antrean(args: &[&std::ffi::OsStr]) -> Output {
     child.wait_with_output().expect("output")
 }
 
-#[test]
-fn starting_with_an_invalid_config_exits_non_zero_naming_the_field() {
-    let temp = tempfile::tempdir().expect("temp dir");
-    let config = config_file(temp.path(), BAD_FSYNC);
-    let data_dir = temp.path().join("data");
-
-    let output = antrean(&[
+/// Starts the server on `config` and `data_dir` (any free port, no metrics listener) and waits for it to exit.
+fn serve(config: &Path, data_dir: &Path) -> Output {
+    antrean(&[
         "--config".as_ref(),
         config.as_os_str(),
         "--listen".as_ref(),
@@ -55,7 +51,16 @@ fn starting_with_an_invalid_config_exits_non_zero_naming_the_field() {
         "".as_ref(),
         "--data-dir".as_ref(),
         data_dir.as_os_str(),
-    ]);
+    ])
+}
+
+#[test]
+fn starting_with_an_invalid_config_exits_non_zero_naming_the_field() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let config = config_file(temp.path(), BAD_FSYNC);
+    let data_dir = temp.path().join("data");
+
+    let output = serve(&config, &data_dir);
 
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "exit status {:?}", output.status);
@@ -152,16 +157,7 @@ fn a_cluster_node_whose_nats_servers_cannot_be_reached_stops_instead_of_serving_
     let config = config_file(temp.path(), &format!("{text}request_timeout_ms = 500\n"));
     let data_dir = temp.path().join("data");
 
-    let output = antrean(&[
-        "--config".as_ref(),
-        config.as_os_str(),
-        "--listen".as_ref(),
-        "127.0.0.1:0".as_ref(),
-        "--metrics-listen".as_ref(),
-        "".as_ref(),
-        "--data-dir".as_ref(),
-        data_dir.as_os_str(),
-    ]);
+    let output = serve(&config, &data_dir);
 
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_ne!(output.status.code(), Some(0), "stderr: {stderr}");
