@@ -46,6 +46,12 @@ impl BookingApi {
         }
     }
 
+    /// The office of the booking `command` acts on (present or purged) as a metric label, `unknown` when there is none.
+    fn booking_office_label(engine: &Engine, command: &Command) -> String {
+        let office = command.booking_id().and_then(|booking_id| engine.book().office_of(booking_id));
+        office.map_or_else(|| "unknown".to_owned(), |office_id| office_id.to_string())
+    }
+
     /// Executes `command` under the caller's own request id.
     async fn run(&self, access: &Access, request_id: &RequestId, command: Command) -> Result<Reply, Status> {
         self.engine()?.execute(&access.request_id(request_id), &command).await.map_err(Status::from)
@@ -210,8 +216,7 @@ impl BookingService for BookingApi {
         if let Some(booking_id) = command.booking_id() {
             self.reachable(&access, booking_id)?;
         }
-        let office = command.booking_id().and_then(|booking_id| engine.book().office_of(booking_id));
-        let office = office.map_or_else(|| "unknown".to_owned(), |office_id| office_id.to_string());
+        let office = BookingApi::booking_office_label(engine, &command);
         let execution = engine.execute_detailed(&access.request_id(&request_id), &command).await;
         let label = match &execution.outcome {
             Ok(Reply::Paid { revived: true, .. }) => "revived",
@@ -404,8 +409,7 @@ impl BookingApi {
         if let Some(booking_id) = command.booking_id() {
             self.reachable(&access, booking_id)?;
         }
-        let office = command.booking_id().and_then(|booking_id| engine.book().office_of(booking_id));
-        let office = office.map_or_else(|| "unknown".to_owned(), |office_id| office_id.to_string());
+        let office = BookingApi::booking_office_label(engine, &command);
         let execution = engine.execute_detailed(&access.request_id(&request_id), &command).await;
         let label = match &execution.outcome {
             Ok(_) if execution.repeated => "repeated",
