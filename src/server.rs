@@ -84,7 +84,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
     let handle = EngineHandle::default();
     let gate = config.cluster.as_ref().map(|_| Arc::new(ServingGate::default()));
     let routing = match (&config.cluster, &gate) {
-        (Some(cluster), Some(gate)) => Some(start_routing(cluster, local, Arc::clone(gate))?),
+        (Some(cluster), Some(gate)) => Some(start_routing(cluster, local, Arc::clone(gate), handle.clone())?),
         _ => None,
     };
     let (stop_serving, serving_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -189,6 +189,7 @@ fn start_routing(
     cluster: &crate::cluster::ClusterConfig,
     listening: SocketAddr,
     gate: Arc<ServingGate>,
+    handle: EngineHandle,
 ) -> Result<RoutingLayer, ServerError> {
     let config_error = |field: String, reason: String| crate::config::ConfigError::Invalid { field, reason };
     let address = match &cluster.advertise_address {
@@ -215,7 +216,7 @@ fn start_routing(
         Arc::clone(&directory),
         published,
     ));
-    Ok(RoutingLayer::new(directory, gate, cluster.forward_calls))
+    Ok(RoutingLayer::new(directory, gate, handle, cluster.forward_calls))
 }
 
 /// Builds the services and their layers and serves them on `listener` in a task of their own until `serving_stopped`

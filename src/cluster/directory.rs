@@ -14,6 +14,7 @@ use crate::domain::OfficeId;
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// The KV bucket of node cards, one key per node name.
@@ -93,6 +94,9 @@ pub struct Directory {
     own: NodeCard,
     lease_ttl: Duration,
     entries: RwLock<Entries>,
+    /// Set once the buckets were read whole for the first time: before that, an office no card names may be one
+    /// whose card has not arrived yet.
+    loaded: AtomicBool,
 }
 
 impl std::fmt::Debug for Directory {
@@ -107,7 +111,18 @@ impl Directory {
     pub fn new(own: NodeCard, lease_ttl: Duration) -> Directory {
         let mut entries = Entries::default();
         entries.cards.insert(own.node_name.clone(), own.clone());
-        Directory { own, lease_ttl, entries: RwLock::new(entries) }
+        Directory { own, lease_ttl, entries: RwLock::new(entries), loaded: AtomicBool::new(false) }
+    }
+
+    /// Whether the directory has read every card and lease once (it may still lag behind changes since).
+    #[must_use]
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.load(Ordering::Acquire)
+    }
+
+    /// Marks the directory as having read every card and lease once.
+    pub fn mark_loaded(&self) {
+        self.loaded.store(true, Ordering::Release);
     }
 
     /// This node's card.
@@ -238,6 +253,9 @@ mod tests {
     #[test]
     fn an_office_belongs_to_the_partition_that_lists_it_else_to_the_catch_all() {
         let directory = Directory::new(card("a1", "west", Some(&["kanim-batam"])), TTL);
+        assert!(!directory.is_loaded(), "nothing read yet");
+        directory.mark_loaded();
+        assert!(directory.is_loaded());
         assert_eq!(directory.partition_of(&office("kanim-batam")).as_deref(), Some("west"));
         assert_eq!(directory.partition_of(&office("kanim-medan")), None, "no partition serves it");
 

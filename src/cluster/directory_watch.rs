@@ -6,7 +6,7 @@
 //! task, untouched by routing.
 
 use super::connect::{NatsConnection, connect};
-use super::directory::{Directory, NODE_CARD_BYTES_MAX, NODES_BUCKET, NodeCard};
+use super::directory::{DIRECTORY_ENTRIES_MAX, Directory, NODE_CARD_BYTES_MAX, NODES_BUCKET, NodeCard};
 use super::error::{ClusterError, Result};
 use super::options::NatsConnectOptions;
 use super::placement::LEASE_BUCKET;
@@ -54,6 +54,15 @@ async fn watch_once(
     let leases = connection.jetstream.get_key_value(LEASE_BUCKET).await.map_err(ClusterError::other)?;
     let mut card_watch = nodes.watch_all().await.map_err(ClusterError::other)?;
     let mut lease_watch = leases.watch_all().await.map_err(ClusterError::other)?;
+    // The watches deliver every current value first, but an empty bucket delivers nothing to say it is complete: read
+    // both buckets whole once (after the watches started, so nothing written in between is missed) before saying the
+    // directory is loaded.
+    if !directory.is_loaded() {
+        load(&nodes, directory, apply_card).await?;
+        load(&leases, directory, apply_lease).await?;
+        directory.mark_loaded();
+        changed(directory);
+    }
     tracing::info!("following the cluster directory");
     loop {
         tokio::select! {
@@ -88,6 +97,19 @@ async fn open_nodes_bucket(connection: &NatsConnection, replicas: usize) -> Resu
         ..kv::Config::default()
     };
     connection.jetstream.create_key_value(config).await.map_err(ClusterError::other)
+}
+
+/// Reads every entry of `store` (at most [`DIRECTORY_ENTRIES_MAX`]) into `directory` with `apply`.
+async fn load(store: &kv::Store, directory: &Directory, apply: fn(&Directory, &kv::Entry)) -> Result<()> {
+    let keys = store.keys().await.map_err(ClusterError::other)?;
+    let keys: Vec<String> =
+        keys.take(DIRECTORY_ENTRIES_MAX).collect::<std::result::Result<_, _>>().await.map_err(ClusterError::other)?;
+    for key in keys {
+        if let Some(entry) = store.entry(&key).await.map_err(ClusterError::other)? {
+            apply(directory, &entry);
+        }
+    }
+    Ok(())
 }
 
 fn apply_card(directory: &Directory, entry: &kv::Entry) {

@@ -10,8 +10,8 @@
 
 use super::key::{Gathering, RouteKey};
 use super::status::{
-    forwarded_elsewhere_status, no_owner_status, office_elsewhere_status, office_not_in_cluster_status,
-    office_required_status,
+    directory_not_loaded_status, forwarded_elsewhere_status, no_owner_status, office_elsewhere_status,
+    office_not_in_cluster_status, office_required_status,
 };
 use crate::cluster::{Directory, NodeCard};
 use crate::domain::OfficeId;
@@ -88,8 +88,13 @@ pub fn decide(key: &RouteKey, standing: Standing, directory: &Directory) -> Deci
             let new = matches!(key, RouteKey::NewOffice(_));
             let Some(partition) = OfficeId::parse(office).and_then(|office| directory.partition_of(&office)) else {
                 // An office no partition serves: a new one is refused; for anything else, it exists nowhere, and the
-                // handler here says so (or says what else is wrong with the call).
-                return if new { refuse(office_not_in_cluster_status(office)) } else { Decision::Here };
+                // handler here says so (or says what else is wrong with the call). Unless the directory is not
+                // loaded yet: then the office's partition may be one this node has not heard of.
+                return match (directory.is_loaded(), new) {
+                    (false, _) => refuse(directory_not_loaded_status()),
+                    (true, true) => refuse(office_not_in_cluster_status(office)),
+                    (true, false) => Decision::Here,
+                };
             };
             if partition == own.partition && (standing.serving || !standing.forward_calls) {
                 return Decision::Here;
@@ -105,6 +110,7 @@ pub fn decide(key: &RouteKey, standing: Standing, directory: &Directory) -> Deci
             to_owner(partition, own, directory)
         }
         _ if !standing.forward_calls => Decision::Here,
+        _ if !directory.is_loaded() => refuse(directory_not_loaded_status()),
         RouteKey::Held(_) => {
             let (targets, unowned) = targets(standing, directory);
             Decision::AskInTurn { targets, unowned }
@@ -187,6 +193,7 @@ mod tests {
         directory.put_card(card("b1", "east", &["kanim-medan"]));
         directory.put_lease("west", "a1", Instant::now());
         directory.put_lease("east", "b1", Instant::now());
+        directory.mark_loaded();
         directory
     }
 
@@ -233,6 +240,16 @@ mod tests {
             Some(("east", "b1"))
         );
         assert!(matches!(decide(&office("kanim-baru"), SERVING, &west), Decision::Here));
+    }
+
+    #[test]
+    fn until_the_directory_is_loaded_only_this_nodes_own_offices_are_answered() {
+        let fresh = Directory::new(card("a1", "west", &["kanim-batam"]), Duration::from_secs(10));
+        assert!(matches!(decide(&office("kanim-batam"), SERVING, &fresh), Decision::Here));
+        for key in [office("kanim-medan"), RouteKey::NewOffice("kanim-medan".into()), RouteKey::Held("BK1".into())] {
+            let (code, reason) = refused(decide(&key, SERVING, &fresh));
+            assert_eq!((code, reason.as_str()), (tonic::Code::Unavailable, "DIRECTORY_NOT_LOADED"), "{key:?}");
+        }
     }
 
     #[test]

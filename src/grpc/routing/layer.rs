@@ -10,6 +10,7 @@ use super::key::{Gathering, route_key};
 use super::status::{gather_incomplete_status, no_owner_status, reason_of, request_unreadable_status};
 use crate::cluster::Directory;
 use crate::engine::partition::ServingGate;
+use crate::grpc::EngineHandle;
 use crate::grpc::status::message_too_large_status;
 use crate::limits::GRPC_MESSAGE_BYTES_MAX;
 use bytes::Bytes;
@@ -30,6 +31,7 @@ pub const GATHER_CONCURRENCY_MAX: usize = 16;
 pub struct Routing {
     directory: Arc<Directory>,
     gate: Arc<ServingGate>,
+    handle: EngineHandle,
     forwarder: Forwarder,
     forward_calls: bool,
 }
@@ -41,12 +43,17 @@ pub struct RoutingLayer {
 }
 
 impl RoutingLayer {
-    /// The layer for a node whose directory is `directory` and whose partition's gate is `gate`; `forward_calls` as
-    /// configured.
+    /// The layer for a node whose directory is `directory`, whose partition's gate is `gate` and whose engine (once
+    /// it owns its partition) is in `handle`; `forward_calls` as configured.
     #[must_use]
-    pub fn new(directory: Arc<Directory>, gate: Arc<ServingGate>, forward_calls: bool) -> RoutingLayer {
+    pub fn new(
+        directory: Arc<Directory>,
+        gate: Arc<ServingGate>,
+        handle: EngineHandle,
+        forward_calls: bool,
+    ) -> RoutingLayer {
         let forwarder = Forwarder::new(&directory.own().node_name);
-        RoutingLayer { routing: Arc::new(Routing { directory, gate, forwarder, forward_calls }) }
+        RoutingLayer { routing: Arc::new(Routing { directory, gate, handle, forwarder, forward_calls }) }
     }
 }
 
@@ -128,7 +135,8 @@ where
     };
     let key = message_of(&body).map_or(super::key::RouteKey::Local, |message| route_key(head.uri.path(), message));
     let standing = Standing {
-        serving: routing.gate.may_serve(),
+        // Serving means answering: the lease is held and the take-over (replay, OwnerChanged) is done.
+        serving: routing.gate.may_serve() && routing.handle.is_ready(),
         deposed: routing.gate.is_deposed(),
         forward_calls: routing.forward_calls,
         forwarded: head.headers.contains_key(FORWARDED_BY),

@@ -28,6 +28,13 @@ pub fn no_owner_status(partition: &str) -> Status {
     unavailable("NO_OWNER", message, &[("partition", partition)])
 }
 
+/// This node has not read the cluster's directory yet (just started, or NATS unreachable): `DIRECTORY_NOT_LOADED`.
+#[must_use]
+pub fn directory_not_loaded_status() -> Status {
+    let message = "this node does not know the cluster's partitions yet: retry shortly".to_owned();
+    unavailable("DIRECTORY_NOT_LOADED", message, &[])
+}
+
 /// The owner of `partition`, `node`, did not answer a forwarded call: `OWNER_UNREACHABLE` (nothing was done, or the
 /// outcome is unknown: retry with the same request id).
 #[must_use]
