@@ -36,8 +36,27 @@ fn config(name: &str, partition: &str, offices: &[&str], urls: &[String]) -> Str
     )
 }
 
-fn start_node(name: &str, partition: &str, offices: &[&str], urls: &[String]) -> Server {
-    Server::start_with(Options { args: Vec::new(), config: Some(config(name, partition, offices, urls)) })
+/// Starts node `name`; returns it and its metrics port.
+fn start_node(name: &str, partition: &str, offices: &[&str], urls: &[String]) -> (Server, u16) {
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port();
+    let args = vec![format!("--metrics-listen=127.0.0.1:{metrics_port}")];
+    (Server::start_with(Options { args, config: Some(config(name, partition, offices, urls)) }), metrics_port)
+}
+
+/// The sum of the samples of `name` on the node's `/metrics` whose labels include every one of `labels`.
+async fn metric(port: u16, name: &str, labels: &[&str]) -> f64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect to /metrics");
+    stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").await.expect("request");
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await.expect("response");
+    body.lines()
+        .filter_map(|line| line.rsplit_once(' '))
+        .filter(|(series, _)| {
+            series.split('{').next() == Some(name) && labels.iter().all(|label| series.contains(label))
+        })
+        .map(|(_, value)| value.parse::<f64>().expect("a number"))
+        .sum()
 }
 
 /// A channel to `server`, serving or not (a standby says NOT_SERVING but routes).
@@ -108,11 +127,11 @@ async fn office_ids(booking: &mut BookingServiceClient<Channel>, here: bool) -> 
 async fn every_node_serves_every_office_by_forwarding_and_a_killed_owners_calls_resume_on_its_standby() {
     let nats = NatsCluster::start(false);
     let urls = nats.urls();
-    let mut west_a = start_node("west-a", "west", &[WEST], &urls);
+    let (mut west_a, _) = start_node("west-a", "west", &[WEST], &urls);
     let (mut booking_a, mut admin_a) = west_a.clients().await;
-    let east_b = start_node("east-b", "east", &[EAST], &urls);
+    let (east_b, metrics_b) = start_node("east-b", "east", &[EAST], &urls);
     let (mut booking_b, mut admin_b) = east_b.clients().await;
-    let west_c = start_node("west-c", "west", &[WEST], &urls);
+    let (west_c, _) = start_node("west-c", "west", &[WEST], &urls);
     let channel_c = connect(&west_c).await;
     let mut booking_c = BookingServiceClient::new(channel_c);
 
@@ -166,6 +185,18 @@ async fn every_node_serves_every_office_by_forwarding_and_a_killed_owners_calls_
         found.bookings.iter().map(|booking| booking.booking_id.as_str()).collect::<Vec<_>>(),
         [held.booking_id.as_str()]
     );
+
+    // What an SRE sees on east-b: calls it forwarded to west-a, and a directory of 3 nodes in 2 partitions, both owned.
+    let forwarded =
+        metric(metrics_b, "antrean_cluster_forwarded_calls_total", &["target=\"west-a\"", "outcome=\"ok\""]);
+    assert!(forwarded.await >= 3.0, "hold, read and pay were forwarded");
+    api::poll(PATIENCE, "east-b's directory gauges", || async {
+        let nodes = metric(metrics_b, "antrean_cluster_directory_nodes", &[]).await;
+        let partitions = metric(metrics_b, "antrean_cluster_directory_partitions", &[]).await;
+        let owned = metric(metrics_b, "antrean_cluster_directory_owned_partitions", &[]).await;
+        (nodes, partitions, owned).eq(&(3.0, 2.0, 2.0)).then_some(())
+    })
+    .await;
 
     // kill -9 of west's owner: calls for west through east-b are UNAVAILABLE with a retry hint until west-c has taken
     // over, then answered, with every acknowledged change.
