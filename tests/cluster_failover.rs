@@ -44,9 +44,10 @@ const BURST_DAYS: i32 = 4;
 fn cluster_section(name: &str, urls: &[String], lease_ttl: Duration) -> String {
     let urls: Vec<String> = urls.iter().map(|url| format!("\"{url}\"")).collect();
     // The server's own request timeout must outlast a pause of the owner, so a call cut off by its deposition is
-    // answered UNAVAILABLE rather than timed out.
+    // answered UNAVAILABLE rather than timed out. Forwarding is off: this test checks the serving gate itself (a
+    // standby refuses); tests/cluster_routing.rs checks that a standby forwards to the owner when it is on.
     format!(
-        "[server]\nrequest_timeout_ms = 60000\n[cluster]\nnode_name = \"{name}\"\nnats_urls = [{}]\noffices = \"all\"\npartition = \"{PARTITION}\"\n\
+        "[server]\nrequest_timeout_ms = 60000\n[cluster]\nnode_name = \"{name}\"\nnats_urls = [{}]\noffices = \"all\"\npartition = \"{PARTITION}\"\nforward_calls = false\n\
          lease_ttl_ms = {}\nlease_renew_every_ms = 500\nrequest_timeout_ms = 1000\n",
         urls.join(", "),
         lease_ttl.as_millis()

@@ -42,9 +42,9 @@ pub struct ClusterConfig {
     #[serde(default)]
     pub advertise_address: Option<String>,
     /// Whether a call for an office of another partition (or for this node's partition while another node owns it)
-    /// is forwarded to the partition's owner, so every node serves the whole API. Off: such a call is refused with
-    /// where to go instead (see README, "Routing").
-    #[serde(default)]
+    /// is forwarded to the partition's owner, so every node serves the whole API (the default). Off: such a call is
+    /// refused with where to go instead (see README, "Routing").
+    #[serde(default = "default_forward_calls")]
     pub forward_calls: bool,
     /// Streams the office logs are spread over; fixed for the life of a cluster.
     #[serde(default = "default_log_streams")]
@@ -105,6 +105,9 @@ pub enum OwnedOffices {
 
 fn default_partition() -> String {
     "all".to_owned()
+}
+fn default_forward_calls() -> bool {
+    true
 }
 fn default_log_streams() -> u32 {
     4
@@ -285,9 +288,9 @@ mod tests {
         assert_eq!(config.lease_options().ttl, Duration::from_secs(10));
         assert_eq!(config.log_options().replicas, 3);
         assert_eq!(config.connect_options().node_name, "node-1");
-        assert!(!config.forward_calls && config.advertise_address.is_none());
+        assert!(config.forward_calls && config.advertise_address.is_none());
         let advertised =
-            parse(&format!("{MINIMAL}advertise_address = \"node-1.internal:50051\"\nforward_calls = true\n"));
+            parse(&format!("{MINIMAL}advertise_address = \"node-1.internal:50051\"\nforward_calls = false\n"));
         advertised.validate().expect("a host name and port are valid");
     }
 
