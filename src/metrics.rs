@@ -107,6 +107,9 @@ pub const CLUSTER_DEPOSED_TOTAL: &str = "antrean_cluster_deposed_total";
 /// Calls this node forwarded to another node, by `target` (node name) and `outcome` (ok, not_found, unavailable,
 /// unreachable, deadline, refused, denied, exhausted, error).
 pub const CLUSTER_FORWARDED_CALLS_TOTAL: &str = "antrean_cluster_forwarded_calls_total";
+/// NIK claims by partition and outcome: `created`, `refused` (another partition has it), `released` (its NIK's last
+/// active booking ended), `reconciled` (given back by the reconciler), `unavailable` (the bucket did not answer).
+pub const CLUSTER_NIK_CLAIMS_TOTAL: &str = "antrean_cluster_nik_claims_total";
 /// Node cards this node's cluster directory knows.
 pub const CLUSTER_DIRECTORY_NODES: &str = "antrean_cluster_directory_nodes";
 /// Partitions this node's cluster directory knows.
@@ -178,6 +181,7 @@ fn describe() {
     describe_counter!(CLUSTER_FAILOVERS_TOTAL, "Take-overs of a partition another node had owned");
     describe_counter!(CLUSTER_DEPOSED_TOTAL, "Times this node stopped serving a partition it owned");
     describe_counter!(CLUSTER_FORWARDED_CALLS_TOTAL, "Calls forwarded to another node, by target node and outcome");
+    describe_counter!(CLUSTER_NIK_CLAIMS_TOTAL, "NIK claims created, refused, released, reconciled, by partition");
     describe_gauge!(CLUSTER_DIRECTORY_NODES, "Node cards in this node's cluster directory");
     describe_gauge!(CLUSTER_DIRECTORY_PARTITIONS, "Partitions in this node's cluster directory");
     describe_gauge!(

@@ -8,8 +8,9 @@
 //!
 //! The engine writes a partition's log through [`JetStreamLog`] (a partition's log is named like an office's, by an
 //! id of the same form). The [`Directory`] says which partition serves which office and which node owns each
-//! partition now (`grpc/routing/` forwards calls by it). Not built yet (issue 15): NIK claims across partitions,
-//! snapshots in the object store.
+//! partition now (`grpc/routing/` forwards calls by it). [`NikClaimBucket`] keeps the one cross-partition rule: a NIK's
+//! active bookings live in the one partition that holds its claim. Not built yet (issue 15): snapshots in the object
+//! store.
 //!
 //! # Layout
 //!
@@ -26,6 +27,8 @@
 //! - `directory_watch.rs`: [`keep_directory`]: publishes this node's card in `antrean_nodes`, follows the cards and
 //!   the leases with KV watches.
 //! - `settings.rs`: [`ClusterConfig`], the `[cluster]` section, validated, and the options it gives.
+//! - `nik_hash.rs`: [`NikHasher`], a NIK's claim key: HMAC-SHA256 under the cluster's secret, never the NIK.
+//! - `nik_claims.rs`: [`NikClaimBucket`]: take, read, release claims in `antrean_nik_claims`; the secret's source.
 //! - `writer.rs`: [`OfficeWriter`]: the lease holder's appends, its fence and next position.
 //! - `partition_log.rs`: [`JetStreamLog`], the engine's log on a partition's subject: group commit into fenced
 //!   batches, durable on PubAck; [`read_records`] for the replay at take-over.
@@ -37,6 +40,8 @@ mod directory_watch;
 mod error;
 mod lease;
 mod log;
+mod nik_claims;
+mod nik_hash;
 mod options;
 mod partition_log;
 mod placement;
@@ -54,6 +59,10 @@ pub use directory_watch::keep_directory;
 pub use error::{ClusterError, Result};
 pub use lease::{Lease, LeaseBucket, LeaseHolder, NODE_NAME_BYTES_MAX};
 pub use log::{Appended, LogEnd, OfficeLog, ReplayedBatch};
+pub use nik_claims::{
+    ClaimTaken, NIK_CLAIM_SECRET_BUCKET, NIK_CLAIMS_BUCKET, NikClaimBucket, OwnClaim, nik_claim_secret,
+};
+pub use nik_hash::{NIK_CLAIM_SECRET_BYTES, NikHasher};
 pub use options::{LeaseOptions, LogOptions, NatsConnectOptions, NatsTlsOptions};
 pub use partition_log::{JetStreamLog, PartitionLogObserver, read_records};
 pub use placement::{

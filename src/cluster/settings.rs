@@ -67,6 +67,14 @@ pub struct ClusterConfig {
     /// How long JetStream remembers a batch's message id to store a retried append once, in seconds.
     #[serde(default = "default_duplicate_window_seconds")]
     pub duplicate_window_seconds: u64,
+    /// The secret that keys the NIK claim hashes (32 bytes or more; the first 32 are used), the same file on every
+    /// node. Left out, a random secret is created once in NATS (bucket `antrean_nik_claim_secret`).
+    #[serde(default)]
+    pub nik_claim_secret_file: Option<PathBuf>,
+    /// How often the partition's owner gives back NIK claims it holds for NIKs without an active booking there (left
+    /// by a crash between claim and append, a refused hold, or a booking ended by time), in milliseconds.
+    #[serde(default = "default_nik_claim_reconcile_every_ms")]
+    pub nik_claim_reconcile_every_ms: u64,
 }
 
 /// `[cluster.tls]`.
@@ -130,6 +138,9 @@ fn default_request_timeout_ms() -> u64 {
 fn default_duplicate_window_seconds() -> u64 {
     120
 }
+fn default_nik_claim_reconcile_every_ms() -> u64 {
+    30_000
+}
 
 type Invalid = (String, String);
 
@@ -191,6 +202,12 @@ impl ClusterConfig {
         }
         if !(BATCH_BYTES_MIN..=BATCH_BYTES_MAX).contains(&self.batch_bytes_max) {
             return invalid("batch_bytes_max", format!("must be between {BATCH_BYTES_MIN} and {BATCH_BYTES_MAX}"));
+        }
+        if !(1_000..=3_600_000).contains(&self.nik_claim_reconcile_every_ms) {
+            return invalid("nik_claim_reconcile_every_ms", "must be between 1000 and 3600000");
+        }
+        if self.nik_claim_secret_file.as_ref().is_some_and(|path| path.as_os_str().is_empty()) {
+            return invalid("nik_claim_secret_file", "must name a file of 32 bytes or more, or be left out");
         }
         if !(1_000..=300_000).contains(&self.lease_ttl_ms) {
             return invalid("lease_ttl_ms", "must be between 1000 and 300000");

@@ -17,9 +17,11 @@ impl Engine {
         let log = self.events();
         let mut last_position = None;
         let mut expired = 0;
+        let mut ended = Vec::new();
         for booking_id in self.book.due_expiries(now, EXPIRIES_PER_TICK_MAX) {
             if let Some((booking, position)) = self.book.expire(booking_id, now, &log) {
                 last_position = Some(position);
+                ended.push((booking.applicant.nik, booking.state));
                 // Otherwise the hold only entered its settlement grace: its slot is still reserved.
                 if booking.state == BookingState::Expired {
                     let office = booking.slot.office_id.to_string();
@@ -31,12 +33,14 @@ impl Engine {
         for booking_id in self.book.due_no_shows(now, NO_SHOWS_PER_TICK_MAX) {
             if let Some((booking, position)) = self.book.mark_no_show(booking_id, now, &log) {
                 last_position = Some(position);
+                ended.push((booking.applicant.nik, booking.state));
                 let office = booking.slot.office_id.to_string();
                 metrics::counter!(names::NO_SHOWS_TOTAL, "office" => office).increment(1);
             }
         }
         if let Some(position) = last_position {
             self.await_durable(position).await;
+            self.release_claims_of(&ended).await;
         }
         expired
     }

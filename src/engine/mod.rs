@@ -13,6 +13,7 @@ pub mod draw;
 pub mod error;
 pub mod lifecycle;
 pub mod local_log;
+pub mod nik_claims;
 pub mod partition;
 pub mod recovery;
 pub mod shutdown;
@@ -112,6 +113,8 @@ pub struct Engine {
     ticks: std::sync::atomic::AtomicU64,
     on_log_failure: Option<LogFailureHook>,
     draw_secrets: Option<DrawSecretSource>,
+    /// Cluster mode: the NIK claims that keep the one-active-booking rule across partitions (`nik_claims.rs`).
+    nik_claims: std::sync::OnceLock<Arc<nik_claims::NikClaims>>,
 }
 
 /// Sends the quota book's events to the log.
@@ -194,6 +197,7 @@ impl Engine {
             ticks: std::sync::atomic::AtomicU64::new(0),
             on_log_failure: seams.on_log_failure,
             draw_secrets: seams.draw_secrets,
+            nik_claims: std::sync::OnceLock::new(),
         };
         metrics::gauge!(names::RECOVERY_DURATION_SECONDS).set(report.duration.as_secs_f64());
         metrics::gauge!(names::RECOVERY_RECORDS_REPLAYED).set(report.records_replayed as f64);
@@ -242,6 +246,7 @@ impl Engine {
         }
         tracing::debug!(command = command.name(), request_id = %request_id, repeated = execution.repeated,
             outcome = match &execution.outcome { Ok(_) => "ok", Err(rejection) => rejection.reason() }, "executed");
+        self.release_ended_claims(&execution.outcome).await;
         execution.outcome
     }
 

@@ -7,10 +7,11 @@
 //! or decide bookings. Snapshots are not written in this mode (the log says so, [`LogStore::keeps_snapshots`]): every
 //! take-over replays the subject from its start.
 
+use super::nik_claims::{NikClaims, keep_reconciling};
 use super::{Clock, Engine, EngineOptions, EngineSeams, RecoveryReport};
 use crate::cluster::{
-    ClusterConfig, ClusterError, JetStreamLog, Lease, LeaseBucket, OfficeLog, OfficeWriter, PartitionLogObserver,
-    connect, read_records,
+    ClusterConfig, ClusterError, JetStreamLog, Lease, LeaseBucket, NikClaimBucket, NikHasher, OfficeLog, OfficeWriter,
+    PartitionLogObserver, connect, nik_claim_secret, read_records,
 };
 use crate::domain::{BookRules, Event, OfficeId};
 use crate::metrics as names;
@@ -98,6 +99,8 @@ pub struct OwnedPartition {
     keeper: LeaseKeeper,
     bucket: LeaseBucket,
     partition: OfficeId,
+    /// The NIK claim reconciler, stopped with the partition.
+    reconciler: tokio::task::AbortHandle,
 }
 
 impl OwnedPartition {
@@ -109,6 +112,7 @@ impl OwnedPartition {
             reason = self.log.wait_failed() => reason,
         };
         gate.depose();
+        self.reconciler.abort();
         self.log.fail(&reason);
         let partition = self.partition.to_string();
         metrics::counter!(names::CLUSTER_DEPOSED_TOTAL, "partition" => partition.clone()).increment(1);
@@ -118,6 +122,7 @@ impl OwnedPartition {
 
     /// Gives the lease back (after the engine closed its log), so a standby need not wait for the TTL.
     pub async fn release(self) {
+        self.reconciler.abort();
         let partition = self.partition.to_string();
         if let Some(lease) = self.keeper.stop().await
             && let Err(error) = self.bucket.release(&lease).await
@@ -146,6 +151,7 @@ pub async fn take_partition(
     let bucket =
         LeaseBucket::open(&connection, &cluster.node_name, cluster.lease_options(), cluster.replicas as usize).await?;
     let log = OfficeLog::new(&connection, cluster.log_options());
+    let claims = open_nik_claims(cluster, &connection, &partition).await?;
     loop {
         let lease = wait_for_lease(&bucket, &partition).await;
         gate.serve_until(lease.written_at + bucket.options().serve_for());
@@ -162,6 +168,10 @@ pub async fn take_partition(
                 if previous_owner {
                     metrics::counter!(names::CLUSTER_FAILOVERS_TOTAL, "partition" => name).increment(1);
                 }
+                engine.attach_nik_claims(claims);
+                let every = Duration::from_millis(cluster.nik_claim_reconcile_every_ms);
+                let reconciler =
+                    tokio::spawn(keep_reconciling(Arc::downgrade(&engine), Arc::clone(&gate), every)).abort_handle();
                 return Ok(OwnedPartition {
                     engine,
                     report,
@@ -170,6 +180,7 @@ pub async fn take_partition(
                     keeper,
                     bucket,
                     partition,
+                    reconciler,
                 });
             }
             Err(error) => {
@@ -181,6 +192,18 @@ pub async fn take_partition(
             }
         }
     }
+}
+
+/// The claims bucket as `partition` uses it, keyed with the cluster's NIK claim secret.
+async fn open_nik_claims(
+    cluster: &ClusterConfig,
+    connection: &crate::cluster::NatsConnection,
+    partition: &OfficeId,
+) -> super::Result<Arc<NikClaims>> {
+    let replicas = cluster.replicas as usize;
+    let secret = nik_claim_secret(connection, cluster.nik_claim_secret_file.as_deref(), replicas).await?;
+    let bucket = NikClaimBucket::open(connection, partition.as_str(), replicas).await?;
+    Ok(Arc::new(NikClaims::new(bucket, NikHasher::new(secret), partition.to_string())))
 }
 
 /// Waits until this node holds the partition's lease.

@@ -112,11 +112,11 @@ impl BookingApi {
                 } else {
                     self.reserve_hold(access, &command, engine.now(), &office)?
                 };
-                let outcome = engine.execute(&request_id, &command).await;
-                if let (Err(_), Some(reservation)) = (&outcome, reservation) {
+                let answer = engine.execute_hold(&request_id, &command).await;
+                if let (Err(_) | Ok(Err(_)), Some(reservation)) = (&answer, reservation) {
                     self.hold_limiter.release(reservation);
                 }
-                outcome
+                answer.map_err(|refusal| super::status::claim_refusal_status(&refusal))?
             }
             Err(rejection) => Err(rejection),
         };

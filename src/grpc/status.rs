@@ -10,6 +10,7 @@
 //! the auth layer answers before any handler runs.
 
 use crate::domain::Rejection;
+use crate::engine::nik_claims::ClaimRefusal;
 use std::collections::HashMap;
 use std::time::Duration;
 use tonic::{Code, Status};
@@ -177,6 +178,37 @@ pub fn overload_status(why: &str) -> Status {
     let mut details = ErrorDetails::with_retry_info(Some(OVERLOAD_RETRY_DELAY));
     details.set_error_info("OVERLOADED", ERROR_DOMAIN, HashMap::from([("why".to_owned(), why.to_owned())]));
     Status::with_error_details(Code::ResourceExhausted, format!("server overloaded ({why}): retry later"), details)
+}
+
+/// How long a caller refused because the NIK claims could not be read should wait.
+const CLAIMS_UNAVAILABLE_RETRY_DELAY: Duration = Duration::from_secs(1);
+
+/// The status for a hold refused by the cluster's NIK claims before the book decided: another partition holds the
+/// applicant's active bookings (the rule's own `ALREADY_EXISTS APPLICANT_HAS_BOOKING`, with `booked_elsewhere` in
+/// place of a booking id this partition cannot see), or the claims bucket did not answer (UNAVAILABLE, retry).
+#[must_use]
+pub fn claim_refusal_status(refusal: &ClaimRefusal) -> Status {
+    match refusal {
+        ClaimRefusal::HeldElsewhere => {
+            let mut details = ErrorDetails::new();
+            let metadata = HashMap::from([("booked_elsewhere".to_owned(), "another_office".to_owned())]);
+            details.set_error_info("APPLICANT_HAS_BOOKING", ERROR_DOMAIN, metadata);
+            Status::with_error_details(
+                Code::AlreadyExists,
+                "the applicant already has an active booking at another office",
+                details,
+            )
+        }
+        ClaimRefusal::Unavailable { .. } => {
+            let mut details = ErrorDetails::with_retry_info(Some(CLAIMS_UNAVAILABLE_RETRY_DELAY));
+            details.set_error_info("NIK_CLAIMS_UNAVAILABLE", ERROR_DOMAIN, HashMap::new());
+            Status::with_error_details(
+                Code::Unavailable,
+                "the cluster's applicant claims could not be read: nothing was booked, retry",
+                details,
+            )
+        }
+    }
 }
 
 /// How long a client should wait before asking a node that does not serve the partition (yet, or any more) again.
