@@ -14,6 +14,7 @@ pub mod draw;
 pub mod hold;
 pub mod overload;
 pub mod partition_gate;
+pub mod refusal_cache;
 pub mod status;
 pub mod waiting_room;
 
