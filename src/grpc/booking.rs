@@ -66,7 +66,8 @@ impl BookingApi {
         Ok(Some(booking))
     }
 
-    /// Counts a hold against the anti-hoarding limits of `access`'s caller, the account and every applicant.
+    /// Counts a hold against the anti-hoarding limits of `access`'s caller, the account and every applicant. With
+    /// every limit off (the open demo) there is nothing to count; the session pool is named only when shares count.
     fn reserve_hold(
         &self,
         access: &Access,
@@ -75,21 +76,33 @@ impl BookingApi {
         office: &str,
     ) -> Result<Option<crate::auth::hoarding::Reservation>, Status> {
         let Command::Hold(hold) = command else { return Ok(None) };
+        if self.hold_limiter.limits_nothing() {
+            return Ok(None);
+        }
         let applicants: Vec<Nik> = hold.applicants.iter().map(|applicant| applicant.nik).collect();
-        let account = hold.account_id.to_string();
         let slot = &hold.slot;
-        let session_key = format!("{}/{}/{}/{}", slot.office_id, slot.date, slot.session_id, slot.pool.name());
-        // Read through the catalogue's `Arc`: cloning the office (its plans and closures) cost more than the check.
-        let catalog = self.engine()?.book().catalog();
-        let capacity = catalog.office(&slot.office_id).and_then(|office| {
-            let plan = office.plan(slot.date)?;
-            plan.sessions
-                .iter()
-                .find(|session| session.session_id == slot.session_id)
-                .map(|session| session.capacity(slot.pool))
-        });
-        let session = capacity.map(|capacity| SessionPool { key: &session_key, capacity });
-        let keys = HoldRequestKeys { caller: &access.caller, account: &account, applicants: &applicants, session };
+        let session_key = self
+            .hold_limiter
+            .counts_session_shares()
+            .then(|| format!("{}/{}/{}/{}", slot.office_id, slot.date, slot.session_id, slot.pool.name()));
+        let capacity = match &session_key {
+            // Read through the catalogue's `Arc`: cloning the office (its plans and closures) cost more than the check.
+            Some(_) => self.engine()?.book().catalog().office(&slot.office_id).and_then(|office| {
+                let plan = office.plan(slot.date)?;
+                plan.sessions
+                    .iter()
+                    .find(|session| session.session_id == slot.session_id)
+                    .map(|session| session.capacity(slot.pool))
+            }),
+            None => None,
+        };
+        let session = session_key.as_deref().zip(capacity).map(|(key, capacity)| SessionPool { key, capacity });
+        let keys = HoldRequestKeys {
+            caller: &access.caller,
+            account: hold.account_id.as_str(),
+            applicants: &applicants,
+            session,
+        };
         self.hold_limiter.reserve(&keys, now.0).map(Some).map_err(|refusal| {
             metrics::counter!(names::HOARDING_REFUSALS_TOTAL, "scope" => refusal.scope.label()).increment(1);
             metrics::counter!(names::HOLDS_TOTAL, "office" => office.to_owned(), "outcome" => "rate_limited")
