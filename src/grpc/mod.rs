@@ -7,8 +7,10 @@
 pub mod admin;
 pub mod amendment;
 pub mod booking;
+pub mod call_metrics;
 pub mod check;
 pub mod codec;
+pub mod coalesced_writes;
 pub mod convert;
 pub mod draw;
 pub mod hold;
