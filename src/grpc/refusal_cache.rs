@@ -90,10 +90,7 @@ mod tests {
     use std::cell::Cell;
 
     fn same(left: &Status, right: &Status) {
-        assert_eq!(left.code(), right.code());
-        assert_eq!(left.message(), right.message());
-        assert_eq!(left.details(), right.details());
-        assert_eq!(left.metadata().clone().into_headers(), right.metadata().clone().into_headers());
+        super::super::status::assert_same_status(left, right);
     }
 
     #[test]
