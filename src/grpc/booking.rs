@@ -33,9 +33,9 @@ impl BookingApi {
     }
 
     /// Today's date in UTC, to refuse birth dates in the future.
-    fn today(engine: &Engine) -> Date {
+    fn today(now: crate::domain::Timestamp) -> Date {
         static UTC: OnceLock<Zone> = OnceLock::new();
-        UTC.get_or_init(|| Zone::resolve("UTC").expect("bundled UTC")).date_at(engine.now())
+        UTC.get_or_init(|| Zone::resolve("UTC").expect("bundled UTC")).date_at(now)
     }
 
     /// The office id as a metric label: only offices in the catalogue, so labels stay a closed set.
@@ -114,16 +114,18 @@ impl BookingApi {
     async fn hold_any(&self, request: HoldParts<'_>, access: &Access) -> Result<Reply, Status> {
         let engine = self.engine()?;
         let office = BookingApi::office_label(engine, request.office_id);
-        let converted = hold_command(&request, BookingApi::today(engine));
+        // One reading of the clock for the conversion and the checks before the engine (which reads its own).
+        let now = engine.now();
+        let converted = hold_command(&request, BookingApi::today(now));
         let outcome: Outcome = match converted {
             Ok((request_id, command)) => {
                 // A request id the book remembers is answered from memory (a retry) or refused (a reuse): it takes no
                 // slot, so it is neither counted nor refused by the anti-hoarding limits.
                 let request_id = access.request_id(&request_id);
-                let reservation = if engine.book().remembers(&request_id, engine.now()) {
+                let reservation = if engine.book().remembers(&request_id, now) {
                     None
                 } else {
-                    self.reserve_hold(access, &command, engine.now(), &office)?
+                    self.reserve_hold(access, &command, now, &office)?
                 };
                 let outcome = engine.execute(&request_id, &command).await;
                 if let (Err(_), Some(reservation)) = (&outcome, reservation) {
@@ -401,9 +403,10 @@ impl BookingApi {
         let request = request.into_inner();
         let engine = self.engine()?;
         let parts = check::hold_parts(&request)?;
-        let (_, command) = hold_command(&parts, BookingApi::today(engine))?;
+        let now = engine.now();
+        let (_, command) = hold_command(&parts, BookingApi::today(now))?;
         let Command::Hold(hold) = command else { unreachable!("a hold request converts to a hold") };
-        let found = engine.book().check_hold(&hold, engine.now())?;
+        let found = engine.book().check_hold(&hold, now)?;
         Ok(Response::new(check::response(&found, access.reveal_nik)))
     }
 

@@ -71,9 +71,9 @@ impl Method {
 pub fn requests_total(method: Method, code: Code) -> &'static Counter {
     static HANDLES: [[OnceLock<Counter>; CODES]; METHODS] = [const { [const { OnceLock::new() }; CODES] }; METHODS];
     let code_index = (code as usize).min(CODES - 1);
-    HANDLES[method.0][code_index].get_or_init(|| {
-        metrics::counter!(names::GRPC_REQUESTS_TOTAL, "method" => method.label(), "code" => code_name(code))
-    })
+    HANDLES[method.0][code_index].get_or_init(
+        || metrics::counter!(names::GRPC_REQUESTS_TOTAL, "method" => method.label(), "code" => code_name(code)),
+    )
 }
 
 /// `GRPC_REQUEST_DURATION_SECONDS{method}`.

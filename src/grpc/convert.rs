@@ -152,9 +152,8 @@ impl Violations {
         };
         // Field paths are spelled only for a violation: a valid applicant (every hold has one) allocates no text.
         let path = |leaf: &str| format!("{field}.{leaf}");
-        let birth_date = parse_date(applicant.birth_date.as_ref())
-            .map_err(|problem| self.add(path("birth_date"), problem))
-            .ok();
+        let birth_date =
+            parse_date(applicant.birth_date.as_ref()).map_err(|problem| self.add(path("birth_date"), problem)).ok();
         if birth_date.is_some_and(|birth| birth > today || today.days_since(birth) > 130 * 366) {
             self.add(path("birth_date"), "must be a past date within a human lifetime");
         }
