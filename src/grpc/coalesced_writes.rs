@@ -139,7 +139,8 @@ mod tests {
         let (client, mut server) = tokio::io::duplex(1 << 20);
         let mut writes = CoalescedWrites::new(client);
         writes.write_all(b"first ").await.expect("write");
-        writes.write_vectored(&[IoSlice::new(b"second "), IoSlice::new(b"third")]).await.expect("write");
+        let vectored = writes.write_vectored(&[IoSlice::new(b"second "), IoSlice::new(b"third")]).await;
+        assert_eq!(vectored.expect("write"), "second third".len(), "every slice is taken at once");
         let mut none = [0u8; 1];
         let nothing_yet = std::future::poll_fn(|context| {
             Poll::Ready(Pin::new(&mut server).poll_read(context, &mut ReadBuf::new(&mut none)).is_pending())
