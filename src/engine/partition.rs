@@ -3,6 +3,8 @@
 //! while the lease is renewed in the background; stop serving the moment the lease is lost, cannot be renewed in
 //! time, or an append is fenced.
 //!
+//! Also opens the partition's NIK claims (`nik_claims.rs`) and runs their reconciler while the partition is owned.
+//!
 //! Owns the lease keeper task and the [`ServingGate`] the gRPC layer consults on every call. It must not route calls
 //! or decide bookings. Snapshots are not written in this mode (the log says so, [`LogStore::keeps_snapshots`]): every
 //! take-over replays the subject from its start.
