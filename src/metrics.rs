@@ -108,7 +108,8 @@ pub const CLUSTER_DEPOSED_TOTAL: &str = "antrean_cluster_deposed_total";
 /// unreachable, deadline, refused, denied, exhausted, error).
 pub const CLUSTER_FORWARDED_CALLS_TOTAL: &str = "antrean_cluster_forwarded_calls_total";
 /// NIK claims by partition and outcome: `created`, `refused` (another partition has it), `released` (its NIK's last
-/// active booking ended), `reconciled` (given back by the reconciler), `unavailable` (the bucket did not answer).
+/// active booking ended), `reconciled` (given back by the reconciler), `unavailable` (the bucket did not answer), `conflict` (a late payment
+/// revived a booking whose NIK another partition claims).
 pub const CLUSTER_NIK_CLAIMS_TOTAL: &str = "antrean_cluster_nik_claims_total";
 /// Node cards this node's cluster directory knows.
 pub const CLUSTER_DIRECTORY_NODES: &str = "antrean_cluster_directory_nodes";

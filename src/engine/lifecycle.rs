@@ -55,6 +55,7 @@ impl Engine {
         }
         tracing::debug!(command = command.name(), request_id = %request_id, repeated = execution.repeated,
             outcome = match &execution.outcome { Ok(_) => "ok", Err(rejection) => rejection.reason() }, "executed");
+        self.release_ended_claims(&execution.outcome).await;
         execution
     }
 }

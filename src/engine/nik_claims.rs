@@ -224,14 +224,30 @@ impl Engine {
         answer
     }
 
-    /// After a change: gives back the claim of each NIK whose booking it ended, if that NIK has no active booking left.
+    /// After a change: gives back the claim of each NIK whose booking it ended, if that NIK has no active booking left;
+    /// takes the claim of a booking a late payment revived (the book let it come back without asking the claims, so
+    /// this is after the fact: a claim found elsewhere is logged and counted `conflict`, for an operator to resolve).
     pub(super) async fn release_ended_claims(&self, outcome: &Outcome) {
         let Some(claims) = self.nik_claims.get() else { return };
-        let ended = match outcome {
-            Ok(Reply::Booking(booking) | Reply::Paid { booking, .. }) if !booking.state.is_active() => booking,
-            _ => return,
-        };
-        self.release_idle_claims(claims, &[ended.applicant.nik]).await;
+        match outcome {
+            Ok(Reply::Paid { booking, revived: true, .. }) if booking.state.is_active() => {
+                let key = claims.hasher.claim_key(booking.applicant.nik);
+                match claims.bucket.take(&key).await {
+                    Ok(ClaimTaken::Created) => claims.count("created", 1),
+                    Ok(ClaimTaken::Ours) => {}
+                    Ok(ClaimTaken::Elsewhere) => {
+                        claims.count("conflict", 1);
+                        tracing::error!(booking_id = %booking.booking_id,
+                            "a late payment revived a booking whose applicant has active bookings in another partition");
+                    }
+                    Err(error) => tracing::warn!(%error, "nik claim of a revived booking not taken"),
+                }
+            }
+            Ok(Reply::Booking(booking) | Reply::Paid { booking, .. }) if !booking.state.is_active() => {
+                self.release_idle_claims(claims, &[booking.applicant.nik]).await;
+            }
+            _ => {}
+        }
     }
 
     /// After bookings ended with time: as [`Engine::release_ended_claims`] for each of `ended`.
