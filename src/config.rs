@@ -568,11 +568,12 @@ mod tests {
     #[test]
     fn a_forwarding_node_listening_on_every_address_must_say_where_it_is_reached() {
         let cluster = "[cluster]\nnode_name = \"node-1\"\nnats_urls = [\"nats://127.0.0.1:4222\"]\noffices = \"all\"\n";
-        let open = format!("[server]\nlisten = \"0.0.0.0:50051\"\n{cluster}forward_calls = true\n");
+        // Forwarding is on by default.
+        let open = format!("[server]\nlisten = \"0.0.0.0:50051\"\n{cluster}");
         let error = Config::parse(&open).expect_err("unreachable");
         assert!(error.to_string().contains("cluster.advertise_address"), "{error}");
         Config::parse(&format!("{open}advertise_address = \"10.0.0.7:50051\"\n")).expect("advertised");
-        Config::parse(&format!("[server]\nlisten = \"0.0.0.0:50051\"\n{cluster}")).expect("not forwarding");
+        Config::parse(&format!("{open}forward_calls = false\n")).expect("not forwarding");
     }
 
     #[test]
