@@ -13,6 +13,7 @@ pub mod draw;
 pub mod error;
 pub mod lifecycle;
 pub mod local_log;
+pub mod nik_claim_state;
 pub mod nik_claims;
 pub mod partition;
 pub mod recovery;
@@ -114,7 +115,7 @@ pub struct Engine {
     on_log_failure: Option<LogFailureHook>,
     draw_secrets: Option<DrawSecretSource>,
     /// Cluster mode: the NIK claims that keep the one-active-booking rule across partitions (`nik_claims.rs`).
-    nik_claims: std::sync::OnceLock<Arc<nik_claims::NikClaims>>,
+    nik_claims: std::sync::OnceLock<Arc<nik_claim_state::NikClaims>>,
 }
 
 /// Sends the quota book's events to the log.

@@ -9,7 +9,8 @@
 //! or decide bookings. Snapshots are not written in this mode (the log says so, [`LogStore::keeps_snapshots`]): every
 //! take-over replays the subject from its start.
 
-use super::nik_claims::{NikClaims, keep_reconciling};
+use super::nik_claim_state::NikClaims;
+use super::nik_claims::keep_reconciling;
 use super::{Clock, Engine, EngineOptions, EngineSeams, RecoveryReport};
 use crate::cluster::{
     ClusterConfig, ClusterError, JetStreamLog, Lease, LeaseBucket, NikClaimBucket, NikHasher, OfficeLog, OfficeWriter,
@@ -172,8 +173,14 @@ pub async fn take_partition(
                 }
                 engine.attach_nik_claims(claims);
                 let every = Duration::from_millis(cluster.nik_claim_reconcile_every_ms);
-                let reconciler =
-                    tokio::spawn(keep_reconciling(Arc::downgrade(&engine), Arc::clone(&gate), every)).abort_handle();
+                let (serving, stopping) = (Arc::clone(&gate), Arc::clone(&gate));
+                let reconciler = tokio::spawn(keep_reconciling(
+                    Arc::downgrade(&engine),
+                    move || serving.may_serve(),
+                    move || stopping.is_deposed(),
+                    every,
+                ))
+                .abort_handle();
                 return Ok(OwnedPartition {
                     engine,
                     report,

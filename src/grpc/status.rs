@@ -10,7 +10,7 @@
 //! the auth layer answers before any handler runs.
 
 use crate::domain::Rejection;
-use crate::engine::nik_claims::ClaimRefusal;
+use crate::engine::nik_claim_state::ClaimRefusal;
 use std::collections::HashMap;
 use std::sync::LazyLock;
 use std::time::Duration;
