@@ -15,7 +15,7 @@ use crate::domain::values::nik::Nik;
 use crate::domain::values::time::{Date, Timestamp};
 use crate::limits::SHARD_COUNT;
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
+use arcstr::ArcStr;
 
 /// The key of a day ledger: an office's date.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -176,11 +176,11 @@ pub struct Shard {
     /// The caller that made each booking in `bookings`, by booking id: the caller named by the request id of its
     /// hold (`RequestId::caller`). Bookings made before request ids named their caller have none. The names are
     /// shared through `callers`: set them with [`Shard::set_owner`].
-    pub owners: Map<BookingId, Arc<str>>,
+    pub owners: Map<BookingId, ArcStr>,
     /// Each caller that owns a booking here, once, so the owners of a shard's bookings share one name instead of a
     /// copy each (about 40 bytes a booking). As many as there are callers, which the configuration bounds; a name
     /// stays after its last booking goes, as it would come back with the caller's next hold.
-    pub callers: OrdSet<Arc<str>>,
+    pub callers: OrdSet<ArcStr>,
     /// Bookings awaiting payment by [`Booking::hold_due_at`] (the payment deadline, then the end of the settlement
     /// grace), soonest first: what the ticker looks at.
     pub deadlines: OrdSet<(Timestamp, BookingId)>,
@@ -272,10 +272,10 @@ impl Shard {
     /// Records `caller` as the owner of `booking_id`, sharing the caller's name with the shard's other bookings.
     pub fn set_owner(&mut self, booking_id: BookingId, caller: &str) {
         let name = match self.callers.get(caller) {
-            Some(name) => Arc::clone(name),
+            Some(name) => name.clone(),
             None => {
-                let name: Arc<str> = Arc::from(caller);
-                self.callers.insert(Arc::clone(&name));
+                let name = ArcStr::from(caller);
+                self.callers.insert(name.clone());
                 name
             }
         };
@@ -294,7 +294,6 @@ mod tests {
     use super::{ApplicantRecord, Shard};
     use crate::domain::values::ids::BookingId;
     use serde::Serialize;
-    use std::sync::Arc;
 
     #[test]
     fn the_bookings_of_one_caller_share_its_name() {
@@ -303,7 +302,7 @@ mod tests {
             shard.set_owner(BookingId(number), if number % 2 == 0 { "app/backend" } else { "bank" });
         }
         let first = &shard.owners[&BookingId(0)];
-        assert!((2..100).step_by(2).all(|number| Arc::ptr_eq(first, &shard.owners[&BookingId(number)])));
+        assert!((2..100).step_by(2).all(|number| arcstr::ArcStr::ptr_eq(first, &shard.owners[&BookingId(number)])));
         assert_eq!(&*shard.owners[&BookingId(1)], "bank");
         assert_eq!(shard.callers.len(), 2, "one name per caller");
     }
