@@ -14,8 +14,8 @@ use crate::domain::values::ids::{BookingId, OfficeId, RequestId, SessionId};
 use crate::domain::values::nik::Nik;
 use crate::domain::values::time::{Date, Timestamp};
 use crate::limits::SHARD_COUNT;
-use serde::{Deserialize, Serialize};
 use arcstr::ArcStr;
+use serde::{Deserialize, Serialize};
 
 /// The key of a day ledger: an office's date.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -3,8 +3,8 @@
 //! Every string identifier is validated once, at the edge, by its `parse` function; inside the core an `OfficeId` is
 //! always well-formed.
 
-use serde::{Deserialize, Serialize};
 use arcstr::ArcStr;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// Longest client-chosen token (request id, account id, payment reference).
