@@ -433,8 +433,19 @@ impl Config {
         let checks = [tls, crate::auth::validate_callers(&self.callers), self.anti_hoarding.validate(), cluster];
         match checks.into_iter().find_map(Result::err) {
             Some((field, reason)) => invalid(field, reason),
-            None => Ok(()),
+            None => self.validate_advertised(),
         }
+    }
+
+    /// A node that forwards calls must be reachable: with `server.listen` on an unspecified address (`0.0.0.0`) the
+    /// address other nodes use has to be given.
+    fn validate_advertised(&self) -> Result<(), ConfigError> {
+        let Some(cluster) = &self.cluster else { return Ok(()) };
+        let unspecified = self.server.listen.parse::<SocketAddr>().is_ok_and(|address| address.ip().is_unspecified());
+        if cluster.forward_calls && cluster.advertise_address.is_none() && unspecified {
+            return invalid("cluster.advertise_address", "must be set when server.listen is 0.0.0.0 or [::]");
+        }
+        Ok(())
     }
 
     /// The write-ahead log options.
@@ -553,6 +564,16 @@ impl OfficeConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_forwarding_node_listening_on_every_address_must_say_where_it_is_reached() {
+        let cluster = "[cluster]\nnode_name = \"node-1\"\nnats_urls = [\"nats://127.0.0.1:4222\"]\noffices = \"all\"\n";
+        let open = format!("[server]\nlisten = \"0.0.0.0:50051\"\n{cluster}forward_calls = true\n");
+        let error = Config::parse(&open).expect_err("unreachable");
+        assert!(error.to_string().contains("cluster.advertise_address"), "{error}");
+        Config::parse(&format!("{open}advertise_address = \"10.0.0.7:50051\"\n")).expect("advertised");
+        Config::parse(&format!("[server]\nlisten = \"0.0.0.0:50051\"\n{cluster}")).expect("not forwarding");
+    }
 
     #[test]
     fn the_embedded_configuration_is_valid_and_has_real_offices() {

@@ -168,7 +168,14 @@ fn main() -> anyhow::Result<()> {
             match Config::parse(&text) {
                 Ok(config) => {
                     let cluster = config.cluster.as_ref().map_or_else(String::new, |cluster| {
-                        format!(", cluster node {} over {} NATS servers", cluster.node_name, cluster.nats_urls.len())
+                        let forwarding =
+                            if cluster.forward_calls { "forwarding calls" } else { "not forwarding calls" };
+                        format!(
+                            ", cluster node {} over {} NATS servers, partition {}, {forwarding}",
+                            cluster.node_name,
+                            cluster.nats_urls.len(),
+                            cluster.partition
+                        )
                     });
                     println!("{}: valid ({} offices{cluster})", file.display(), config.offices.len());
                     return Ok(());

@@ -104,6 +104,15 @@ pub const CLUSTER_APPEND_SECONDS: &str = "antrean_cluster_append_seconds";
 pub const CLUSTER_FAILOVERS_TOTAL: &str = "antrean_cluster_failovers_total";
 /// Cluster mode: times this node stopped serving a partition it owned (lease lost or append fenced), by `partition`.
 pub const CLUSTER_DEPOSED_TOTAL: &str = "antrean_cluster_deposed_total";
+/// Calls this node forwarded to another node, by `target` (node name) and `outcome` (ok, not_found, unavailable,
+/// unreachable, deadline, refused, denied, exhausted, error).
+pub const CLUSTER_FORWARDED_CALLS_TOTAL: &str = "antrean_cluster_forwarded_calls_total";
+/// Node cards this node's cluster directory knows.
+pub const CLUSTER_DIRECTORY_NODES: &str = "antrean_cluster_directory_nodes";
+/// Partitions this node's cluster directory knows.
+pub const CLUSTER_DIRECTORY_PARTITIONS: &str = "antrean_cluster_directory_partitions";
+/// Partitions with a live owner, as this node's cluster directory sees them.
+pub const CLUSTER_DIRECTORY_OWNED_PARTITIONS: &str = "antrean_cluster_directory_owned_partitions";
 
 /// Histogram buckets in seconds: 50 µs to 10 s, for everything from an in-memory refusal to a slow disk.
 pub const SECONDS_BUCKETS: &[f64] =
@@ -168,6 +177,13 @@ fn describe() {
     describe_histogram!(CLUSTER_APPEND_SECONDS, Unit::Seconds, "Partition log append to PubAck");
     describe_counter!(CLUSTER_FAILOVERS_TOTAL, "Take-overs of a partition another node had owned");
     describe_counter!(CLUSTER_DEPOSED_TOTAL, "Times this node stopped serving a partition it owned");
+    describe_counter!(CLUSTER_FORWARDED_CALLS_TOTAL, "Calls forwarded to another node, by target node and outcome");
+    describe_gauge!(CLUSTER_DIRECTORY_NODES, "Node cards in this node's cluster directory");
+    describe_gauge!(CLUSTER_DIRECTORY_PARTITIONS, "Partitions in this node's cluster directory");
+    describe_gauge!(
+        CLUSTER_DIRECTORY_OWNED_PARTITIONS,
+        "Partitions with a live owner in this node's cluster directory"
+    );
     describe_gauge!(UPTIME_SECONDS, Unit::Seconds, "Seconds since start");
     describe_gauge!(BUILD_INFO, "Always 1, labelled with the version");
     describe_counter!(

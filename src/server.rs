@@ -17,6 +17,7 @@ use crate::grpc::booking::BookingApi;
 use crate::grpc::codec::MessageLimitLayer;
 use crate::grpc::overload::{CallerRateLayer, OverloadLayer};
 use crate::grpc::partition_gate::PartitionGateLayer;
+use crate::grpc::routing::RoutingLayer;
 use crate::grpc::waiting_room::WaitingRoomApi;
 use crate::limits::{GRPC_MESSAGE_BYTES_MAX, HTTP2_KEEPALIVE_INTERVAL_SECONDS, HTTP2_STREAMS_PER_CONNECTION_MAX};
 use crate::metrics as names;
@@ -82,8 +83,12 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
     set_health(&reporter, ServingStatus::NotServing).await;
     let handle = EngineHandle::default();
     let gate = config.cluster.as_ref().map(|_| Arc::new(ServingGate::default()));
+    let routing = match (&config.cluster, &gate) {
+        (Some(cluster), Some(gate)) => Some(start_routing(cluster, local, Arc::clone(gate), handle.clone())?),
+        _ => None,
+    };
     let (stop_serving, serving_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = spawn_server(&config, &handle, gate.clone(), health, listener, serving_stopped)?;
+    let server = spawn_server(&config, &handle, gate.clone(), routing, health, listener, serving_stopped)?;
     tracing::info!(listen = %local, "antrean listening (NOT_SERVING until recovery finishes)");
 
     if let (Some(cluster), Some(gate)) = (config.cluster.clone(), gate) {
@@ -178,12 +183,49 @@ async fn serve_partition(
     Ok(())
 }
 
+/// Cluster mode: the node's directory (its own card: name, partition, the address other nodes reach it at, its
+/// offices), kept live by a task of its own for the life of the process, and the routing layer over it.
+fn start_routing(
+    cluster: &crate::cluster::ClusterConfig,
+    listening: SocketAddr,
+    gate: Arc<ServingGate>,
+    handle: EngineHandle,
+) -> Result<RoutingLayer, ServerError> {
+    let config_error = |field: String, reason: String| crate::config::ConfigError::Invalid { field, reason };
+    let address = match &cluster.advertise_address {
+        Some(address) => address.clone(),
+        None if cluster.forward_calls && listening.ip().is_unspecified() => {
+            let reason = "must be set when server.listen is an unspecified address and forward_calls is on".to_owned();
+            return Err(config_error("cluster.advertise_address".into(), reason).into());
+        }
+        None => listening.to_string(),
+    };
+    let offices = cluster.owned_offices().map_err(|(field, reason)| config_error(field, reason))?;
+    let card = crate::cluster::NodeCard::new(&cluster.node_name, &cluster.partition, &address, &offices);
+    tracing::info!(advertise_address = %address, forward_calls = cluster.forward_calls, "cluster routing");
+    let directory = Arc::new(crate::cluster::Directory::new(card, cluster.lease_options().ttl));
+    let published = |directory: &crate::cluster::Directory| {
+        let (nodes, partitions, owned) = directory.size();
+        metrics::gauge!(names::CLUSTER_DIRECTORY_NODES).set(nodes as f64);
+        metrics::gauge!(names::CLUSTER_DIRECTORY_PARTITIONS).set(partitions as f64);
+        metrics::gauge!(names::CLUSTER_DIRECTORY_OWNED_PARTITIONS).set(owned as f64);
+    };
+    tokio::spawn(crate::cluster::keep_directory(
+        cluster.connect_options(),
+        cluster.replicas as usize,
+        Arc::clone(&directory),
+        published,
+    ));
+    Ok(RoutingLayer::new(directory, gate, handle, cluster.forward_calls))
+}
+
 /// Builds the services and their layers and serves them on `listener` in a task of their own until `serving_stopped`
 /// resolves (or its sender is dropped).
 fn spawn_server(
     config: &Config,
     handle: &EngineHandle,
     gate: Option<Arc<ServingGate>>,
+    routing: Option<RoutingLayer>,
     health: HealthServer<impl Health>,
     listener: TcpListener,
     serving_stopped: tokio::sync::oneshot::Receiver<()>,
@@ -235,12 +277,14 @@ fn spawn_server(
         .max_concurrent_streams(Some(HTTP2_STREAMS_PER_CONNECTION_MAX))
         // Outermost first: shed overload and measure every call, then identify the caller, then count its rate
         // against that identity (not against header bytes a client can vary); then answer an oversized message
-        // RESOURCE_EXHAUSTED; innermost, in cluster mode, answer a call in flight UNAVAILABLE once this node is deposed.
+        // RESOURCE_EXHAUSTED; in cluster mode, route the call to the node that can answer it (here, or forwarded), and
+        // innermost answer a call in flight here UNAVAILABLE once this node is deposed.
         .layer(OverloadLayer::new(config.server.in_flight_requests_max as usize))
         .layer(AuthLayer::new(callers))
         .layer(CallerRateLayer::new(config.server.caller_requests_per_second_max))
         .layer(MessageLimitLayer)
         // A single node has no gate: `option_layer` leaves the layer out rather than box every call to pass it on.
+        .layer(tower::util::option_layer(routing))
         .layer(tower::util::option_layer(gate.map(PartitionGateLayer::new)))
         .add_service(health)
         .add_service(reflection_v1)
@@ -310,9 +354,16 @@ async fn open_engine(config: &Config) -> Result<Engine, ServerError> {
     Ok(engine)
 }
 
-/// Seeds the configured offices the catalogue lacks, and schedules the demo release if asked.
+/// Seeds the configured offices the catalogue lacks (in cluster mode only those of this node's `cluster.offices`),
+/// and schedules the demo release if asked.
 async fn prepare(engine: &Engine, config: &Config) -> Result<(), ServerError> {
-    let seeded = engine.seed_offices(&config.office_settings()?).await;
+    let mut offices = config.office_settings()?;
+    if let Some(Ok(crate::cluster::OwnedOffices::Only(owned))) =
+        config.cluster.as_ref().map(crate::cluster::ClusterConfig::owned_offices)
+    {
+        offices.retain(|office| owned.contains(&office.office_id));
+    }
+    let seeded = engine.seed_offices(&offices).await;
     if seeded > 0 {
         tracing::info!(offices = seeded, "seeded offices from the configuration");
     }

@@ -35,6 +35,8 @@ pub const WATCHERS_MAX: usize = 40_000;
 pub const OUTSTANDING_MAX: usize = 100_000;
 /// Most holds `memory` and `recovery` make (every one is tracked and read back).
 pub const HOLDS_MAX: u64 = crate::check::LEDGER_MAX as u64;
+/// Most nodes of `cluster`.
+pub const NODES_MAX: usize = 16;
 /// Longest settle pause of `memory`.
 pub const SETTLE_MAX: Duration = Duration::from_secs(120);
 
@@ -69,6 +71,10 @@ pub enum Scenario {
     /// Makes `--holds` holds, kills the spawned server with SIGKILL, starts it again on the same data directory and
     /// port, and reports the time from exec to SERVING and whether every acknowledged booking came back.
     Recovery,
+    /// Holds against the running nodes of a cluster (`--nodes`), each sent to whichever node serves (a call refused
+    /// UNAVAILABLE is sent again to the next node after its RetryInfo hint); reports throughput, the unavailability
+    /// window of a failover and lost and overbooked after a check. `--kill-owner-after` kills the serving node.
+    Cluster,
 }
 
 impl Scenario {
@@ -86,6 +92,7 @@ impl Scenario {
             Scenario::ComparePostgres => "compare-postgres",
             Scenario::Memory => "memory",
             Scenario::Recovery => "recovery",
+            Scenario::Cluster => "cluster",
         }
     }
 
@@ -195,6 +202,15 @@ pub struct Cli {
     /// compare-postgres: the user to connect as.
     #[arg(long, default_value = "postgres")]
     pub pg_user: String,
+    /// cluster: the nodes' addresses (host:port), comma-separated, e.g. 127.0.0.1:50061,127.0.0.1:50062.
+    #[arg(long, value_delimiter = ',', value_name = "ADDRESSES")]
+    pub nodes: Vec<String>,
+    /// cluster: the nodes' process ids, in the order of --nodes, for --kill-owner-after.
+    #[arg(long, value_delimiter = ',', value_name = "PIDS")]
+    pub node_pids: Vec<u32>,
+    /// cluster: this long after the load starts, kill the node serving with SIGKILL (a failover under load).
+    #[arg(long, value_parser = parse_duration, requires = "node_pids")]
+    pub kill_owner_after: Option<Duration>,
     /// Skip the correctness check against the server after the load.
     #[arg(long)]
     pub no_check: bool,
@@ -299,6 +315,7 @@ impl Cli {
             Scenario::Recovery if !self.spawn => {
                 bail!("recovery kills and restarts the server: it needs --spawn")
             }
+            Scenario::Cluster => self.validate_cluster()?,
             _ => {}
         }
         if self.spawn && !self.scenario.is_antrean() {
@@ -306,6 +323,31 @@ impl Cli {
         }
         if !self.spawn {
             check_target(&self.target, self.allow_non_loopback)?;
+        }
+        if self.scenario != Scenario::Cluster && !(self.nodes.is_empty() && self.kill_owner_after.is_none()) {
+            bail!("--nodes and --kill-owner-after belong to the cluster scenario");
+        }
+        Ok(())
+    }
+
+    /// The cluster scenario's flags: 2 to [`NODES_MAX`] nodes on loopback, a pid for each when it kills the owner.
+    fn validate_cluster(&self) -> anyhow::Result<()> {
+        if self.spawn {
+            bail!("cluster drives running nodes (--nodes); it does not spawn them");
+        }
+        if !(2..=NODES_MAX).contains(&self.nodes.len()) {
+            bail!("cluster needs --nodes with 2 to {NODES_MAX} addresses");
+        }
+        for node in &self.nodes {
+            check_target(node, self.allow_non_loopback)?;
+        }
+        if let Some(after) = self.kill_owner_after {
+            if self.node_pids.len() != self.nodes.len() {
+                bail!("--kill-owner-after needs --node-pids with one pid per node, in the order of --nodes");
+            }
+            if after >= self.duration() {
+                bail!("--kill-owner-after must come before the end of --duration");
+            }
         }
         Ok(())
     }
@@ -356,6 +398,8 @@ impl Cli {
     pub fn payment_window(&self) -> Duration {
         self.payment_window.unwrap_or(match self.scenario {
             Scenario::Hold | Scenario::Ping | Scenario::Refusals | Scenario::Tickets => Duration::from_secs(7200),
+            // No hold may lapse before the check reads it through the node serving at the end.
+            Scenario::Cluster => Duration::from_secs(7200),
             // No hold may lapse before it is read back.
             Scenario::Memory | Scenario::Recovery => Duration::from_secs(7200),
             Scenario::CompareRedis | Scenario::ComparePostgres => Duration::from_secs(7200),
@@ -480,6 +524,20 @@ mod tests {
         assert!(error.to_string().contains("--spawn"), "{error}");
         Cli::parse_from(["loadtest", "recovery", "--spawn", "--holds", "5"]).validate().unwrap();
         assert!(Cli::parse_from(["loadtest", "recovery", "--spawn", "--holds", "0"]).validate().is_err());
+    }
+
+    #[test]
+    fn cluster_needs_nodes_and_a_pid_for_each_to_kill_the_owner() {
+        let parse = |extra: &[&str]| Cli::parse_from([&["loadtest", "cluster"], extra].concat()).validate();
+        assert!(parse(&[]).unwrap_err().to_string().contains("--nodes"));
+        assert!(parse(&["--nodes", "127.0.0.1:1"]).is_err(), "one node is no cluster");
+        parse(&["--nodes", "127.0.0.1:1,127.0.0.1:2"]).unwrap();
+        assert!(parse(&["--nodes", "127.0.0.1:1,10.0.0.1:2"]).is_err(), "loopback only");
+        let kill = ["--nodes", "127.0.0.1:1,127.0.0.1:2", "--kill-owner-after", "5s", "--duration", "20s"];
+        assert!(parse(&[&kill[..], &["--node-pids", "10"]].concat()).is_err(), "a pid per node");
+        parse(&[&kill[..], &["--node-pids", "10,11"]].concat()).unwrap();
+        assert!(parse(&["--nodes", "127.0.0.1:1,127.0.0.1:2", "--spawn"]).is_err());
+        assert!(Cli::parse_from(["loadtest", "hold", "--nodes", "127.0.0.1:1"]).validate().is_err());
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //! - `nik`: valid, distinct applicants; `calendar`, `random`: dates and seeded choices;
 //! - `driver`: closed and open loop; `recorder`: histograms and series; `progress`: the bar;
 //! - `scenarios`: `ping`, `hold`, `lifecycle`, `spike`, `soak` and their shared steps and fixture;
-//! - `scenarios`: also `refusals` (holds that must be refused), `tickets` (memory per waiting ticket), `memory`
+//! - `scenarios`: also `cluster` (holds through whichever node of a cluster serves, across a failover),
+//!   `refusals` (holds that must be refused), `tickets` (memory per waiting ticket), `memory`
 //!   (memory per booking), `recovery` (kill -9 and restart) and the spike's waiting-room gate;
 //! - `compare`: the same hold workload against Redis (Lua) and PostgreSQL, for `compare/run.sh`;
 //! - `check`: correctness; `report`: table and JSON; `plot`: SVG.
@@ -86,7 +87,11 @@ async fn run(mut cli: Cli, mut pinning: Pinning) -> anyhow::Result<bool> {
         return run_compare(cli, seed, run_id, pinning).await;
     }
     let mut spawned = None;
-    let target = if cli.spawn {
+    let target = if cli.scenario == cli::Scenario::Cluster {
+        // The quota is created through the node serving now; the calls go to every node.
+        let token = BearerToken::new(cli.token.as_deref())?;
+        cli.nodes[scenarios::cluster::serving_node(&cli.nodes, &token).await?].clone()
+    } else if cli.spawn {
         let binary = match &cli.server_bin {
             Some(path) => path.clone(),
             None => server::default_binary()?,
@@ -182,6 +187,7 @@ async fn run_against(cli: Cli, target: &str, run: Run) -> anyhow::Result<bool> {
     report.memory = outcome.memory;
     report.booking_memory = outcome.booking_memory;
     report.recovery = outcome.recovery;
+    report.cluster = outcome.cluster;
     report.server_args = server_args;
     report.stream_connections = clients.stream_connections();
     let rss_after = server_pid.and_then(|pid| scenarios::tickets::resident_bytes(pid).ok());

@@ -80,6 +80,8 @@ pub struct Report {
     pub booking_memory: Option<crate::scenarios::memory::BookingMemory>,
     /// The kill, the restart and what came back (`recovery`).
     pub recovery: Option<crate::scenarios::recovery::RecoveryReport>,
+    /// Holds through a cluster: counts, the unavailability window of a failover, lost and overbooked (`cluster`).
+    pub cluster: Option<crate::scenarios::cluster::ClusterReport>,
     /// Every user's final answer through the waiting room, and how early SOLD_OUT came (`spike`).
     pub waiting_room: Option<crate::scenarios::waiting_room::Answers>,
     /// What was measured, when not antrean (`compare-redis`, `compare-postgres`).
@@ -251,6 +253,7 @@ pub fn build(
         memory: None,
         booking_memory: None,
         recovery: None,
+        cluster: None,
         waiting_room: None,
         system: None,
         stream_connections: 0,
@@ -395,6 +398,9 @@ pub fn table(report: &Report) -> String {
     }
     if let Some(memory) = &report.booking_memory {
         let _ = writeln!(out, "{}", crate::scenarios::memory::describe(memory));
+    }
+    if let Some(cluster) = &report.cluster {
+        let _ = writeln!(out, "{}", crate::scenarios::cluster::describe(cluster));
     }
     if let Some(recovery) = &report.recovery {
         let _ = writeln!(out, "{}", crate::scenarios::recovery::describe(recovery));

@@ -7,8 +7,9 @@
 //! `storage` (the record frame, positions) and `domain` (office ids) only.
 //!
 //! The engine writes a partition's log through [`JetStreamLog`] (a partition's log is named like an office's, by an
-//! id of the same form). Not built yet (issue 15): routing calls to an owner, per-office partitions over many nodes,
-//! NIK claims across partitions, snapshots in the object store.
+//! id of the same form). The [`Directory`] says which partition serves which office and which node owns each
+//! partition now (`grpc/routing/` forwards calls by it). Not built yet (issue 15): NIK claims across partitions,
+//! snapshots in the object store.
 //!
 //! # Layout
 //!
@@ -21,6 +22,9 @@
 //! - `refusal.rs`: JetStream answers to [`ClusterError`], by error code.
 //! - `log.rs`: [`OfficeLog`]: streams, fenced appends, the end of a log, replay.
 //! - `lease.rs`: [`LeaseBucket`]: acquire, renew, release, holder.
+//! - `directory.rs`: [`Directory`], offices to partitions to owners, from [`NodeCard`]s and leases (no I/O).
+//! - `directory_watch.rs`: [`keep_directory`]: publishes this node's card in `antrean_nodes`, follows the cards and
+//!   the leases with KV watches.
 //! - `settings.rs`: [`ClusterConfig`], the `[cluster]` section, validated, and the options it gives.
 //! - `writer.rs`: [`OfficeWriter`]: the lease holder's appends, its fence and next position.
 //! - `partition_log.rs`: [`JetStreamLog`], the engine's log on a partition's subject: group commit into fenced
@@ -28,6 +32,8 @@
 
 mod batch;
 mod connect;
+mod directory;
+mod directory_watch;
 mod error;
 mod lease;
 mod log;
@@ -43,6 +49,8 @@ pub use batch::{
     decode_batch_header, encode_batch, message_id,
 };
 pub use connect::{NATS_SERVER_VERSION_MIN, NatsConnection, check_server_version, connect};
+pub use directory::{DIRECTORY_ENTRIES_MAX, Directory, NODE_CARD_BYTES_MAX, NODES_BUCKET, NodeCard};
+pub use directory_watch::keep_directory;
 pub use error::{ClusterError, Result};
 pub use lease::{Lease, LeaseBucket, LeaseHolder, NODE_NAME_BYTES_MAX};
 pub use log::{Appended, LogEnd, OfficeLog, ReplayedBatch};

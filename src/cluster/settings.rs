@@ -38,6 +38,14 @@ pub struct ClusterConfig {
     /// office id; `"all"` when left out.
     #[serde(default = "default_partition")]
     pub partition: String,
+    /// The gRPC address other nodes forward calls to (`host:port`); the address the node listens on when left out.
+    #[serde(default)]
+    pub advertise_address: Option<String>,
+    /// Whether a call for an office of another partition (or for this node's partition while another node owns it)
+    /// is forwarded to the partition's owner, so every node serves the whole API (the default). Off: such a call is
+    /// refused with where to go instead (see README, "Routing").
+    #[serde(default = "default_forward_calls")]
+    pub forward_calls: bool,
     /// Streams the office logs are spread over; fixed for the life of a cluster.
     #[serde(default = "default_log_streams")]
     pub log_streams: u32,
@@ -98,6 +106,9 @@ pub enum OwnedOffices {
 fn default_partition() -> String {
     "all".to_owned()
 }
+fn default_forward_calls() -> bool {
+    true
+}
 fn default_log_streams() -> u32 {
     4
 }
@@ -121,6 +132,18 @@ fn default_duplicate_window_seconds() -> u64 {
 }
 
 type Invalid = (String, String);
+
+/// Checks `cluster.advertise_address`: `host:port` with a port, and a host other nodes can reach (not `0.0.0.0`).
+fn validate_advertise_address(address: &str) -> Result<(), Invalid> {
+    let parsed = http::uri::Authority::try_from(address).ok().filter(|authority| {
+        let host = authority.host();
+        authority.port_u16().is_some_and(|port| port > 0) && !host.is_empty() && host != "0.0.0.0" && host != "[::]"
+    });
+    if parsed.is_none() || address.contains('@') {
+        return invalid("advertise_address", "must be host:port that other nodes can reach (not 0.0.0.0, port not 0)");
+    }
+    Ok(())
+}
 
 fn invalid<T>(field: &str, reason: impl Into<String>) -> Result<T, Invalid> {
     Err((format!("cluster.{field}"), reason.into()))
@@ -153,6 +176,9 @@ impl ClusterConfig {
         }
         self.owned_offices()?;
         self.partition_id()?;
+        if let Some(address) = &self.advertise_address {
+            validate_advertise_address(address)?;
+        }
         self.validate_numbers()
     }
 
@@ -262,6 +288,10 @@ mod tests {
         assert_eq!(config.lease_options().ttl, Duration::from_secs(10));
         assert_eq!(config.log_options().replicas, 3);
         assert_eq!(config.connect_options().node_name, "node-1");
+        assert!(config.forward_calls && config.advertise_address.is_none());
+        let advertised =
+            parse(&format!("{MINIMAL}advertise_address = \"node-1.internal:50051\"\nforward_calls = false\n"));
+        advertised.validate().expect("a host name and port are valid");
     }
 
     #[test]
@@ -275,6 +305,13 @@ mod tests {
             ("offices = \"all\"", "offices = [\"kanim-batam\", \"Batam\"]", "cluster.offices[1]"),
             ("offices = \"all\"", "offices = [\"kanim-batam\", \"kanim-batam\"]", "cluster.offices[1]"),
             ("offices = \"all\"", "offices = \"all\"\npartition = \"Jawa Barat\"", "cluster.partition"),
+            (
+                "offices = \"all\"",
+                "offices = \"all\"\nadvertise_address = \"0.0.0.0:50051\"",
+                "cluster.advertise_address",
+            ),
+            ("offices = \"all\"", "offices = \"all\"\nadvertise_address = \"node-1\"", "cluster.advertise_address"),
+            ("offices = \"all\"", "offices = \"all\"\nadvertise_address = \"node-1:0\"", "cluster.advertise_address"),
         ];
         for (from, to, field) in cases {
             let error = parse(&MINIMAL.replace(from, to)).validate().expect_err(to);

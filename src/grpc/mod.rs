@@ -14,6 +14,7 @@ pub mod draw;
 pub mod hold;
 pub mod overload;
 pub mod partition_gate;
+pub mod routing;
 pub mod status;
 pub mod waiting_room;
 
@@ -33,14 +34,25 @@ pub struct EngineHandle {
 impl EngineHandle {
     /// The engine, or UNAVAILABLE while recovering or while the node does not serve its partition.
     pub fn get(&self) -> Result<&Arc<Engine>, Status> {
-        let engine =
-            self.engine.get().ok_or_else(|| Status::unavailable("recovering the write-ahead log; retry shortly"))?;
+        let Some(engine) = self.engine.get() else {
+            // In cluster mode a node without an engine stands by (or is taking over): say so, with a retry hint.
+            if self.gate.get().is_some() {
+                return Err(status::partition_not_served_status());
+            }
+            return Err(Status::unavailable("recovering the write-ahead log; retry shortly"));
+        };
         if let Some(gate) = self.gate.get()
             && !gate.may_serve()
         {
             return Err(status::partition_not_served_status());
         }
         Ok(engine)
+    }
+
+    /// Whether the engine is set (recovery or the take-over finished).
+    #[must_use]
+    pub fn is_ready(&self) -> bool {
+        self.engine.get().is_some()
     }
 
     /// Makes the engine available to every handler.

@@ -114,6 +114,24 @@ impl NatsCluster {
         child.wait().expect("reap nats-server");
     }
 
+    /// The name of the server leading stream `stream` (its Raft group's leader), asked of the live servers. Waits up to
+    /// 30 s for the stream to have a leader.
+    pub async fn stream_leader(&self, stream: &str) -> String {
+        let client = async_nats::connect(self.urls()[0].as_str()).await.expect("connect to NATS");
+        let jetstream = async_nats::jetstream::new(client);
+        let deadline = Instant::now() + META_LEADER_WAIT;
+        loop {
+            if let Ok(mut handle) = jetstream.get_stream(stream).await
+                && let Ok(info) = handle.info().await
+                && let Some(leader) = info.cluster.as_ref().and_then(|cluster| cluster.leader.clone())
+            {
+                return leader;
+            }
+            assert!(Instant::now() < deadline, "stream {stream} has no leader after {META_LEADER_WAIT:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     fn wait_for_meta_leader(&self) {
         let deadline = Instant::now() + META_LEADER_WAIT;
         for node in &self.nodes {

@@ -2,6 +2,7 @@
 //! to the check and the report. Each scenario module sets up its quota, then drives its journey.
 
 pub mod bulk_holds;
+pub mod cluster;
 pub mod fixture;
 pub mod hold;
 pub mod late_payments;
@@ -65,6 +66,8 @@ pub struct ScenarioRun {
     pub booking_memory: Option<memory::BookingMemory>,
     /// The kill and restart (`recovery`).
     pub recovery: Option<recovery::RecoveryReport>,
+    /// Holds through a cluster, its unavailability window and its check (`cluster`).
+    pub cluster: Option<cluster::ClusterReport>,
     /// The correctness check, when the scenario ran it itself (`recovery`: against the restarted server).
     pub correctness: Option<Correctness>,
 }
@@ -86,6 +89,7 @@ impl ScenarioRun {
             memory: None,
             booking_memory: None,
             recovery: None,
+            cluster: None,
             correctness: None,
         }
     }
@@ -103,6 +107,7 @@ pub async fn run(context: &Context) -> anyhow::Result<ScenarioRun> {
         Scenario::Tickets => tickets::run(context).await,
         Scenario::Memory => memory::run(context).await,
         Scenario::Recovery => recovery::run(context).await,
+        Scenario::Cluster => cluster::run(context).await,
         Scenario::CompareRedis | Scenario::ComparePostgres => {
             unreachable!("the comparison scenarios do not talk to antrean")
         }

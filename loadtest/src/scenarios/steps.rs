@@ -40,17 +40,10 @@ impl Steps {
         result
     }
 
-    /// Holds a slot of `unit` for user `user` (attempt `attempt` of that user), as due at `started`.
-    pub async fn hold(
-        &self,
-        user: u64,
-        attempt: u32,
-        unit: &Unit,
-        admission_token: &str,
-        started: Instant,
-    ) -> Result<proto::Booking, Status> {
+    /// The hold request of user `user` (attempt `attempt` of that user) for a slot of `unit`.
+    pub fn hold_request(&self, user: u64, attempt: u32, unit: &Unit, admission_token: &str) -> proto::HoldRequest {
         let applicant = self.applicants.applicant(user);
-        let request = proto::HoldRequest {
+        proto::HoldRequest {
             request_id: format!("lt-{}-h{user}-{attempt}", self.run_id),
             office_id: self.fixture.offices[unit.office].clone(),
             service: SERVICE as i32,
@@ -65,7 +58,19 @@ impl Steps {
             }),
             account_id: format!("lt-{}-a{user}", self.run_id),
             admission_token: admission_token.to_string(),
-        };
+        }
+    }
+
+    /// Holds a slot of `unit` for user `user` (attempt `attempt` of that user), as due at `started`.
+    pub async fn hold(
+        &self,
+        user: u64,
+        attempt: u32,
+        unit: &Unit,
+        admission_token: &str,
+        started: Instant,
+    ) -> Result<proto::Booking, Status> {
+        let request = self.hold_request(user, attempt, unit, admission_token);
         let result = self.clients.booking().hold(request).await;
         let result =
             self.measure("Hold", started, result.map(|response| response.into_inner().booking.unwrap_or_default()));
