@@ -249,6 +249,24 @@ impl HoldLimiter {
         Ok(Reservation { window: index, keys: wanted.into_iter().map(|each| (each.key, each.add)).collect() })
     }
 
+    /// Whether no limit is on (every maximum off, and no session share among fewer than two booking callers): a
+    /// hold then has nothing to count, and callers may skip [`HoldLimiter::reserve`].
+    #[must_use]
+    pub fn limits_nothing(&self) -> bool {
+        let config = &self.config;
+        config.caller_holds_max == 0
+            && config.account_holds_max == 0
+            && config.applicant_holds_max == 0
+            && !self.counts_session_shares()
+    }
+
+    /// Whether a hold's [`SessionPool`] is counted (a share is set and two or more callers book): callers may leave
+    /// it out, and skip naming it, otherwise.
+    #[must_use]
+    pub fn counts_session_shares(&self) -> bool {
+        self.booking_callers >= 2 && self.config.caller_session_share_percent > 0
+    }
+
     /// The counts a hold asks for under the limits that are on.
     fn wanted(&self, keys: &HoldRequestKeys<'_>, caller: u64) -> Vec<Wanted> {
         let config = &self.config;
@@ -452,6 +470,17 @@ mod tests {
         let other = Some(SessionPool { key: "kanim-batam/2026-12-01/1000-1200/regular", capacity: 17 });
         hold_by(&shared, "app", "a-y", &[nik(70)], other, 0).expect("another session");
         hold_by(&shared, "app", "a-z", &[nik(80)], session(), HOUR_MS).expect("the next window");
+    }
+
+    #[test]
+    fn a_limiter_with_every_limit_off_counts_nothing() {
+        assert!(HoldLimiter::new(&AntiHoardingConfig::unlimited()).limits_nothing());
+        assert!(HoldLimiter::new(&AntiHoardingConfig::unlimited()).shared_by(3).limits_nothing(), "no share set");
+        assert!(!limiter(0, 0, 1, 1000).limits_nothing());
+        assert!(limiter(0, 0, 0, 1000).limits_nothing(), "a share among one booking caller is off");
+        assert!(!limiter(0, 0, 0, 1000).counts_session_shares());
+        let shared = limiter(0, 0, 0, 1000).shared_by(2);
+        assert!(shared.counts_session_shares() && !shared.limits_nothing());
     }
 
     #[test]

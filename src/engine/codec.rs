@@ -18,11 +18,28 @@ pub struct DecodeError {
     source: postcard::Error,
 }
 
-/// Encodes a log event.
+/// Encodes a log event. Encoded into a scratch buffer the thread keeps, then copied into a vector of the exact size:
+/// one allocation per event, where growing a fresh vector took several.
 #[must_use]
 pub fn encode_event(event: &Event) -> Vec<u8> {
-    postcard::to_stdvec(event).expect("events encode: no maps with non-string keys, no unsupported types")
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    SCRATCH.with_borrow_mut(|scratch| {
+        scratch.clear();
+        let encoded = postcard::to_extend(event, std::mem::take(scratch));
+        *scratch = encoded.expect("events encode: no maps with non-string keys, no unsupported types");
+        let payload = scratch.as_slice().to_vec();
+        // A rare large event (an admin command's) is not kept: the scratch stays the size of a usual one.
+        if scratch.capacity() > SCRATCH_BYTES_KEPT_MAX {
+            *scratch = Vec::new();
+        }
+        payload
+    })
 }
+
+/// The most scratch capacity [`encode_event`] keeps between events.
+const SCRATCH_BYTES_KEPT_MAX: usize = 16 * 1024;
 
 /// Decodes a log event.
 pub fn decode_event(bytes: &[u8]) -> Result<Event, DecodeError> {
@@ -54,6 +71,33 @@ pub fn decode_image(bytes: &[u8]) -> Result<Image, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn events_encode_as_postcard_does_whatever_came_before_on_the_thread() {
+        let closed = |reason: String| Event::DateClosed {
+            stamp: crate::domain::Stamp {
+                request_id: crate::domain::RequestId::parse("close-1").expect("request id"),
+                fingerprint: 7,
+                at: crate::domain::Timestamp(1_800_000_000_000),
+            },
+            office_id: crate::domain::OfficeId::parse("kanim-batam").expect("office id"),
+            date: crate::domain::Date::new(2027, 1, 4).expect("date"),
+            reason,
+            reopen: false,
+        };
+        let events = [
+            Event::RequestsForgotten { recorded_before: crate::domain::Timestamp(5) },
+            closed("x".repeat(SCRATCH_BYTES_KEPT_MAX * 2)),
+            closed("renovation".to_owned()),
+            Event::RequestsForgotten { recorded_before: crate::domain::Timestamp(-1) },
+        ];
+        for event in &events {
+            let encoded = encode_event(event);
+            assert_eq!(encoded, postcard::to_stdvec(event).expect("encodes"));
+            assert_eq!(encoded.capacity(), encoded.len(), "one exact allocation");
+            assert_eq!(&decode_event(&encoded).expect("decodes"), event);
+        }
+    }
 
     use crate::domain::{BookingV3, RememberedReply, ReplyV3, RequestRecordV3, RequestRecordV5};
 

@@ -33,9 +33,9 @@ impl BookingApi {
     }
 
     /// Today's date in UTC, to refuse birth dates in the future.
-    fn today(engine: &Engine) -> Date {
+    fn today(now: crate::domain::Timestamp) -> Date {
         static UTC: OnceLock<Zone> = OnceLock::new();
-        UTC.get_or_init(|| Zone::resolve("UTC").expect("bundled UTC")).date_at(engine.now())
+        UTC.get_or_init(|| Zone::resolve("UTC").expect("bundled UTC")).date_at(now)
     }
 
     /// The office id as a metric label: only offices in the catalogue, so labels stay a closed set.
@@ -66,7 +66,8 @@ impl BookingApi {
         Ok(Some(booking))
     }
 
-    /// Counts a hold against the anti-hoarding limits of `access`'s caller, the account and every applicant.
+    /// Counts a hold against the anti-hoarding limits of `access`'s caller, the account and every applicant. With
+    /// every limit off (the open demo) there is nothing to count; the session pool is named only when shares count.
     fn reserve_hold(
         &self,
         access: &Access,
@@ -75,21 +76,33 @@ impl BookingApi {
         office: &str,
     ) -> Result<Option<crate::auth::hoarding::Reservation>, Status> {
         let Command::Hold(hold) = command else { return Ok(None) };
+        if self.hold_limiter.limits_nothing() {
+            return Ok(None);
+        }
         let applicants: Vec<Nik> = hold.applicants.iter().map(|applicant| applicant.nik).collect();
-        let account = hold.account_id.to_string();
         let slot = &hold.slot;
-        let session_key = format!("{}/{}/{}/{}", slot.office_id, slot.date, slot.session_id, slot.pool.name());
-        // Read through the catalogue's `Arc`: cloning the office (its plans and closures) cost more than the check.
-        let catalog = self.engine()?.book().catalog();
-        let capacity = catalog.office(&slot.office_id).and_then(|office| {
-            let plan = office.plan(slot.date)?;
-            plan.sessions
-                .iter()
-                .find(|session| session.session_id == slot.session_id)
-                .map(|session| session.capacity(slot.pool))
-        });
-        let session = capacity.map(|capacity| SessionPool { key: &session_key, capacity });
-        let keys = HoldRequestKeys { caller: &access.caller, account: &account, applicants: &applicants, session };
+        let session_key = self
+            .hold_limiter
+            .counts_session_shares()
+            .then(|| format!("{}/{}/{}/{}", slot.office_id, slot.date, slot.session_id, slot.pool.name()));
+        let capacity = match &session_key {
+            // Read through the catalogue's `Arc`: cloning the office (its plans and closures) cost more than the check.
+            Some(_) => self.engine()?.book().catalog().office(&slot.office_id).and_then(|office| {
+                let plan = office.plan(slot.date)?;
+                plan.sessions
+                    .iter()
+                    .find(|session| session.session_id == slot.session_id)
+                    .map(|session| session.capacity(slot.pool))
+            }),
+            None => None,
+        };
+        let session = session_key.as_deref().zip(capacity).map(|(key, capacity)| SessionPool { key, capacity });
+        let keys = HoldRequestKeys {
+            caller: &access.caller,
+            account: hold.account_id.as_str(),
+            applicants: &applicants,
+            session,
+        };
         self.hold_limiter.reserve(&keys, now.0).map(Some).map_err(|refusal| {
             metrics::counter!(names::HOARDING_REFUSALS_TOTAL, "scope" => refusal.scope.label()).increment(1);
             metrics::counter!(names::HOLDS_TOTAL, "office" => office.to_owned(), "outcome" => "rate_limited")
@@ -101,16 +114,18 @@ impl BookingApi {
     async fn hold_any(&self, request: HoldParts<'_>, access: &Access) -> Result<Reply, Status> {
         let engine = self.engine()?;
         let office = BookingApi::office_label(engine, request.office_id);
-        let converted = hold_command(&request, BookingApi::today(engine));
+        // One reading of the clock for the conversion and the checks before the engine (which reads its own).
+        let now = engine.now();
+        let converted = hold_command(&request, BookingApi::today(now));
         let outcome: Outcome = match converted {
             Ok((request_id, command)) => {
                 // A request id the book remembers is answered from memory (a retry) or refused (a reuse): it takes no
                 // slot, so it is neither counted nor refused by the anti-hoarding limits.
                 let request_id = access.request_id(&request_id);
-                let reservation = if engine.book().remembers(&request_id, engine.now()) {
+                let reservation = if engine.book().remembers(&request_id, now) {
                     None
                 } else {
-                    self.reserve_hold(access, &command, engine.now(), &office)?
+                    self.reserve_hold(access, &command, now, &office)?
                 };
                 let outcome = engine.execute(&request_id, &command).await;
                 if let (Err(_), Some(reservation)) = (&outcome, reservation) {
@@ -388,9 +403,10 @@ impl BookingApi {
         let request = request.into_inner();
         let engine = self.engine()?;
         let parts = check::hold_parts(&request)?;
-        let (_, command) = hold_command(&parts, BookingApi::today(engine))?;
+        let now = engine.now();
+        let (_, command) = hold_command(&parts, BookingApi::today(now))?;
         let Command::Hold(hold) = command else { unreachable!("a hold request converts to a hold") };
-        let found = engine.book().check_hold(&hold, engine.now())?;
+        let found = engine.book().check_hold(&hold, now)?;
         Ok(Response::new(check::response(&found, access.reveal_nik)))
     }
 

@@ -73,11 +73,7 @@ impl Violations {
 
     /// A date that exists.
     pub fn date(&mut self, field: &str, date: Option<&proto::Date>) -> Option<Date> {
-        let parsed = date.and_then(|date| Date::new(date.year, date.month, date.day));
-        if parsed.is_none() {
-            self.add(field, if date.is_none() { "is required" } else { "must be a real calendar date" });
-        }
-        parsed
+        parse_date(date).map_err(|problem| self.add(field, problem)).ok()
     }
 
     /// An instant between 1970 and the end of 9999, with nanoseconds in range; sub-millisecond parts are dropped.
@@ -141,13 +137,11 @@ impl Violations {
 
     /// A full name, trimmed: 1 to [`FULL_NAME_CHARS_MAX`] characters of plain text (holds and amendments alike).
     pub fn full_name(&mut self, field: &str, text: &str) -> Option<String> {
-        let name = text.trim();
-        if name.is_empty() || name.chars().count() > FULL_NAME_CHARS_MAX || !is_plain_text(name) {
-            let description = format!("must be 1 to {FULL_NAME_CHARS_MAX} printable characters");
-            self.add(field, description);
-            return None;
+        let name = parse_full_name(text);
+        if name.is_none() {
+            self.add(field, full_name_rule());
         }
-        Some(name.to_owned())
+        name
     }
 
     /// An applicant: NIK that encodes the given birth date, a name, a birth date not after `today`.
@@ -156,16 +150,22 @@ impl Violations {
             self.add(field, "is required");
             return None;
         };
-        let birth_date = self.date(&format!("{field}.birth_date"), applicant.birth_date.as_ref());
+        // Field paths are spelled only for a violation: a valid applicant (every hold has one) allocates no text.
+        let path = |leaf: &str| format!("{field}.{leaf}");
+        let birth_date =
+            parse_date(applicant.birth_date.as_ref()).map_err(|problem| self.add(path("birth_date"), problem)).ok();
         if birth_date.is_some_and(|birth| birth > today || today.days_since(birth) > 130 * 366) {
-            self.add(format!("{field}.birth_date"), "must be a past date within a human lifetime");
+            self.add(path("birth_date"), "must be a past date within a human lifetime");
         }
         let nik = match birth_date {
             Some(birth) => Nik::parse_matching(&applicant.nik, birth),
             None => Nik::parse(&applicant.nik),
         };
-        let nik = nik.map_err(|problem| self.add(format!("{field}.nik"), problem.description())).ok();
-        let full_name = self.full_name(&format!("{field}.full_name"), &applicant.full_name);
+        let nik = nik.map_err(|problem| self.add(path("nik"), problem.description())).ok();
+        let full_name = parse_full_name(&applicant.full_name);
+        if full_name.is_none() {
+            self.add(path("full_name"), full_name_rule());
+        }
         Some(Applicant {
             nik: nik?,
             full_name: full_name?,
@@ -447,4 +447,22 @@ pub fn page_size(violations: &mut Violations, requested: i32) -> usize {
             PAGE_SIZE_DEFAULT
         }
     }
+}
+
+/// A date that exists, or why not.
+fn parse_date(date: Option<&proto::Date>) -> Result<Date, &'static str> {
+    let date = date.ok_or("is required")?;
+    Date::new(date.year, date.month, date.day).ok_or("must be a real calendar date")
+}
+
+/// A full name, trimmed, if it is 1 to [`FULL_NAME_CHARS_MAX`] characters of plain text.
+fn parse_full_name(text: &str) -> Option<String> {
+    let name = text.trim();
+    let valid = !name.is_empty() && name.chars().count() <= FULL_NAME_CHARS_MAX && is_plain_text(name);
+    valid.then(|| name.to_owned())
+}
+
+/// What a full name must be.
+fn full_name_rule() -> String {
+    format!("must be 1 to {FULL_NAME_CHARS_MAX} printable characters")
 }

@@ -6,6 +6,7 @@ use super::convert::Violations;
 use crate::domain::{Command, Date, HoldCommand, Rejection, RequestId, SlotRef};
 use crate::limits::GROUP_APPLICANTS_MAX;
 use crate::proto;
+use std::borrow::Cow;
 
 /// The fields `Hold` and `HoldGroup` share.
 pub struct HoldParts<'request> {
@@ -21,14 +22,57 @@ pub struct HoldParts<'request> {
     pub session_id: &'request str,
     /// See `HoldRequest.pool`.
     pub pool: i32,
-    /// `HoldRequest.applicant` or `HoldGroupRequest.applicants`, each with its field path.
-    pub applicants: Vec<(String, Option<&'request proto::Applicant>)>,
+    /// `HoldRequest.applicant` or `HoldGroupRequest.applicants`.
+    pub applicants: Applicants<'request>,
     /// See `HoldRequest.account_id`.
     pub account_id: &'request str,
     /// See `HoldRequest.admission_token`.
     pub admission_token: &'request str,
     /// Made through `HoldGroup` (field paths `applicants[i]`) rather than `Hold` (`applicant`).
     pub group: bool,
+}
+
+/// The applicants of a hold request, borrowed from it.
+#[derive(Clone, Copy)]
+pub enum Applicants<'request> {
+    /// `HoldRequest.applicant` (field path `applicant`).
+    One(Option<&'request proto::Applicant>),
+    /// `HoldGroupRequest.applicants` (field paths `applicants[i]`).
+    Group(&'request [proto::Applicant]),
+}
+
+impl<'request> Applicants<'request> {
+    /// How many are listed.
+    #[must_use]
+    pub fn len(self) -> usize {
+        match self {
+            Applicants::One(_) => 1,
+            Applicants::Group(applicants) => applicants.len(),
+        }
+    }
+
+    /// Whether none is listed.
+    #[must_use]
+    pub fn is_empty(self) -> bool {
+        self.len() == 0
+    }
+
+    /// Each applicant with its field path (spelled out only for a group: a single hold allocates none).
+    pub fn with_paths(self) -> impl Iterator<Item = (Cow<'static, str>, Option<&'request proto::Applicant>)> {
+        let one = match self {
+            Applicants::One(applicant) => Some((Cow::Borrowed("applicant"), applicant)),
+            Applicants::Group(_) => None,
+        };
+        let group = match self {
+            Applicants::One(_) => &[][..],
+            Applicants::Group(applicants) => applicants,
+        };
+        let group = group
+            .iter()
+            .enumerate()
+            .map(|(index, applicant)| (Cow::Owned(format!("applicants[{index}]")), Some(applicant)));
+        one.into_iter().chain(group)
+    }
 }
 
 /// The hold command of a request, or every violation.
@@ -55,8 +99,8 @@ pub fn hold_command(request: &HoldParts<'_>, today: Date) -> Result<(RequestId, 
         violations.add("applicants", format!("must list 1 to {GROUP_APPLICANTS_MAX} applicants"));
     }
     let mut applicants = Vec::with_capacity(request.applicants.len());
-    for (field, applicant) in &request.applicants {
-        let Some(applicant) = violations.applicant(field, *applicant, today) else { continue };
+    for (field, applicant) in request.applicants.with_paths() {
+        let Some(applicant) = violations.applicant(&field, applicant, today) else { continue };
         if applicants.iter().any(|seen: &crate::domain::Applicant| seen.nik == applicant.nik) {
             violations.add(format!("{field}.nik"), "the same applicant is listed twice");
         }
@@ -86,7 +130,7 @@ pub fn single(request: &proto::HoldRequest) -> HoldParts<'_> {
         date: request.date.as_ref(),
         session_id: &request.session_id,
         pool: request.pool,
-        applicants: vec![("applicant".to_owned(), request.applicant.as_ref())],
+        applicants: Applicants::One(request.applicant.as_ref()),
         account_id: &request.account_id,
         admission_token: &request.admission_token,
         group: false,
@@ -103,12 +147,7 @@ pub fn group(request: &proto::HoldGroupRequest) -> HoldParts<'_> {
         date: request.date.as_ref(),
         session_id: &request.session_id,
         pool: request.pool,
-        applicants: request
-            .applicants
-            .iter()
-            .enumerate()
-            .map(|(index, applicant)| (format!("applicants[{index}]"), Some(applicant)))
-            .collect(),
+        applicants: Applicants::Group(&request.applicants),
         account_id: &request.account_id,
         admission_token: &request.admission_token,
         group: true,

@@ -7,13 +7,16 @@
 pub mod admin;
 pub mod amendment;
 pub mod booking;
+pub mod call_metrics;
 pub mod check;
+pub mod coalesced_writes;
 pub mod codec;
 pub mod convert;
 pub mod draw;
 pub mod hold;
 pub mod overload;
 pub mod partition_gate;
+pub mod refusal_cache;
 pub mod routing;
 pub mod status;
 pub mod waiting_room;

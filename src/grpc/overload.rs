@@ -9,6 +9,7 @@
 //! client can spell in many ways; calls without an identified caller (health checks, the open demo) are counted per
 //! peer address.
 
+use super::call_metrics::{self, Method};
 use super::status::overload_status;
 use crate::auth::Access;
 use crate::metrics as names;
@@ -22,32 +23,6 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tower::{Layer, Service};
-
-/// Method names used as metric labels: a closed set, so an unknown path cannot grow the label space.
-const KNOWN_METHODS: &[&str] = &[
-    "ListOffices",
-    "GetAvailability",
-    "Hold",
-    "HoldGroup",
-    "ConfirmPayment",
-    "Cancel",
-    "Reschedule",
-    "CheckIn",
-    "GetBooking",
-    "ListBookings",
-    "FindBookings",
-    "UpsertOffice",
-    "SetSchedule",
-    "CloseDate",
-    "GetOfficeStats",
-    "ListRefunds",
-    "Check",
-    "Watch",
-    "ServerReflectionInfo",
-    "Join",
-    "Leave",
-    "GetDraw",
-];
 
 /// Most callers whose request rate is tracked at once; beyond it idle callers are forgotten first.
 const CALLERS_TRACKED_MAX: usize = 65_536;
@@ -174,47 +149,19 @@ struct InFlight(Arc<AtomicUsize>);
 impl Drop for InFlight {
     fn drop(&mut self) {
         let now = self.0.fetch_sub(1, Ordering::AcqRel) - 1;
-        metrics::gauge!(names::GRPC_IN_FLIGHT_REQUESTS).set(now as f64);
+        call_metrics::in_flight().set(now as f64);
     }
 }
 
-fn method_label(path: &str) -> &'static str {
-    let method = path.rsplit('/').next().unwrap_or_default();
-    KNOWN_METHODS.iter().find(|known| **known == method).copied().unwrap_or("other")
-}
-
-fn code_label(response: &http::Response<tonic::body::Body>) -> &'static str {
-    // Errors of unary calls are sent "trailers-only", so the status is in the headers; a response without one is OK.
-    let code = response
+/// The code of a response: errors of unary calls are sent "trailers-only", so the status is in the headers; a
+/// response without one is OK.
+fn response_code(response: &http::Response<tonic::body::Body>) -> tonic::Code {
+    response
         .headers()
         .get("grpc-status")
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<i32>().ok())
-        .map_or(tonic::Code::Ok, tonic::Code::from_i32);
-    code_name(code)
-}
-
-fn code_name(code: tonic::Code) -> &'static str {
-    use tonic::Code;
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
-    }
+        .map_or(tonic::Code::Ok, tonic::Code::from_i32)
 }
 
 impl<S, B> Service<http::Request<B>> for Overload<S>
@@ -233,18 +180,18 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let method = method_label(request.uri().path());
+        let method = Method::of_path(request.uri().path());
         let previous = self.in_flight.fetch_add(1, Ordering::AcqRel);
         let place = InFlight(Arc::clone(&self.in_flight));
         if previous >= self.in_flight_max {
             drop(place);
             let reason = "in_flight";
-            metrics::counter!(names::GRPC_REQUESTS_SHED_TOTAL, "method" => method, "reason" => reason).increment(1);
-            metrics::counter!(names::GRPC_REQUESTS_TOTAL, "method" => method, "code" => "RESOURCE_EXHAUSTED")
+            metrics::counter!(names::GRPC_REQUESTS_SHED_TOTAL, "method" => method.label(), "reason" => reason)
                 .increment(1);
+            call_metrics::requests_total(method, tonic::Code::ResourceExhausted).increment(1);
             return Box::pin(std::future::ready(Ok(overload_status(reason).into_http())));
         }
-        metrics::gauge!(names::GRPC_IN_FLIGHT_REQUESTS).set((previous + 1) as f64);
+        call_metrics::in_flight().set((previous + 1) as f64);
         // The router is always ready; take the ready clone and leave a fresh one behind (tower's documented pattern).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
@@ -252,10 +199,9 @@ where
         Box::pin(async move {
             let _place = place;
             let response = inner.call(request).await;
-            let code = response.as_ref().map_or("UNKNOWN", code_label);
-            metrics::counter!(names::GRPC_REQUESTS_TOTAL, "method" => method, "code" => code).increment(1);
-            let elapsed = started.elapsed().as_secs_f64();
-            metrics::histogram!(names::GRPC_REQUEST_DURATION_SECONDS, "method" => method).record(elapsed);
+            let code = response.as_ref().map_or(tonic::Code::Unknown, response_code);
+            call_metrics::requests_total(method, code).increment(1);
+            call_metrics::request_duration(method).record(started.elapsed().as_secs_f64());
             response
         })
     }
@@ -278,7 +224,7 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         if !self.rates.admit(caller_key(&request), Instant::now()) {
-            let (method, reason) = (method_label(request.uri().path()), "rate_limit");
+            let (method, reason) = (Method::of_path(request.uri().path()).label(), "rate_limit");
             // Counted in GRPC_REQUESTS_TOTAL by the overload layer outside, like every answer.
             metrics::counter!(names::GRPC_REQUESTS_SHED_TOTAL, "method" => method, "reason" => reason).increment(1);
             return Box::pin(std::future::ready(Ok(overload_status(reason).into_http())));
@@ -321,12 +267,5 @@ mod tests {
         let anonymous = caller_key(&request("junk-1", Some(Access::none())));
         assert_eq!(anonymous, caller_key(&request("junk-2", None)), "no caller: the peer address");
         assert_eq!(anonymous, caller_key(&request("junk-3", Some(Access::open()))), "the open demo names no caller");
-    }
-
-    #[test]
-    fn unknown_methods_share_one_label() {
-        assert_eq!(method_label("/antrean.v1.BookingService/Hold"), "Hold");
-        assert_eq!(method_label("/antrean.v1.BookingService/Hold2"), "other");
-        assert_eq!(method_label("/x/y/z/aaaaaaaaaaaaaaaaaaaaa"), "other");
     }
 }

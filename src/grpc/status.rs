@@ -11,6 +11,7 @@
 
 use crate::domain::Rejection;
 use std::collections::HashMap;
+use std::sync::LazyLock;
 use std::time::Duration;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
@@ -29,9 +30,15 @@ impl From<Rejection> for Status {
     }
 }
 
-/// The status for a refusal.
+/// The status for a refusal: made once per thread for refusals many callers share (`refusal_cache.rs`).
 #[must_use]
 pub fn rejection_status(rejection: &Rejection) -> Status {
+    super::refusal_cache::status_of(rejection, make_rejection_status)
+}
+
+/// The status for a refusal, made afresh.
+#[must_use]
+pub fn make_rejection_status(rejection: &Rejection) -> Status {
     let reason = rejection.reason();
     let info = |code: Code, message: String, metadata: Vec<(&str, String)>| {
         let metadata: HashMap<String, String> =
@@ -171,9 +178,20 @@ pub fn rejection_status(rejection: &Rejection) -> Status {
     }
 }
 
-/// The status for a request shed before any work because the server is at capacity.
+/// The status for a request shed before any work because the server is at capacity, `why` being the shed reason
+/// (`in_flight`, `rate_limit`). Shedding must be cheap, so the statuses of both reasons are made once.
 #[must_use]
 pub fn overload_status(why: &str) -> Status {
+    static IN_FLIGHT: LazyLock<Status> = LazyLock::new(|| make_overload_status("in_flight"));
+    static RATE_LIMIT: LazyLock<Status> = LazyLock::new(|| make_overload_status("rate_limit"));
+    match why {
+        "in_flight" => IN_FLIGHT.clone(),
+        "rate_limit" => RATE_LIMIT.clone(),
+        other => make_overload_status(other),
+    }
+}
+
+fn make_overload_status(why: &str) -> Status {
     let mut details = ErrorDetails::with_retry_info(Some(OVERLOAD_RETRY_DELAY));
     details.set_error_info("OVERLOADED", ERROR_DOMAIN, HashMap::from([("why".to_owned(), why.to_owned())]));
     Status::with_error_details(Code::ResourceExhausted, format!("server overloaded ({why}): retry later"), details)
@@ -186,6 +204,12 @@ const NOT_SERVING_RETRY_DELAY: std::time::Duration = std::time::Duration::from_s
 /// because its lease was lost or an append was fenced): UNAVAILABLE with a retry hint, nothing done.
 #[must_use]
 pub fn partition_not_served_status() -> Status {
+    // Every call to a deposed node gets it: made once.
+    static NOT_SERVED: LazyLock<Status> = LazyLock::new(make_partition_not_served_status);
+    NOT_SERVED.clone()
+}
+
+fn make_partition_not_served_status() -> Status {
     let mut details = ErrorDetails::with_retry_info(Some(NOT_SERVING_RETRY_DELAY));
     details.set_error_info("PARTITION_NOT_SERVED", ERROR_DOMAIN, HashMap::new());
     Status::with_error_details(
@@ -220,4 +244,46 @@ pub fn message_too_large_status(bytes_max: usize) -> Status {
         format!("the request message is larger than {bytes_max} bytes"),
         details,
     )
+}
+
+/// Asserts that `made_once` says what `fresh` says: code, message, metadata and every detail, decoded (the order of
+/// an `ErrorInfo`'s metadata entries on the wire follows a hash map's, so equal statuses may differ in bytes).
+#[cfg(test)]
+pub(crate) fn assert_same_status(made_once: &Status, fresh: &Status) {
+    use std::collections::BTreeMap;
+    let said = |status: &Status| {
+        let details = status.get_error_details();
+        let info = details.error_info().map(|info| {
+            let metadata: BTreeMap<String, String> = info.metadata.clone().into_iter().collect();
+            (info.reason.clone(), info.domain.clone(), metadata)
+        });
+        let retry = details.retry_info().map(|retry| retry.retry_delay);
+        let violations = details.bad_request().map(|bad| {
+            bad.field_violations
+                .iter()
+                .map(|violation| (violation.field.clone(), violation.description.clone()))
+                .collect::<Vec<_>>()
+        });
+        (status.code(), status.message().to_owned(), status.metadata().clone().into_headers(), info, retry, violations)
+    };
+    assert_eq!(said(made_once), said(fresh));
+    assert_eq!(made_once.details().len(), fresh.details().len());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_made_once_are_the_fresh_ones() {
+        for why in ["in_flight", "rate_limit"] {
+            let shed = overload_status(why);
+            assert_same_status(&shed, &make_overload_status(why));
+            let info = shed.get_details_error_info().expect("error info");
+            assert_eq!((info.reason.as_str(), info.metadata["why"].as_str()), ("OVERLOADED", why));
+            assert_eq!(shed.get_details_retry_info().and_then(|retry| retry.retry_delay), Some(OVERLOAD_RETRY_DELAY));
+        }
+        assert_same_status(&overload_status("other"), &make_overload_status("other"));
+        assert_same_status(&partition_not_served_status(), &make_partition_not_served_status());
+    }
 }
