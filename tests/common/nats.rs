@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// How long a fresh cluster may take to elect its meta leader.
-const META_LEADER_WAIT: Duration = Duration::from_secs(30);
+const META_LEADER_WAIT: Duration = Duration::from_secs(60);
 
 /// One nats-server of a test cluster.
 pub struct NatsNode {

@@ -58,7 +58,7 @@ pub fn apply(
                 let room = Arc::make_mut(rooms.get_mut(key).expect("admission was checked against this room"));
                 room.set_state(*ticket_id, TicketState::Booked);
             }
-            let owner: Option<Arc<str>> = stamp.request_id.caller().map(Arc::from);
+            let owner = stamp.request_id.caller();
             let day = day_key(&hold.slot);
             ensure_day(access, catalog, &day);
             let (slot, session_ends_at) = catalogued_slot(catalog, &hold.slot);
@@ -85,8 +85,8 @@ pub fn apply(
                     last_amended_at: None,
                 };
                 insert_booking(access, &day, booking);
-                if let Some(owner) = &owner {
-                    access.shard_mut(booking_id.shard_index()).owners.insert(booking_id, Arc::clone(owner));
+                if let Some(owner) = owner {
+                    access.shard_mut(booking_id.shard_index()).set_owner(booking_id, owner);
                 }
             }
             let created = hold.applicants.len() as u64;

@@ -623,7 +623,7 @@ impl QuotaBook {
     /// One booking, copied, with the caller that made it (`None` for bookings made before bookings had owners, and
     /// for holds whose request id names no caller).
     #[must_use]
-    pub fn booking_with_owner(&self, booking_id: BookingId) -> Option<(Booking, Option<Arc<str>>)> {
+    pub fn booking_with_owner(&self, booking_id: BookingId) -> Option<(Booking, Option<arcstr::ArcStr>)> {
         let shard = self.shards[booking_id.shard_index()].lock();
         let booking = shard.bookings.get(&booking_id)?.clone();
         Some((booking, shard.owners.get(&booking_id).cloned()))

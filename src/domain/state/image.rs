@@ -195,7 +195,7 @@ impl QuotaBook {
             shard.bookings.insert(booking.booking_id, booking);
         }
         for (booking_id, owner) in image.owners {
-            shards[booking_id.shard_index()].owners.insert(booking_id, std::sync::Arc::from(owner));
+            shards[booking_id.shard_index()].set_owner(booking_id, &owner);
         }
         for (nik, record) in image.applicants {
             shards[nik.shard_index()].applicants.insert(nik, record);

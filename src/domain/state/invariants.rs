@@ -141,7 +141,7 @@ fn check_applicants(image: &Image, active_max: u32) -> Result<(), String> {
             .filter(|booking_id| states.get(booking_id).is_some_and(|booking| booking.state.is_active()))
             .copied()
             .collect();
-        let mut actual = record.active.clone();
+        let mut actual = record.active.to_vec();
         expected.sort_unstable();
         actual.sort_unstable();
         if expected != actual {

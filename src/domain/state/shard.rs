@@ -5,7 +5,7 @@
 //! shards it needs before it takes any lock.
 
 use super::remembered::RememberedOutcome;
-pub use super::shared_map::{HashMap, OrdSet, SharedMap};
+pub use super::shared_map::{Map, OrdSet, SharedMap};
 use crate::domain::bookings::booking::SlotRef;
 use crate::domain::bookings::booking::{Booking, BookingState, PurgedBooking};
 use crate::domain::bookings::refund::Refund;
@@ -14,8 +14,8 @@ use crate::domain::values::ids::{BookingId, OfficeId, RequestId, SessionId};
 use crate::domain::values::nik::Nik;
 use crate::domain::values::time::{Date, Timestamp};
 use crate::limits::SHARD_COUNT;
+use arcstr::ArcStr;
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
 
 /// The key of a day ledger: an office's date.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -110,13 +110,17 @@ pub fn session_pool<'day>(
     session.pools.iter().find(|ledger| ledger.pool == Some(pool))
 }
 
+/// Booking ids of one applicant, the first inline: most applicants have one booking, which then costs no allocation
+/// of its own. Encoded as a sequence, as a `Vec` is.
+pub type ApplicantBookingIds = smallvec::SmallVec<[BookingId; 1]>;
+
 /// An applicant's bookings.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApplicantRecord {
     /// Every booking of the applicant, oldest first.
-    pub booking_ids: Vec<BookingId>,
+    pub booking_ids: ApplicantBookingIds,
     /// Those that are active (awaiting payment or confirmed).
-    pub active: Vec<BookingId>,
+    pub active: ApplicantBookingIds,
 }
 
 /// The first answer to a request, kept so a retry gets it again.
@@ -170,8 +174,13 @@ pub struct Shard {
     /// Bookings by id.
     pub bookings: SharedMap<BookingId, Booking>,
     /// The caller that made each booking in `bookings`, by booking id: the caller named by the request id of its
-    /// hold (`RequestId::caller`). Bookings made before request ids named their caller have none.
-    pub owners: HashMap<BookingId, Arc<str>>,
+    /// hold (`RequestId::caller`). Bookings made before request ids named their caller have none. The names are
+    /// shared through `callers`: set them with [`Shard::set_owner`].
+    pub owners: Map<BookingId, ArcStr>,
+    /// Each caller that owns a booking here, once, so the owners of a shard's bookings share one name instead of a
+    /// copy each (about 40 bytes a booking). As many as there are callers, which the configuration bounds; a name
+    /// stays after its last booking goes, as it would come back with the caller's next hold.
+    pub callers: OrdSet<ArcStr>,
     /// Bookings awaiting payment by [`Booking::hold_due_at`] (the payment deadline, then the end of the settlement
     /// grace), soonest first: what the ticker looks at.
     pub deadlines: OrdSet<(Timestamp, BookingId)>,
@@ -189,7 +198,7 @@ pub struct Shard {
     /// What is kept of purged bookings in this shard, by booking.
     pub purged: SharedMap<BookingId, PurgedBooking>,
     /// Totals per office, for days in this shard.
-    pub counters: HashMap<OfficeId, OfficeCounters>,
+    pub counters: Map<OfficeId, OfficeCounters>,
 }
 
 /// The shard of a key. Keys are hashed with FNV-1a so the mapping is the same in every process.
@@ -260,9 +269,60 @@ impl Shard {
         forgotten
     }
 
+    /// Records `caller` as the owner of `booking_id`, sharing the caller's name with the shard's other bookings.
+    pub fn set_owner(&mut self, booking_id: BookingId, caller: &str) {
+        let name = match self.callers.get(caller) {
+            Some(name) => name.clone(),
+            None => {
+                let name = ArcStr::from(caller);
+                self.callers.insert(name.clone());
+                name
+            }
+        };
+        self.owners.insert(booking_id, name);
+    }
+
     /// When the oldest remembered request was recorded.
     #[must_use]
     pub fn oldest_request(&self) -> Option<Timestamp> {
         self.requests_by_age.get_min().map(|(recorded_at, _)| *recorded_at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ApplicantRecord, Shard};
+    use crate::domain::values::ids::BookingId;
+    use serde::Serialize;
+
+    #[test]
+    fn the_bookings_of_one_caller_share_its_name() {
+        let mut shard = Shard::default();
+        for number in 0..100 {
+            shard.set_owner(BookingId(number), if number % 2 == 0 { "app/backend" } else { "bank" });
+        }
+        let first = &shard.owners[&BookingId(0)];
+        assert!((2..100).step_by(2).all(|number| arcstr::ArcStr::ptr_eq(first, &shard.owners[&BookingId(number)])));
+        assert_eq!(&*shard.owners[&BookingId(1)], "bank");
+        assert_eq!(shard.callers.len(), 2, "one name per caller");
+    }
+
+    /// The layout images up to version 6 were written with: plain vectors.
+    #[derive(Serialize)]
+    struct ApplicantRecordWithVectors {
+        booking_ids: Vec<BookingId>,
+        active: Vec<BookingId>,
+    }
+
+    #[test]
+    fn an_applicant_record_encodes_as_the_vectors_it_replaced() {
+        for (all, active) in [(vec![], vec![]), (vec![7], vec![7]), (vec![3, 1 << 44, 9], vec![9])] {
+            let ids = |numbers: &Vec<u64>| numbers.iter().map(|number| BookingId(*number)).collect::<Vec<_>>();
+            let record = ApplicantRecord { booking_ids: ids(&all).into(), active: ids(&active).into() };
+            let old = ApplicantRecordWithVectors { booking_ids: ids(&all), active: ids(&active) };
+            let bytes = postcard::to_stdvec(&record).expect("encodes");
+            assert_eq!(bytes, postcard::to_stdvec(&old).expect("encodes"));
+            assert_eq!(postcard::from_bytes::<ApplicantRecord>(&bytes).expect("decodes"), record);
+        }
     }
 }

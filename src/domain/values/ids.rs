@@ -3,9 +3,9 @@
 //! Every string identifier is validated once, at the edge, by its `parse` function; inside the core an `OfficeId` is
 //! always well-formed.
 
+use arcstr::ArcStr;
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use std::sync::Arc;
 
 /// Longest client-chosen token (request id, account id, payment reference).
 pub const CLIENT_TOKEN_CHARS_MAX: usize = 64;
@@ -32,9 +32,11 @@ macro_rules! string_id {
         $(#[$doc])*
         ///
         /// Shared text: a copy is a reference count, so the bookings of a hold, its event and the indexes that name
-        /// the id hold one string between them. Encoded as the text itself.
+        /// the id hold one string between them. One pointer wide (the length is stored with the text, not beside
+        /// every copy, as `Arc<str>` would): a booking names four ids and the request indexes one each, so this
+        /// saves about 70 bytes a booking. Encoded as the text itself.
         #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        pub struct $name(Arc<str>);
+        pub struct $name(ArcStr);
 
         impl Serialize for $name {
             fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -44,7 +46,7 @@ macro_rules! string_id {
 
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<$name, D::Error> {
-                String::deserialize(deserializer).map(|text| $name(Arc::from(text)))
+                String::deserialize(deserializer).map(|text| $name(ArcStr::from(text)))
             }
         }
 
@@ -56,7 +58,7 @@ macro_rules! string_id {
             #[must_use]
             pub fn parse(text: &str) -> Option<$name> {
                 let valid: fn(&str) -> bool = $valid;
-                valid(text).then(|| $name(Arc::from(text)))
+                valid(text).then(|| $name(ArcStr::from(text)))
             }
 
             /// The id as text.
@@ -112,7 +114,7 @@ impl RequestId {
     /// client: it may be longer than [`CLIENT_TOKEN_CHARS_MAX`].
     #[must_use]
     pub fn of_caller(caller: &str, id: &RequestId) -> RequestId {
-        RequestId(Arc::from(format!("{caller}/{id}")))
+        RequestId(ArcStr::from(format!("{caller}/{id}")))
     }
 
     /// The caller this id names, if it was made by [`RequestId::of_caller`] (ids logged before request ids were per
