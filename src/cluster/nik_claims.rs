@@ -161,6 +161,27 @@ pub async fn nik_claim_secret(
         return secret_from(&bytes)
             .ok_or_else(|| ClusterError::other(format!("nik claim secret {}: fewer than 32 bytes", path.display())));
     }
+    // A node started with a fresh cluster meets the bucket's stream while it elects its leader ("no responders"):
+    // try again for a while rather than stopping the node.
+    let deadline = std::time::Instant::now() + SECRET_FETCH_WAIT;
+    loop {
+        match generated_secret(connection, replicas).await {
+            Err(error) if std::time::Instant::now() < deadline => {
+                tracing::warn!(%error, "NIK claim secret not readable yet; trying again");
+                tokio::time::sleep(SECRET_FETCH_RETRY).await;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+/// How long a starting node keeps trying to read or create the generated NIK claim secret.
+const SECRET_FETCH_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+/// Pause between two attempts.
+const SECRET_FETCH_RETRY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// The secret in [`NIK_CLAIM_SECRET_BUCKET`], created at random when the bucket has none.
+async fn generated_secret(connection: &NatsConnection, replicas: usize) -> Result<[u8; NIK_CLAIM_SECRET_BYTES]> {
     let config = kv::Config {
         bucket: NIK_CLAIM_SECRET_BUCKET.to_owned(),
         description: "antrean: the generated key of the NIK claim hashes (set cluster.nik_claim_secret_file instead)"
