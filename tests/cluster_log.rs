@@ -202,6 +202,11 @@ async fn a_deposed_lease_holder_is_fenced_once_another_node_took_the_office() {
     let epochs: Vec<u64> = replayed.iter().map(|batch| batch.batch.header.epoch).collect();
     assert_eq!(epochs, [lease_a.epoch, lease_b.epoch], "nothing of the deposed holder after the new owner's batch");
     assert_eq!(leases_b.holder(&batam).await.expect("holder").map(|holder| holder.node_name), Some("node-b".into()));
+
+    // A holder that shuts down gives the lease back, so the next node takes it at once instead of after the TTL.
+    leases_b.release(&lease_b).await.expect("the holder gives its lease back");
+    let next = leases_a.acquire(&batam).await.expect("a released lease is free at once");
+    assert!(next.epoch > lease_b.epoch, "the next owner has a higher epoch");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -257,4 +262,33 @@ async fn fenced_append_latency() {
             );
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_bucket_made_by_an_earlier_version_is_widened_so_releases_free_the_lease() {
+    let nats = NatsCluster::start(false);
+    let connection = connect_to(nats.urls(), "node-a").await;
+    let lease_options = LeaseOptions { ttl: Duration::from_secs(30), renew_every: Duration::from_secs(5) };
+    // The bucket as versions before the fix made it: messages of at most 64 bytes, too few for a release's headers.
+    let old = async_nats::jetstream::kv::Config {
+        bucket: cluster::LEASE_BUCKET.to_owned(),
+        history: 1,
+        max_age: lease_options.ttl,
+        max_value_size: 64,
+        storage: async_nats::jetstream::stream::StorageType::File,
+        num_replicas: 3,
+        ..Default::default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while let Err(error) = connection.jetstream.create_key_value(old.clone()).await {
+        assert!(Instant::now() < deadline, "could not make the old bucket: {error}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let leases = LeaseBucket::open(&connection, "node-a", lease_options, 3).await.expect("lease bucket");
+    let batam = office("kanim-batam");
+    let lease = leases.acquire(&batam).await.expect("take the office");
+    leases.release(&lease).await.expect("a release fits the widened bucket");
+    let next = leases.acquire(&batam).await.expect("a released lease is free at once");
+    assert!(next.epoch > lease.epoch);
 }

@@ -18,6 +18,10 @@ use std::time::{Duration, Instant};
 
 /// Longest node name written into a lease.
 pub const NODE_NAME_BYTES_MAX: usize = 64;
+/// Largest message in the lease bucket. A value is a node name (at most [`NODE_NAME_BYTES_MAX`]), but the server
+/// counts headers too, and a release (a delete with its expected revision) carries more header bytes than that: a
+/// limit of 64 refused every release, so a node shutting down left its lease to expire instead of freeing it.
+const LEASE_MESSAGE_BYTES_MAX: i32 = 1_024;
 
 /// A lease this node holds on one office.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,7 +94,7 @@ impl LeaseBucket {
             description: "antrean: one lease per office; the creating revision is the owner's epoch".to_owned(),
             history: 1,
             max_age: options.ttl,
-            max_value_size: NODE_NAME_BYTES_MAX as i32,
+            max_value_size: LEASE_MESSAGE_BYTES_MAX,
             storage: StorageType::File,
             num_replicas: replicas,
             ..kv::Config::default()
@@ -101,7 +105,14 @@ impl LeaseBucket {
         };
         let mut stream =
             connection.jetstream.get_stream(format!("KV_{LEASE_BUCKET}")).await.map_err(ClusterError::other)?;
-        let max_age = stream.info().await.map_err(ClusterError::other)?.config.max_age;
+        let stream_config = stream.info().await.map_err(ClusterError::other)?.config.clone();
+        let max_age = stream_config.max_age;
+        if stream_config.max_message_size < LEASE_MESSAGE_BYTES_MAX {
+            // A bucket made by an earlier version refuses releases (see LEASE_MESSAGE_BYTES_MAX): widen it once.
+            let widened =
+                async_nats::jetstream::stream::Config { max_message_size: LEASE_MESSAGE_BYTES_MAX, ..stream_config };
+            connection.jetstream.update_stream(widened).await.map_err(ClusterError::other)?;
+        }
         if max_age != options.ttl {
             return Err(ClusterError::other(format!(
                 "lease bucket {LEASE_BUCKET} expires leases after {max_age:?}, this node is configured for {:?}",
