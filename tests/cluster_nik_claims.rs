@@ -9,7 +9,7 @@ mod common;
 
 use antrean::proto::{self, admin_service_client::AdminServiceClient};
 use common::nats::NatsCluster;
-use common::{Options, Server, applicant, hold_request, request_id, test_office};
+use common::{Options, Server, applicant, hold_request, metric, request_id, test_office};
 use std::time::{Duration, Instant};
 use tokio_stream::StreamExt;
 use tonic::Code;
@@ -31,22 +31,6 @@ fn start_node(name: &str, partition: &str, office: &str, urls: &[String]) -> (Se
     let metrics_port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port();
     let args = vec![format!("--metrics-listen=127.0.0.1:{metrics_port}")];
     (Server::start_with(Options { args, config: Some(config) }), metrics_port)
-}
-
-/// The sum of the samples of `name` on the node's `/metrics` whose labels include every one of `labels`.
-async fn metric(port: u16, name: &str, labels: &[&str]) -> f64 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect to /metrics");
-    stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").await.expect("request");
-    let mut body = String::new();
-    stream.read_to_string(&mut body).await.expect("response");
-    body.lines()
-        .filter_map(|line| line.rsplit_once(' '))
-        .filter(|(series, _)| {
-            series.split('{').next() == Some(name) && labels.iter().all(|label| series.contains(label))
-        })
-        .map(|(_, value)| value.parse::<f64>().expect("a number"))
-        .sum()
 }
 
 /// Creates `office_id`, retrying while the directory is still learning who owns what.

@@ -132,22 +132,7 @@ impl AdminService for AdminApi {
         let office_id = violations.office_id("office_id", &request.office_id);
         let office_id = violations.finish(office_id)?;
         let stats = self.engine()?.book().office_stats(&office_id)?;
-        let counters = &stats.counters;
-        Ok(Response::new(proto::GetOfficeStatsResponse {
-            office_id: office_id.to_string(),
-            capacity: stats.capacity,
-            remaining: stats.remaining,
-            active_holds: stats.active_holds,
-            confirmed: stats.confirmed,
-            checked_in: stats.checked_in,
-            holds_total: counters.holds_total,
-            cancellations_total: counters.cancellations_total,
-            expiries_total: counters.expiries_total,
-            revivals_total: counters.revivals_total,
-            refunds_total: counters.refunds_total,
-            reschedules_total: counters.reschedules_total,
-            no_shows_total: counters.no_shows_total,
-        }))
+        Ok(Response::new(convert::office_stats(&office_id, &stats)))
     }
 
     async fn list_refunds(

@@ -3,8 +3,8 @@
 
 use crate::domain::{
     AccountId, Applicant, Booking, BookingId, BookingState, Date, FieldViolation, Nik, Office, OfficeId,
-    OfficeSettings, PaymentReference, Pool, Refund, RefundReason, Rejection, RequestId, ServiceType, SessionId,
-    SessionState, SessionTemplate, TicketState, TimeOfDay, Timestamp, is_plain_text,
+    OfficeSettings, OfficeStats, PaymentReference, Pool, Refund, RefundReason, Rejection, RequestId, ServiceType,
+    SessionId, SessionState, SessionTemplate, TicketState, TimeOfDay, Timestamp, is_plain_text,
 };
 use crate::limits::FULL_NAME_CHARS_MAX;
 use crate::proto;
@@ -348,6 +348,27 @@ pub fn sessions(templates: &[SessionTemplate]) -> Vec<proto::SessionTemplate> {
                 .collect(),
         })
         .collect()
+}
+
+/// An office's figures as `GetOfficeStats` answers them.
+#[must_use]
+pub fn office_stats(office_id: &OfficeId, stats: &OfficeStats) -> proto::GetOfficeStatsResponse {
+    let counters = &stats.counters;
+    proto::GetOfficeStatsResponse {
+        office_id: office_id.to_string(),
+        capacity: stats.capacity,
+        remaining: stats.remaining,
+        active_holds: stats.active_holds,
+        confirmed: stats.confirmed,
+        checked_in: stats.checked_in,
+        holds_total: counters.holds_total,
+        cancellations_total: counters.cancellations_total,
+        expiries_total: counters.expiries_total,
+        revivals_total: counters.revivals_total,
+        refunds_total: counters.refunds_total,
+        reschedules_total: counters.reschedules_total,
+        no_shows_total: counters.no_shows_total,
+    }
 }
 
 /// An office on the wire.

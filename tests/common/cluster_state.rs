@@ -58,22 +58,7 @@ pub async fn assert_live_state_is_the_replay(
     }
 
     let stats = replayed.office_stats(&office_id).expect("replayed figures");
-    let counters = &stats.counters;
-    let replayed_stats = proto::GetOfficeStatsResponse {
-        office_id: office.to_owned(),
-        capacity: stats.capacity,
-        remaining: stats.remaining,
-        active_holds: stats.active_holds,
-        confirmed: stats.confirmed,
-        checked_in: stats.checked_in,
-        holds_total: counters.holds_total,
-        cancellations_total: counters.cancellations_total,
-        expiries_total: counters.expiries_total,
-        revivals_total: counters.revivals_total,
-        refunds_total: counters.refunds_total,
-        reschedules_total: counters.reschedules_total,
-        no_shows_total: counters.no_shows_total,
-    };
+    let replayed_stats = convert::office_stats(&office_id, &stats);
     let live_stats = admin
         .get_office_stats(proto::GetOfficeStatsRequest { office_id: office.to_owned() })
         .await

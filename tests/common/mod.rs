@@ -244,3 +244,19 @@ pub fn reason(status: &tonic::Status) -> Option<String> {
     use tonic_types::StatusExt;
     status.get_error_details().error_info().map(|info| info.reason.clone())
 }
+
+/// The sum of the samples of `name` on the node's `/metrics` whose labels include every one of `labels`.
+pub async fn metric(port: u16, name: &str, labels: &[&str]) -> f64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect to /metrics");
+    stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").await.expect("request");
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await.expect("response");
+    body.lines()
+        .filter_map(|line| line.rsplit_once(' '))
+        .filter(|(series, _)| {
+            series.split('{').next() == Some(name) && labels.iter().all(|label| series.contains(label))
+        })
+        .map(|(_, value)| value.parse::<f64>().expect("a number"))
+        .sum()
+}
