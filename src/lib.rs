@@ -19,13 +19,14 @@
 //!   replay) and the per-office leases, for running past one machine (not yet wired to the engine).
 //! - [`domain`]: the deterministic allocation state machine (no I/O, no clock); [`storage`]: the write-ahead log with
 //!   group commit, snapshots and recovery, over opaque bytes. Neither knows the other.
-//! - [`limits`]: named maxima, importable by all.
+//! - [`limits`]: named maxima, importable by all; [`call_layer`]: the tower plumbing every layer of the server shares.
 
 // One audited `unsafe` call remains (`engine::waiting_room::release_freed_memory`, glibc `malloc_trim`), allowed
 // there alone; ARCHITECTURE.md names it.
 #![deny(unsafe_code)]
 
 pub mod auth;
+pub mod call_layer;
 pub mod cluster;
 pub mod config;
 pub mod demo;
