@@ -56,7 +56,7 @@ impl CallerRate {
 }
 
 /// Token buckets per caller: the caller the auth layer identified, else the peer's IP address. Bounded: at most
-/// [`CALLERS_TRACKED_MAX`] callers.
+/// `CALLERS_TRACKED_MAX` (65,536) callers.
 pub struct CallerRates {
     per_second: f64,
     buckets: parking_lot::Mutex<std::collections::HashMap<u64, (f64, Instant)>>,
