@@ -137,7 +137,12 @@ async fn serve_partition(
         failing_gate.depose();
         tracing::error!(%error, "partition log failed: this node no longer serves the partition");
     });
-    let seams = EngineSeams { on_log_failure: Some(on_log_failure), ..EngineSeams::default() };
+    let seams = EngineSeams {
+        on_log_failure: Some(on_log_failure),
+        // Booking ids name their partition, so calls by booking id go to it first (routing/decide.rs).
+        booking_number_prefix: Some(crate::cluster::partition_mark(&cluster.partition)),
+        ..EngineSeams::default()
+    };
     let options = engine_options(config)?;
     let taking = take_partition(cluster, config.book_rules(), options, Arc::new(SystemClock), seams, Arc::clone(&gate));
     tokio::pin!(shutdown);
