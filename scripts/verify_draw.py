@@ -5,7 +5,7 @@ Usage: python3 scripts/verify_draw.py DRAW.json
 Exit status 0 when the draw verifies, 1 (with the reason on standard error) when it does not.
 
 DRAW.json is what `antrean get-draw` writes (README, "Checking the draw"). This file implements the specification
-in ARCHITECTURE.md, "The verifiable draw", from scratch: SHA-256 (hashlib), ChaCha8 and the Fisher-Yates shuffle.
+in docs/draw.md from scratch: SHA-256 (hashlib), ChaCha8 and the Fisher-Yates shuffle.
 """
 import hashlib
 import json

@@ -1,5 +1,5 @@
 //! Damage done to the data directory between a crash and the restart, and what recovery must then do about it, as
-//! ARCHITECTURE.md's "Durability and file formats" says: a corrupt tail of the last segment is cut; damage followed by
+//! docs/formats.md says: a corrupt tail of the last segment is cut; damage followed by
 //! valid records, or in a segment header, is refused unless the operator accepts truncation; a corrupt snapshot is
 //! skipped for the older one, and with no valid older one the start is refused.
 

@@ -1,6 +1,6 @@
 //! The verifiable draw, version 1: a commitment to a secret published before the release instant, and at the instant
 //! an order that is a fixed function of that secret and the closed list of pre-open tickets. Anyone can check it
-//! afterwards with the secret revealed (ARCHITECTURE.md, "The verifiable draw", specifies every byte; `antrean
+//! afterwards with the secret revealed (docs/draw.md specifies every byte; `antrean
 //! verify-draw` and `scripts/verify_draw.py` are two implementations of it).
 //!
 //! The secret comes in from outside (the engine draws it and logs it in a `DrawCommitted` event); everything here is
