@@ -89,7 +89,7 @@ fn applicant(serial: u16) -> Applicant {
     let birth = date(1990, 8, 17);
     Applicant {
         nik: Nik::parse_matching(&format!("317101170890{serial:04}"), birth).expect("nik"),
-        full_name: format!("Pemohon {serial}"),
+        full_name: format!("Pemohon {serial}").into(),
         birth_date: birth,
         has_disability: false,
     }

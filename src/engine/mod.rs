@@ -333,7 +333,8 @@ impl Engine {
         // A snapshot must never contain a change the log could still lose: the log after it starts at position + 1.
         runtime.block_on(self.log.wait_durable(LogPosition(capture.log_position)))?;
         let position = LogPosition(capture.log_position);
-        let payload = codec::encode_image(&capture.to_image());
+        // Encoded straight from the captured shards: no sorted copy of the whole state beside the bytes.
+        let payload = codec::encode_capture(&capture);
         drop(capture);
         let info = storage::write_snapshot(&self.options.data_dir.join("snapshots"), position, &payload)?;
         let segments_deleted = self.log.prune_before(info.oldest_kept_position)?;

@@ -168,7 +168,7 @@ impl Violations {
         }
         Some(Applicant {
             nik: nik?,
-            full_name: full_name?,
+            full_name: full_name?.into(),
             birth_date: birth_date?,
             has_disability: applicant.has_disability,
         })
@@ -313,7 +313,7 @@ pub fn booking(booking: &Booking, reveal_nik: bool) -> proto::Booking {
         pool: pool(booking.slot.pool),
         applicant: Some(proto::Applicant {
             nik,
-            full_name: booking.applicant.full_name.clone(),
+            full_name: booking.applicant.full_name.to_string(),
             birth_date,
             has_disability: booking.applicant.has_disability,
         }),

@@ -3,6 +3,7 @@
 use crate::domain::catalogue::office::{Pool, ServiceType};
 use crate::domain::values::ids::{AccountId, BookingId, GroupId, OfficeId, PaymentReference, SessionId};
 use crate::domain::values::nik::Nik;
+use crate::domain::values::short_text::ShortText;
 use crate::domain::values::time::{Date, Timestamp};
 use serde::{Deserialize, Serialize};
 
@@ -55,8 +56,9 @@ impl BookingState {
 pub struct Applicant {
     /// National identity number.
     pub nik: Nik,
-    /// Full name as on the identity card.
-    pub full_name: String,
+    /// Full name as on the identity card: inline up to 22 bytes, as most names are, so a booking's name costs no
+    /// allocation of its own.
+    pub full_name: ShortText,
     /// Birth date, matching the NIK.
     pub birth_date: Date,
     /// Has a disability (eligible for the priority pool).

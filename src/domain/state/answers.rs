@@ -29,7 +29,7 @@ pub fn keep_answers_naming(access: &mut impl ShardAccess, purged: &HashMap<Booki
             .shard(index)
             .requests
             .iter()
-            .filter_map(|(request_id, record)| {
+            .filter_map(|(request, record)| {
                 let answer = record.outcome.as_ref().ok()?;
                 if matches!(answer, RememberedReply::PaymentRepeated { .. }) {
                     return None;
@@ -42,7 +42,7 @@ pub fn keep_answers_naming(access: &mut impl ShardAccess, purged: &HashMap<Booki
                 };
                 // Every booking it names is there (it was answered with them); were one not, the answer stays as it
                 // is and a retry is told the booking was purged.
-                answer.reply_with(find).ok().map(|reply| (request_id.clone(), reply))
+                answer.reply_with(find).ok().map(|reply| (*request, reply))
             })
             .collect();
         if kept.is_empty() {
@@ -50,8 +50,8 @@ pub fn keep_answers_naming(access: &mut impl ShardAccess, purged: &HashMap<Booki
             continue;
         }
         let requests = &mut access.shard_mut(index).requests;
-        for (request_id, reply) in kept {
-            let record = requests.get_mut(&request_id).expect("listed above");
+        for (request, reply) in kept {
+            let record = requests.get_mut(&request).expect("listed above");
             record.outcome = Ok(RememberedReply::Kept(Box::new(reply)));
         }
     }

@@ -16,6 +16,7 @@ use crate::domain::catalogue::office::{Catalog, Office, Pool, ScheduleRule};
 use crate::domain::messages::event::Event;
 use crate::domain::messages::rejection::Rejection;
 use crate::domain::values::ids::BookingId;
+use crate::domain::values::short_text::ShortText;
 use crate::domain::values::time::{Date, Timestamp};
 use crate::domain::waiting_room::apply::{apply_waiting_room_event, open_waiting_room, purge_waiting_rooms};
 use crate::domain::waiting_room::event::WaitingRoomEvent;
@@ -162,7 +163,7 @@ pub fn apply(
             }
             let booking = booking_mut(access, *booking_id);
             if let Some(full_name) = &amendment.full_name {
-                booking.applicant.full_name.clone_from(full_name);
+                booking.applicant.full_name = ShortText::from(full_name);
             }
             if let Some(has_disability) = amendment.has_disability {
                 booking.applicant.has_disability = has_disability;
@@ -306,7 +307,7 @@ fn insert_booking(access: &mut impl ShardAccess, day: &DayKey, booking: Booking)
     let pool = ledger.pool_mut(&booking.slot.session_id, booking.slot.pool).expect("hold was decided on this plan");
     pool.awaiting += 1;
     assert!(pool.taken() <= pool.capacity, "overbooked {day:?}: {pool:?}");
-    let applicant = access.shard_mut(nik.shard_index()).applicants.get_or_default(nik);
+    let applicant = access.shard_mut(nik.shard_index()).applicants.entry(nik).or_default();
     applicant.booking_ids.push(booking_id);
     applicant.active.push(booking_id);
     let shard = access.shard_mut(booking_id.shard_index());
@@ -332,7 +333,7 @@ fn transition(access: &mut impl ShardAccess, booking_id: BookingId, to: BookingS
     }
     assert!(pool.taken() <= pool.capacity, "overbooked {day:?}: {pool:?}");
     if from.is_active() != to.is_active() {
-        let applicant = access.shard_mut(nik.shard_index()).applicants.get_or_default(nik);
+        let applicant = access.shard_mut(nik.shard_index()).applicants.entry(nik).or_default();
         if to.is_active() {
             applicant.active.push(booking_id);
         } else {

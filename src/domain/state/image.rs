@@ -11,7 +11,7 @@ use crate::domain::bookings::booking::{Booking, BookingState, PurgedBooking};
 use crate::domain::bookings::refund::Refund;
 use crate::domain::bookings::rules::BookRules;
 use crate::domain::catalogue::office::{Catalog, Office, OfficeSettings, ScheduleRule};
-use crate::domain::values::ids::{BookingId, OfficeId, RequestId};
+use crate::domain::values::ids::{BookingId, OfficeId, RequestDigest};
 use crate::domain::values::nik::Nik;
 use crate::domain::values::time::Date;
 use crate::domain::waiting_room::room::{DrawState, WaitingRoom, WaitingRoomKey, WaitingRooms};
@@ -19,13 +19,14 @@ use crate::limits::SHARD_COUNT;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Version of the image layout inside a snapshot payload; bumped on any incompatible change. Version 6 keeps in each
+/// Version of the image layout inside a snapshot payload; bumped on any incompatible change. Version 7 keeps request
+/// records under the digests of their request ids, not the ids' text (`RequestDigest`). Version 6 keeps in each
 /// request record the ids of the bookings its answer names, not copies of them (`remembered.rs`); version 5 added to
 /// every booking (in `bookings` and in remembered answers) its amendment count and last amendment time; version 4 added
 /// each waiting room's draw (its secret and figures, [`Image::draws`]); version 3 added the bookings' owners and the
 /// next ticket number, and dropped the next booking number (numbers are drawn at random, see `numbers.rs`). Versions
-/// 5, 4, 3 and 2 still load (`older_images.rs`).
-pub const IMAGE_VERSION: u16 = 6;
+/// 6, 5, 4, 3 and 2 still load (`older_images.rs`).
+pub const IMAGE_VERSION: u16 = 7;
 
 /// An office in an image.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,8 +54,8 @@ pub struct Image {
     pub bookings: Vec<Booking>,
     /// Applicants by NIK.
     pub applicants: Vec<(Nik, ApplicantRecord)>,
-    /// Request records by id.
-    pub requests: Vec<(RequestId, RequestRecord)>,
+    /// Request records by the digest of their request id.
+    pub requests: Vec<(RequestDigest, RequestRecord)>,
     /// Refunds in the order recorded.
     pub refunds: Vec<Refund>,
     /// What is kept of purged bookings, by booking id.
@@ -86,9 +87,9 @@ impl Capture {
             .flat_map(|shard| shard.applicants.iter().map(|(nik, record)| (*nik, record.clone())))
             .collect();
         applicants.sort_by_key(|(nik, _)| *nik);
-        let mut requests: Vec<(RequestId, RequestRecord)> = shards
+        let mut requests: Vec<(RequestDigest, RequestRecord)> = shards
             .iter()
-            .flat_map(|shard| shard.requests.iter().map(|(id, record)| (id.clone(), record.clone())))
+            .flat_map(|shard| shard.requests.iter().map(|(request, record)| (*request, record.clone())))
             // The log position is not part of the state (replay and snapshots leave it 0): keep it out of the image
             // so a running book and its replay compare equal.
             .map(|(id, record)| (id, RequestRecord { log_position: 0, ..record }))
@@ -127,7 +128,8 @@ impl Capture {
     }
 }
 
-fn catalog_image(catalog: &Catalog) -> Vec<OfficeImage> {
+/// The catalogue as an image holds it.
+pub(super) fn catalog_image(catalog: &Catalog) -> Vec<OfficeImage> {
     catalog
         .offices
         .values()
@@ -200,8 +202,8 @@ impl QuotaBook {
         for (nik, record) in image.applicants {
             shards[nik.shard_index()].applicants.insert(nik, record);
         }
-        for (request_id, record) in image.requests {
-            shards[request_id.shard_index()].remember_request(request_id, record);
+        for (request, record) in image.requests {
+            shards[request.shard_index()].remember_request(request, record);
         }
         for refund in image.refunds {
             shards[refund.booking_id.shard_index()].refunds.get_or_default(refund.booking_id).push(refund);

@@ -38,7 +38,7 @@ fn check_time_indexes(shard: &Shard) -> Result<(), String> {
         return Err(format!("session-end index {:?} but confirmed {confirmed:?}", shard.session_ends));
     }
     let requests: OrdSet<_> =
-        shard.requests.iter().map(|(request_id, record)| (record.recorded_at, request_id.clone())).collect();
+        shard.requests.iter().map(|(request, record)| (record.recorded_at, *request)).collect();
     if requests != shard.requests_by_age {
         return Err(format!("request age index {:?} but requests {requests:?}", shard.requests_by_age));
     }

@@ -10,7 +10,7 @@ use crate::domain::bookings::booking::SlotRef;
 use crate::domain::bookings::booking::{Booking, BookingState, PurgedBooking};
 use crate::domain::bookings::refund::Refund;
 use crate::domain::catalogue::office::Pool;
-use crate::domain::values::ids::{BookingId, OfficeId, RequestId, SessionId};
+use crate::domain::values::ids::{BookingId, OfficeId, RequestDigest, RequestId, SessionId};
 use crate::domain::values::nik::Nik;
 use crate::domain::values::time::{Date, Timestamp};
 use crate::limits::SHARD_COUNT;
@@ -186,13 +186,15 @@ pub struct Shard {
     pub deadlines: OrdSet<(Timestamp, BookingId)>,
     /// Confirmed bookings by the end of their session, soonest first: the no-shows the ticker looks for.
     pub session_ends: OrdSet<(Timestamp, BookingId)>,
-    /// Applicants by NIK.
-    pub applicants: SharedMap<Nik, ApplicantRecord>,
-    /// First answers by request id.
-    pub requests: SharedMap<RequestId, RequestRecord>,
-    /// The same request ids by when they were recorded, oldest first, so finding and forgetting stale ones costs
-    /// what is stale, not a walk over every remembered request.
-    pub requests_by_age: OrdSet<(Timestamp, RequestId)>,
+    /// Applicants by NIK. Records sit in the tree's nodes, not behind an `Arc` each: a record is two inline id lists
+    /// (48 bytes), cheaper to copy with its node after a capture than to allocate on its own.
+    pub applicants: Map<Nik, ApplicantRecord>,
+    /// First answers by the digest of their request id ([`RequestDigest`]: 16 bytes, where the id's text took up to
+    /// 130 and an `Arc`), the records in the tree's nodes: a record is a few numbers and the ids of its bookings.
+    pub requests: Map<RequestDigest, RequestRecord>,
+    /// The same requests by when they were recorded, oldest first, so finding and forgetting stale ones costs what
+    /// is stale, not a walk over every remembered request.
+    pub requests_by_age: OrdSet<(Timestamp, RequestDigest)>,
     /// Refunds recorded for bookings in this shard (present or purged), by booking, each booking's oldest first.
     pub refunds: SharedMap<BookingId, Vec<Refund>>,
     /// What is kept of purged bookings in this shard, by booking.
@@ -236,20 +238,28 @@ impl ShardKey for Nik {
     }
 }
 
+impl ShardKey for RequestDigest {
+    fn shard_index(&self) -> usize {
+        let first: [u8; 8] = self.0[..8].try_into().expect("16 bytes begin with 8");
+        index_of(u64::from_le_bytes(first))
+    }
+}
+
+/// By its digest, so a request record's shard follows from what an image keeps of it.
 impl ShardKey for RequestId {
     fn shard_index(&self) -> usize {
-        index_of(crate::domain::values::hashing::fnv1a(self.as_str().as_bytes()))
+        self.digest().shard_index()
     }
 }
 
 impl Shard {
     /// Remembers `record` as the first answer to `request_id`, keeping the age index in step. Returns whether the id
     /// was new to the shard.
-    pub fn remember_request(&mut self, request_id: RequestId, record: RequestRecord) -> bool {
-        self.requests_by_age.insert((record.recorded_at, request_id.clone()));
-        match self.requests.insert(request_id.clone(), record) {
+    pub fn remember_request(&mut self, request: RequestDigest, record: RequestRecord) -> bool {
+        self.requests_by_age.insert((record.recorded_at, request));
+        match self.requests.insert(request, record) {
             Some(previous) => {
-                self.requests_by_age.remove(&(previous.recorded_at, request_id));
+                self.requests_by_age.remove(&(previous.recorded_at, request));
                 false
             }
             None => true,
@@ -262,8 +272,8 @@ impl Shard {
         while let Some((recorded_at, _)) = self.requests_by_age.get_min()
             && *recorded_at < recorded_before
         {
-            let (_, request_id) = self.requests_by_age.remove_min().expect("looked at above");
-            self.requests.remove(&request_id);
+            let (_, request) = self.requests_by_age.remove_min().expect("looked at above");
+            self.requests.remove(&request);
             forgotten += 1;
         }
         forgotten
