@@ -6,6 +6,7 @@ use super::access::ShardAccess;
 use super::remembered::{RememberedOutcome, RememberedReply};
 use super::shard::ShardKey;
 use crate::domain::bookings::booking::Booking;
+use crate::domain::messages::rejection::Rejection;
 use crate::domain::messages::reply::{Outcome, Reply};
 use crate::domain::values::ids::BookingId;
 use std::collections::HashMap;
@@ -63,6 +64,6 @@ pub fn first_answer(remembered: &RememberedOutcome, access: &impl ShardAccess) -
     match remembered {
         Ok(answer) => Ok(reply(answer, access)
             .unwrap_or_else(|booking_id| panic!("booking {booking_id} was just applied and is gone"))),
-        Err(rejection) => Err(rejection.clone()),
+        Err(rejection) => Err(Rejection::clone(rejection)),
     }
 }

@@ -93,8 +93,9 @@ pub fn apply(
             let created = hold.applicants.len() as u64;
             counters(access, &day).holds_total += created;
             let count = u32::try_from(created).expect("a group is far smaller than u32::MAX");
+            assert!(group_id.is_none_or(|group| group.0 == first_booking_id.0), "a group is numbered like its first booking");
             let reply =
-                Ok(RememberedReply::Held { first_booking_id: *first_booking_id, bookings: count, group_id: *group_id });
+                Ok(RememberedReply::Held { first_booking_id: *first_booking_id, bookings: count, group: group_id.is_some() });
             Applied { answered: Some((stamp.clone(), reply)), bookings_created: created, ..Applied::default() }
         }
         Event::PaymentConfirmed { stamp, booking_id, payment_reference, revived } => {
@@ -117,7 +118,7 @@ pub fn apply(
             };
             access.shard_mut(booking_id.shard_index()).refunds.get_or_default(*booking_id).push(refund);
             counters(access, &day).refunds_total += 1;
-            answered(stamp, Err(Rejection::refund(*reason, *booking_id)))
+            answered(stamp, Err(Box::new(Rejection::refund(*reason, *booking_id))))
         }
         Event::PaymentRepeated { stamp, booking_id, .. } => {
             answered(stamp, Ok(RememberedReply::PaymentRepeated { booking_id: *booking_id }))
@@ -308,8 +309,7 @@ fn insert_booking(access: &mut impl ShardAccess, day: &DayKey, booking: Booking)
     pool.awaiting += 1;
     assert!(pool.taken() <= pool.capacity, "overbooked {day:?}: {pool:?}");
     let applicant = access.shard_mut(nik.shard_index()).applicants.entry(nik).or_default();
-    applicant.booking_ids.push(booking_id);
-    applicant.active.push(booking_id);
+    applicant.add_active(booking_id);
     let shard = access.shard_mut(booking_id.shard_index());
     shard.deadlines.insert((booking.payment_deadline, booking_id));
     let previous = shard.bookings.insert(booking_id, booking);
@@ -334,11 +334,7 @@ fn transition(access: &mut impl ShardAccess, booking_id: BookingId, to: BookingS
     assert!(pool.taken() <= pool.capacity, "overbooked {day:?}: {pool:?}");
     if from.is_active() != to.is_active() {
         let applicant = access.shard_mut(nik.shard_index()).applicants.entry(nik).or_default();
-        if to.is_active() {
-            applicant.active.push(booking_id);
-        } else {
-            applicant.active.retain(|active| *active != booking_id);
-        }
+        applicant.set_active(booking_id, to.is_active());
     }
     let shard = access.shard_mut(booking_id.shard_index());
     assert!(to != BookingState::AwaitingPayment, "no booking goes back to awaiting payment");
@@ -468,8 +464,8 @@ fn purge_bookings(access: &mut impl ShardAccess, before: Date) -> u64 {
         let nik = booking.applicant.nik;
         let applicants = &mut access.shard_mut(nik.shard_index()).applicants;
         if let Some(record) = applicants.get_mut(&nik) {
-            record.booking_ids.retain(|booking_id| *booking_id != booking.booking_id);
-            if record.booking_ids.is_empty() {
+            record.forget(booking.booking_id);
+            if record.booking_ids().is_empty() {
                 applicants.remove(&nik);
             }
         }

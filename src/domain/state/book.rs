@@ -463,7 +463,7 @@ impl QuotaBook {
                 Ok(answer) => {
                     super::answers::reply(answer, &guards).map_err(|booking_id| Rejection::BookingPurged { booking_id })
                 }
-                Err(rejection) => Err(rejection.clone()),
+                Err(rejection) => Err(Rejection::clone(rejection)),
             };
             let log_position = (record.log_position > 0).then_some(record.log_position);
             return Some(Execution { outcome, log_position, repeated: true });

@@ -224,7 +224,7 @@ fn requests(old: Vec<(RequestId, RequestRecordV3)>, bookings: &[Booking]) -> Vec
 fn by_booking_id(old: Vec<(RequestId, RequestRecordV5)>, bookings: &[Booking]) -> Vec<(RequestDigest, RequestRecord)> {
     let present = |booking_id| bookings.binary_search_by_key(&booking_id, |booking| booking.booking_id).is_ok();
     by_digest(old.into_iter().map(|(request_id, record)| {
-            let outcome = record.outcome.map(|reply| RememberedReply::of_stored(reply, present));
+            let outcome = record.outcome.map(|reply| RememberedReply::of_stored(reply, present)).map_err(Box::new);
             let record = RequestRecord {
                 fingerprint: record.fingerprint,
                 recorded_at: record.recorded_at,
