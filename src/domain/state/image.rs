@@ -11,7 +11,7 @@ use crate::domain::bookings::booking::{Booking, BookingState, PurgedBooking};
 use crate::domain::bookings::refund::Refund;
 use crate::domain::bookings::rules::BookRules;
 use crate::domain::catalogue::office::{Catalog, Office, OfficeSettings, ScheduleRule};
-use crate::domain::values::ids::{BookingId, OfficeId, RequestDigest};
+use crate::domain::values::ids::{BookingId, OfficeId, RequestDigest, SessionId};
 use crate::domain::values::nik::Nik;
 use crate::domain::values::time::Date;
 use crate::domain::waiting_room::room::{DrawState, WaitingRoom, WaitingRoomKey, WaitingRooms};
@@ -183,7 +183,15 @@ impl QuotaBook {
         for (key, day) in image.days {
             shards[key.shard_index()].days.insert(key, day);
         }
-        for booking in image.bookings {
+        // Decoding gave every booking its own copy of its office and session ids: share one per slot instead, as the
+        // running book shares the catalogue's (two allocations a booking fewer after a restart).
+        let mut slot_ids: BTreeMap<(OfficeId, SessionId), (OfficeId, SessionId)> = BTreeMap::new();
+        for mut booking in image.bookings {
+            let slot = &mut booking.slot;
+            let key = (slot.office_id.clone(), slot.session_id.clone());
+            let (office_id, session_id) = slot_ids.entry(key).or_insert_with_key(|key| key.clone());
+            slot.office_id.clone_from(office_id);
+            slot.session_id.clone_from(session_id);
             let shard = &mut shards[booking.booking_id.shard_index()];
             match booking.state {
                 BookingState::AwaitingPayment => {
@@ -227,5 +235,27 @@ impl QuotaBook {
     #[must_use]
     pub fn image(&self, log_position: u64) -> Image {
         self.capture(|| log_position).to_image()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::domain::testkit::{Capacities, Fixture, adult, monday, morning, now, rules, slot};
+    use crate::domain::{BookingId, Pool, QuotaBook};
+
+    #[test]
+    fn bookings_loaded_from_an_image_share_their_slots_ids() {
+        let fixture = Fixture::with(rules(), Capacities { regular: 10, priority: 0 });
+        let held: Vec<BookingId> = (1..=3)
+            .map(|serial| fixture.held(slot(monday(), morning(), Pool::Regular), adult(serial), now()).booking_id)
+            .collect();
+        let bytes = postcard::to_stdvec(&fixture.book.image(0)).expect("encodes");
+        let image = postcard::from_bytes(&bytes).expect("decodes");
+        let loaded = QuotaBook::from_image(rules(), image).expect("loads");
+        let bookings: Vec<_> = held.iter().map(|booking_id| loaded.booking(*booking_id).expect("loaded")).collect();
+        for booking in &bookings[1..] {
+            assert_eq!(booking.slot.office_id.as_str().as_ptr(), bookings[0].slot.office_id.as_str().as_ptr());
+            assert_eq!(booking.slot.session_id.as_str().as_ptr(), bookings[0].slot.session_id.as_str().as_ptr());
+        }
     }
 }
