@@ -10,8 +10,8 @@
 
 use antrean::domain::{
     AccountId, Applicant, BookRules, Booking, Command, Date, Event, EventLog, HoldCommand, Nik, OfficeId,
-    OfficeSettings, Pool, QuotaBook, RequestId, ServiceType, SessionId, SessionTemplate, SlotRef, TimeOfDay,
-    Timestamp, Zone,
+    OfficeSettings, Pool, QuotaBook, RequestId, ServiceType, SessionId, SessionTemplate, SlotRef, TimeOfDay, Timestamp,
+    Zone,
 };
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicI64, Ordering};

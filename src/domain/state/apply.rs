@@ -93,9 +93,15 @@ pub fn apply(
             let created = hold.applicants.len() as u64;
             counters(access, &day).holds_total += created;
             let count = u32::try_from(created).expect("a group is far smaller than u32::MAX");
-            assert!(group_id.is_none_or(|group| group.0 == first_booking_id.0), "a group is numbered like its first booking");
-            let reply =
-                Ok(RememberedReply::Held { first_booking_id: *first_booking_id, bookings: count, group: group_id.is_some() });
+            assert!(
+                group_id.is_none_or(|group| group.0 == first_booking_id.0),
+                "a group is numbered like its first booking"
+            );
+            let reply = Ok(RememberedReply::Held {
+                first_booking_id: *first_booking_id,
+                bookings: count,
+                group: group_id.is_some(),
+            });
             Applied { answered: Some((stamp.clone(), reply)), bookings_created: created, ..Applied::default() }
         }
         Event::PaymentConfirmed { stamp, booking_id, payment_reference, revived } => {

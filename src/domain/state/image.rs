@@ -94,7 +94,7 @@ impl Capture {
             // so a running book and its replay compare equal.
             .map(|(id, record)| (id, RequestRecord { log_position: 0, ..record }))
             .collect();
-        requests.sort_by(|left, right| left.0.cmp(&right.0));
+        requests.sort_by_key(|(request, _)| *request);
         let mut refunds: Vec<Refund> =
             shards.iter().flat_map(|shard| shard.refunds.values().flatten().cloned()).collect();
         refunds.sort_by(refund_order);

@@ -37,8 +37,7 @@ fn check_time_indexes(shard: &Shard) -> Result<(), String> {
     if confirmed != shard.session_ends {
         return Err(format!("session-end index {:?} but confirmed {confirmed:?}", shard.session_ends));
     }
-    let requests: OrdSet<_> =
-        shard.requests.iter().map(|(request, record)| (record.recorded_at, *request)).collect();
+    let requests: OrdSet<_> = shard.requests.iter().map(|(request, record)| (record.recorded_at, *request)).collect();
     if requests != shard.requests_by_age {
         return Err(format!("request age index {:?} but requests {requests:?}", shard.requests_by_age));
     }

@@ -223,17 +223,20 @@ fn requests(old: Vec<(RequestId, RequestRecordV3)>, bookings: &[Booking]) -> Vec
 /// Request records of whole answers made records of booking ids. `bookings` are the image's, sorted by id.
 fn by_booking_id(old: Vec<(RequestId, RequestRecordV5)>, bookings: &[Booking]) -> Vec<(RequestDigest, RequestRecord)> {
     let present = |booking_id| bookings.binary_search_by_key(&booking_id, |booking| booking.booking_id).is_ok();
-    by_digest(old.into_iter().map(|(request_id, record)| {
-            let outcome = record.outcome.map(|reply| RememberedReply::of_stored(reply, present)).map_err(Box::new);
-            let record = RequestRecord {
-                fingerprint: record.fingerprint,
-                recorded_at: record.recorded_at,
-                outcome,
-                log_position: 0,
-            };
-            (request_id, record)
-        })
-        .collect())
+    by_digest(
+        old.into_iter()
+            .map(|(request_id, record)| {
+                let outcome = record.outcome.map(|reply| RememberedReply::of_stored(reply, present)).map_err(Box::new);
+                let record = RequestRecord {
+                    fingerprint: record.fingerprint,
+                    recorded_at: record.recorded_at,
+                    outcome,
+                    log_position: 0,
+                };
+                (request_id, record)
+            })
+            .collect(),
+    )
 }
 
 /// Request records by request id made records by digest, in the digest order of a current image.

@@ -132,7 +132,8 @@ impl RememberedReply {
                 let in_a_row = bookings.iter().enumerate().all(|(offset, booking)| {
                     booking.booking_id.0.checked_sub(offset as u64) == Some(bookings[0].booking_id.0)
                 });
-                let numbered_like_its_first = |first: &Booking| group_id.is_none_or(|group| group.0 == first.booking_id.0);
+                let numbered_like_its_first =
+                    |first: &Booking| group_id.is_none_or(|group| group.0 == first.booking_id.0);
                 match (bookings.first(), u32::try_from(bookings.len())) {
                     (Some(first), Ok(count)) if in_a_row && numbered_like_its_first(first) => RememberedReply::Held {
                         first_booking_id: first.booking_id,

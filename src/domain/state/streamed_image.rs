@@ -167,7 +167,8 @@ mod tests {
                 fixture.run(&pay(booking.booking_id, &format!("pay-{serial}")), now());
             }
         }
-        let group = fixture.run(&hold_group(slot(monday(), morning(), Pool::Regular), vec![adult(41), adult(42)]), now());
+        let group =
+            fixture.run(&hold_group(slot(monday(), morning(), Pool::Regular), vec![adult(41), adult(42)]), now());
         assert!(matches!(group.outcome, Ok(Reply::Held { .. })), "{group:?}");
         let capture = fixture.book.capture(|| 17);
         assert!(capture.shards.iter().filter(|shard| !shard.bookings.is_empty()).count() > 4, "spread over shards");

@@ -51,7 +51,11 @@ impl From<&str> for ShortText {
 
 impl From<String> for ShortText {
     fn from(text: String) -> ShortText {
-        if text.len() <= SHORT_TEXT_INLINE_BYTES_MAX { ShortText::from(text.as_str()) } else { ShortText::Allocated(text.into()) }
+        if text.len() <= SHORT_TEXT_INLINE_BYTES_MAX {
+            ShortText::from(text.as_str())
+        } else {
+            ShortText::Allocated(text.into())
+        }
     }
 }
 
@@ -156,7 +160,9 @@ mod tests {
     #[test]
     fn short_text_is_as_big_as_a_string_and_keeps_up_to_22_bytes_inline() {
         assert_eq!(size_of::<ShortText>(), size_of::<String>());
-        for text in ["", "Budi", "Siti Nurhaliza Putri a", "Siti Nurhaliza Putri ab", "Dewi Ayu Kusuma Wardhani Lestari"] {
+        for text in
+            ["", "Budi", "Siti Nurhaliza Putri a", "Siti Nurhaliza Putri ab", "Dewi Ayu Kusuma Wardhani Lestari"]
+        {
             let short = ShortText::from(text);
             assert_eq!(short.as_str(), text);
             assert_eq!(matches!(short, ShortText::Inline { .. }), text.len() <= SHORT_TEXT_INLINE_BYTES_MAX, "{text}");

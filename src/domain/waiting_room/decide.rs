@@ -62,7 +62,8 @@ pub fn join(
     if let Some(ticket) = previous.filter(|ticket| !ticket.state.has_ended()) {
         return Ok(Decision::Unchanged(ticket.ticket_id));
     }
-    if let Some(record) = applicant.filter(|record| record.active().len() >= rules.applicant_active_bookings_max as usize)
+    if let Some(record) =
+        applicant.filter(|record| record.active().len() >= rules.applicant_active_bookings_max as usize)
     {
         return Err(Rejection::ApplicantHasBooking { booking_id: record.active()[0] });
     }
