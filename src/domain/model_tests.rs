@@ -193,7 +193,7 @@ struct ModelBooking {
     payment_reference: Option<String>,
     settlement_deadline: Option<Timestamp>,
     service: ServiceType,
-    amendments_used: u32,
+    amendments_used: u8,
 }
 
 impl ModelBooking {

@@ -148,7 +148,6 @@ mod tests {
             },
             account_id: crate::domain::AccountId::parse("account-1").expect("id"),
             payment_deadline: crate::domain::Timestamp(1_000),
-            payment_code: 800_000_000_000_042,
             payment_reference: None,
             created_at: crate::domain::Timestamp(500),
             updated_at: crate::domain::Timestamp(600),
@@ -160,6 +159,23 @@ mod tests {
             amendments_used: 0,
             last_amended_at: None,
         }
+    }
+
+    #[test]
+    fn a_booking_encodes_as_it_did_when_it_kept_its_payment_code() {
+        let at = Some(crate::domain::Timestamp(700));
+        let booking = crate::domain::Booking { amendments_used: 2, last_amended_at: at, ..a_booking() };
+        let with_code = |old: &BookingV3| {
+            let mut bytes = postcard::to_stdvec(old).expect("encodes");
+            bytes.extend(postcard::to_stdvec(&(2u32, at)).expect("encodes"));
+            bytes
+        };
+        let old = BookingV3::from(&booking);
+        assert_eq!(old.payment_code, 800_000_000_000_000 + 42 * 48_271_371_313);
+        assert_eq!(postcard::to_stdvec(&booking).expect("encodes"), with_code(&old), "the layout of version 5 on");
+        assert_eq!(postcard::from_bytes::<crate::domain::Booking>(&with_code(&old)).expect("decodes"), booking);
+        let foreign_code = BookingV3 { payment_code: old.payment_code + 1, ..old };
+        assert!(postcard::from_bytes::<crate::domain::Booking>(&with_code(&foreign_code)).is_err(), "pair assertion");
     }
 
     /// The request records of `image` as versions 2 to 4 stored them: whole answers, with a copy of the booking.

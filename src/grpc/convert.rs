@@ -327,7 +327,7 @@ pub fn booking(booking: &Booking, reveal_nik: bool) -> proto::Booking {
         group_id: booking.group_id.map(|group| group.to_string()).unwrap_or_default(),
         session_starts_at: Some(timestamp(booking.session_starts_at)),
         settlement_deadline: booking.settlement_deadline.map(timestamp),
-        amendments_used: booking.amendments_used,
+        amendments_used: u32::from(booking.amendments_used),
         last_amended_at: booking.last_amended_at.map(timestamp),
     }
 }

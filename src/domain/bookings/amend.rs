@@ -81,7 +81,7 @@ fn check_amendable(rules: &BookRules, booking: &Booking, stamp: &Stamp) -> Resul
         let action = format!("amend once the session has started ({})", booking.session_starts_at);
         return Err(Rejection::InvalidState { state: booking.state, action });
     }
-    if booking.amendments_used >= rules.amendments_max {
+    if u32::from(booking.amendments_used) >= rules.amendments_max {
         let why = format!("already amended {} time(s), the most allowed", booking.amendments_used);
         return Err(Rejection::AmendmentNotAllowed { why });
     }

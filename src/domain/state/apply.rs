@@ -10,7 +10,7 @@ use super::applied::{Applied, answered};
 use super::remembered::RememberedReply;
 use super::shard::day_key;
 use super::shard::{DayKey, DayLedger, OfficeCounters, PoolLedger, SessionLedger, ShardKey};
-use crate::domain::bookings::booking::{Booking, BookingState, PurgedBooking, SlotRef, payment_code_for};
+use crate::domain::bookings::booking::{Booking, BookingState, PurgedBooking, SlotRef};
 use crate::domain::bookings::refund::Refund;
 use crate::domain::catalogue::office::{Catalog, Office, Pool, ScheduleRule};
 use crate::domain::messages::event::Event;
@@ -73,7 +73,6 @@ pub fn apply(
                     applicant: applicant.clone(),
                     account_id: hold.account_id.clone(),
                     payment_deadline: *payment_deadline,
-                    payment_code: payment_code_for(booking_id),
                     payment_reference: None,
                     created_at: stamp.at,
                     updated_at: stamp.at,
