@@ -173,11 +173,11 @@ struct ApplicantRecordLayout<'record> {
     active: &'record [BookingId],
 }
 
-/// [`ApplicantRecordLayout`] decoded.
+/// [`ApplicantRecordLayout`] decoded: inline, for the usual one booking, so a snapshot's load allocates nothing for it.
 #[derive(Deserialize)]
 struct DecodedApplicantRecord {
-    booking_ids: Vec<BookingId>,
-    active: Vec<BookingId>,
+    booking_ids: smallvec::SmallVec<[BookingId; 2]>,
+    active: smallvec::SmallVec<[BookingId; 2]>,
 }
 
 impl Serialize for ApplicantRecord {

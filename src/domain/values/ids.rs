@@ -3,7 +3,7 @@
 //! Every string identifier is validated once, at the edge, by its `parse` function; inside the core an `OfficeId` is
 //! always well-formed.
 
-use super::short_text::ShortText;
+use super::short_text::{ShortText, deserialize_text};
 use arcstr::ArcStr;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -61,7 +61,7 @@ macro_rules! string_id {
 
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<$name, D::Error> {
-                String::deserialize(deserializer).map(|text| $name($inner::from(text)))
+                deserialize_text(deserializer, |text| $name($inner::from(text)))
             }
         }
 
@@ -175,7 +175,7 @@ impl Serialize for RequestId {
 
 impl<'de> Deserialize<'de> for RequestId {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<RequestId, D::Error> {
-        String::deserialize(deserializer).map(|text| RequestId::of_text(ArcStr::from(text)))
+        deserialize_text(deserializer, |text| RequestId::of_text(ArcStr::from(text)))
     }
 }
 

@@ -149,8 +149,32 @@ impl Serialize for ShortText {
 
 impl<'de> Deserialize<'de> for ShortText {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<ShortText, D::Error> {
-        String::deserialize(deserializer).map(ShortText::from)
+        deserialize_text(deserializer, |text| ShortText::from(text))
     }
+}
+
+/// Decodes a string into what `make` makes of it, reading the text where the decoder has it (postcard's input) instead
+/// of allocating a `String` first: decoding a snapshot or the log makes millions of names and ids.
+pub fn deserialize_text<'de, D: serde::Deserializer<'de>, T>(
+    deserializer: D,
+    make: fn(&str) -> T,
+) -> Result<T, D::Error> {
+    /// Makes a value of a string, however the decoder has it.
+    struct Text<T>(fn(&str) -> T);
+
+    impl<T> serde::de::Visitor<'_> for Text<T> {
+        type Value = T;
+
+        fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+            formatter.write_str("a string")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<T, E> {
+            Ok((self.0)(text))
+        }
+    }
+
+    deserializer.deserialize_str(Text(make))
 }
 
 #[cfg(test)]
