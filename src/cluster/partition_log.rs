@@ -383,9 +383,9 @@ async fn run_writer(
     }
 }
 
-/// Stores `framed` as `partition`'s snapshot at `position` (replayed after from `sequence`), then, while the node may
-/// serve, deletes the partition's snapshots older than the newest [`SNAPSHOTS_KEPT`] and purges its subject below the
-/// sequence the older kept one replays from. Returns the stored snapshot and how many messages were purged.
+/// Stores `framed` as `partition`'s snapshot at `position` (replayed after from `sequence`), then prunes (see
+/// [`prune`]). Returns the stored snapshot and how many messages were purged. A failed prune is logged, not an error:
+/// the snapshot is stored, and the next one prunes again.
 async fn keep(
     keeping: &SnapshotKeeping,
     partition: &OfficeId,
@@ -394,8 +394,18 @@ async fn keep(
     framed: &[u8],
 ) -> Result<(StoredSnapshot, u64)> {
     let stored = keeping.bucket.put(partition, position, sequence, framed).await?;
+    let purged = prune(keeping, partition).await.unwrap_or_else(|error| {
+        tracing::warn!(%error, partition = %partition, "snapshot stored, but older snapshots or log not dropped yet");
+        0
+    });
+    Ok((stored, purged))
+}
+
+/// While the node may serve: deletes `partition`'s snapshots older than the newest [`SNAPSHOTS_KEPT`], then purges its
+/// subject below the sequence the older kept one replays from. Returns how many messages were purged.
+async fn prune(keeping: &SnapshotKeeping, partition: &OfficeId) -> Result<u64> {
     if !(keeping.may_prune)() {
-        return Ok((stored, 0));
+        return Ok(0);
     }
     let snapshots = keeping.bucket.list(partition).await?;
     let surplus = snapshots.len().saturating_sub(SNAPSHOTS_KEPT);
@@ -404,13 +414,12 @@ async fn keep(
     }
     let kept = &snapshots[surplus..];
     // Only with two kept: the subject must still hold what a fall-back to the older one replays.
-    let purged = match kept {
+    match kept {
         [older, ..] if kept.len() == SNAPSHOTS_KEPT && (keeping.may_prune)() => {
-            keeping.log.purge_below(partition, older.replay_from_stream_sequence).await?
+            keeping.log.purge_below(partition, older.replay_from_stream_sequence).await
         }
-        _ => 0,
-    };
-    Ok((stored, purged))
+        _ => Ok(0),
+    }
 }
 
 /// Reads `partition`'s whole log back from its subject as records in position order, for a replay with no snapshot.

@@ -36,6 +36,9 @@ pub const SNAPSHOT_OBJECTS_LISTED_MAX: usize = 64;
 /// Longest a store, a listing, a read or a delete may take before it counts as failed (a hung transfer must not stall
 /// the snapshot thread or a take-over for good).
 const TRANSFER_TIMEOUT: Duration = Duration::from_secs(120);
+/// Attempts to open the bucket, and the pause between them (10 s in all: a stream's leader election).
+const OPEN_ATTEMPTS_MAX: u32 = 40;
+const OPEN_RETRY: Duration = Duration::from_millis(250);
 /// The metadata key of the stream sequence a replay after the snapshot starts from.
 const REPLAY_FROM_KEY: &str = "replay-from-stream-sequence";
 
@@ -91,8 +94,24 @@ fn unavailable(what: &str) -> impl Fn(&dyn std::fmt::Display) -> ClusterError + 
 }
 
 impl SnapshotBucket {
-    /// Opens the bucket, creating it with `replicas` copies if it is missing.
+    /// Opens the bucket, creating it with `replicas` copies if it is missing. Tries a few times: a bucket another node
+    /// has just created may not answer until its stream has elected a leader.
     pub async fn open(connection: &NatsConnection, replicas: usize) -> Result<SnapshotBucket> {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match SnapshotBucket::open_once(connection, replicas).await {
+                Ok(bucket) => return Ok(bucket),
+                Err(error) if attempts < OPEN_ATTEMPTS_MAX => {
+                    tracing::debug!(%error, "snapshot bucket not ready; trying again");
+                    tokio::time::sleep(OPEN_RETRY).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    async fn open_once(connection: &NatsConnection, replicas: usize) -> Result<SnapshotBucket> {
         let store = match connection.jetstream.get_object_store(SNAPSHOT_BUCKET).await {
             Ok(store) => store,
             Err(_) => {
