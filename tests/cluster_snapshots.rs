@@ -29,8 +29,11 @@ const PARTITION: &str = "snapshots";
 const LEASE_TTL: Duration = Duration::from_secs(3);
 /// A snapshot after this many records: a handful of holds each.
 const SNAPSHOT_EVERY_RECORDS: u64 = 8;
-/// Holds booked before the owner is killed: enough for several snapshots.
-const HOLDS: u32 = 60;
+/// Rounds of holds before the owner is killed, each followed by a snapshot: the third stored makes the owner delete the
+/// first and purge the subject.
+const ROUNDS: u32 = 4;
+/// Holds per round: more records than a snapshot waits for.
+const HOLDS_PER_ROUND: u32 = 10;
 /// Regular slots of each session: room for every hold over the days booked.
 const CAPACITY: u32 = 20;
 /// The holds are spread over this many days from tomorrow.
@@ -120,22 +123,24 @@ async fn snapshots_bound_the_subject_and_a_take_over_starts_from_the_newest_good
     let (node_b, metrics_b) = start_node("node-b", &urls, logs);
     create_office(&mut admin_a, test_office(OFFICE, CAPACITY, 3_600)).await;
     let mut acknowledged: Vec<(proto::HoldRequest, proto::Booking)> = Vec::new();
-    for serial in 1..=HOLDS {
-        let days = 1 + (serial as i32 % DAYS);
-        let request = proto::HoldRequest {
-            account_id: format!("account-{serial}"),
-            ..hold_request(OFFICE, days, applicant(serial))
-        };
-        let booked = api::hold(&mut booking_a, request.clone()).await;
-        acknowledged.push((request, booked));
+    for round in 1..=ROUNDS {
+        for serial in (round - 1) * HOLDS_PER_ROUND + 1..=round * HOLDS_PER_ROUND {
+            let days = 1 + (serial as i32 % DAYS);
+            let request = proto::HoldRequest {
+                account_id: format!("account-{serial}"),
+                ..hold_request(OFFICE, days, applicant(serial))
+            };
+            let booked = api::hold(&mut booking_a, request.clone()).await;
+            acknowledged.push((request, booked));
+        }
+        // The owner stores a snapshot after each round (more often when one is taken in the middle of a round).
+        eventually(&format!("snapshot {round} stored"), logs, || async {
+            partition_metric(metrics_a, "antrean_cluster_snapshots_stored_total").await >= f64::from(round)
+        })
+        .await;
     }
 
-    // The owner stored several snapshots; the bucket keeps two of the partition, and the subject was purged below the
-    // older one.
-    eventually("three snapshots stored", logs, || async {
-        partition_metric(metrics_a, "antrean_cluster_snapshots_stored_total").await >= 3.0
-    })
-    .await;
+    // The bucket keeps two of the partition, and the subject was purged below the older one.
     let bucket = SnapshotBucket::open(&connection, config.replicas as usize).await.expect("the snapshot bucket");
     eventually("at most two snapshots kept", logs, || async {
         bucket.list(&partition).await.expect("list").len() <= 2

@@ -367,6 +367,7 @@ async fn read_lined_up(
         let read = read_records_after(log, partition, after, from_sequence).await?;
         let writer = OfficeWriter::open(log.clone(), partition.clone(), epoch).await?;
         let replayed_to = read.records.last().map_or(after.0, |(position, _)| position.0);
+        // A deposed owner may have appended between the replay and the fence read: read again.
         if writer.next_position().0 == replayed_to + 1 {
             return Ok((read, writer));
         }
