@@ -4,7 +4,7 @@
 //! Owns the continuity rule a take-over must check before serving a state: the first record after the snapshot is
 //! position + 1, or the log ends at the position. Pure: no I/O.
 
-use super::log::ReplayedBatch;
+use super::batch::DecodedBatch;
 use crate::storage::{LogPosition, LogRecords};
 
 /// Why batches do not continue a state.
@@ -21,27 +21,23 @@ pub struct Gap {
 /// already checked to follow on) with positions above `after`, in order. The first of them must be at `after + 1`;
 /// when none is above, the last batch must end exactly at `after`. With no batches at all only `after` 0 (an empty
 /// log) is continued: a snapshot's own batch is never purged, so an empty read means it was lost.
-pub fn records_after(after: LogPosition, batches: Vec<ReplayedBatch>) -> Result<LogRecords, Gap> {
+pub fn records_after(after: LogPosition, batches: Vec<DecodedBatch>) -> Result<LogRecords, Gap> {
     let gap = |detail: String| Err(Gap { after: after.0, detail });
     let Some(first_batch) = batches.first() else {
         return if after.0 == 0 { Ok(Vec::new()) } else { gap("no batch holds it or follows it".into()) };
     };
-    if first_batch.batch.header.first_position.0 > after.0 + 1 {
-        let first = first_batch.batch.header.first_position.0;
-        return gap(format!(
-            "the first batch read starts at position {first} (stream sequence {})",
-            first_batch.stream_sequence
-        ));
+    if first_batch.header.first_position.0 > after.0 + 1 {
+        let first = first_batch.header.first_position.0;
+        return gap(format!("the first batch read starts at position {first}"));
     }
-    let last = batches.last().map_or(0, |batch| batch.batch.header.last_position().0);
+    let last = batches.last().map_or(0, |batch| batch.header.last_position().0);
     if last < after.0 {
         return gap(format!("the log read ends at position {last}"));
     }
     let mut records = Vec::new();
-    for replayed in batches {
-        let first = replayed.batch.header.first_position.0;
-        records
-            .extend((first..).map(LogPosition).zip(replayed.batch.payloads).filter(|(position, _)| *position > after));
+    for batch in batches {
+        let first = batch.header.first_position.0;
+        records.extend((first..).map(LogPosition).zip(batch.payloads).filter(|(position, _)| *position > after));
     }
     debug_assert!(records.first().is_none_or(|(position, _)| position.0 == after.0 + 1));
     Ok(records)
@@ -50,14 +46,14 @@ pub fn records_after(after: LogPosition, batches: Vec<ReplayedBatch>) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::batch::{BatchHeader, DecodedBatch};
+    use crate::cluster::batch::BatchHeader;
 
-    /// A batch of records `first..=last` at `stream_sequence`, each payload its position as text.
-    fn batch(first: u64, last: u64, stream_sequence: u64) -> ReplayedBatch {
+    /// A batch of records `first..=last`, each payload its position as text.
+    fn batch(first: u64, last: u64) -> DecodedBatch {
         let payloads = (first..=last).map(|position| position.to_string().into_bytes()).collect();
         let header =
             BatchHeader { epoch: 1, first_position: LogPosition(first), record_count: (last - first + 1) as u32 };
-        ReplayedBatch { stream_sequence, batch: DecodedBatch { header, payloads } }
+        DecodedBatch { header, payloads }
     }
 
     fn positions(records: &LogRecords) -> Vec<u64> {
@@ -72,34 +68,34 @@ mod tests {
 
     #[test]
     fn records_up_to_the_snapshot_are_skipped_and_the_rest_follow_on() {
-        let records = records_after(LogPosition(5), vec![batch(4, 6, 20), batch(7, 8, 23)]).expect("continues");
+        let records = records_after(LogPosition(5), vec![batch(4, 6), batch(7, 8)]).expect("continues");
 
         assert_eq!(positions(&records), [6, 7, 8]);
     }
 
     #[test]
     fn a_log_that_ends_at_the_snapshot_continues_it_with_nothing() {
-        let records = records_after(LogPosition(6), vec![batch(4, 6, 20)]).expect("continues");
+        let records = records_after(LogPosition(6), vec![batch(4, 6)]).expect("continues");
 
         assert!(records.is_empty());
     }
 
     #[test]
     fn a_replay_from_the_start_begins_at_position_one() {
-        assert_eq!(positions(&records_after(LogPosition(0), vec![batch(1, 2, 1)]).expect("from 1")), [1, 2]);
+        assert_eq!(positions(&records_after(LogPosition(0), vec![batch(1, 2)]).expect("from 1")), [1, 2]);
         assert_eq!(records_after(LogPosition(0), vec![]), Ok(vec![]), "an empty log");
 
-        let purged = records_after(LogPosition(0), vec![batch(40, 41, 90)]).expect_err("the start was purged");
+        let purged = records_after(LogPosition(0), vec![batch(40, 41)]).expect_err("the start was purged");
 
         assert!(purged.detail.contains("starts at position 40"), "{purged}");
     }
 
     #[test]
     fn a_hole_after_the_snapshot_is_refused() {
-        let purged_past = records_after(LogPosition(5), vec![batch(7, 8, 23)]).expect_err("position 6 is missing");
+        let purged_past = records_after(LogPosition(5), vec![batch(7, 8)]).expect_err("position 6 is missing");
         assert_eq!(purged_past.after, 5);
 
-        let short = records_after(LogPosition(9), vec![batch(4, 6, 20)]).expect_err("the log ends before the snapshot");
+        let short = records_after(LogPosition(9), vec![batch(4, 6)]).expect_err("the log ends before the snapshot");
         assert!(short.detail.contains("ends at position 6"), "{short}");
 
         let nothing = records_after(LogPosition(9), vec![]).expect_err("the snapshot's own batch is gone");

@@ -259,9 +259,10 @@ impl LogStore for JetStreamLog {
         self.shared.bytes_written.load(Ordering::Relaxed)
     }
 
-    /// Snapshots are kept when the log was given somewhere to keep them ([`JetStreamLog::with_snapshots`]).
+    /// Snapshots are kept when the log was given somewhere to keep them ([`JetStreamLog::with_snapshots`]), and no
+    /// longer once it failed: a deposed owner's snapshotter would otherwise wait on a log that never answers again.
     fn keeps_snapshots(&self) -> bool {
-        self.snapshots.is_some()
+        self.snapshots.is_some() && self.failure().is_none()
     }
 
     /// Stores the snapshot in the object store, then (while the node may serve) deletes the partition's older
@@ -454,7 +455,8 @@ pub async fn read_records_after(
             stream_sequence: replayed.stream_sequence,
         })
         .collect();
-    let records = super::continuity::records_after(after, replayed)
+    let decoded = replayed.into_iter().map(|replayed| replayed.batch).collect();
+    let records = super::continuity::records_after(after, decoded)
         .map_err(|source| ClusterError::Gap { office: partition.to_string(), source })?;
     Ok(ReadBack { records, batches })
 }
