@@ -133,7 +133,7 @@ pub fn applicant(index: u8) -> Applicant {
     let day_field = i32::from(birth.day) + if woman { 40 } else { 0 };
     let text = format!("317101{day_field:02}{:02}{:02}{serial:04}", birth.month, i32::from(birth.year) % 100);
     let nik = Nik::parse_matching(&text, birth).expect("a valid NIK");
-    Applicant { nik, full_name: format!("Pemohon {serial}"), birth_date: birth, has_disability: disability }
+    Applicant { nik, full_name: format!("Pemohon {serial}").into(), birth_date: birth, has_disability: disability }
 }
 
 /// Settings of office `index`: Jakarta, two sessions with tiny capacities, Monday to Friday, dates released seven days

@@ -52,11 +52,11 @@ pub use state::book::{Capture, EventLog, Execution, QuotaBook};
 pub use state::check::{ApplicantFinding, HoldCheck};
 pub use state::image::{Image, ImageError};
 pub use state::older_images::{
-    BookingV3, ImageV2, ImageV3, ImageV4, ImageV5, ReplyV3, RequestRecordV3, RequestRecordV5,
+    BookingV3, ImageV2, ImageV3, ImageV4, ImageV5, ImageV6, ReplyV3, RequestRecordV3, RequestRecordV5,
 };
 pub use state::reads::{OfficeStats, PoolAvailability, SessionAvailability, SessionState};
 pub use state::remembered::{RememberedOutcome, RememberedReply};
-pub use values::ids::{AccountId, BookingId, GroupId, OfficeId, PaymentReference, RequestId, SessionId};
+pub use values::ids::{AccountId, BookingId, GroupId, OfficeId, PaymentReference, RequestDigest, RequestId, SessionId};
 pub use values::nik::{Nik, NikProblem};
 pub use values::text::is_plain_text;
 pub use values::time::{Date, TimeOfDay, Timestamp, Zone};

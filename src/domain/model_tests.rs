@@ -193,7 +193,7 @@ struct ModelBooking {
     payment_reference: Option<String>,
     settlement_deadline: Option<Timestamp>,
     service: ServiceType,
-    amendments_used: u32,
+    amendments_used: u8,
 }
 
 impl ModelBooking {
@@ -492,7 +492,7 @@ impl Model {
             return Expected::Refused(Rejection::AmendmentNotAllowed { why: String::new() });
         }
         let changed = Amendment {
-            full_name: amendment.full_name.clone().filter(|name| *name != booking.applicant.full_name),
+            full_name: amendment.full_name.clone().filter(|name| name.as_str() != booking.applicant.full_name.as_str()),
             has_disability: amendment.has_disability.filter(|flag| *flag != booking.applicant.has_disability),
             service: amendment.service.filter(|service| *service != booking.service),
         };
@@ -606,7 +606,7 @@ impl Model {
                 prop_assert!(logged);
                 let model = &mut self.bookings[index];
                 if let Some(name) = changed.full_name {
-                    model.applicant.full_name = name;
+                    model.applicant.full_name = name.into();
                 }
                 model.applicant.has_disability = changed.has_disability.unwrap_or(model.applicant.has_disability);
                 model.service = changed.service.unwrap_or(model.service);

@@ -166,7 +166,7 @@ pub fn nik_for(birth: Date, woman: bool, serial: u16) -> Nik {
 pub fn applicant_born(serial: u16, birth: Date, woman: bool, has_disability: bool) -> Applicant {
     Applicant {
         nik: nik_for(birth, woman, serial),
-        full_name: format!("Pemohon {serial}"),
+        full_name: format!("Pemohon {serial}").into(),
         birth_date: birth,
         has_disability,
     }
@@ -348,6 +348,9 @@ impl Fixture {
         assert_same_image(&replayed(self.book.rules().clone(), &self.log.events()).image(0), &image, "replay");
         let loaded = QuotaBook::from_image(self.book.rules().clone(), image.clone()).expect("image loads");
         assert_same_image(&loaded.image(0), &image, "image round trip");
+        let capture = self.book.capture(|| 0);
+        let streamed = postcard::to_stdvec(&capture.streamed()).expect("encodes");
+        assert!(streamed == postcard::to_stdvec(&image).expect("encodes"), "a snapshot streams the image's bytes");
         assert!(loaded.check_invariants().is_ok());
     }
 }

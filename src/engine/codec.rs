@@ -6,7 +6,7 @@
 //! index. Variant order is part of the format: new variants are appended, never inserted. Every decoded value is checked
 //! again by the domain when applied (pair assertions).
 
-use crate::domain::{Event, Image, ImageV2, ImageV3, ImageV4, ImageV5};
+use crate::domain::{Capture, Event, Image, ImageV2, ImageV3, ImageV4, ImageV5, ImageV6};
 
 /// A payload that could not be decoded.
 #[derive(Debug, thiserror::Error)]
@@ -52,7 +52,15 @@ pub fn encode_image(image: &Image) -> Vec<u8> {
     postcard::to_stdvec(image).expect("images encode")
 }
 
-/// Decodes a snapshot image of the current version, or of version 5 (made current: its remembered answers become
+/// Encodes a captured state as a snapshot image: the bytes [`encode_image`] makes of its `to_image`, written from the
+/// shards as they are (`domain::state::streamed_image`).
+#[must_use]
+pub fn encode_capture(capture: &Capture) -> Vec<u8> {
+    postcard::to_stdvec(&capture.streamed()).expect("images encode")
+}
+
+/// Decodes a snapshot image of the current version, or of version 6 (made current: its request records are kept under
+/// their ids' digests), 5 (also: its remembered answers become
 /// answers by booking id), 4 (also: its bookings were never amended), 3 (also: its waiting rooms committed to no draw
 /// secret) or 2 (also: its bookings have no owners). The version is the image's first field, so it is read first to
 /// pick the layout.
@@ -64,6 +72,7 @@ pub fn decode_image(bytes: &[u8]) -> Result<Image, DecodeError> {
         3 => postcard::from_bytes::<ImageV3>(bytes).map(Image::from).map_err(error),
         4 => postcard::from_bytes::<ImageV4>(bytes).map(Image::from).map_err(error),
         5 => postcard::from_bytes::<ImageV5>(bytes).map(Image::from).map_err(error),
+        6 => postcard::from_bytes::<ImageV6>(bytes).map(Image::from).map_err(error),
         _ => postcard::from_bytes(bytes).map_err(error),
     }
 }
@@ -106,7 +115,7 @@ mod tests {
         let mut image = crate::domain::QuotaBook::new(crate::domain::BookRules::default()).image(7);
         let booking = a_booking();
         image.requests = vec![(
-            crate::domain::RequestId::parse("hold-1").expect("id"),
+            crate::domain::RequestId::parse("hold-1").expect("id").digest(),
             crate::domain::state::shard::RequestRecord {
                 fingerprint: 9,
                 recorded_at: booking.created_at,
@@ -139,7 +148,6 @@ mod tests {
             },
             account_id: crate::domain::AccountId::parse("account-1").expect("id"),
             payment_deadline: crate::domain::Timestamp(1_000),
-            payment_code: 800_000_000_000_042,
             payment_reference: None,
             created_at: crate::domain::Timestamp(500),
             updated_at: crate::domain::Timestamp(600),
@@ -153,13 +161,30 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_booking_encodes_as_it_did_when_it_kept_its_payment_code() {
+        let at = Some(crate::domain::Timestamp(700));
+        let booking = crate::domain::Booking { amendments_used: 2, last_amended_at: at, ..a_booking() };
+        let with_code = |old: &BookingV3| {
+            let mut bytes = postcard::to_stdvec(old).expect("encodes");
+            bytes.extend(postcard::to_stdvec(&(2u32, at)).expect("encodes"));
+            bytes
+        };
+        let old = BookingV3::from(&booking);
+        assert_eq!(old.payment_code, 800_000_000_000_000 + 42 * 48_271_371_313);
+        assert_eq!(postcard::to_stdvec(&booking).expect("encodes"), with_code(&old), "the layout of version 5 on");
+        assert_eq!(postcard::from_bytes::<crate::domain::Booking>(&with_code(&old)).expect("decodes"), booking);
+        let foreign_code = BookingV3 { payment_code: old.payment_code + 1, ..old };
+        assert!(postcard::from_bytes::<crate::domain::Booking>(&with_code(&foreign_code)).is_err(), "pair assertion");
+    }
+
     /// The request records of `image` as versions 2 to 4 stored them: whole answers, with a copy of the booking.
     fn older_requests(image: &Image) -> Vec<(crate::domain::RequestId, RequestRecordV3)> {
         let booking = BookingV3::from(&image.bookings[0]);
-        let (request_id, record) = &image.requests[0];
+        let (_, record) = &image.requests[0];
         let outcome = Ok(ReplyV3::Booking(booking));
         vec![(
-            request_id.clone(),
+            crate::domain::RequestId::parse("hold-1").expect("id"),
             RequestRecordV3 { fingerprint: record.fingerprint, recorded_at: record.recorded_at, outcome },
         )]
     }
@@ -185,6 +210,40 @@ mod tests {
         assert_eq!(decode_image(&bytes).expect("a version 2 image"), image);
         assert_eq!(decode_image(&encode_image(&image)).expect("a current image"), image);
         assert!(decode_image(&[0x80]).is_err(), "a truncated version");
+    }
+
+    #[test]
+    fn a_version_6_snapshot_image_still_loads_with_its_requests_kept_by_digest() {
+        let image = image_with_a_booking();
+        let request = |id: &str| crate::domain::RequestId::parse(id).expect("id");
+        let record = image.requests[0].1.clone();
+        let old = ImageV6 {
+            version: 6,
+            log_position: image.log_position,
+            offices: image.offices.clone(),
+            days: image.days.clone(),
+            bookings: image.bookings.clone(),
+            applicants: image.applicants.clone(),
+            requests: vec![(request("hold-1"), record.clone()), (request("hold-2"), record.clone())],
+            refunds: image.refunds.clone(),
+            purged: image.purged.clone(),
+            counters: image.counters.clone(),
+            rooms: image.rooms.clone(),
+            owners: image.owners.clone(),
+            next_ticket_id: image.next_ticket_id,
+            draws: image.draws.clone(),
+        };
+        let loaded = decode_image(&postcard::to_stdvec(&old).expect("encode")).expect("a version 6 image");
+        let mut requests = vec![(request("hold-1").digest(), record.clone()), (request("hold-2").digest(), record)];
+        requests.sort_by_key(|(digest, _)| *digest);
+        assert_eq!(loaded, Image { requests, ..image.clone() }, "records under their ids' digests, in digest order");
+        let book = crate::domain::QuotaBook::from_image(crate::domain::BookRules::default(), loaded).expect("loads");
+        assert!(book.remembers(&request("hold-2"), record_time(&image)), "a retry finds its record by id");
+        assert!(!book.remembers(&request("hold-3"), record_time(&image)));
+    }
+
+    fn record_time(image: &Image) -> crate::domain::Timestamp {
+        image.requests[0].1.recorded_at
     }
 
     #[test]
@@ -219,9 +278,13 @@ mod tests {
         };
         let loaded = decode_image(&postcard::to_stdvec(&old).expect("encode")).expect("a version 5 image");
         assert_eq!(loaded.version, crate::domain::state::image::IMAGE_VERSION);
-        assert_eq!(loaded.requests[0], image.requests[0], "an answer whose booking is there keeps only its id");
+        let loaded_record = |id: &str| {
+            let digest = request(id).digest();
+            loaded.requests.iter().find(|(each, _)| *each == digest).map(|(_, record)| record).expect("loaded")
+        };
+        assert_eq!(loaded_record("hold-1"), &image.requests[0].1, "an answer whose booking is there keeps only its id");
         // A booking purged before the upgrade: its answer is kept whole, so a retry still gets it.
-        let kept = &loaded.requests[1].1.outcome;
+        let kept = &loaded_record("hold-2").outcome;
         assert_eq!(kept, &Ok(RememberedReply::Kept(Box::new(crate::domain::Reply::Booking(purged)))));
         assert_eq!(loaded.bookings, image.bookings);
     }

@@ -38,7 +38,7 @@ fn active_claim_keys(book: &QuotaBook, hasher: &NikHasher) -> HashSet<String> {
     let mut keys = HashSet::new();
     for index in 0..SHARD_COUNT {
         let niks: Vec<Nik> = book.read_shard(index, |shard| {
-            shard.applicants.iter().filter(|(_, record)| !record.active.is_empty()).map(|(nik, _)| *nik).collect()
+            shard.applicants.iter().filter(|(_, record)| !record.active().is_empty()).map(|(nik, _)| *nik).collect()
         });
         keys.extend(niks.into_iter().map(|nik| hasher.claim_key(nik)));
     }

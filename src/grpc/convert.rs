@@ -168,7 +168,7 @@ impl Violations {
         }
         Some(Applicant {
             nik: nik?,
-            full_name: full_name?,
+            full_name: full_name?.into(),
             birth_date: birth_date?,
             has_disability: applicant.has_disability,
         })
@@ -313,7 +313,7 @@ pub fn booking(booking: &Booking, reveal_nik: bool) -> proto::Booking {
         pool: pool(booking.slot.pool),
         applicant: Some(proto::Applicant {
             nik,
-            full_name: booking.applicant.full_name.clone(),
+            full_name: booking.applicant.full_name.to_string(),
             birth_date,
             has_disability: booking.applicant.has_disability,
         }),
@@ -327,7 +327,7 @@ pub fn booking(booking: &Booking, reveal_nik: bool) -> proto::Booking {
         group_id: booking.group_id.map(|group| group.to_string()).unwrap_or_default(),
         session_starts_at: Some(timestamp(booking.session_starts_at)),
         settlement_deadline: booking.settlement_deadline.map(timestamp),
-        amendments_used: booking.amendments_used,
+        amendments_used: u32::from(booking.amendments_used),
         last_amended_at: booking.last_amended_at.map(timestamp),
     }
 }

@@ -81,7 +81,7 @@ fn check_amendable(rules: &BookRules, booking: &Booking, stamp: &Stamp) -> Resul
         let action = format!("amend once the session has started ({})", booking.session_starts_at);
         return Err(Rejection::InvalidState { state: booking.state, action });
     }
-    if booking.amendments_used >= rules.amendments_max {
+    if u32::from(booking.amendments_used) >= rules.amendments_max {
         let why = format!("already amended {} time(s), the most allowed", booking.amendments_used);
         return Err(Rejection::AmendmentNotAllowed { why });
     }
@@ -93,7 +93,7 @@ fn check_amendable(rules: &BookRules, booking: &Booking, stamp: &Stamp) -> Resul
 fn changes(booking: &Booking, amendment: &Amendment) -> Result<Amendment, Rejection> {
     let applicant = &booking.applicant;
     let changed = Amendment {
-        full_name: amendment.full_name.clone().filter(|name| name != &applicant.full_name),
+        full_name: amendment.full_name.clone().filter(|name| name.as_str() != applicant.full_name.as_str()),
         has_disability: amendment.has_disability.filter(|flag| *flag != applicant.has_disability),
         service: amendment.service.filter(|service| *service != booking.service),
     };

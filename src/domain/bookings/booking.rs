@@ -3,6 +3,7 @@
 use crate::domain::catalogue::office::{Pool, ServiceType};
 use crate::domain::values::ids::{AccountId, BookingId, GroupId, OfficeId, PaymentReference, SessionId};
 use crate::domain::values::nik::Nik;
+use crate::domain::values::short_text::ShortText;
 use crate::domain::values::time::{Date, Timestamp};
 use serde::{Deserialize, Serialize};
 
@@ -55,8 +56,9 @@ impl BookingState {
 pub struct Applicant {
     /// National identity number.
     pub nik: Nik,
-    /// Full name as on the identity card.
-    pub full_name: String,
+    /// Full name as on the identity card: inline up to 22 bytes, as most names are, so a booking's name costs no
+    /// allocation of its own.
+    pub full_name: ShortText,
     /// Birth date, matching the NIK.
     pub birth_date: Date,
     /// Has a disability (eligible for the priority pool).
@@ -76,8 +78,9 @@ pub struct SlotRef {
     pub pool: Pool,
 }
 
-/// One applicant's appointment.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// One applicant's appointment. 200 bytes: its payment code is derived from its number, not kept (see
+/// [`Booking::payment_code`]), and it is encoded in the layout bookings always had, the code included.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Booking {
     /// The booking.
     pub booking_id: BookingId,
@@ -93,8 +96,6 @@ pub struct Booking {
     pub account_id: AccountId,
     /// Pay before this instant.
     pub payment_deadline: Timestamp,
-    /// The 15-digit code to pay with.
-    pub payment_code: u64,
     /// The accepted payment, once confirmed.
     pub payment_reference: Option<PaymentReference>,
     /// When the hold was taken.
@@ -112,8 +113,9 @@ pub struct Booking {
     /// Set while a hold is past its payment deadline but within its settlement grace: its slot stays reserved, and a
     /// payment made before the deadline but notified late is still accepted, until this instant.
     pub settlement_deadline: Option<Timestamp>,
-    /// Times the applicant's data or the service were amended (`AmendBooking`), at most the configured maximum.
-    pub amendments_used: u32,
+    /// Times the applicant's data or the service were amended (`AmendBooking`), at most the configured maximum (at
+    /// most [`crate::limits::AMENDMENTS_MAX`], so a byte holds it).
+    pub amendments_used: u8,
     /// When it was last amended.
     pub last_amended_at: Option<Timestamp>,
 }
@@ -126,10 +128,98 @@ impl Booking {
         self.settlement_deadline.unwrap_or(self.payment_deadline)
     }
 
+    /// The 15-digit code to pay with: [`payment_code_for`] its number, as it always was.
+    #[must_use]
+    pub fn payment_code(&self) -> u64 {
+        payment_code_for(self.booking_id)
+    }
+
     /// The payment code as its 15 digits.
     #[must_use]
     pub fn payment_code_text(&self) -> String {
-        format!("{:015}", self.payment_code)
+        format!("{:015}", self.payment_code())
+    }
+}
+
+/// How a [`Booking`] is encoded (snapshots, remembered answers): every field in this order, the payment code included,
+/// as before bookings stopped keeping it.
+#[derive(Deserialize)]
+struct BookingLayout {
+    booking_id: BookingId,
+    state: BookingState,
+    slot: SlotRef,
+    service: ServiceType,
+    applicant: Applicant,
+    account_id: AccountId,
+    payment_deadline: Timestamp,
+    payment_code: u64,
+    payment_reference: Option<PaymentReference>,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+    reschedules_used: u32,
+    group_id: Option<GroupId>,
+    session_starts_at: Timestamp,
+    session_ends_at: Timestamp,
+    settlement_deadline: Option<Timestamp>,
+    amendments_used: u32,
+    last_amended_at: Option<Timestamp>,
+}
+
+impl Serialize for Booking {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut layout = serializer.serialize_struct("BookingLayout", 18)?;
+        layout.serialize_field("booking_id", &self.booking_id)?;
+        layout.serialize_field("state", &self.state)?;
+        layout.serialize_field("slot", &self.slot)?;
+        layout.serialize_field("service", &self.service)?;
+        layout.serialize_field("applicant", &self.applicant)?;
+        layout.serialize_field("account_id", &self.account_id)?;
+        layout.serialize_field("payment_deadline", &self.payment_deadline)?;
+        layout.serialize_field("payment_code", &self.payment_code())?;
+        layout.serialize_field("payment_reference", &self.payment_reference)?;
+        layout.serialize_field("created_at", &self.created_at)?;
+        layout.serialize_field("updated_at", &self.updated_at)?;
+        layout.serialize_field("reschedules_used", &self.reschedules_used)?;
+        layout.serialize_field("group_id", &self.group_id)?;
+        layout.serialize_field("session_starts_at", &self.session_starts_at)?;
+        layout.serialize_field("session_ends_at", &self.session_ends_at)?;
+        layout.serialize_field("settlement_deadline", &self.settlement_deadline)?;
+        layout.serialize_field("amendments_used", &u32::from(self.amendments_used))?;
+        layout.serialize_field("last_amended_at", &self.last_amended_at)?;
+        layout.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Booking {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Booking, D::Error> {
+        use serde::de::Error;
+        let layout = BookingLayout::deserialize(deserializer)?;
+        // Pair assertion: the code stored is the one derived, as every booking's has been.
+        if layout.payment_code != payment_code_for(layout.booking_id) {
+            return Err(D::Error::custom(format!("booking {} has a payment code not its own", layout.booking_id)));
+        }
+        let amendments_used = u8::try_from(layout.amendments_used)
+            .map_err(|_| D::Error::custom(format!("booking {} amended too often", layout.booking_id)))?;
+        Ok(Booking {
+            booking_id: layout.booking_id,
+            state: layout.state,
+            slot: layout.slot,
+            service: layout.service,
+            applicant: layout.applicant,
+            account_id: layout.account_id,
+            payment_deadline: layout.payment_deadline,
+            payment_reference: layout.payment_reference,
+            created_at: layout.created_at,
+            updated_at: layout.updated_at,
+            reschedules_used: layout.reschedules_used,
+            group_id: layout.group_id,
+            session_starts_at: layout.session_starts_at,
+            session_ends_at: layout.session_ends_at,
+            settlement_deadline: layout.settlement_deadline,
+            amendments_used,
+            last_amended_at: layout.last_amended_at,
+        })
     }
 }
 

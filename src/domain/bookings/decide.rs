@@ -148,9 +148,9 @@ pub fn hold(
     for applicant in &hold.applicants {
         let record = access.shard(applicant.nik.shard_index()).applicants.get(&applicant.nik);
         if let Some(record) =
-            record.filter(|record| record.active.len() >= rules.applicant_active_bookings_max as usize)
+            record.filter(|record| record.active().len() >= rules.applicant_active_bookings_max as usize)
         {
-            return Err(Rejection::ApplicantHasBooking { booking_id: record.active[0] });
+            return Err(Rejection::ApplicantHasBooking { booking_id: record.active()[0] });
         }
     }
     let wanted = hold.applicants.len() as u32;
@@ -372,7 +372,7 @@ fn can_revive(
         .shard(booking.applicant.nik.shard_index())
         .applicants
         .get(&booking.applicant.nik)
-        .is_none_or(|record| record.active.len() < rules.applicant_active_bookings_max as usize);
+        .is_none_or(|record| record.active().len() < rules.applicant_active_bookings_max as usize);
     plan.closed.is_none() && now < booking.session_starts_at && applicant_room && remaining(access, slot, session) >= 1
 }
 

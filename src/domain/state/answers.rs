@@ -6,6 +6,7 @@ use super::access::ShardAccess;
 use super::remembered::{RememberedOutcome, RememberedReply};
 use super::shard::ShardKey;
 use crate::domain::bookings::booking::Booking;
+use crate::domain::messages::rejection::Rejection;
 use crate::domain::messages::reply::{Outcome, Reply};
 use crate::domain::values::ids::BookingId;
 use std::collections::HashMap;
@@ -29,7 +30,7 @@ pub fn keep_answers_naming(access: &mut impl ShardAccess, purged: &HashMap<Booki
             .shard(index)
             .requests
             .iter()
-            .filter_map(|(request_id, record)| {
+            .filter_map(|(request, record)| {
                 let answer = record.outcome.as_ref().ok()?;
                 if matches!(answer, RememberedReply::PaymentRepeated { .. }) {
                     return None;
@@ -42,7 +43,7 @@ pub fn keep_answers_naming(access: &mut impl ShardAccess, purged: &HashMap<Booki
                 };
                 // Every booking it names is there (it was answered with them); were one not, the answer stays as it
                 // is and a retry is told the booking was purged.
-                answer.reply_with(find).ok().map(|reply| (request_id.clone(), reply))
+                answer.reply_with(find).ok().map(|reply| (*request, reply))
             })
             .collect();
         if kept.is_empty() {
@@ -50,8 +51,8 @@ pub fn keep_answers_naming(access: &mut impl ShardAccess, purged: &HashMap<Booki
             continue;
         }
         let requests = &mut access.shard_mut(index).requests;
-        for (request_id, reply) in kept {
-            let record = requests.get_mut(&request_id).expect("listed above");
+        for (request, reply) in kept {
+            let record = requests.get_mut(&request).expect("listed above");
             record.outcome = Ok(RememberedReply::Kept(Box::new(reply)));
         }
     }
@@ -63,6 +64,6 @@ pub fn first_answer(remembered: &RememberedOutcome, access: &impl ShardAccess) -
     match remembered {
         Ok(answer) => Ok(reply(answer, access)
             .unwrap_or_else(|booking_id| panic!("booking {booking_id} was just applied and is gone"))),
-        Err(rejection) => Err(rejection.clone()),
+        Err(rejection) => Err(Rejection::clone(rejection)),
     }
 }

@@ -10,12 +10,13 @@ use super::applied::{Applied, answered};
 use super::remembered::RememberedReply;
 use super::shard::day_key;
 use super::shard::{DayKey, DayLedger, OfficeCounters, PoolLedger, SessionLedger, ShardKey};
-use crate::domain::bookings::booking::{Booking, BookingState, PurgedBooking, SlotRef, payment_code_for};
+use crate::domain::bookings::booking::{Booking, BookingState, PurgedBooking, SlotRef};
 use crate::domain::bookings::refund::Refund;
 use crate::domain::catalogue::office::{Catalog, Office, Pool, ScheduleRule};
 use crate::domain::messages::event::Event;
 use crate::domain::messages::rejection::Rejection;
 use crate::domain::values::ids::BookingId;
+use crate::domain::values::short_text::ShortText;
 use crate::domain::values::time::{Date, Timestamp};
 use crate::domain::waiting_room::apply::{apply_waiting_room_event, open_waiting_room, purge_waiting_rooms};
 use crate::domain::waiting_room::event::WaitingRoomEvent;
@@ -72,7 +73,6 @@ pub fn apply(
                     applicant: applicant.clone(),
                     account_id: hold.account_id.clone(),
                     payment_deadline: *payment_deadline,
-                    payment_code: payment_code_for(booking_id),
                     payment_reference: None,
                     created_at: stamp.at,
                     updated_at: stamp.at,
@@ -92,8 +92,15 @@ pub fn apply(
             let created = hold.applicants.len() as u64;
             counters(access, &day).holds_total += created;
             let count = u32::try_from(created).expect("a group is far smaller than u32::MAX");
-            let reply =
-                Ok(RememberedReply::Held { first_booking_id: *first_booking_id, bookings: count, group_id: *group_id });
+            assert!(
+                group_id.is_none_or(|group| group.0 == first_booking_id.0),
+                "a group is numbered like its first booking"
+            );
+            let reply = Ok(RememberedReply::Held {
+                first_booking_id: *first_booking_id,
+                bookings: count,
+                group: group_id.is_some(),
+            });
             Applied { answered: Some((stamp.clone(), reply)), bookings_created: created, ..Applied::default() }
         }
         Event::PaymentConfirmed { stamp, booking_id, payment_reference, revived } => {
@@ -116,7 +123,7 @@ pub fn apply(
             };
             access.shard_mut(booking_id.shard_index()).refunds.get_or_default(*booking_id).push(refund);
             counters(access, &day).refunds_total += 1;
-            answered(stamp, Err(Rejection::refund(*reason, *booking_id)))
+            answered(stamp, Err(Box::new(Rejection::refund(*reason, *booking_id))))
         }
         Event::PaymentRepeated { stamp, booking_id, .. } => {
             answered(stamp, Ok(RememberedReply::PaymentRepeated { booking_id: *booking_id }))
@@ -162,7 +169,7 @@ pub fn apply(
             }
             let booking = booking_mut(access, *booking_id);
             if let Some(full_name) = &amendment.full_name {
-                booking.applicant.full_name.clone_from(full_name);
+                booking.applicant.full_name = ShortText::from(full_name);
             }
             if let Some(has_disability) = amendment.has_disability {
                 booking.applicant.has_disability = has_disability;
@@ -306,9 +313,8 @@ fn insert_booking(access: &mut impl ShardAccess, day: &DayKey, booking: Booking)
     let pool = ledger.pool_mut(&booking.slot.session_id, booking.slot.pool).expect("hold was decided on this plan");
     pool.awaiting += 1;
     assert!(pool.taken() <= pool.capacity, "overbooked {day:?}: {pool:?}");
-    let applicant = access.shard_mut(nik.shard_index()).applicants.get_or_default(nik);
-    applicant.booking_ids.push(booking_id);
-    applicant.active.push(booking_id);
+    let applicant = access.shard_mut(nik.shard_index()).applicants.entry(nik).or_default();
+    applicant.add_active(booking_id);
     let shard = access.shard_mut(booking_id.shard_index());
     shard.deadlines.insert((booking.payment_deadline, booking_id));
     let previous = shard.bookings.insert(booking_id, booking);
@@ -332,12 +338,8 @@ fn transition(access: &mut impl ShardAccess, booking_id: BookingId, to: BookingS
     }
     assert!(pool.taken() <= pool.capacity, "overbooked {day:?}: {pool:?}");
     if from.is_active() != to.is_active() {
-        let applicant = access.shard_mut(nik.shard_index()).applicants.get_or_default(nik);
-        if to.is_active() {
-            applicant.active.push(booking_id);
-        } else {
-            applicant.active.retain(|active| *active != booking_id);
-        }
+        let applicant = access.shard_mut(nik.shard_index()).applicants.entry(nik).or_default();
+        applicant.set_active(booking_id, to.is_active());
     }
     let shard = access.shard_mut(booking_id.shard_index());
     assert!(to != BookingState::AwaitingPayment, "no booking goes back to awaiting payment");
@@ -467,8 +469,8 @@ fn purge_bookings(access: &mut impl ShardAccess, before: Date) -> u64 {
         let nik = booking.applicant.nik;
         let applicants = &mut access.shard_mut(nik.shard_index()).applicants;
         if let Some(record) = applicants.get_mut(&nik) {
-            record.booking_ids.retain(|booking_id| *booking_id != booking.booking_id);
-            if record.booking_ids.is_empty() {
+            record.forget(booking.booking_id);
+            if record.booking_ids().is_empty() {
                 applicants.remove(&nik);
             }
         }

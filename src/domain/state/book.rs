@@ -431,7 +431,7 @@ impl QuotaBook {
     /// What is remembered under `stamp`'s request id within the retention window: a first answer to give again to
     /// a retry, or a different request (a reused id).
     fn remembered<'access>(&self, access: &'access impl ShardAccess, stamp: &Stamp) -> Option<Known<'access>> {
-        let record = access.shard(stamp.request_id.shard_index()).requests.get(&stamp.request_id)?;
+        let record = access.shard(stamp.request_id.shard_index()).requests.get(&stamp.request_id.digest())?;
         if record.recorded_at.plus_ms(self.rules.request_retention_ms) <= stamp.at {
             return None;
         }
@@ -451,7 +451,7 @@ impl QuotaBook {
                 outcome.as_ref().map_or(Vec::new(), |answer| answer.booking_ids().map(|id| id.shard_index()).collect())
             };
             let mut indices = self.read_shard(request_shard, |shard| {
-                shard.requests.get(&stamp.request_id).map(|record| named(&record.outcome))
+                shard.requests.get(&stamp.request_id.digest()).map(|record| named(&record.outcome))
             })?;
             indices.push(request_shard);
             let guards = Guards::lock(&self.shards, indices.clone());
@@ -469,7 +469,7 @@ impl QuotaBook {
                 Ok(answer) => {
                     super::answers::reply(answer, &guards).map_err(|booking_id| Rejection::BookingPurged { booking_id })
                 }
-                Err(rejection) => Err(rejection.clone()),
+                Err(rejection) => Err(Rejection::clone(rejection)),
             };
             let log_position = (record.log_position > 0).then_some(record.log_position);
             return Some(Execution { outcome, log_position, repeated: true });
@@ -563,7 +563,7 @@ impl QuotaBook {
         self.read_shard(request_id.shard_index(), |shard| {
             shard
                 .requests
-                .get(request_id)
+                .get(&request_id.digest())
                 .is_some_and(|record| now < record.recorded_at.plus_ms(self.rules.request_retention_ms))
         })
     }
@@ -677,7 +677,7 @@ fn remember(
     log_position: u64,
 ) {
     let record = RequestRecord { fingerprint: stamp.fingerprint, recorded_at: stamp.at, outcome, log_position };
-    if access.shard_mut(stamp.request_id.shard_index()).remember_request(stamp.request_id, record) {
+    if access.shard_mut(stamp.request_id.shard_index()).remember_request(stamp.request_id.digest(), record) {
         count.fetch_add(1, Ordering::Relaxed);
     }
 }

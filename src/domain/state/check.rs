@@ -71,7 +71,7 @@ impl QuotaBook {
             .map(|applicant| {
                 let nik = applicant.nik;
                 let active_bookings = self.read_shard(nik.shard_index(), |shard| {
-                    shard.applicants.get(&nik).map(|record| record.active.to_vec()).unwrap_or_default()
+                    shard.applicants.get(&nik).map(|record| record.active().to_vec()).unwrap_or_default()
                 });
                 let at_active_bookings_limit = active_bookings.len() >= limit;
                 ApplicantFinding { nik, active_bookings, at_active_bookings_limit, waiting_room_ticket: None }

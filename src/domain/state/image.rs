@@ -11,7 +11,7 @@ use crate::domain::bookings::booking::{Booking, BookingState, PurgedBooking};
 use crate::domain::bookings::refund::Refund;
 use crate::domain::bookings::rules::BookRules;
 use crate::domain::catalogue::office::{Catalog, Office, OfficeSettings, ScheduleRule};
-use crate::domain::values::ids::{BookingId, OfficeId, RequestId};
+use crate::domain::values::ids::{BookingId, OfficeId, RequestDigest, SessionId};
 use crate::domain::values::nik::Nik;
 use crate::domain::values::time::Date;
 use crate::domain::waiting_room::room::{DrawState, WaitingRoom, WaitingRoomKey, WaitingRooms};
@@ -19,13 +19,14 @@ use crate::limits::SHARD_COUNT;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Version of the image layout inside a snapshot payload; bumped on any incompatible change. Version 6 keeps in each
+/// Version of the image layout inside a snapshot payload; bumped on any incompatible change. Version 7 keeps request
+/// records under the digests of their request ids, not the ids' text (`RequestDigest`). Version 6 keeps in each
 /// request record the ids of the bookings its answer names, not copies of them (`remembered.rs`); version 5 added to
 /// every booking (in `bookings` and in remembered answers) its amendment count and last amendment time; version 4 added
 /// each waiting room's draw (its secret and figures, [`Image::draws`]); version 3 added the bookings' owners and the
 /// next ticket number, and dropped the next booking number (numbers are drawn at random, see `numbers.rs`). Versions
-/// 5, 4, 3 and 2 still load (`older_images.rs`).
-pub const IMAGE_VERSION: u16 = 6;
+/// 6, 5, 4, 3 and 2 still load (`older_images.rs`).
+pub const IMAGE_VERSION: u16 = 7;
 
 /// An office in an image.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,8 +54,8 @@ pub struct Image {
     pub bookings: Vec<Booking>,
     /// Applicants by NIK.
     pub applicants: Vec<(Nik, ApplicantRecord)>,
-    /// Request records by id.
-    pub requests: Vec<(RequestId, RequestRecord)>,
+    /// Request records by the digest of their request id.
+    pub requests: Vec<(RequestDigest, RequestRecord)>,
     /// Refunds in the order recorded.
     pub refunds: Vec<Refund>,
     /// What is kept of purged bookings, by booking id.
@@ -86,14 +87,14 @@ impl Capture {
             .flat_map(|shard| shard.applicants.iter().map(|(nik, record)| (*nik, record.clone())))
             .collect();
         applicants.sort_by_key(|(nik, _)| *nik);
-        let mut requests: Vec<(RequestId, RequestRecord)> = shards
+        let mut requests: Vec<(RequestDigest, RequestRecord)> = shards
             .iter()
-            .flat_map(|shard| shard.requests.iter().map(|(id, record)| (id.clone(), record.clone())))
+            .flat_map(|shard| shard.requests.iter().map(|(request, record)| (*request, record.clone())))
             // The log position is not part of the state (replay and snapshots leave it 0): keep it out of the image
             // so a running book and its replay compare equal.
             .map(|(id, record)| (id, RequestRecord { log_position: 0, ..record }))
             .collect();
-        requests.sort_by(|left, right| left.0.cmp(&right.0));
+        requests.sort_by_key(|(request, _)| *request);
         let mut refunds: Vec<Refund> =
             shards.iter().flat_map(|shard| shard.refunds.values().flatten().cloned()).collect();
         refunds.sort_by(refund_order);
@@ -127,7 +128,8 @@ impl Capture {
     }
 }
 
-fn catalog_image(catalog: &Catalog) -> Vec<OfficeImage> {
+/// The catalogue as an image holds it.
+pub(super) fn catalog_image(catalog: &Catalog) -> Vec<OfficeImage> {
     catalog
         .offices
         .values()
@@ -181,7 +183,15 @@ impl QuotaBook {
         for (key, day) in image.days {
             shards[key.shard_index()].days.insert(key, day);
         }
-        for booking in image.bookings {
+        // Decoding gave every booking its own copy of its office and session ids: share one per slot instead, as the
+        // running book shares the catalogue's (two allocations a booking fewer after a restart).
+        let mut slot_ids: BTreeMap<(OfficeId, SessionId), (OfficeId, SessionId)> = BTreeMap::new();
+        for mut booking in image.bookings {
+            let slot = &mut booking.slot;
+            let key = (slot.office_id.clone(), slot.session_id.clone());
+            let (office_id, session_id) = slot_ids.entry(key).or_insert_with_key(|key| key.clone());
+            slot.office_id.clone_from(office_id);
+            slot.session_id.clone_from(session_id);
             let shard = &mut shards[booking.booking_id.shard_index()];
             match booking.state {
                 BookingState::AwaitingPayment => {
@@ -200,8 +210,8 @@ impl QuotaBook {
         for (nik, record) in image.applicants {
             shards[nik.shard_index()].applicants.insert(nik, record);
         }
-        for (request_id, record) in image.requests {
-            shards[request_id.shard_index()].remember_request(request_id, record);
+        for (request, record) in image.requests {
+            shards[request.shard_index()].remember_request(request, record);
         }
         for refund in image.refunds {
             shards[refund.booking_id.shard_index()].refunds.get_or_default(refund.booking_id).push(refund);
@@ -225,5 +235,27 @@ impl QuotaBook {
     #[must_use]
     pub fn image(&self, log_position: u64) -> Image {
         self.capture(|| log_position).to_image()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::domain::testkit::{Capacities, Fixture, adult, monday, morning, now, rules, slot};
+    use crate::domain::{BookingId, Pool, QuotaBook};
+
+    #[test]
+    fn bookings_loaded_from_an_image_share_their_slots_ids() {
+        let fixture = Fixture::with(rules(), Capacities { regular: 10, priority: 0 });
+        let held: Vec<BookingId> = (1..=3)
+            .map(|serial| fixture.held(slot(monday(), morning(), Pool::Regular), adult(serial), now()).booking_id)
+            .collect();
+        let bytes = postcard::to_stdvec(&fixture.book.image(0)).expect("encodes");
+        let image = postcard::from_bytes(&bytes).expect("decodes");
+        let loaded = QuotaBook::from_image(rules(), image).expect("loads");
+        let bookings: Vec<_> = held.iter().map(|booking_id| loaded.booking(*booking_id).expect("loaded")).collect();
+        for booking in &bookings[1..] {
+            assert_eq!(booking.slot.office_id.as_str().as_ptr(), bookings[0].slot.office_id.as_str().as_ptr());
+            assert_eq!(booking.slot.session_id.as_str().as_ptr(), bookings[0].slot.session_id.as_str().as_ptr());
+        }
     }
 }

@@ -37,8 +37,7 @@ fn check_time_indexes(shard: &Shard) -> Result<(), String> {
     if confirmed != shard.session_ends {
         return Err(format!("session-end index {:?} but confirmed {confirmed:?}", shard.session_ends));
     }
-    let requests: OrdSet<_> =
-        shard.requests.iter().map(|(request_id, record)| (record.recorded_at, request_id.clone())).collect();
+    let requests: OrdSet<_> = shard.requests.iter().map(|(request, record)| (record.recorded_at, *request)).collect();
     if requests != shard.requests_by_age {
         return Err(format!("request age index {:?} but requests {requests:?}", shard.requests_by_age));
     }
@@ -132,16 +131,16 @@ fn check_money_and_numbers(image: &Image) -> Result<(), String> {
 fn check_applicants(image: &Image, active_max: u32) -> Result<(), String> {
     let states: HashMap<_, _> = image.bookings.iter().map(|booking| (booking.booking_id, booking)).collect();
     for (nik, record) in &image.applicants {
-        if record.active.len() > active_max as usize {
-            return Err(format!("applicant {} has {} active bookings", nik.masked(), record.active.len()));
+        if record.active().len() > active_max as usize {
+            return Err(format!("applicant {} has {} active bookings", nik.masked(), record.active().len()));
         }
         let mut expected: Vec<_> = record
-            .booking_ids
+            .booking_ids()
             .iter()
             .filter(|booking_id| states.get(booking_id).is_some_and(|booking| booking.state.is_active()))
             .copied()
             .collect();
-        let mut actual = record.active.to_vec();
+        let mut actual = record.active().to_vec();
         expected.sort_unstable();
         actual.sort_unstable();
         if expected != actual {

@@ -2,7 +2,8 @@
 //! no such thing (events only gain variants at the end), but an image is one value whose layout changes with the
 //! types it holds.
 //!
-//! Versions 5 to 2 keep each remembered answer whole, with copies of its bookings; they become answers by booking id
+//! Versions 6 to 2 keep request records under their request ids' text; they are kept under the ids' digests now
+//! ([`crate::domain::RequestDigest`]). Versions 5 to 2 keep each remembered answer whole, with copies of its bookings; they become answers by booking id
 //! ([`RememberedReply::of_stored`]), kept whole only where a booking they name is no longer in the image. Version 4
 //! (before amendments), version 3 (also before waiting rooms had a draw secret) and version 2 (also before bookings had
 //! owners) hold bookings without an amendment count, in `bookings` and inside remembered answers; those bookings were
@@ -16,7 +17,7 @@ use crate::domain::bookings::refund::Refund;
 use crate::domain::catalogue::office::ServiceType;
 use crate::domain::messages::rejection::Rejection;
 use crate::domain::messages::reply::{Outcome, Reply};
-use crate::domain::values::ids::{AccountId, BookingId, GroupId, OfficeId, PaymentReference, RequestId};
+use crate::domain::values::ids::{AccountId, BookingId, GroupId, OfficeId, PaymentReference, RequestDigest, RequestId};
 use crate::domain::values::nik::Nik;
 use crate::domain::values::time::Timestamp;
 use crate::domain::waiting_room::room::{DrawState, TicketId, WaitingRoom, WaitingRoomKey};
@@ -69,7 +70,6 @@ impl From<BookingV3> for Booking {
             applicant: old.applicant,
             account_id: old.account_id,
             payment_deadline: old.payment_deadline,
-            payment_code: old.payment_code,
             payment_reference: old.payment_reference,
             created_at: old.created_at,
             updated_at: old.updated_at,
@@ -95,7 +95,7 @@ impl From<&Booking> for BookingV3 {
             applicant: booking.applicant.clone(),
             account_id: booking.account_id.clone(),
             payment_deadline: booking.payment_deadline,
-            payment_code: booking.payment_code,
+            payment_code: booking.payment_code(),
             payment_reference: booking.payment_reference.clone(),
             created_at: booking.created_at,
             updated_at: booking.updated_at,
@@ -215,25 +215,89 @@ fn bookings(old: Vec<BookingV3>) -> Vec<Booking> {
     old.into_iter().map(Booking::from).collect()
 }
 
-fn requests(old: Vec<(RequestId, RequestRecordV3)>, bookings: &[Booking]) -> Vec<(RequestId, RequestRecord)> {
+fn requests(old: Vec<(RequestId, RequestRecordV3)>, bookings: &[Booking]) -> Vec<(RequestDigest, RequestRecord)> {
     by_booking_id(old.into_iter().map(|(request_id, record)| (request_id, record.into())).collect(), bookings)
 }
 
 /// Request records of whole answers made records of booking ids. `bookings` are the image's, sorted by id.
-fn by_booking_id(old: Vec<(RequestId, RequestRecordV5)>, bookings: &[Booking]) -> Vec<(RequestId, RequestRecord)> {
+fn by_booking_id(old: Vec<(RequestId, RequestRecordV5)>, bookings: &[Booking]) -> Vec<(RequestDigest, RequestRecord)> {
     let present = |booking_id| bookings.binary_search_by_key(&booking_id, |booking| booking.booking_id).is_ok();
-    old.into_iter()
-        .map(|(request_id, record)| {
-            let outcome = record.outcome.map(|reply| RememberedReply::of_stored(reply, present));
-            let record = RequestRecord {
-                fingerprint: record.fingerprint,
-                recorded_at: record.recorded_at,
-                outcome,
-                log_position: 0,
-            };
-            (request_id, record)
-        })
-        .collect()
+    by_digest(
+        old.into_iter()
+            .map(|(request_id, record)| {
+                let outcome = record.outcome.map(|reply| RememberedReply::of_stored(reply, present)).map_err(Box::new);
+                let record = RequestRecord {
+                    fingerprint: record.fingerprint,
+                    recorded_at: record.recorded_at,
+                    outcome,
+                    log_position: 0,
+                };
+                (request_id, record)
+            })
+            .collect(),
+    )
+}
+
+/// Request records by request id made records by digest, in the digest order of a current image.
+fn by_digest(old: Vec<(RequestId, RequestRecord)>) -> Vec<(RequestDigest, RequestRecord)> {
+    let mut requests: Vec<(RequestDigest, RequestRecord)> =
+        old.into_iter().map(|(request_id, record)| (request_id.digest(), record)).collect();
+    requests.sort_by_key(|(request, _)| *request);
+    requests
+}
+
+/// A version 6 image: [`Image`] whose request records are kept under their request ids' text.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageV6 {
+    /// 6.
+    pub version: u16,
+    /// Log position the image reflects.
+    pub log_position: u64,
+    /// Offices by id.
+    pub offices: Vec<OfficeImage>,
+    /// Day ledgers by key.
+    pub days: Vec<(DayKey, DayLedger)>,
+    /// Bookings by id.
+    pub bookings: Vec<Booking>,
+    /// Applicants by NIK.
+    pub applicants: Vec<(Nik, ApplicantRecord)>,
+    /// Request records by id.
+    pub requests: Vec<(RequestId, RequestRecord)>,
+    /// Refunds in the order recorded.
+    pub refunds: Vec<Refund>,
+    /// What is kept of purged bookings, by booking id.
+    pub purged: Vec<PurgedBooking>,
+    /// Running totals per office.
+    pub counters: Vec<(OfficeId, OfficeCounters)>,
+    /// Waiting rooms by line.
+    pub rooms: Vec<WaitingRoom>,
+    /// The caller that made each booking that has one, by booking id.
+    pub owners: Vec<(BookingId, String)>,
+    /// Next ticket number.
+    pub next_ticket_id: u64,
+    /// Each waiting room's draw, by line.
+    pub draws: Vec<(WaitingRoomKey, DrawState)>,
+}
+
+impl From<ImageV6> for Image {
+    fn from(old: ImageV6) -> Image {
+        Image {
+            version: IMAGE_VERSION,
+            log_position: old.log_position,
+            offices: old.offices,
+            days: old.days,
+            bookings: old.bookings,
+            applicants: old.applicants,
+            requests: by_digest(old.requests),
+            refunds: old.refunds,
+            purged: old.purged,
+            counters: old.counters,
+            rooms: old.rooms,
+            owners: old.owners,
+            next_ticket_id: old.next_ticket_id,
+            draws: old.draws,
+        }
+    }
 }
 
 /// A version 5 image: [`Image`] whose request records keep whole answers.

@@ -191,7 +191,7 @@ impl QuotaBook {
     #[must_use]
     pub fn find_bookings(&self, nik: Nik) -> Vec<Booking> {
         let ids = self.read_shard(nik.shard_index(), |shard| {
-            shard.applicants.get(&nik).map(|record| record.booking_ids.clone()).unwrap_or_default()
+            shard.applicants.get(&nik).map(|record| record.booking_ids().to_vec()).unwrap_or_default()
         });
         ids.into_iter().rev().filter_map(|booking_id| self.booking(booking_id)).collect()
     }

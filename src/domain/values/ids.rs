@@ -3,6 +3,7 @@
 //! Every string identifier is validated once, at the edge, by its `parse` function; inside the core an `OfficeId` is
 //! always well-formed.
 
+use super::short_text::{ShortText, deserialize_text};
 use arcstr::ArcStr;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -28,6 +29,16 @@ fn is_client_token(text: &str) -> bool {
 }
 
 macro_rules! string_id {
+    (short: $(#[$doc:meta])* $name:ident, $valid:expr, $rule:literal) => {
+        $(#[$doc])*
+        ///
+        /// Short text, inline up to 22 bytes ([`ShortText`]): an id that is each booking's own, not shared, costs no
+        /// allocation of its own when short. Encoded as the text itself.
+        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(ShortText);
+
+        string_id!(@impl $name, ShortText, $valid, $rule);
+    };
     ($(#[$doc:meta])* $name:ident, $valid:expr, $rule:literal) => {
         $(#[$doc])*
         ///
@@ -38,6 +49,10 @@ macro_rules! string_id {
         #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
         pub struct $name(ArcStr);
 
+        string_id!(@impl $name, ArcStr, $valid, $rule);
+    };
+    (@impl $name:ident, $inner:ident, $valid:expr, $rule:literal) => {
+
         impl Serialize for $name {
             fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
                 serializer.serialize_str(&self.0)
@@ -46,7 +61,7 @@ macro_rules! string_id {
 
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<$name, D::Error> {
-                String::deserialize(deserializer).map(|text| $name(ArcStr::from(text)))
+                deserialize_text(deserializer, |text| $name($inner::from(text)))
             }
         }
 
@@ -58,7 +73,7 @@ macro_rules! string_id {
             #[must_use]
             pub fn parse(text: &str) -> Option<$name> {
                 let valid: fn(&str) -> bool = $valid;
-                valid(text).then(|| $name(ArcStr::from(text)))
+                valid(text).then(|| $name($inner::from(text)))
             }
 
             /// The id as text.
@@ -88,13 +103,115 @@ string_id!(
     |text| is_slug(text, SESSION_ID_CHARS_MAX),
     "1 to 32 characters of a-z, 0-9 and '-', not starting with '-'"
 );
+/// A client-chosen id of one mutating call, reused by the client when it retries.
+///
+/// Shared text, as the other string ids, with its [`RequestDigest`] worked out the first time it is asked for and kept
+/// with it: a command looks its request id up several times (its shard, its record), and the digest is SHA-256.
+/// Compared, ordered and encoded by its text alone.
+#[derive(Clone, Debug)]
+pub struct RequestId {
+    text: ArcStr,
+    digest: std::sync::OnceLock<RequestDigest>,
+}
+
+impl RequestId {
+    /// What a well-formed value looks like, for error messages.
+    pub const RULE: &'static str = "1 to 64 characters of A-Z, a-z, 0-9 and '._:-'";
+
+    fn of_text(text: ArcStr) -> RequestId {
+        RequestId { text, digest: std::sync::OnceLock::new() }
+    }
+
+    /// The id, or `None` when `text` is not well-formed.
+    #[must_use]
+    pub fn parse(text: &str) -> Option<RequestId> {
+        is_client_token(text).then(|| RequestId::of_text(ArcStr::from(text)))
+    }
+
+    /// The id as text.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The digest request records are kept under.
+    #[must_use]
+    pub fn digest(&self) -> RequestDigest {
+        *self.digest.get_or_init(|| RequestDigest::of(&self.text))
+    }
+}
+
+impl PartialEq for RequestId {
+    fn eq(&self, other: &RequestId) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for RequestId {}
+
+impl PartialOrd for RequestId {
+    fn partial_cmp(&self, other: &RequestId) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for RequestId {
+    fn cmp(&self, other: &RequestId) -> std::cmp::Ordering {
+        self.text.cmp(&other.text)
+    }
+}
+
+impl std::hash::Hash for RequestId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.text.hash(state);
+    }
+}
+
+impl Serialize for RequestId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.text)
+    }
+}
+
+impl<'de> Deserialize<'de> for RequestId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<RequestId, D::Error> {
+        deserialize_text(deserializer, |text| RequestId::of_text(ArcStr::from(text)))
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(&self.text)
+    }
+}
+
+/// What a request record is kept under instead of its request id's text: the first 128 bits of the SHA-256 of the
+/// text (the caller's name and the client's id, see [`RequestId::of_caller`]). Fixed-size, so a record costs 16 bytes
+/// of key wherever it is indexed, not a copy of up to 130 characters.
+///
+/// Why 128 bits of SHA-256 is enough to stand for the id: two ids with the same digest would share one record, so a
+/// retry under one could be given the other's answer. By accident, among the records a book keeps at once (at most
+/// `BookRules::requests_max`, five million by default), the chance of any such pair is about n²/2^129: 2^-84 for five
+/// million, 2^-69 for a billion. On purpose, a client controls only the part after its caller's name, which the server sets: to reach another
+/// caller's record it would need a second preimage of that caller's digest (2^128 work), and a pair it finds by brute
+/// force (2^64 work) only collides two ids of its own. Even then the fingerprint of the command must match too, or the
+/// call is refused as a reused id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RequestDigest(pub [u8; 16]);
+
+impl RequestDigest {
+    /// The digest of a request id's text.
+    #[must_use]
+    pub fn of(text: &str) -> RequestDigest {
+        use sha2::Digest;
+        let hash = sha2::Sha256::digest(text.as_bytes());
+        let mut digest = [0; 16];
+        digest.copy_from_slice(&hash[..16]);
+        RequestDigest(digest)
+    }
+}
 string_id!(
-    /// A client-chosen id of one mutating call, reused by the client when it retries.
-    RequestId,
-    is_client_token,
-    "1 to 64 characters of A-Z, a-z, 0-9 and '._:-'"
-);
-string_id!(
+    short:
     /// The app account that books for one or more applicants.
     AccountId,
     is_client_token,
@@ -114,14 +231,14 @@ impl RequestId {
     /// client: it may be longer than [`CLIENT_TOKEN_CHARS_MAX`].
     #[must_use]
     pub fn of_caller(caller: &str, id: &RequestId) -> RequestId {
-        RequestId(ArcStr::from(format!("{caller}/{id}")))
+        RequestId::of_text(ArcStr::from(format!("{caller}/{id}")))
     }
 
     /// The caller this id names, if it was made by [`RequestId::of_caller`] (ids logged before request ids were per
     /// caller, and ids of domain tests, name none).
     #[must_use]
     pub fn caller(&self) -> Option<&str> {
-        self.0.rsplit_once('/').map(|(caller, _)| caller)
+        self.text.rsplit_once('/').map(|(caller, _)| caller)
     }
 }
 

@@ -62,9 +62,10 @@ pub fn join(
     if let Some(ticket) = previous.filter(|ticket| !ticket.state.has_ended()) {
         return Ok(Decision::Unchanged(ticket.ticket_id));
     }
-    if let Some(record) = applicant.filter(|record| record.active.len() >= rules.applicant_active_bookings_max as usize)
+    if let Some(record) =
+        applicant.filter(|record| record.active().len() >= rules.applicant_active_bookings_max as usize)
     {
-        return Err(Rejection::ApplicantHasBooking { booking_id: record.active[0] });
+        return Err(Rejection::ApplicantHasBooking { booking_id: record.active()[0] });
     }
     if previous.is_some_and(|ticket| usize::from(ticket.attempt) >= JOINS_PER_APPLICANT_PER_ROOM_MAX) {
         return Err(Rejection::LimitReached { limit: "joins_per_applicant_max".into() });

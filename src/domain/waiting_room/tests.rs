@@ -1332,7 +1332,7 @@ impl ModelRun {
 
     fn has_active_booking(&self, nik: crate::domain::values::nik::Nik) -> bool {
         let image = self.line.fixture.book.image(0);
-        image.applicants.iter().any(|(each, record)| *each == nik && !record.active.is_empty())
+        image.applicants.iter().any(|(each, record)| *each == nik && !record.active().is_empty())
     }
 
     fn run(&mut self, op: &Op) {
@@ -1436,7 +1436,7 @@ impl ModelRun {
                         .find(|(nik, _)| *nik == applicant.nik)
                         .expect("known")
                         .1
-                        .active[0],
+                        .active()[0],
                 }),
                 Some((_, ticket)) if usize::from(ticket.attempt) >= JOINS_PER_APPLICANT_PER_ROOM_MAX => {
                     Err(Rejection::LimitReached { limit: "joins_per_applicant_max".into() })
