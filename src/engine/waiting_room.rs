@@ -63,7 +63,7 @@ impl Engine {
     /// when the ticket is gone.
     pub fn line_signal(&self, ticket_id: TicketId) -> Option<LineSignal> {
         let view = self.peek_ticket(ticket_id)?;
-        Some(self.watchers.signal(&view.room))
+        Some(self.watchers.signal(&view.room, ticket_id))
     }
 
     /// A Watch stream of `ticket_id` ended.
@@ -136,7 +136,7 @@ impl Engine {
             self.await_durable(position).await;
         }
         // Only once the changes are durable may a stream show them (an admission token, for one).
-        self.watchers.notify(&self.book.waiting_room_changes());
+        self.watchers.notify(&self.book.waiting_room_changes()).await;
     }
 
     /// Registers, once after start-up, every ticket still in line as seen when it joined or at start-up, whichever is
