@@ -7,7 +7,7 @@
 //! - `main.rs`: the binary (flags, configuration, tracing, metrics exporter, signals).
 //! - [`server`]: wiring the services onto a listener and `run` (start, recover, serve, drain, final snapshot).
 //! - [`grpc`]: thin tonic layer: conversions, one status mapping, the codec the generated API uses, the tower layers
-//!   (overload, per-caller rate, message size), handlers without business logic; [`demo`]: the `--demo-release-in`
+//!   (overload, per-caller rate, message size, cluster routing), handlers without business logic; [`demo`]: the `--demo-release-in`
 //!   schedule; [`draw_file`]: a published draw as a JSON file (fetch it, verify it), for `antrean get-draw` and
 //!   `antrean verify-draw`.
 //! - [`config`]: the TOML settings, validated field by field (it names the types of the layers below to check them);
@@ -15,17 +15,18 @@
 //! - [`auth`]: caller authentication, the role table, office scoping and booking ownership, NIK masking,
 //!   anti-hoarding limits; [`tls`]: transport security and the rules for listeners other hosts can reach.
 //! - [`engine`]: validate -> apply -> log -> await durability -> reply; the background ticker, snapshots and gauges.
-//! - [`metrics`]: metric names and the exporter; [`cluster`]: each office's log on NATS JetStream (fenced appends,
-//!   replay) and the per-office leases, for running past one machine (not yet wired to the engine).
+//! - [`metrics`]: metric names and the exporter; [`cluster`]: a partition's log on NATS JetStream (fenced appends,
+//!   replay), its lease, the directory of owners and the NIK claims, for running past one machine (`[cluster]`).
 //! - [`domain`]: the deterministic allocation state machine (no I/O, no clock); [`storage`]: the write-ahead log with
 //!   group commit, snapshots and recovery, over opaque bytes. Neither knows the other.
-//! - [`limits`]: named maxima, importable by all.
+//! - [`limits`]: named maxima, importable by all; [`call_layer`]: the tower plumbing every layer of the server shares.
 
 // One audited `unsafe` call remains (`engine::waiting_room::release_freed_memory`, glibc `malloc_trim`), allowed
 // there alone; ARCHITECTURE.md names it.
 #![deny(unsafe_code)]
 
 pub mod auth;
+pub mod call_layer;
 pub mod cluster;
 pub mod config;
 pub mod demo;

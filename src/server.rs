@@ -5,8 +5,9 @@
 //! What runs beside the calls (ticker, snapshots, gauges) is the engine's [`Background`]; this module starts it after
 //! recovery and stops it after the drain.
 
-use crate::auth::layer::AuthLayer;
+use crate::auth::layer::Auth;
 use crate::auth::{AntiHoardingConfig, Callers, HoldLimiter};
+use crate::call_layer::CallLayer;
 use crate::config::Config;
 use crate::engine::background::Background;
 use crate::engine::partition::{ServingGate, take_partition};
@@ -15,10 +16,10 @@ use crate::grpc::EngineHandle;
 use crate::grpc::admin::AdminApi;
 use crate::grpc::booking::BookingApi;
 use crate::grpc::coalesced_writes::CoalescedWrites;
-use crate::grpc::codec::MessageLimitLayer;
-use crate::grpc::overload::{CallerRateLayer, OverloadLayer};
-use crate::grpc::partition_gate::PartitionGateLayer;
-use crate::grpc::routing::RoutingLayer;
+use crate::grpc::codec::MessageLimit;
+use crate::grpc::overload::{CallerRate, Overload};
+use crate::grpc::partition_gate::PartitionGate;
+use crate::grpc::routing::Route;
 use crate::grpc::waiting_room::WaitingRoomApi;
 use crate::limits::{GRPC_MESSAGE_BYTES_MAX, HTTP2_KEEPALIVE_INTERVAL_SECONDS, HTTP2_STREAMS_PER_CONNECTION_MAX};
 use crate::metrics as names;
@@ -136,7 +137,12 @@ async fn serve_partition(
         failing_gate.depose();
         tracing::error!(%error, "partition log failed: this node no longer serves the partition");
     });
-    let seams = EngineSeams { on_log_failure: Some(on_log_failure), ..EngineSeams::default() };
+    let seams = EngineSeams {
+        on_log_failure: Some(on_log_failure),
+        // Booking ids name their partition, so calls by booking id go to it first (routing/decide.rs).
+        booking_number_prefix: Some(crate::cluster::partition_mark(&cluster.partition)),
+        ..EngineSeams::default()
+    };
     let options = engine_options(config)?;
     let taking = take_partition(cluster, config.book_rules(), options, Arc::new(SystemClock), seams, Arc::clone(&gate));
     tokio::pin!(shutdown);
@@ -191,7 +197,7 @@ fn start_routing(
     listening: SocketAddr,
     gate: Arc<ServingGate>,
     handle: EngineHandle,
-) -> Result<RoutingLayer, ServerError> {
+) -> Result<CallLayer<Route>, ServerError> {
     let config_error = |field: String, reason: String| crate::config::ConfigError::Invalid { field, reason };
     let address = match &cluster.advertise_address {
         Some(address) => address.clone(),
@@ -217,7 +223,7 @@ fn start_routing(
         Arc::clone(&directory),
         published,
     ));
-    Ok(RoutingLayer::new(directory, gate, handle, cluster.forward_calls))
+    Ok(Route::layer(directory, gate, handle, cluster.forward_calls))
 }
 
 /// Builds the services and their layers and serves them on `listener` in a task of their own until `serving_stopped`
@@ -226,7 +232,7 @@ fn spawn_server(
     config: &Config,
     handle: &EngineHandle,
     gate: Option<Arc<ServingGate>>,
-    routing: Option<RoutingLayer>,
+    routing: Option<CallLayer<Route>>,
     health: HealthServer<impl Health>,
     listener: TcpListener,
     serving_stopped: tokio::sync::oneshot::Receiver<()>,
@@ -280,13 +286,13 @@ fn spawn_server(
         // against that identity (not against header bytes a client can vary); then answer an oversized message
         // RESOURCE_EXHAUSTED; in cluster mode, route the call to the node that can answer it (here, or forwarded), and
         // innermost answer a call in flight here UNAVAILABLE once this node is deposed.
-        .layer(OverloadLayer::new(config.server.in_flight_requests_max as usize))
-        .layer(AuthLayer::new(callers))
-        .layer(CallerRateLayer::new(config.server.caller_requests_per_second_max))
-        .layer(MessageLimitLayer)
+        .layer(Overload::layer(config.server.in_flight_requests_max as usize))
+        .layer(Auth::layer(callers))
+        .layer(CallerRate::layer(config.server.caller_requests_per_second_max))
+        .layer(MessageLimit::layer())
         // A single node has no gate: `option_layer` leaves the layer out rather than box every call to pass it on.
         .layer(tower::util::option_layer(routing))
-        .layer(tower::util::option_layer(gate.map(PartitionGateLayer::new)))
+        .layer(tower::util::option_layer(gate.map(PartitionGate::layer)))
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -835,6 +835,8 @@ mod layers {
         Layer { module: "storage", rank: 1 },
         // Named maxima: a leaf that anyone may import.
         Layer { module: "limits", rank: 0 },
+        // The tower plumbing every server layer shares (auth's and grpc's): knows nothing of the crate.
+        Layer { module: "call_layer", rank: 0 },
     ];
 
     /// One line per file that has no layer and per import that runs up the layers or across to a sibling.

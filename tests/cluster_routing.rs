@@ -8,6 +8,8 @@
 mod api;
 mod common;
 
+use antrean::cluster::partition_mark;
+use antrean::domain::BookingId;
 use antrean::proto::{self, admin_service_client::AdminServiceClient, booking_service_client::BookingServiceClient};
 use common::nats::NatsCluster;
 use common::{Options, Server, applicant, hold_request, metric, reason, request_id, test_office};
@@ -158,6 +160,10 @@ async fn every_node_serves_every_office_by_forwarding_and_a_killed_owners_calls_
     assert_eq!(through_standby.state, confirmed);
     let east_held = api::hold(&mut booking_a, hold_request(EAST, 3, applicant(2))).await;
     assert_eq!(api::get_booking(&mut booking_c, &east_held.booking_id).await.expect("east's booking").office_id, EAST);
+    // Booking ids carry their partition's mark, so a call by booking id asks that partition first.
+    let mark = |id: &str| BookingId::parse(id).expect("a booking id").prefix();
+    assert_eq!(mark(&held.booking_id), partition_mark("west"), "{}", held.booking_id);
+    assert_eq!(mark(&east_held.booking_id), partition_mark("east"), "{}", east_held.booking_id);
 
     // Lists gather both partitions, through any node.
     for booking in [&mut booking_a, &mut booking_b, &mut booking_c] {

@@ -278,6 +278,7 @@ impl Sim {
         let seams = EngineSeams {
             files: Some(Arc::new(FaultyFileOpener::new(Arc::clone(&self.plan)))),
             booking_number_key: Some(key),
+            booking_number_prefix: None,
             on_log_failure: Some(Arc::new(move |_| {
                 stopped.flag.store(true, Ordering::SeqCst);
                 stopped.notify.notify_one();

@@ -9,40 +9,30 @@ use super::callers::{Callers, Unidentified};
 use super::permissions::{Role, Rule, rule};
 use super::status::auth_status;
 use super::{Access, AuthRefusal};
-use std::future::Future;
-use std::pin::Pin;
+use crate::call_layer::{AroundCall, CallFuture, CallLayer, Next};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use tonic::body::Body;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
-use tower::{Layer, Service};
 
-/// The layer; clones share one registry of callers.
+/// Authenticates every call against the configured callers; clones share one registry. A [`CallLayer`] of it
+/// goes around the router.
 #[derive(Clone)]
-pub struct AuthLayer {
+pub struct Auth {
     callers: Arc<Callers>,
 }
 
-impl AuthLayer {
+impl Auth {
     /// Authenticates against `callers`.
     #[must_use]
-    pub fn new(callers: Arc<Callers>) -> AuthLayer {
-        AuthLayer { callers }
+    pub fn new(callers: Arc<Callers>) -> Auth {
+        Auth { callers }
     }
-}
 
-impl<S> Layer<S> for AuthLayer {
-    type Service = Auth<S>;
-
-    fn layer(&self, inner: S) -> Auth<S> {
-        Auth { inner, callers: Arc::clone(&self.callers) }
+    /// The tower layer.
+    #[must_use]
+    pub fn layer(callers: Arc<Callers>) -> CallLayer<Auth> {
+        CallLayer(Auth::new(callers))
     }
-}
-
-/// The service the layer wraps around the router.
-#[derive(Clone)]
-pub struct Auth<S> {
-    inner: S,
-    callers: Arc<Callers>,
 }
 
 /// The access a request gets, or why it is refused.
@@ -85,29 +75,12 @@ fn identify<B>(callers: &Callers, request: &http::Request<B>) -> Result<Arc<supe
     }
 }
 
-impl<S, B> Service<http::Request<B>> for Auth<S>
-where
-    S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-    B: Send + 'static,
-{
-    type Response = http::Response<tonic::body::Body>;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(context)
-    }
-
-    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+impl AroundCall for Auth {
+    fn call<S: Next>(&self, mut request: http::Request<Body>, mut next: S) -> CallFuture<S::Error> {
         match authorize(&self.callers, &request) {
             Ok(access) => {
                 request.extensions_mut().insert(access);
-                // The router is always ready; take the ready clone and leave a fresh one behind.
-                let clone = self.inner.clone();
-                let mut inner = std::mem::replace(&mut self.inner, clone);
-                Box::pin(async move { inner.call(request).await })
+                Box::pin(async move { next.call(request).await })
             }
             Err(refusal) => {
                 refusal.count();

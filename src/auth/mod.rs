@@ -1,7 +1,7 @@
 //! Who may call antrean, and for what: caller authentication (bearer tokens or client certificates), the role table
 //! for every RPC, office scoping, NIK masking per role, and anti-hoarding limits on holds.
 //!
-//! The [`layer::AuthLayer`] runs in front of every service: it identifies the caller, checks the method against the
+//! The [`layer::Auth`] layer runs in front of every service: it identifies the caller, checks the method against the
 //! role table in [`permissions`], and puts an [`Access`] into the request's extensions. Handlers read it to mask NIKs,
 //! to keep office callers to their own offices and booking callers to their own bookings, and to make request ids
 //! per caller. Refusals become `Status` values in [`status`], with the same

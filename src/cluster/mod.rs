@@ -17,7 +17,7 @@
 //! - `error.rs`: [`ClusterError`], one variant per thing a caller decides on (fenced, lease lost, unavailable, ...).
 //! - `options.rs`: [`NatsConnectOptions`], [`LogOptions`], [`LeaseOptions`].
 //! - `connect.rs`: [`connect`] and the nats-server version check (2.11 or later).
-//! - `placement.rs`: subject, stream and lease key of an office.
+//! - `placement.rs`: subject, stream and lease key of an office; a partition's mark in its booking numbers.
 //! - `batch.rs`: one message = one batch: header (epoch, first position), then record frames as `storage` frames
 //!   them; the message id `office/epoch/first_position`.
 //! - `refusal.rs`: JetStream answers to [`ClusterError`], by error code.
@@ -66,7 +66,8 @@ pub use nik_hash::{NIK_CLAIM_SECRET_BYTES, NikHasher};
 pub use options::{LeaseOptions, LogOptions, NatsConnectOptions, NatsTlsOptions};
 pub use partition_log::{JetStreamLog, PartitionLogObserver, read_records};
 pub use placement::{
-    LEASE_BUCKET, LOG_STREAM_PREFIX, LOG_SUBJECT_PREFIX, lease_key, log_subject, stream_index, stream_name,
+    LEASE_BUCKET, LOG_STREAM_PREFIX, LOG_SUBJECT_PREFIX, lease_key, log_subject, partition_mark, stream_index,
+    stream_name,
 };
 pub use refusal::{WRONG_LAST_SEQUENCE, WRONG_LAST_SEQUENCE_IN_FLIGHT, classify_refusal};
 pub use settings::{ClusterConfig, NatsTlsConfig, OfficeSelection, OwnedOffices};

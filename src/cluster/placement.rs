@@ -36,6 +36,15 @@ pub fn stream_name(index: u32) -> String {
     format!("{LOG_STREAM_PREFIX}{index}")
 }
 
+/// A partition's mark: the prefix of the booking numbers its owner draws (`domain::BookingId::prefix`), so a call by
+/// booking id asks that partition first. A hash of the name, the same on every node; two partitions may share a mark
+/// (then both are asked first), and numbers drawn before partitions marked them carry any mark: a hint, never the
+/// only partition asked.
+#[must_use]
+pub fn partition_mark(partition: &str) -> u8 {
+    (crc32c::crc32c(partition.as_bytes()) & 0xff) as u8
+}
+
 /// The lease key of an office in [`LEASE_BUCKET`].
 #[must_use]
 pub fn lease_key(office: &OfficeId) -> String {
@@ -56,6 +65,15 @@ mod tests {
         assert_eq!(log_subject(&batam), "antrean.log.kanim-batam");
         assert_eq!(lease_key(&batam), "kanim-batam");
         assert_eq!(stream_name(2), "ANTREAN_LOG_2");
+    }
+
+    #[test]
+    fn a_partitions_mark_is_the_same_everywhere_and_marks_spread() {
+        let marks: std::collections::HashSet<u8> =
+            (0..64).map(|index| partition_mark(&format!("partition-{index}"))).collect();
+        assert!(marks.len() > 48, "marks bunch: {} distinct of 64", marks.len());
+        // Part of the data layout (numbers carry it): pin one value so a change cannot go unnoticed.
+        assert_eq!(partition_mark("west"), (crc32c::crc32c(b"west") & 0xff) as u8);
     }
 
     #[test]

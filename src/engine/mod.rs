@@ -81,6 +81,9 @@ pub struct EngineSeams {
     pub files: Option<Arc<dyn FileOpener>>,
     /// The booking-number key; `None` draws one at random (a replayable simulation needs a fixed one).
     pub booking_number_key: Option<[u8; 32]>,
+    /// The prefix of every booking number this engine draws (cluster mode: its partition's mark, so that calls by
+    /// booking id are routed to it first); `None` draws from the whole range.
+    pub booking_number_prefix: Option<u8>,
     /// What a log failure does; `None` stops the process (`exit 1`). With a hook, the engine calls it and then never
     /// answers the waiting call, as a stopped process would not.
     pub on_log_failure: Option<LogFailureHook>,
@@ -181,6 +184,9 @@ impl Engine {
         clock: Arc<dyn Clock>,
         seams: EngineSeams,
     ) -> Engine {
+        if let Some(prefix) = seams.booking_number_prefix {
+            book.prefix_booking_numbers(prefix);
+        }
         let last = LastSnapshot {
             position: report.snapshot_position.unwrap_or(0),
             taken_at: Instant::now(),

@@ -12,22 +12,20 @@
 //! faults of a growing heap). antrean's messages are a few hundred bytes; a larger one grows its buffer as it is
 //! written or read (a response by doubling, a request to its announced length), which only `GetDraw`'s pages need.
 //!
-//! [`MessageLimitLayer`] does the same for size: tonic refuses a message over the decoding limit as soon as it reads
+//! [`MessageLimit`] does the same for size: tonic refuses a message over the decoding limit as soon as it reads
 //! the 5-byte frame header, before buffering the body, but answers OUT_OF_RANGE; the layer turns that answer into
 //! RESOURCE_EXHAUSTED with reason `MESSAGE_TOO_LARGE`. No handler answers OUT_OF_RANGE (every handler status comes
 //! from `status.rs`, which has none), so every OUT_OF_RANGE that reaches the layer is tonic's size check. A
 //! client-streaming method (only server reflection) decodes inside its handler and keeps tonic's answer.
 
 use super::status::{message_too_large_status, undecodable_status};
+use crate::call_layer::{AroundCall, CallFuture, CallLayer, Next};
 use crate::limits::GRPC_MESSAGE_BYTES_MAX;
-use std::future::Future;
 use std::marker::PhantomData;
-use std::pin::Pin;
-use std::task::{Context, Poll};
+use tonic::body::Body;
 use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder};
 use tonic::{Code, Status};
 use tonic_prost::ProstEncoder;
-use tower::{Layer, Service};
 
 /// Bytes a message buffer starts with: above antrean's usual messages (a ticket about 150 bytes, a booking about 400)
 /// and within glibc's per-thread cache (chunks up to 1,032 bytes), so a call's buffers are quick to take and give back.
@@ -98,22 +96,16 @@ fn decode_message<U: prost::Message + Default>(bytes: impl prost::bytes::Buf) ->
 }
 
 /// Answers a request message over the decoding limit with RESOURCE_EXHAUSTED `MESSAGE_TOO_LARGE` instead of tonic's
-/// OUT_OF_RANGE. Put it innermost, so the metrics layer outside counts the code the caller gets.
+/// OUT_OF_RANGE. Put its layer innermost, so the metrics layer outside counts the code the caller gets.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct MessageLimitLayer;
+pub struct MessageLimit;
 
-impl<S> Layer<S> for MessageLimitLayer {
-    type Service = MessageLimit<S>;
-
-    fn layer(&self, inner: S) -> MessageLimit<S> {
-        MessageLimit { inner }
+impl MessageLimit {
+    /// The tower layer.
+    #[must_use]
+    pub fn layer() -> CallLayer<MessageLimit> {
+        CallLayer(MessageLimit)
     }
-}
-
-/// The service the layer wraps around the router.
-#[derive(Clone, Debug)]
-pub struct MessageLimit<S> {
-    inner: S,
 }
 
 /// Whether `response` is tonic's trailers-only answer to a request message over the decoding limit.
@@ -122,27 +114,10 @@ fn is_oversized_answer(response: &http::Response<tonic::body::Body>) -> bool {
     status.and_then(|value| value.parse::<i32>().ok()).map(Code::from_i32) == Some(Code::OutOfRange)
 }
 
-impl<S, B> Service<http::Request<B>> for MessageLimit<S>
-where
-    S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-    B: Send + 'static,
-{
-    type Response = http::Response<tonic::body::Body>;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(context)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        // The router is always ready; take the ready clone and leave a fresh one behind (tower's documented pattern).
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+impl AroundCall for MessageLimit {
+    fn call<S: Next>(&self, request: http::Request<Body>, mut next: S) -> CallFuture<S::Error> {
         Box::pin(async move {
-            let response = inner.call(request).await?;
+            let response = next.call(request).await?;
             if is_oversized_answer(&response) {
                 return Ok(message_too_large_status(GRPC_MESSAGE_BYTES_MAX).into_http());
             }

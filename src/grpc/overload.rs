@@ -1,10 +1,10 @@
 //! Two tower layers in front of every service.
 //!
-//! [`OverloadLayer`], the outermost: refuses a call at once with RESOURCE_EXHAUSTED and a retry hint when the in-flight
+//! [`Overload`], the outermost: refuses a call at once with RESOURCE_EXHAUSTED and a retry hint when the in-flight
 //! limit is reached (instead of queueing it until it times out), and records per-RPC metrics: count by method and code,
 //! latency, in-flight, and calls shed.
 //!
-//! [`CallerRateLayer`], inside the auth layer: a token bucket per caller. It runs after authentication so that it
+//! [`CallerRate`], inside the auth layer: a token bucket per caller. It runs after authentication so that it
 //! counts the caller the auth layer identified (the `Access` in the request's extensions), not the bytes of a header a
 //! client can spell in many ways; calls without an identified caller (health checks, the open demo) are counted per
 //! peer address.
@@ -12,84 +12,51 @@
 use super::call_metrics::{self, Method};
 use super::status::overload_status;
 use crate::auth::Access;
+use crate::call_layer::{AroundCall, CallFuture, CallLayer, Next};
 use crate::metrics as names;
-use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll};
 use std::time::Instant;
+use tonic::body::Body;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
-use tower::{Layer, Service};
 
 /// Most callers whose request rate is tracked at once; beyond it idle callers are forgotten first.
 const CALLERS_TRACKED_MAX: usize = 65_536;
 
-/// The outermost layer; clones share one in-flight counter.
+/// The outermost layer's work: the in-flight limit and the per-RPC metrics; clones share one in-flight counter.
 #[derive(Clone)]
-pub struct OverloadLayer {
+pub struct Overload {
     in_flight: Arc<AtomicUsize>,
     in_flight_max: usize,
 }
 
-impl OverloadLayer {
-    /// Allows at most `in_flight_max` calls at once.
+impl Overload {
+    /// The tower layer that allows at most `in_flight_max` calls at once.
     #[must_use]
-    pub fn new(in_flight_max: usize) -> OverloadLayer {
-        OverloadLayer { in_flight: Arc::new(AtomicUsize::new(0)), in_flight_max }
+    pub fn layer(in_flight_max: usize) -> CallLayer<Overload> {
+        CallLayer(Overload { in_flight: Arc::new(AtomicUsize::new(0)), in_flight_max })
     }
-}
-
-impl<S> Layer<S> for OverloadLayer {
-    type Service = Overload<S>;
-
-    fn layer(&self, inner: S) -> Overload<S> {
-        Overload { inner, in_flight: Arc::clone(&self.in_flight), in_flight_max: self.in_flight_max }
-    }
-}
-
-/// The service the overload layer wraps around the auth layer.
-#[derive(Clone)]
-pub struct Overload<S> {
-    inner: S,
-    in_flight: Arc<AtomicUsize>,
-    in_flight_max: usize,
 }
 
 /// The per-caller rate limit; clones share one set of buckets. Put it inside the auth layer.
 #[derive(Clone)]
-pub struct CallerRateLayer {
+pub struct CallerRate {
     rates: Arc<CallerRates>,
 }
 
-impl CallerRateLayer {
-    /// Allows each caller at most `caller_requests_per_second_max` calls a second (with a burst of one second's
-    /// worth).
+impl CallerRate {
+    /// The tower layer that allows each caller at most `caller_requests_per_second_max` calls a second (with a burst
+    /// of one second's worth).
     #[must_use]
-    pub fn new(caller_requests_per_second_max: u32) -> CallerRateLayer {
-        CallerRateLayer { rates: Arc::new(CallerRates::new(f64::from(caller_requests_per_second_max))) }
+    pub fn layer(caller_requests_per_second_max: u32) -> CallLayer<CallerRate> {
+        CallLayer(CallerRate { rates: Arc::new(CallerRates::new(f64::from(caller_requests_per_second_max))) })
     }
-}
-
-impl<S> Layer<S> for CallerRateLayer {
-    type Service = CallerRate<S>;
-
-    fn layer(&self, inner: S) -> CallerRate<S> {
-        CallerRate { inner, rates: Arc::clone(&self.rates) }
-    }
-}
-
-/// The service the rate layer wraps around the router.
-#[derive(Clone)]
-pub struct CallerRate<S> {
-    inner: S,
-    rates: Arc<CallerRates>,
 }
 
 /// Token buckets per caller: the caller the auth layer identified, else the peer's IP address. Bounded: at most
-/// [`CALLERS_TRACKED_MAX`] callers.
+/// `CALLERS_TRACKED_MAX` (65,536) callers.
 pub struct CallerRates {
     per_second: f64,
     buckets: parking_lot::Mutex<std::collections::HashMap<u64, (f64, Instant)>>,
@@ -164,22 +131,8 @@ fn response_code(response: &http::Response<tonic::body::Body>) -> tonic::Code {
         .map_or(tonic::Code::Ok, tonic::Code::from_i32)
 }
 
-impl<S, B> Service<http::Request<B>> for Overload<S>
-where
-    S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-    B: Send + 'static,
-{
-    type Response = http::Response<tonic::body::Body>;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(context)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+impl AroundCall for Overload {
+    fn call<S: Next>(&self, request: http::Request<Body>, mut next: S) -> CallFuture<S::Error> {
         let method = Method::of_path(request.uri().path());
         let previous = self.in_flight.fetch_add(1, Ordering::AcqRel);
         let place = InFlight(Arc::clone(&self.in_flight));
@@ -192,13 +145,10 @@ where
             return Box::pin(std::future::ready(Ok(overload_status(reason).into_http())));
         }
         call_metrics::in_flight().set((previous + 1) as f64);
-        // The router is always ready; take the ready clone and leave a fresh one behind (tower's documented pattern).
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
         let started = Instant::now();
         Box::pin(async move {
             let _place = place;
-            let response = inner.call(request).await;
+            let response = next.call(request).await;
             let code = response.as_ref().map_or(tonic::Code::Unknown, response_code);
             call_metrics::requests_total(method, code).increment(1);
             call_metrics::request_duration(method).record(started.elapsed().as_secs_f64());
@@ -207,32 +157,15 @@ where
     }
 }
 
-impl<S, B> Service<http::Request<B>> for CallerRate<S>
-where
-    S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-    B: Send + 'static,
-{
-    type Response = http::Response<tonic::body::Body>;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(context)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+impl AroundCall for CallerRate {
+    fn call<S: Next>(&self, request: http::Request<Body>, mut next: S) -> CallFuture<S::Error> {
         if !self.rates.admit(caller_key(&request), Instant::now()) {
             let (method, reason) = (Method::of_path(request.uri().path()).label(), "rate_limit");
             // Counted in GRPC_REQUESTS_TOTAL by the overload layer outside, like every answer.
             metrics::counter!(names::GRPC_REQUESTS_SHED_TOTAL, "method" => method, "reason" => reason).increment(1);
             return Box::pin(std::future::ready(Ok(overload_status(reason).into_http())));
         }
-        // The router is always ready; take the ready clone and leave a fresh one behind (tower's documented pattern).
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        Box::pin(async move { inner.call(request).await })
+        Box::pin(async move { next.call(request).await })
     }
 }
 

@@ -4,65 +4,31 @@
 //! the new owner answers it from the log. Single-node servers do not have this layer (`server.rs` leaves it out).
 
 use super::status::partition_not_served_status;
+use crate::call_layer::{AroundCall, CallFuture, CallLayer, Next};
 use crate::engine::partition::ServingGate;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use tower::{Layer, Service};
+use tonic::body::Body;
 
 /// Races every call against the node's deposition, in cluster mode.
 #[derive(Clone)]
-pub struct PartitionGateLayer {
+pub struct PartitionGate {
     gate: Arc<ServingGate>,
 }
 
-impl PartitionGateLayer {
-    /// The layer for `gate`.
+impl PartitionGate {
+    /// The tower layer for `gate`.
     #[must_use]
-    pub fn new(gate: Arc<ServingGate>) -> PartitionGateLayer {
-        PartitionGateLayer { gate }
+    pub fn layer(gate: Arc<ServingGate>) -> CallLayer<PartitionGate> {
+        CallLayer(PartitionGate { gate })
     }
 }
 
-impl<S> Layer<S> for PartitionGateLayer {
-    type Service = PartitionGate<S>;
-
-    fn layer(&self, inner: S) -> PartitionGate<S> {
-        PartitionGate { inner, gate: self.gate.clone() }
-    }
-}
-
-/// The service [`PartitionGateLayer`] wraps around the router.
-#[derive(Clone)]
-pub struct PartitionGate<S> {
-    inner: S,
-    gate: Arc<ServingGate>,
-}
-
-impl<S, B> Service<http::Request<B>> for PartitionGate<S>
-where
-    S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-    B: Send + 'static,
-{
-    type Response = http::Response<tonic::body::Body>;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(context)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        // The router is always ready; take the ready clone and leave a fresh one behind (tower's documented pattern).
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+impl AroundCall for PartitionGate {
+    fn call<S: Next>(&self, request: http::Request<Body>, mut next: S) -> CallFuture<S::Error> {
         let deposed = self.gate.wait_deposed();
         Box::pin(async move {
             tokio::select! {
-                response = inner.call(request) => response,
+                response = next.call(request) => response,
                 () = deposed => Ok(partition_not_served_status().into_http()),
             }
         })

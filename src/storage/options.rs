@@ -23,7 +23,7 @@ pub enum FsyncMode {
     None,
 }
 
-/// Options for [`Wal::open`]. There are no defaults: durability settings are always chosen explicitly.
+/// Options for [`Wal::open`](super::Wal::open). There are no defaults: durability settings are always chosen explicitly.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WalOptions {
     /// Directory holding the segment files.

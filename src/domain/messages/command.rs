@@ -77,7 +77,7 @@ impl std::fmt::Debug for Amendment {
     }
 }
 
-/// A change a caller asks for. Each arrives with a [`RequestId`] that makes it idempotent.
+/// A change a caller asks for. Each arrives with a [`RequestId`](crate::domain::RequestId) that makes it idempotent.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     /// Hold slots.

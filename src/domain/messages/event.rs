@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 pub struct Stamp {
     /// The caller's id of the call.
     pub request_id: RequestId,
-    /// [`Command::fingerprint`] of the call.
+    /// [`Command::fingerprint`](crate::domain::Command::fingerprint) of the call.
     pub fingerprint: u64,
     /// When it was applied.
     pub at: Timestamp,

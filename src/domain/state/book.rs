@@ -133,6 +133,12 @@ impl QuotaBook {
         self.booking_numbers.set_key(key);
     }
 
+    /// Prefixes the booking numbers this book draws (see `numbers.rs`): once, before serving. Replay does not need
+    /// it: the log records every number.
+    pub fn prefix_booking_numbers(&self, prefix: u8) {
+        self.booking_numbers.set_prefix(prefix);
+    }
+
     /// The policy knobs.
     #[must_use]
     pub fn rules(&self) -> &BookRules {

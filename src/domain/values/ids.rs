@@ -145,6 +145,17 @@ impl BookingId {
     /// derived from a number stays unique (`bookings::booking::payment_code_for`).
     pub const NUMBER_END: u64 = 1 << 45;
 
+    /// Where a number's prefix starts: a book whose numbers are prefixed (a cluster partition's, see
+    /// `state/numbers.rs`) draws only the 37 bits below it, and the 8 bits from here up are its prefix.
+    pub const PREFIX_SHIFT: u32 = 37;
+
+    /// The top 8 bits of the number: the prefix of the book that drew it, if that book prefixed its numbers. A hint
+    /// only: an unprefixed book's numbers are random there too.
+    #[must_use]
+    pub fn prefix(self) -> u8 {
+        (self.0 >> BookingId::PREFIX_SHIFT) as u8
+    }
+
     /// The id, or `None` when `text` is not `BK` and ten characters whose last checks the others.
     #[must_use]
     pub fn parse(text: &str) -> Option<BookingId> {

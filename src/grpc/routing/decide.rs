@@ -4,7 +4,8 @@
 //! The rules: a deposed node answers everything itself (with its refusal: it forwards nothing until restarted); a
 //! forwarded call is never forwarded again (a node that does not serve the call's partition answers UNAVAILABLE with a
 //! retry hint); an office's calls go to its partition's owner (here when that is this node); calls naming a booking
-//! or ticket ask every partition's owner in turn, this node first; lists gather every partition's answer. With
+//! or ticket ask every partition's owner in turn, this node first (for a booking, the partition its number is
+//! marked with before it: `cluster::partition_mark`); lists gather every partition's answer. With
 //! `cluster.forward_calls` off, nothing is forwarded: a call for another partition's office is refused with where to
 //! go instead, and everything else is answered here, as before routing existed.
 
@@ -13,8 +14,8 @@ use super::status::{
     directory_not_loaded_status, forwarded_elsewhere_status, no_owner_status, office_elsewhere_status,
     office_not_in_cluster_status, office_required_status,
 };
-use crate::cluster::{Directory, NodeCard};
-use crate::domain::OfficeId;
+use crate::cluster::{Directory, NodeCard, partition_mark};
+use crate::domain::{BookingId, OfficeId};
 use tonic::Status;
 
 /// What this node knows about itself when it routes a call.
@@ -111,8 +112,13 @@ pub fn decide(key: &RouteKey, standing: Standing, directory: &Directory) -> Deci
         }
         _ if !standing.forward_calls => Decision::Here,
         _ if !directory.is_loaded() => refuse(directory_not_loaded_status()),
-        RouteKey::Held(_) => {
-            let (targets, unowned) = targets(standing, directory);
+        RouteKey::Held(id) => {
+            let (mut targets, unowned) = targets(standing, directory);
+            if let Some(prefix) = BookingId::parse(id).map(BookingId::prefix) {
+                // The partition whose mark the number carries drew it (unless the number is older than marks, or
+                // two partitions share the mark): ask it first. Stable, so this node stays first among equals.
+                targets.sort_by_key(|(partition, _)| partition_mark(partition) != prefix);
+            }
             Decision::AskInTurn { targets, unowned }
         }
         RouteKey::Gathered(gathering) => match targets(standing, directory) {
@@ -286,6 +292,25 @@ mod tests {
         assert_eq!((code, reason.as_str()), (tonic::Code::Unavailable, "NO_OWNER"), "never a partial list");
         let (code, _) = refused(decide(&RouteKey::Unscoped, SERVING, &west));
         assert_eq!(code, tonic::Code::InvalidArgument);
+    }
+
+    #[test]
+    fn a_booking_is_looked_for_first_in_the_partition_its_number_is_marked_with() {
+        let west = cluster(card("a1", "west", &["kanim-batam"]));
+        let order = |id: BookingId| {
+            let Decision::AskInTurn { targets, .. } = decide(&RouteKey::Held(id.to_string()), SERVING, &west) else {
+                panic!("asks in turn");
+            };
+            targets.into_iter().map(|(partition, _)| partition).collect::<Vec<_>>()
+        };
+        let marked =
+            |partition: &str| BookingId((u64::from(partition_mark(partition)) << BookingId::PREFIX_SHIFT) | 4242);
+        assert_ne!(partition_mark("east"), partition_mark("west"), "the test needs two marks");
+        assert_eq!(order(marked("east")), ["east", "west"], "east drew it: asked before this node");
+        assert_eq!(order(marked("west")), ["west", "east"]);
+        let unmarked = (0..=u8::MAX).find(|mark| ![partition_mark("east"), partition_mark("west")].contains(mark));
+        let unmarked = BookingId((u64::from(unmarked.expect("a free mark")) << BookingId::PREFIX_SHIFT) | 7);
+        assert_eq!(order(unmarked), ["west", "east"], "no partition's mark: this node first, as before");
     }
 
     #[test]

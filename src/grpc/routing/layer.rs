@@ -8,6 +8,7 @@ use super::frames::{PREFIX_BYTES, header_status, message_of, read_unary, unary_r
 use super::gather::merge;
 use super::key::{Gathering, route_key};
 use super::status::{gather_incomplete_status, no_owner_status, reason_of, request_unreadable_status};
+use crate::call_layer::{AroundCall, CallFuture, CallLayer, Next};
 use crate::cluster::Directory;
 use crate::engine::partition::ServingGate;
 use crate::grpc::EngineHandle;
@@ -15,14 +16,11 @@ use crate::grpc::status::message_too_large_status;
 use crate::limits::GRPC_MESSAGE_BYTES_MAX;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Instant;
 use tonic::body::Body;
 use tonic::{Code, Status};
-use tower::{Layer, Service};
+use tower::Service;
 
 /// Most partitions asked at once by one gathering call.
 pub const GATHER_CONCURRENCY_MAX: usize = 16;
@@ -36,63 +34,32 @@ pub struct Routing {
     forward_calls: bool,
 }
 
-/// Routes calls in cluster mode.
+/// Routes calls in cluster mode; clones share one directory, forwarder and engine handle.
 #[derive(Clone)]
-pub struct RoutingLayer {
+pub struct Route {
     routing: Arc<Routing>,
 }
 
-impl RoutingLayer {
-    /// The layer for a node whose directory is `directory`, whose partition's gate is `gate` and whose engine (once
-    /// it owns its partition) is in `handle`; `forward_calls` as configured.
+impl Route {
+    /// The tower layer for a node whose directory is `directory`, whose partition's gate is `gate` and whose engine
+    /// (once it owns its partition) is in `handle`; `forward_calls` as configured.
     #[must_use]
-    pub fn new(
+    pub fn layer(
         directory: Arc<Directory>,
         gate: Arc<ServingGate>,
         handle: EngineHandle,
         forward_calls: bool,
-    ) -> RoutingLayer {
+    ) -> CallLayer<Route> {
         let forwarder = Forwarder::new(&directory.own().node_name);
-        RoutingLayer { routing: Arc::new(Routing { directory, gate, handle, forwarder, forward_calls }) }
+        CallLayer(Route { routing: Arc::new(Routing { directory, gate, handle, forwarder, forward_calls }) })
     }
-}
-
-impl<S> Layer<S> for RoutingLayer {
-    type Service = RoutingService<S>;
-
-    fn layer(&self, inner: S) -> RoutingService<S> {
-        RoutingService { inner, routing: Arc::clone(&self.routing) }
-    }
-}
-
-/// The service [`RoutingLayer`] wraps around the services.
-#[derive(Clone)]
-pub struct RoutingService<S> {
-    inner: S,
-    routing: Arc<Routing>,
 }
 
 type Answer<E> = Result<http::Response<Body>, E>;
 
-impl<S> Service<http::Request<Body>> for RoutingService<S>
-where
-    S: Service<http::Request<Body>, Response = http::Response<Body>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-{
-    type Response = http::Response<Body>;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Answer<S::Error>> + Send>>;
-
-    fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(context)
-    }
-
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        // The services are always ready; take the ready clone and leave a fresh one behind (tower's pattern).
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
-        Box::pin(route(Arc::clone(&self.routing), inner, request))
+impl AroundCall for Route {
+    fn call<S: Next>(&self, request: http::Request<Body>, next: S) -> CallFuture<S::Error> {
+        Box::pin(route(Arc::clone(&self.routing), next, request))
     }
 }
 
@@ -115,12 +82,7 @@ impl Call {
     }
 }
 
-async fn route<S>(routing: Arc<Routing>, mut inner: S, request: http::Request<Body>) -> Answer<S::Error>
-where
-    S: Service<http::Request<Body>, Response = http::Response<Body>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-{
+async fn route<S: Next>(routing: Arc<Routing>, mut inner: S, request: http::Request<Body>) -> Answer<S::Error> {
     if !request.uri().path().starts_with("/antrean.v1.") {
         return inner.call(request).await;
     }

@@ -13,7 +13,7 @@
 //! - `frames.rs`: the gRPC wire format routing reads and writes.
 //! - `gather.rs`: merging every partition's answer into one.
 //! - `status.rs`: routing's statuses (NO_OWNER, OWNER_UNREACHABLE, GATHER_INCOMPLETE, ...).
-//! - `layer.rs`: [`RoutingLayer`], the tower layer that ties them together.
+//! - `layer.rs`: [`Route`], the tower layer that ties them together.
 
 pub mod decide;
 pub mod forward;
@@ -23,4 +23,4 @@ pub mod key;
 pub mod layer;
 pub mod status;
 
-pub use layer::RoutingLayer;
+pub use layer::Route;
