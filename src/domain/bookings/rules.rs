@@ -51,7 +51,7 @@ impl Default for BookRules {
             admission_factor_percent: 100,
             ticket_idle_ttl_ms: 2 * 60_000,
             tickets_per_room_max: 2_000_000,
-            admissions_per_second_max: 2_000,
+            admissions_per_second_max: 1_000,
         }
     }
 }

@@ -1316,7 +1316,6 @@ fn a_line_admits_at_its_pace_however_many_slots_are_free() {
     line.assert_rebuilds();
 }
 
-
 /// A line over Thursday and Friday run side by side with its reference model.
 struct ModelRun {
     line: Line,
