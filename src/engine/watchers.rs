@@ -290,37 +290,23 @@ mod tests {
         assert!(own.changed().await.is_err(), "the ticket's last stream closed: its signal goes");
     }
 
-    #[tokio::test(flavor = "current_thread")]
-    async fn a_change_wakes_a_line_a_group_at_a_time_letting_other_tasks_run_between() {
-        let watchers = Arc::new(Watchers::default());
+    #[test]
+    fn a_line_wake_up_goes_a_group_at_a_time_yielding_between_groups() {
+        let watchers = Watchers::default();
         let key = line();
-        let order = Arc::new(parking_lot::Mutex::new(Vec::new()));
-        // A call that arrives while the fan-out goes on: the first stream to wake lets it in.
-        let arrival = Arc::new(tokio::sync::Notify::new());
-        let mut streams = Vec::new();
-        for ticket in 0..WAKE_GROUPS as u64 {
-            let mut signal = watchers.signal(&key, TicketId(ticket));
-            let (order, arrival) = (Arc::clone(&order), Arc::clone(&arrival));
-            streams.push(tokio::spawn(async move {
-                signal.changed().await.expect("woken");
-                order.lock().push("stream");
-                arrival.notify_one();
-            }));
+        let signals: Vec<LineSignal> =
+            (0..WAKE_GROUPS as u64).map(|ticket| watchers.signal(&key, TicketId(ticket))).collect();
+        let woken = || signals.iter().filter(|signal| signal.has_changed().expect("open")).count();
+        let changes = [(key, 1, false)];
+        let mut notify = std::pin::pin!(watchers.notify(&changes));
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        // Each poll wakes one group and yields, so the tasks queued meanwhile run before the next group is woken.
+        let mut polls = 0;
+        while notify.as_mut().poll(&mut context).is_pending() {
+            polls += 1;
+            assert_eq!(woken(), polls, "one group more at each turn");
         }
-        let (call_order, call_arrival) = (Arc::clone(&order), Arc::clone(&arrival));
-        let call = tokio::spawn(async move {
-            call_arrival.notified().await;
-            call_order.lock().push("call");
-        });
-        tokio::task::yield_now().await;
-        watchers.notify(&[(key, 1, false)]).await;
-        call.await.expect("call");
-        for stream in streams {
-            stream.await.expect("stream");
-        }
-        let order = order.lock();
-        let call_at = order.iter().position(|what| *what == "call").expect("the call ran");
-        assert!(call_at < WAKE_GROUPS / 2, "the call waited for the whole fan-out: it ran after {call_at} streams");
-        assert_eq!(order.len(), WAKE_GROUPS + 1, "every stream woke once");
+        assert_eq!(polls, WAKE_GROUPS, "a yield after each group");
+        assert_eq!(woken(), WAKE_GROUPS, "every group woken once");
     }
 }
