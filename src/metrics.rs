@@ -118,6 +118,19 @@ pub const CLUSTER_DIRECTORY_PARTITIONS: &str = "antrean_cluster_directory_partit
 /// Partitions with a live owner, as this node's cluster directory sees them.
 pub const CLUSTER_DIRECTORY_OWNED_PARTITIONS: &str = "antrean_cluster_directory_owned_partitions";
 
+/// Cluster mode: snapshots of a partition stored in the object store by this node, by `partition`.
+pub const CLUSTER_SNAPSHOTS_STORED_TOTAL: &str = "antrean_cluster_snapshots_stored_total";
+/// Cluster mode: bytes of the last snapshot object this node stored (framed image), by `partition`.
+pub const CLUSTER_SNAPSHOT_BYTES: &str = "antrean_cluster_snapshot_bytes";
+/// Cluster mode: messages of a partition's subject purged below its older kept snapshot, by `partition`.
+pub const CLUSTER_LOG_PURGED_MESSAGES_TOTAL: &str = "antrean_cluster_log_purged_messages_total";
+/// Cluster mode: log records this node replayed at its last take-over of a partition, after the snapshot it loaded
+/// (from the first record without one), by `partition`.
+pub const CLUSTER_TAKEOVER_RECORDS_REPLAYED: &str = "antrean_cluster_takeover_records_replayed";
+/// Cluster mode: log position of the snapshot this node loaded at its last take-over of a partition (0: none, the
+/// subject was replayed from its start), by `partition`.
+pub const CLUSTER_TAKEOVER_SNAPSHOT_POSITION: &str = "antrean_cluster_takeover_snapshot_position";
+
 /// Histogram buckets in seconds: 50 µs to 10 s, for everything from an in-memory refusal to a slow disk.
 pub const SECONDS_BUCKETS: &[f64] =
     &[0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -189,6 +202,11 @@ fn describe() {
         CLUSTER_DIRECTORY_OWNED_PARTITIONS,
         "Partitions with a live owner in this node's cluster directory"
     );
+    describe_counter!(CLUSTER_SNAPSHOTS_STORED_TOTAL, "Partition snapshots stored in the object store");
+    describe_gauge!(CLUSTER_SNAPSHOT_BYTES, Unit::Bytes, "Size of the last partition snapshot object stored");
+    describe_counter!(CLUSTER_LOG_PURGED_MESSAGES_TOTAL, "Partition log messages purged below the older snapshot");
+    describe_gauge!(CLUSTER_TAKEOVER_RECORDS_REPLAYED, "Log records replayed after the snapshot at the last take-over");
+    describe_gauge!(CLUSTER_TAKEOVER_SNAPSHOT_POSITION, "Position of the snapshot loaded at the last take-over");
     describe_gauge!(UPTIME_SECONDS, Unit::Seconds, "Seconds since start");
     describe_gauge!(BUILD_INFO, "Always 1, labelled with the version");
     describe_counter!(

@@ -120,7 +120,8 @@ type Serving = (JoinHandle<Result<(), tonic::transport::Error>>, tokio::sync::on
 /// Cluster mode: stands by (NOT_SERVING) until this node takes its partition's lease, replays the partition's log
 /// from JetStream and serves; stops serving for good (NOT_SERVING, every call UNAVAILABLE with a retry hint) when
 /// the lease is lost or an append is fenced, and waits for shutdown then. On shutdown while serving: drain, close the
-/// log (every acknowledged append is stored), give the lease back. No snapshot: the next owner replays the subject.
+/// log (every acknowledged append is stored), give the lease back. No final snapshot: the next owner loads the newest
+/// one in the object store and replays the subject after it.
 async fn serve_partition(
     config: &Config,
     cluster: &crate::cluster::ClusterConfig,

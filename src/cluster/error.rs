@@ -75,6 +75,15 @@ pub enum ClusterError {
         /// What is wrong.
         source: BatchError,
     },
+    /// An office's log, read back after a snapshot (or from its start), does not continue it: it was purged below the
+    /// replay's start or a batch is missing. The take-over tries an older snapshot.
+    #[error("office {office} log: {source}")]
+    Gap {
+        /// The office.
+        office: String,
+        /// Where the hole is.
+        source: super::continuity::Gap,
+    },
     /// Any other client error (stream or bucket management, decoding a server answer).
     #[error("NATS JetStream: {detail}")]
     Other {

@@ -16,7 +16,7 @@ use crate::storage::LogPosition;
 use async_nats::jetstream::context::{CreateStreamErrorKind, GetStreamErrorKind};
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::{
-    Config as StreamConfig, DiscardPolicy, LastRawMessageErrorKind, RetentionPolicy, StorageType,
+    Config as StreamConfig, DiscardPolicy, LastRawMessageErrorKind, PurgeErrorKind, RetentionPolicy, StorageType,
 };
 use async_nats::jetstream::{self, ErrorCode};
 
@@ -176,7 +176,7 @@ impl OfficeLog {
     /// up to the end the leader reports when the replay starts. Checks that positions follow on from batch to batch.
     ///
     /// One leader request per batch (`next_by_subject`): simple and consistent, about a millisecond a batch on
-    /// loopback; snapshots in the object store (not built yet) are what will keep a replay short.
+    /// loopback; a snapshot in the object store is what keeps a take-over's replay short (`partition.rs`).
     pub async fn replay(&self, office: &OfficeId, after_stream_sequence: u64) -> Result<Vec<ReplayedBatch>> {
         let end = self.end(office).await?;
         let stream = self.stream(office).await?;
@@ -212,6 +212,22 @@ impl OfficeLog {
             batches.push(ReplayedBatch { stream_sequence: message.sequence, batch: decoded });
         }
         Ok(batches)
+    }
+
+    /// Purges `office`'s messages at stream sequences below `below` (the message at `below` stays), the other offices'
+    /// messages in the stream untouched; returns how many were purged. The caller must know that no replay it would
+    /// ever do starts below `below` (a kept snapshot covers them).
+    pub async fn purge_below(&self, office: &OfficeId, below: u64) -> Result<u64> {
+        let stream = self.stream(office).await?;
+        match stream.purge().filter(log_subject(office)).sequence(below).await {
+            Ok(purged) => Ok(purged.purged),
+            Err(error) => match error.kind() {
+                PurgeErrorKind::JetStream(server) => {
+                    Err(ClusterError::Refused { code: server.error_code().0, description: server.to_string() })
+                }
+                _ => Err(ClusterError::Unavailable { detail: format!("purge: {error}") }),
+            },
+        }
     }
 
     /// Waits (a bounded time) until the stream has a leader, so the first append to a new stream is not lost to "no

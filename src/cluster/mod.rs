@@ -9,8 +9,8 @@
 //! The engine writes a partition's log through [`JetStreamLog`] (a partition's log is named like an office's, by an
 //! id of the same form). The [`Directory`] says which partition serves which office and which node owns each
 //! partition now (`grpc/routing/` forwards calls by it). [`NikClaimBucket`] keeps the one cross-partition rule: a NIK's
-//! active bookings live in the one partition that holds its claim. Not built yet (issue 15): snapshots in the object
-//! store.
+//! active bookings live in the one partition that holds its claim. [`SnapshotBucket`] keeps each partition's
+//! snapshots in the object store, so a take-over replays only the log after the newest one.
 //!
 //! # Layout
 //!
@@ -31,10 +31,15 @@
 //! - `nik_claims.rs`: [`NikClaimBucket`]: take, read, release claims in `antrean_nik_claims`; the secret's source.
 //! - `writer.rs`: [`OfficeWriter`]: the lease holder's appends, its fence and next position.
 //! - `partition_log.rs`: [`JetStreamLog`], the engine's log on a partition's subject: group commit into fenced
-//!   batches, durable on PubAck; [`read_records`] for the replay at take-over.
+//!   batches, durable on PubAck; keeping snapshots (store, keep two, purge below the older); [`read_records_after`]
+//!   for the replay at take-over.
+//! - `positions.rs`: [`BatchSequences`], which stream sequence holds which positions (bounded, no I/O).
+//! - `continuity.rs`: [`records_after`], the records that continue a snapshot, or the [`Gap`] (no I/O).
+//! - `snapshots.rs`: [`SnapshotBucket`], the snapshots in the object store bucket `antrean_snapshots`.
 
 mod batch;
 mod connect;
+mod continuity;
 mod directory;
 mod directory_watch;
 mod error;
@@ -45,8 +50,10 @@ mod nik_hash;
 mod options;
 mod partition_log;
 mod placement;
+mod positions;
 mod refusal;
 mod settings;
+mod snapshots;
 mod writer;
 
 pub use batch::{
@@ -54,6 +61,7 @@ pub use batch::{
     decode_batch_header, encode_batch, message_id,
 };
 pub use connect::{NATS_SERVER_VERSION_MIN, NatsConnection, check_server_version, connect};
+pub use continuity::{Gap, records_after};
 pub use directory::{DIRECTORY_ENTRIES_MAX, Directory, NODE_CARD_BYTES_MAX, NODES_BUCKET, NodeCard};
 pub use directory_watch::keep_directory;
 pub use error::{ClusterError, Result};
@@ -64,11 +72,18 @@ pub use nik_claims::{
 };
 pub use nik_hash::{NIK_CLAIM_SECRET_BYTES, NikHasher};
 pub use options::{LeaseOptions, LogOptions, NatsConnectOptions, NatsTlsOptions};
-pub use partition_log::{JetStreamLog, PartitionLogObserver, read_records};
+pub use partition_log::{
+    JetStreamLog, PartitionLogObserver, ReadBack, SnapshotKeeping, read_records, read_records_after,
+};
 pub use placement::{
     LEASE_BUCKET, LOG_STREAM_PREFIX, LOG_SUBJECT_PREFIX, lease_key, log_subject, partition_mark, stream_index,
     stream_name,
 };
+pub use positions::{BATCH_SEQUENCES_MAX, BatchSequence, BatchSequences};
 pub use refusal::{WRONG_LAST_SEQUENCE, WRONG_LAST_SEQUENCE_IN_FLIGHT, classify_refusal};
 pub use settings::{ClusterConfig, NatsTlsConfig, OfficeSelection, OwnedOffices};
+pub use snapshots::{
+    SNAPSHOT_BUCKET, SNAPSHOT_OBJECT_BYTES_MAX, SNAPSHOT_OBJECTS_LISTED_MAX, SnapshotBucket, StoredSnapshot,
+    snapshot_object_name,
+};
 pub use writer::{OfficeWriter, Written};

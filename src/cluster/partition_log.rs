@@ -7,12 +7,23 @@
 //! outcome that outlasts the retry window fails the log for good (every current and later waiter gets the error), as a
 //! failed fsync fails the local log; the caller then stops serving the partition. [`JetStreamLog::fail`] does the same
 //! from outside, when the lease is lost.
+//!
+//! With [`SnapshotKeeping`], it also keeps the engine's snapshots ([`LogStore::save_snapshot`]): it remembers which
+//! stream sequence holds which positions ([`BatchSequences`], fed by every PubAck and by the take-over's replay), stores
+//! a snapshot in the object store with the sequence a replay after it starts from, deletes the partition's snapshots
+//! older than the newest two, and purges the subject below the older kept one, the last two only while the node may
+//! serve.
 
 use super::error::{ClusterError, Result};
 use super::log::OfficeLog;
+use super::positions::{BatchSequence, BatchSequences};
+use super::snapshots::{SnapshotBucket, StoredSnapshot};
 use super::writer::OfficeWriter;
 use crate::domain::OfficeId;
-use crate::storage::{DurableFuture, LogPosition, LogRecords, LogSink, LogStore, RECORD_HEADER_BYTES, StorageError};
+use crate::storage::{
+    self, DurableFuture, LogPosition, LogRecords, LogSink, LogStore, RECORD_HEADER_BYTES, SNAPSHOTS_KEPT,
+    SavedSnapshot, StorageError,
+};
 use parking_lot::Mutex;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,6 +40,21 @@ pub trait PartitionLogObserver: Send + Sync {
     fn batch_appended(&self, records: usize, elapsed: Duration);
     /// An append was refused because another writer moved the log on (the fence).
     fn append_fenced(&self);
+    /// A snapshot of `bytes` (framed) at `position` was stored in the object store.
+    fn snapshot_stored(&self, _position: LogPosition, _bytes: u64) {}
+    /// `messages` of the partition's subject were purged below the older kept snapshot.
+    fn log_purged(&self, _messages: u64) {}
+}
+
+/// Where a partition's log keeps its snapshots, and when it may drop what they cover.
+pub struct SnapshotKeeping {
+    /// The object store bucket.
+    pub bucket: SnapshotBucket,
+    /// The office logs, to purge the partition's subject.
+    pub log: OfficeLog,
+    /// Whether this node may still act as the partition's owner (its serving gate): older snapshots are deleted and
+    /// the subject purged only then, so a deposed owner never drops what the new one may need.
+    pub may_prune: Arc<dyn Fn() -> bool + Send + Sync>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -58,6 +84,8 @@ struct Shared {
     durable: watch::Sender<Durable>,
     bytes_written: AtomicU64,
     batch_bytes_max: usize,
+    /// Which stream sequence holds which positions, for the newest batches.
+    batch_sequences: Mutex<BatchSequences>,
 }
 
 impl Shared {
@@ -97,6 +125,9 @@ pub struct JetStreamLog {
     shared: Arc<Shared>,
     writer_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     runtime: tokio::runtime::Handle,
+    partition: OfficeId,
+    observer: Option<Arc<dyn PartitionLogObserver>>,
+    snapshots: Option<SnapshotKeeping>,
 }
 
 impl JetStreamLog {
@@ -118,10 +149,29 @@ impl JetStreamLog {
             durable: watch::Sender::new(Durable { position: last_position, failure: None, closed: false }),
             bytes_written: AtomicU64::new(0),
             batch_bytes_max: batch_bytes_max as usize,
+            batch_sequences: Mutex::new(BatchSequences::default()),
         });
         let runtime = tokio::runtime::Handle::current();
-        let task = runtime.spawn(run_writer(Arc::clone(&shared), writer, retry_for, observer));
-        JetStreamLog { shared, writer_task: Mutex::new(Some(task)), runtime }
+        let partition = writer.office().clone();
+        let task = runtime.spawn(run_writer(Arc::clone(&shared), writer, retry_for, observer.clone()));
+        JetStreamLog { shared, writer_task: Mutex::new(Some(task)), runtime, partition, observer, snapshots: None }
+    }
+
+    /// Keeps the engine's snapshots per `keeping`; `replayed` are the batches the take-over replayed (in order), so a
+    /// snapshot taken before this owner appended much can still place its position. Call before the engine appends.
+    #[must_use]
+    pub fn with_snapshots(
+        mut self,
+        keeping: SnapshotKeeping,
+        replayed: impl IntoIterator<Item = BatchSequence>,
+    ) -> Self {
+        let mut sequences = self.shared.batch_sequences.lock();
+        for batch in replayed {
+            sequences.record(batch);
+        }
+        drop(sequences);
+        self.snapshots = Some(keeping);
+        self
     }
 
     /// Fails the log with `reason` (the lease was lost): nothing more is appended, every waiter gets the error.
@@ -209,14 +259,41 @@ impl LogStore for JetStreamLog {
         self.shared.bytes_written.load(Ordering::Relaxed)
     }
 
-    /// The partition's log is replayed from its subject at every take-over: local snapshots would not be found by
-    /// the next owner (object-store snapshots are not built yet).
+    /// Snapshots are kept when the log was given somewhere to keep them ([`JetStreamLog::with_snapshots`]), and no
+    /// longer once it failed: a deposed owner's snapshotter would otherwise wait on a log that never answers again.
     fn keeps_snapshots(&self) -> bool {
-        false
+        self.snapshots.is_some() && self.failure().is_none()
     }
 
-    fn prune_before(&self, _oldest_kept: LogPosition) -> crate::storage::Result<usize> {
-        Ok(0)
+    /// Stores the snapshot in the object store, then (while the node may serve) deletes the partition's older
+    /// snapshots beyond the newest two and purges the subject below the older kept one. Skipped (`Ok(None)`, logged)
+    /// when the stream sequence holding `position` is not known.
+    fn save_snapshot(&self, position: LogPosition, payload: &[u8]) -> storage::Result<Option<SavedSnapshot>> {
+        let Some(keeping) = &self.snapshots else { return Ok(None) };
+        let Some(sequence) = self.shared.batch_sequences.lock().sequence_of(position) else {
+            tracing::warn!(
+                position = position.0,
+                partition = %self.partition,
+                "snapshot skipped: the stream sequence holding its position is not known"
+            );
+            return Ok(None);
+        };
+        let framed = storage::frame_snapshot(position, payload);
+        let kept = self.runtime.block_on(keep(keeping, &self.partition, position, sequence, &framed));
+        let (stored, purged) = kept.map_err(|error| {
+            let name = super::snapshots::snapshot_object_name(&self.partition, position);
+            StorageError::io("store snapshot", std::path::Path::new(&name), std::io::Error::other(error.to_string()))
+        })?;
+        if let Some(observer) = &self.observer {
+            observer.snapshot_stored(position, stored.bytes);
+            observer.log_purged(purged);
+        }
+        Ok(Some(SavedSnapshot {
+            position,
+            location: format!("{}/{}", super::snapshots::SNAPSHOT_BUCKET, stored.name),
+            payload_bytes: payload.len() as u64,
+            units_dropped: purged,
+        }))
     }
 
     /// Waits (blocking) until every record appended so far is stored, then stops the writer task.
@@ -285,6 +362,11 @@ async fn run_writer(
         match result {
             Ok(written) => {
                 shared.bytes_written.fetch_add(bytes, Ordering::Relaxed);
+                shared.batch_sequences.lock().record(BatchSequence {
+                    first_position: written.first_position,
+                    last_position: written.last_position,
+                    stream_sequence: written.appended.stream_sequence,
+                });
                 if let Some(observer) = &observer {
                     observer.batch_appended(records, started.elapsed());
                 }
@@ -302,14 +384,79 @@ async fn run_writer(
     }
 }
 
-/// Reads `partition`'s whole log back from its subject as records in position order, for the engine's replay before a
-/// new owner serves.
-pub async fn read_records(log: &OfficeLog, partition: &OfficeId) -> Result<LogRecords> {
-    let batches = log.replay(partition, 0).await?;
-    let mut records = Vec::new();
-    for replayed in batches {
-        let first = replayed.batch.header.first_position.0;
-        records.extend((first..).map(LogPosition).zip(replayed.batch.payloads));
+/// Stores `framed` as `partition`'s snapshot at `position` (replayed after from `sequence`), then prunes (see
+/// [`prune`]). Returns the stored snapshot and how many messages were purged. A failed prune is logged, not an error:
+/// the snapshot is stored, and the next one prunes again.
+async fn keep(
+    keeping: &SnapshotKeeping,
+    partition: &OfficeId,
+    position: LogPosition,
+    sequence: u64,
+    framed: &[u8],
+) -> Result<(StoredSnapshot, u64)> {
+    let stored = keeping.bucket.put(partition, position, sequence, framed).await?;
+    let purged = prune(keeping, partition).await.unwrap_or_else(|error| {
+        tracing::warn!(%error, partition = %partition, "snapshot stored, but older snapshots or log not dropped yet");
+        0
+    });
+    Ok((stored, purged))
+}
+
+/// While the node may serve: deletes `partition`'s snapshots older than the newest [`SNAPSHOTS_KEPT`], then purges its
+/// subject below the sequence the older kept one replays from. Returns how many messages were purged.
+async fn prune(keeping: &SnapshotKeeping, partition: &OfficeId) -> Result<u64> {
+    if !(keeping.may_prune)() {
+        return Ok(0);
     }
-    Ok(records)
+    let snapshots = keeping.bucket.list(partition).await?;
+    let surplus = snapshots.len().saturating_sub(SNAPSHOTS_KEPT);
+    for old in &snapshots[..surplus] {
+        keeping.bucket.delete(&old.name).await?;
+    }
+    let kept = &snapshots[surplus..];
+    // Only with two kept: the subject must still hold what a fall-back to the older one replays.
+    match kept {
+        [older, ..] if kept.len() == SNAPSHOTS_KEPT && (keeping.may_prune)() => {
+            keeping.log.purge_below(partition, older.replay_from_stream_sequence).await
+        }
+        _ => Ok(0),
+    }
+}
+
+/// Reads `partition`'s whole log back from its subject as records in position order, for a replay with no snapshot.
+/// [`ClusterError::Gap`] when the subject no longer starts at position 1 (it was purged below a snapshot).
+pub async fn read_records(log: &OfficeLog, partition: &OfficeId) -> Result<LogRecords> {
+    Ok(read_records_after(log, partition, LogPosition(0), 1).await?.records)
+}
+
+/// A partition's log read back after a snapshot.
+#[derive(Debug)]
+pub struct ReadBack {
+    /// The records after the snapshot's position, in position order, the first at position + 1.
+    pub records: LogRecords,
+    /// The batches read (records up to the snapshot's position included), in order, for [`JetStreamLog::with_snapshots`].
+    pub batches: Vec<BatchSequence>,
+}
+
+/// Reads `partition`'s log from stream sequence `from_sequence` on (1: its start) and returns the records after
+/// position `after`, checked to continue it ([`super::continuity::records_after`]): [`ClusterError::Gap`] otherwise.
+pub async fn read_records_after(
+    log: &OfficeLog,
+    partition: &OfficeId,
+    after: LogPosition,
+    from_sequence: u64,
+) -> Result<ReadBack> {
+    let replayed = log.replay(partition, from_sequence.saturating_sub(1)).await?;
+    let batches = replayed
+        .iter()
+        .map(|replayed| BatchSequence {
+            first_position: replayed.batch.header.first_position,
+            last_position: replayed.batch.header.last_position(),
+            stream_sequence: replayed.stream_sequence,
+        })
+        .collect();
+    let decoded = replayed.into_iter().map(|replayed| replayed.batch).collect();
+    let records = super::continuity::records_after(after, decoded)
+        .map_err(|source| ClusterError::Gap { office: partition.to_string(), source })?;
+    Ok(ReadBack { records, batches })
 }

@@ -1,20 +1,21 @@
-//! The local write-ahead log as the engine's [`LogStore`]: the [`Wal`] and the directory its segments live in, so a
-//! snapshot can drop the segments it covers.
+//! The local write-ahead log as the engine's [`LogStore`]: the [`Wal`], the directory its segments live in and the
+//! directory of the snapshots, so that keeping a snapshot writes its file and drops the segments it covers.
 
-use crate::storage::{self, DurableFuture, LogPosition, LogSink, LogStore, Wal};
+use crate::storage::{self, DurableFuture, LogPosition, LogSink, LogStore, SavedSnapshot, Wal};
 use std::path::PathBuf;
 
-/// A [`Wal`] and its directory.
+/// A [`Wal`], its directory and the snapshot directory.
 pub struct LocalLog {
     wal: Wal,
     dir: PathBuf,
+    snapshot_dir: PathBuf,
 }
 
 impl LocalLog {
-    /// The log `wal`, whose segments are in `dir`.
+    /// The log `wal`, whose segments are in `dir`, with its snapshots in `snapshot_dir`.
     #[must_use]
-    pub fn new(wal: Wal, dir: PathBuf) -> LocalLog {
-        LocalLog { wal, dir }
+    pub fn new(wal: Wal, dir: PathBuf, snapshot_dir: PathBuf) -> LocalLog {
+        LocalLog { wal, dir, snapshot_dir }
     }
 }
 
@@ -45,8 +46,16 @@ impl LogStore for LocalLog {
         true
     }
 
-    fn prune_before(&self, oldest_kept: LogPosition) -> storage::Result<usize> {
-        Ok(storage::prune_segments(&self.dir, oldest_kept)?.deleted.len())
+    /// Writes the snapshot file (keeping the newest two), then deletes the segments that the older kept one covers.
+    fn save_snapshot(&self, position: LogPosition, payload: &[u8]) -> storage::Result<Option<SavedSnapshot>> {
+        let info = storage::write_snapshot(&self.snapshot_dir, position, payload)?;
+        let segments_deleted = storage::prune_segments(&self.dir, info.oldest_kept_position)?.deleted.len();
+        Ok(Some(SavedSnapshot {
+            position,
+            location: info.path.display().to_string(),
+            payload_bytes: info.payload_bytes,
+            units_dropped: segments_deleted as u64,
+        }))
     }
 
     fn close(&self) -> storage::Result<()> {

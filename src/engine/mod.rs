@@ -24,7 +24,7 @@ pub mod watchers;
 use crate::domain::{Command, Event, EventLog, Execution, OfficeSettings, Outcome, QuotaBook, RequestId, Timestamp};
 use crate::limits::{IDLE_TICKET_SCAN_SECONDS, STALE_REQUEST_SCAN_SECONDS};
 use crate::metrics as names;
-use crate::storage::{self, FileOpener, LogPosition, LogStore, SnapshotInfo, StdFileOpener, Wal, WalOptions};
+use crate::storage::{self, FileOpener, LogPosition, LogStore, SavedSnapshot, StdFileOpener, Wal, WalOptions};
 pub use error::{EngineError, Result};
 use parking_lot::Mutex;
 pub use recovery::RecoveryReport;
@@ -156,22 +156,26 @@ impl Engine {
         let observer: Arc<dyn storage::WalObserver> = Arc::new(names::WalMetrics);
         let files = seams.files.clone().unwrap_or_else(|| Arc::new(StdFileOpener));
         let wal = Wal::open_with_files(options.wal.clone(), &report.log, Some(observer), files)?;
-        let log: Arc<dyn LogStore> = Arc::new(local_log::LocalLog::new(wal, options.wal.dir.clone()));
+        let log: Arc<dyn LogStore> = Arc::new(local_log::LocalLog::new(wal, options.wal.dir.clone(), snapshot_dir));
         Ok((Engine::assemble(book, log, &report, options, clock, seams), report))
     }
 
-    /// Opens the engine on a log that is not the local write-ahead log (a replicated one): `records` are the log's
-    /// records in position order, replayed here onto an empty book, and `log` continues after the last of them. No
-    /// local snapshot is read; whether one is written follows [`LogStore::keeps_snapshots`]. Blocking.
+    /// Opens the engine on a log that is not the local write-ahead log (a replicated one): `snapshot`, when given, is
+    /// an image (as [`codec::encode_image`] made it) of the state at a log position; `records` are the log's records
+    /// after it (or from the first, without one) in position order, replayed here onto it, and `log` continues after
+    /// the last of them. No local snapshot is read; where snapshots go is `log`'s business
+    /// ([`LogStore::save_snapshot`]). An image that does not decode is an error: the caller tries an older one.
+    /// Blocking.
     pub fn open_on_log(
         rules: crate::domain::BookRules,
         options: EngineOptions,
         clock: Arc<dyn Clock>,
         seams: EngineSeams,
+        snapshot: Option<(LogPosition, &[u8])>,
         records: storage::LogRecords,
         log: Arc<dyn LogStore>,
     ) -> Result<(Engine, RecoveryReport)> {
-        let (book, report) = recovery::replay_records(rules, records)?;
+        let (book, report) = recovery::replay_records_after(rules, snapshot, records)?;
         book.key_booking_numbers(seams.booking_number_key.unwrap_or_else(rand::random));
         Ok((Engine::assemble(book, log, &report, options, clock, seams), report))
     }
@@ -318,10 +322,11 @@ impl Engine {
             || (records_since > 0 && last.taken_at.elapsed() >= self.options.snapshot_every)
     }
 
-    /// Writes a snapshot of the current state, then deletes log segments it makes unnecessary. Blocking: run it on a
-    /// thread of its own; `runtime` is used to await durability of the captured position.
-    /// Does nothing (`Ok(None)`) on a log that keeps no snapshots.
-    pub fn snapshot(&self, runtime: &tokio::runtime::Handle) -> Result<Option<SnapshotInfo>> {
+    /// Takes a snapshot of the current state and hands it to the log to keep ([`LogStore::save_snapshot`]: files in
+    /// `snapshots/` and the segments they cover dropped for the local log; the object store and a purge for the
+    /// cluster's). Blocking: run it on a thread of its own; `runtime` is used to await durability of the captured
+    /// position. Does nothing (`Ok(None)`) on a log that keeps no snapshots, or when the log skipped this one.
+    pub fn snapshot(&self, runtime: &tokio::runtime::Handle) -> Result<Option<SavedSnapshot>> {
         if !self.log.keeps_snapshots() {
             return Ok(None);
         }
@@ -341,12 +346,15 @@ impl Engine {
         let position = LogPosition(capture.log_position);
         let payload = codec::encode_image(&capture.to_image());
         drop(capture);
-        let info = storage::write_snapshot(&self.options.data_dir.join("snapshots"), position, &payload)?;
-        let segments_deleted = self.log.prune_before(info.oldest_kept_position)?;
+        let saved = self.log.save_snapshot(position, &payload)?;
+        // A skipped snapshot counts as taken for scheduling: the next try comes at the next trigger, not every poll.
         *self.last_snapshot.lock() = LastSnapshot {
             position: position.0,
             taken_at: Instant::now(),
             log_bytes_at: i128::from(log_bytes_at_capture),
+        };
+        let Some(saved) = saved else {
+            return Ok(None);
         };
         let elapsed = started.elapsed();
         metrics::histogram!(names::SNAPSHOT_DURATION_SECONDS).record(elapsed.as_secs_f64());
@@ -356,10 +364,11 @@ impl Engine {
             position = position.0,
             bytes = payload.len(),
             elapsed_ms = elapsed.as_millis() as u64,
-            segments_deleted,
+            location = %saved.location,
+            dropped = saved.units_dropped,
             "snapshot written"
         );
-        Ok(Some(info))
+        Ok(Some(saved))
     }
 
     /// Flushes the log and closes it. Call after the last change.

@@ -1,24 +1,27 @@
-//! Cluster mode: owning one partition of the cluster log. Take its lease (waiting while another node holds it), replay
-//! its subject, open the engine on a [`JetStreamLog`], append an [`Event::OwnerChanged`] with the fence, then serve
-//! while the lease is renewed in the background; stop serving the moment the lease is lost, cannot be renewed in
-//! time, or an append is fenced.
+//! Cluster mode: owning one partition of the cluster log. Take its lease (waiting while another node holds it), load
+//! its newest snapshot from the object store and replay its subject after it, open the engine on a [`JetStreamLog`],
+//! append an [`Event::OwnerChanged`] with the fence, then serve while the lease is renewed in the background; stop
+//! serving the moment the lease is lost, cannot be renewed in time, or an append is fenced.
 //!
 //! Also opens the partition's NIK claims (`nik_claims.rs`) and runs their reconciler while the partition is owned.
 //!
 //! Owns the lease keeper task and the [`ServingGate`] the gRPC layer consults on every call. It must not route calls
-//! or decide bookings. Snapshots are not written in this mode (the log says so, [`LogStore::keeps_snapshots`]): every
-//! take-over replays the subject from its start.
+//! or decide bookings. The engine's snapshotter keeps snapshots through the log ([`LogStore::save_snapshot`]: the
+//! object store, two kept, the subject purged below the older one while the gate is open). A take-over tries the
+//! newest snapshot, then the older, then the subject from its start, and serves only a state whose log continues it
+//! (`cluster::records_after`); if none does, the attempt fails and the lease is given back.
 
 use super::nik_claim_state::NikClaims;
 use super::nik_claims::keep_reconciling;
 use super::{Clock, Engine, EngineOptions, EngineSeams, RecoveryReport};
 use crate::cluster::{
     ClusterConfig, ClusterError, JetStreamLog, Lease, LeaseBucket, NikClaimBucket, NikHasher, OfficeLog, OfficeWriter,
-    PartitionLogObserver, connect, nik_claim_secret, read_records,
+    PartitionLogObserver, ReadBack, SnapshotBucket, SnapshotKeeping, StoredSnapshot, connect, nik_claim_secret,
+    read_records_after,
 };
 use crate::domain::{BookRules, Event, OfficeId};
 use crate::metrics as names;
-use crate::storage::{LogStore, StorageError};
+use crate::storage::{self, LogPosition, LogStore, StorageError};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -154,14 +157,15 @@ pub async fn take_partition(
     let bucket =
         LeaseBucket::open(&connection, &cluster.node_name, cluster.lease_options(), cluster.replicas as usize).await?;
     let log = OfficeLog::new(&connection, cluster.log_options());
+    let snapshots = SnapshotBucket::open(&connection, cluster.replicas as usize).await?;
     let claims = open_nik_claims(cluster, &connection, &partition).await?;
     loop {
         let lease = wait_for_lease(&bucket, &partition).await;
         gate.serve_until(lease.written_at + bucket.options().serve_for());
         let mut keeper = LeaseKeeper::start(bucket.clone(), lease.clone(), Arc::clone(&gate));
         let attempt = tokio::select! {
-            attempt = take_over(cluster, &log, &partition, lease.epoch, rules.clone(), options.clone(),
-                Arc::clone(&clock), seams.clone()) => attempt,
+            attempt = take_over(cluster, &log, &snapshots, &partition, lease.epoch, rules.clone(), options.clone(),
+                Arc::clone(&clock), seams.clone(), Arc::clone(&gate)) => attempt,
             reason = keeper.lost() => Err(ClusterError::LeaseLost { office: partition.to_string(), detail: reason }.into()),
         };
         match attempt {
@@ -237,46 +241,138 @@ async fn wait_for_lease(bucket: &LeaseBucket, partition: &OfficeId) -> Lease {
 
 type TakenOver = (Arc<Engine>, RecoveryReport, Arc<JetStreamLog>, bool);
 
-/// Replays the partition's log, opens the engine on it and appends the fenced [`Event::OwnerChanged`].
+/// Where the engine is opened from: a snapshot's image and the records after it, read under a writer lined up with the
+/// log's end.
+struct Opened {
+    engine: Engine,
+    report: RecoveryReport,
+    log: Arc<JetStreamLog>,
+    previous_owner: bool,
+}
+
+/// Opens the engine on the partition's newest usable snapshot and the log after it (falling back to the older one,
+/// then to the subject from its start), and appends the fenced [`Event::OwnerChanged`].
 #[allow(clippy::too_many_arguments)]
 async fn take_over(
     cluster: &ClusterConfig,
     log: &OfficeLog,
+    snapshots: &SnapshotBucket,
     partition: &OfficeId,
     epoch: u64,
     rules: BookRules,
     options: EngineOptions,
     clock: Arc<dyn Clock>,
     seams: EngineSeams,
+    gate: Arc<ServingGate>,
 ) -> super::Result<TakenOver> {
     log.ensure_office(partition).await?;
-    let mut lined_up = None;
-    for _ in 0..REPLAY_ATTEMPTS_MAX {
-        let records = read_records(log, partition).await?;
-        let writer = OfficeWriter::open(log.clone(), partition.clone(), epoch).await?;
-        let replayed_to = records.last().map_or(0, |(position, _)| position.0);
-        // A deposed owner may have appended between the replay and the fence read: read again.
-        if writer.next_position().0 == replayed_to + 1 {
-            lined_up = Some((records, writer));
-            break;
+    let stored = snapshots.list(partition).await.unwrap_or_else(|error| {
+        tracing::warn!(%error, partition = %partition, "cannot list the partition's snapshots; replaying from the start");
+        Vec::new()
+    });
+    let starts = stored.into_iter().rev().map(Some).chain([None]);
+    let mut failure = None;
+    for start in starts {
+        let attempt = open_from(cluster, log, snapshots, partition, epoch, start.as_ref(), Arc::clone(&gate), || {
+            (rules.clone(), options.clone(), Arc::clone(&clock), seams.clone())
+        })
+        .await;
+        match attempt {
+            Ok(opened) => return finish_take_over(opened, partition, epoch).await,
+            Err(error) => {
+                let snapshot = start.as_ref().map_or("none (the subject from its start)", |start| start.name.as_str());
+                tracing::warn!(%error, partition = %partition, snapshot, "cannot take over from this start");
+                failure = Some(error);
+            }
         }
     }
-    let Some((records, writer)) = lined_up else {
-        return Err(ClusterError::Unavailable { detail: "the log kept moving during the replay".into() }.into());
-    };
-    let previous_owner = !records.is_empty();
-    let observer: Arc<dyn PartitionLogObserver> = Arc::new(Observer { partition: partition.to_string() });
-    let retry_for = cluster.lease_options().serve_for();
-    let jetstream_log = Arc::new(JetStreamLog::start(writer, cluster.batch_bytes_max, retry_for, Some(observer)));
-    let sink: Arc<dyn LogStore> = Arc::clone(&jetstream_log) as Arc<dyn LogStore>;
-    let (engine, report) =
-        tokio::task::spawn_blocking(move || Engine::open_on_log(rules, options, clock, seams, records, sink))
-            .await
-            .map_err(|error| ClusterError::Other { detail: format!("replay task: {error}") })??;
+    Err(failure.expect("the replay from the start is always tried"))
+}
+
+/// Appends the fenced [`Event::OwnerChanged`] on the opened engine and publishes what the take-over loaded.
+async fn finish_take_over(opened: Opened, partition: &OfficeId, epoch: u64) -> super::Result<TakenOver> {
+    let Opened { engine, report, log, previous_owner } = opened;
     let engine = Arc::new(engine);
     engine.append_owner_changed(epoch).await?;
-    tracing::info!(partition = %partition, epoch, records_replayed = report.records_replayed, "partition taken over");
-    Ok((engine, report, jetstream_log, previous_owner))
+    let name = partition.to_string();
+    metrics::gauge!(names::CLUSTER_TAKEOVER_RECORDS_REPLAYED, "partition" => name.clone())
+        .set(report.records_replayed as f64);
+    metrics::gauge!(names::CLUSTER_TAKEOVER_SNAPSHOT_POSITION, "partition" => name)
+        .set(report.snapshot_position.unwrap_or(0) as f64);
+    tracing::info!(partition = %partition, epoch, snapshot_position = report.snapshot_position,
+        records_replayed = report.records_replayed, "partition taken over");
+    Ok((engine, report, log, previous_owner))
+}
+
+/// Opens the engine from `start` (a snapshot, or the subject's first record): loads and checks the snapshot, reads the
+/// log after it and checks that it continues it, lines the read up with the log's end under a new writer, and opens
+/// the engine on the image and those records. Any failure (the object unreadable or damaged, a hole after it, an image
+/// that does not decode) is an error: the caller tries an older start.
+#[allow(clippy::too_many_arguments)]
+async fn open_from(
+    cluster: &ClusterConfig,
+    log: &OfficeLog,
+    snapshots: &SnapshotBucket,
+    partition: &OfficeId,
+    epoch: u64,
+    start: Option<&StoredSnapshot>,
+    gate: Arc<ServingGate>,
+    engine_inputs: impl Fn() -> (BookRules, EngineOptions, Arc<dyn Clock>, EngineSeams),
+) -> super::Result<Opened> {
+    let (after, image) = match start {
+        Some(snapshot) => {
+            let framed = snapshots.load(snapshot).await?;
+            let (position, image) = storage::unframe_snapshot(&snapshot.name, &framed)?;
+            if position != snapshot.position {
+                let detail = format!("{} holds position {}", snapshot.name, position.0);
+                return Err(ClusterError::Other { detail }.into());
+            }
+            (position, Some(image.to_vec()))
+        }
+        None => (LogPosition(0), None),
+    };
+    let from_sequence = start.map_or(1, |snapshot| snapshot.replay_from_stream_sequence);
+    let (read, writer) = read_lined_up(log, partition, epoch, after, from_sequence).await?;
+    let previous_owner = writer.next_position().0 > 1;
+    let observer: Arc<dyn PartitionLogObserver> = Arc::new(Observer { partition: partition.to_string() });
+    let retry_for = cluster.lease_options().serve_for();
+    let keeping =
+        SnapshotKeeping { bucket: snapshots.clone(), log: log.clone(), may_prune: Arc::new(move || gate.may_serve()) };
+    let jetstream_log = Arc::new(
+        JetStreamLog::start(writer, cluster.batch_bytes_max, retry_for, Some(observer))
+            .with_snapshots(keeping, read.batches),
+    );
+    let sink: Arc<dyn LogStore> = Arc::clone(&jetstream_log) as Arc<dyn LogStore>;
+    let (rules, options, clock, seams) = engine_inputs();
+    let records = read.records;
+    let (engine, report) = tokio::task::spawn_blocking(move || {
+        let snapshot = image.as_deref().map(|image| (after, image));
+        Engine::open_on_log(rules, options, clock, seams, snapshot, records, sink)
+    })
+    .await
+    .map_err(|error| ClusterError::Other { detail: format!("replay task: {error}") })??;
+    Ok(Opened { engine, report, log: jetstream_log, previous_owner })
+}
+
+/// Reads the log after position `after` from stream sequence `from_sequence` on, then opens a writer at the log's end;
+/// again (a few times) while a deposed owner appended between the two.
+async fn read_lined_up(
+    log: &OfficeLog,
+    partition: &OfficeId,
+    epoch: u64,
+    after: LogPosition,
+    from_sequence: u64,
+) -> super::Result<(ReadBack, OfficeWriter)> {
+    for _ in 0..REPLAY_ATTEMPTS_MAX {
+        let read = read_records_after(log, partition, after, from_sequence).await?;
+        let writer = OfficeWriter::open(log.clone(), partition.clone(), epoch).await?;
+        let replayed_to = read.records.last().map_or(after.0, |(position, _)| position.0);
+        // A deposed owner may have appended between the replay and the fence read: read again.
+        if writer.next_position().0 == replayed_to + 1 {
+            return Ok((read, writer));
+        }
+    }
+    Err(ClusterError::Unavailable { detail: "the log kept moving during the replay".into() }.into())
 }
 
 impl Engine {
@@ -375,6 +471,16 @@ impl PartitionLogObserver for Observer {
 
     fn append_fenced(&self) {
         metrics::counter!(names::CLUSTER_FENCED_REFUSALS_TOTAL, "partition" => self.partition.clone()).increment(1);
+    }
+
+    fn snapshot_stored(&self, _position: LogPosition, bytes: u64) {
+        metrics::counter!(names::CLUSTER_SNAPSHOTS_STORED_TOTAL, "partition" => self.partition.clone()).increment(1);
+        metrics::gauge!(names::CLUSTER_SNAPSHOT_BYTES, "partition" => self.partition.clone()).set(bytes as f64);
+    }
+
+    fn log_purged(&self, messages: u64) {
+        metrics::counter!(names::CLUSTER_LOG_PURGED_MESSAGES_TOTAL, "partition" => self.partition.clone())
+            .increment(messages);
     }
 }
 

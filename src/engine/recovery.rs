@@ -1,4 +1,5 @@
-//! Start-up: load the newest valid snapshot, replay the log after it, and hand back a book ready to serve.
+//! Start-up: load the newest valid snapshot, replay the log after it, and hand back a book ready to serve; or, for a
+//! replicated log, the same from an image and records the caller read (`replay_records_after`).
 //!
 //! Architecture invariant: nothing is served until this returns; the health service says NOT_SERVING meanwhile.
 
@@ -70,14 +71,30 @@ pub fn recover(
     Ok((book, report))
 }
 
-/// Rebuilds the book from `records` alone (a replicated log read back in position order), with no snapshot. The
-/// report's `log` describes the records as a local read would (no directory, no tail, no truncation).
+/// Rebuilds the book from `records` alone (a replicated log read back in position order, from its first record), with
+/// no snapshot. The report's `log` describes the records as a local read would (no directory, no tail, no truncation).
 pub fn replay_records(rules: BookRules, records: LogRecords) -> Result<(QuotaBook, RecoveryReport), EngineError> {
+    replay_records_after(rules, None, records)
+}
+
+/// Rebuilds the book from `snapshot` (the position an image covers and the image as [`codec::encode_image`] made it;
+/// none: an empty book) and `records`, the log's records after that position in position order. The caller has checked
+/// that the records follow on from the snapshot; an image that does not decode is an error.
+pub fn replay_records_after(
+    rules: BookRules,
+    snapshot: Option<(LogPosition, &[u8])>,
+    records: LogRecords,
+) -> Result<(QuotaBook, RecoveryReport), EngineError> {
     let started = Instant::now();
-    let mut book = QuotaBook::new(rules);
+    let mut book = match snapshot {
+        Some((_, image)) => QuotaBook::from_image(rules, codec::decode_image(image)?)?,
+        None => QuotaBook::new(rules),
+    };
+    let snapshot_position = snapshot.map(|(position, _)| position);
     let mut bytes_delivered = 0u64;
-    let mut last_position = LogPosition(0);
+    let mut last_position = snapshot_position.unwrap_or(LogPosition(0));
     for (position, payload) in &records {
+        debug_assert_eq!(position.0, last_position.0 + 1, "records follow on from the snapshot");
         book.replay(&codec::decode_event(payload)?);
         bytes_delivered += storage::RECORD_HEADER_BYTES + payload.len() as u64;
         last_position = *position;
@@ -96,7 +113,7 @@ pub fn replay_records(rules: BookRules, records: LogRecords) -> Result<(QuotaBoo
         tail: None,
     };
     let report = RecoveryReport {
-        snapshot_position: None,
+        snapshot_position: snapshot_position.map(|position| position.0),
         records_replayed: log.records_delivered,
         log,
         duration: started.elapsed(),

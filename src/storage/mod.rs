@@ -20,7 +20,8 @@
 //! - `durability.rs`: the durable position and the tasks waiting on it, one shared notification per batch.
 //! - `stats.rs`: [`WalStats`] and [`WalObserver`] for the metrics layer.
 //! - `recovery.rs`: [`read_log`] and its torn-tail and corruption rules.
-//! - `snapshot.rs`: [`write_snapshot`], [`SnapshotWriter`], [`load_latest_snapshot`].
+//! - `snapshot.rs`: [`write_snapshot`], [`SnapshotWriter`], [`load_latest_snapshot`]; [`frame_snapshot`] and
+//!   [`unframe_snapshot`], the same frame in memory.
 //!
 //! # Start-up sequence
 //!
@@ -55,10 +56,10 @@ pub use segment::{
     PruneReport, SEGMENT_FORMAT_VERSION, SEGMENT_HEADER_BYTES, SegmentFile, list_segments, prune_segments,
     segment_file_name,
 };
-pub use sink::{DurableFuture, LogPosition, LogSink, LogStore};
+pub use sink::{DurableFuture, LogPosition, LogSink, LogStore, SavedSnapshot};
 pub use snapshot::{
     LoadedSnapshot, SNAPSHOT_FORMAT_VERSION, SNAPSHOT_HEADER_BYTES, SNAPSHOTS_KEPT, SnapshotInfo, SnapshotWriter,
-    load_latest_snapshot, snapshot_file_name, write_snapshot,
+    frame_snapshot, load_latest_snapshot, snapshot_file_name, unframe_snapshot, write_snapshot,
 };
 pub use stats::{WalObserver, WalStats};
 pub use wal::Wal;

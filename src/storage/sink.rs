@@ -10,6 +10,19 @@ use std::pin::Pin;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct LogPosition(pub u64);
 
+/// A snapshot a [`LogStore`] kept, and what it dropped because of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SavedSnapshot {
+    /// The position it covers.
+    pub position: LogPosition,
+    /// Where it is (a file path, an object name), for the log line.
+    pub location: String,
+    /// Bytes of the engine's payload.
+    pub payload_bytes: u64,
+    /// Storage units dropped because of it: segment files for the local log, messages for a replicated one.
+    pub units_dropped: u64,
+}
+
 /// The future returned by [`LogSink::wait_durable`].
 pub type DurableFuture<'a> = Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>;
 
@@ -34,20 +47,23 @@ pub trait LogSink: Send + Sync + 'static {
 }
 
 /// What the engine needs of its log beyond [`LogSink`]: how much it has written (to schedule snapshots), whether
-/// snapshots let it drop records, dropping them, and closing. The local write-ahead log implements it with its segment
-/// files; a replicated log implements it without local snapshots.
+/// snapshots are kept, keeping one and dropping what it covers, and closing. The local write-ahead log implements it
+/// with its snapshot and segment files; the cluster's log with the JetStream object store and a purge.
 pub trait LogStore: LogSink {
     /// Frame bytes of the records this log has made durable since it was opened.
     fn bytes_written(&self) -> u64;
 
-    /// Whether the engine's snapshots are taken for this log: a snapshot lets the next start replay only the records
-    /// after it, and lets [`LogStore::prune_before`] drop the records it covers. False for a log whose replay does not
-    /// read the local snapshots.
+    /// Whether the engine's snapshots are taken for this log: a snapshot lets the next start (or the next owner of a
+    /// replicated log) replay only the records after it, and lets [`LogStore::save_snapshot`] drop the records it
+    /// covers. False for a log with nowhere to keep them.
     fn keeps_snapshots(&self) -> bool;
 
-    /// Drops what the log no longer needs because a snapshot covers every record before `oldest_kept`; returns how
-    /// many storage units (segment files) were dropped. Blocking.
-    fn prune_before(&self, oldest_kept: LogPosition) -> Result<usize>;
+    /// Keeps `payload`, the engine's image of the state after every record up to and including `position` (all of them
+    /// durable), where the next start or the next owner finds it, then drops what the log no longer needs because of
+    /// it (the local log: snapshot files beyond two and the segments they cover; a replicated log: its own equivalent).
+    /// `Ok(None)` when this snapshot was skipped (logged with why); the engine tries again at the next trigger.
+    /// Blocking: called on the snapshot thread.
+    fn save_snapshot(&self, position: LogPosition, payload: &[u8]) -> Result<Option<SavedSnapshot>>;
 
     /// Makes every record appended so far durable and stops taking more; later appends are dropped and their waiters
     /// get an error. Blocking: call it off the async runtime. Returns the failure if the log had failed.

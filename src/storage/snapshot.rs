@@ -172,6 +172,36 @@ pub fn load_latest_snapshot(dir: &Path) -> Result<Option<LoadedSnapshot>> {
     }
 }
 
+/// `payload` framed as a snapshot file frames it (header, then payload), in memory: the same bytes
+/// [`write_snapshot`] would put in the file, for a snapshot kept somewhere other than a local file (the cluster's
+/// object store).
+#[must_use]
+pub fn frame_snapshot(position: LogPosition, payload: &[u8]) -> Vec<u8> {
+    let mut framed = Vec::with_capacity(SNAPSHOT_HEADER_BYTES as usize + payload.len());
+    framed.extend_from_slice(&encode_snapshot_header(position, payload.len() as u64, crc32c::crc32c(payload)));
+    framed.extend_from_slice(payload);
+    framed
+}
+
+/// Checks bytes made by [`frame_snapshot`] (or read from a snapshot file) and returns the position and payload;
+/// `name` says where they came from, for the error. A damaged frame is [`StorageError::CorruptSnapshot`].
+pub fn unframe_snapshot<'bytes>(name: &str, framed: &'bytes [u8]) -> Result<(LogPosition, &'bytes [u8])> {
+    let path = Path::new(name);
+    let corrupt = |detail: String| StorageError::CorruptSnapshot { path: path.to_owned(), detail };
+    let Some(header) = framed.first_chunk::<36>() else {
+        return Err(corrupt(format!("{} bytes, shorter than the header", framed.len())));
+    };
+    let fields = decode_snapshot_header(path, header)?;
+    let payload = &framed[SNAPSHOT_HEADER_BYTES as usize..];
+    if payload.len() as u64 != fields.payload_bytes {
+        return Err(corrupt(format!("payload of {} bytes, header says {}", payload.len(), fields.payload_bytes)));
+    }
+    if crc32c::crc32c(payload) != fields.payload_checksum {
+        return Err(corrupt("payload checksum mismatch".to_owned()));
+    }
+    Ok((fields.position, payload))
+}
+
 /// The file name of the snapshot at `position`.
 #[must_use]
 pub fn snapshot_file_name(position: LogPosition) -> String {
@@ -382,6 +412,24 @@ mod tests {
         std::fs::write(&newest, bytes).unwrap();
         let error = load_latest_snapshot(dir.path()).unwrap_err();
         assert!(error.to_string().ends_with("has format version 2; this build reads 1"), "{error}");
+    }
+
+    #[test]
+    fn a_framed_snapshot_is_the_file_and_every_damage_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = payload(5, 300);
+        let path = write_snapshot(dir.path(), LogPosition(9), &bytes).unwrap().path;
+        let framed = frame_snapshot(LogPosition(9), &bytes);
+        assert_eq!(framed, std::fs::read(path).unwrap(), "the same bytes as the file");
+        assert_eq!(unframe_snapshot("x", &framed).unwrap(), (LogPosition(9), bytes.as_slice()));
+        for index in 0..framed.len() {
+            let mut damaged = framed.clone();
+            damaged[index] ^= 0x04;
+            assert!(unframe_snapshot("x", &damaged).is_err(), "flipped byte {index} went unnoticed");
+        }
+        for length in [0, 35, 36, framed.len() - 1] {
+            assert!(unframe_snapshot("x", &framed[..length]).is_err(), "cut at {length} went unnoticed");
+        }
     }
 
     /// Found by the simulator (`sim/regressions.txt`): a bit flipped in the newest snapshot's version field made the

@@ -1,5 +1,6 @@
-//! What a partition's log says against what its live owner serves: the subject is read back from JetStream from its
-//! start, replayed into a fresh quota book (as a new owner would), and that book's answers, turned into protobuf by the
+//! What a partition's log says against what its live owner serves: the partition's newest snapshot is loaded from the
+//! object store and the subject read back from JetStream after it (from its start when there is no snapshot), replayed
+//! into a fresh quota book (as a new owner would), and that book's answers, turned into protobuf by the
 //! server's own conversions, must equal the live owner's answers to the same reads: every booking of the dates (all
 //! fields), the office's figures (capacity, remaining, holds, confirmed, running totals) and the sessions'
 //! availability. A change the owner applied but did not log, or logged but did not apply, shows as a difference.
@@ -9,21 +10,38 @@
 #![allow(dead_code)]
 
 use crate::common::jakarta_date;
-use antrean::cluster::{ClusterConfig, OfficeLog, connect, read_records};
+use antrean::cluster::{ClusterConfig, OfficeLog, SnapshotBucket, connect, read_records_after};
 use antrean::domain::{Date, OfficeId, QuotaBook, ServiceType, Timestamp};
 use antrean::grpc::convert;
 use antrean::proto::{self, admin_service_client::AdminServiceClient, booking_service_client::BookingServiceClient};
+use antrean::storage::{LogPosition, unframe_snapshot};
 use tonic::transport::Channel;
 
-/// The partition's log replayed from its first record into a fresh book with the default rules, and how many records
-/// it holds.
+/// The partition's state as a new owner would rebuild it, with the default rules: its newest snapshot (none: an empty
+/// book) and the subject's records after it, checked to follow on. Returns the book and the log position it is at
+/// (the number of records it covers).
 pub async fn replayed_partition(config: &ClusterConfig) -> (QuotaBook, usize) {
     let connection = connect(&config.connect_options()).await.expect("connect to NATS");
     let log = OfficeLog::new(&connection, config.log_options());
-    let records = read_records(&log, &config.partition_id().expect("partition")).await.expect("read the subject");
-    let count = records.len();
+    let partition = config.partition_id().expect("partition");
+    let bucket = SnapshotBucket::open(&connection, config.replicas as usize).await.expect("the snapshot bucket");
+    let newest = bucket.list(&partition).await.expect("list the snapshots").pop();
+    let framed = match &newest {
+        Some(snapshot) => Some(bucket.load(snapshot).await.expect("read the newest snapshot")),
+        None => None,
+    };
+    let snapshot = newest.as_ref().zip(framed.as_deref()).map(|(stored, framed)| {
+        let (position, image) = unframe_snapshot(&stored.name, framed).expect("a valid snapshot");
+        assert_eq!(position, stored.position, "the object's name and frame agree");
+        (position, image)
+    });
+    let (after, from_sequence) =
+        newest.as_ref().map_or((LogPosition(0), 1), |stored| (stored.position, stored.replay_from_stream_sequence));
+    let read = read_records_after(&log, &partition, after, from_sequence).await.expect("read the subject");
+    let count = after.0 as usize + read.records.len();
     let rules = antrean::config::Config::default().book_rules();
-    let (book, _) = antrean::engine::recovery::replay_records(rules, records).expect("replay the subject");
+    let (book, _) = antrean::engine::recovery::replay_records_after(rules, snapshot, read.records)
+        .expect("replay the subject after the snapshot");
     (book, count)
 }
 
