@@ -12,7 +12,7 @@
 use crate::domain::{
     BookRules, OfficeId, OfficeSettings, Pool, ServiceType, SessionId, SessionTemplate, TimeOfDay, validate_settings,
 };
-use crate::limits::{AMENDMENTS_MAX, OFFICES_MAX};
+use crate::limits::{AMENDMENTS_MAX, OFFICES_MAX, WAITING_ROOM_ADMISSIONS_PER_SECOND_MAX};
 use crate::storage::{FsyncMode, WalOptions};
 use serde::{Deserialize, Deserializer};
 use std::net::SocketAddr;
@@ -231,6 +231,8 @@ pub struct BookingConfig {
     pub ticket_idle_ttl_seconds: u64,
     /// Most tickets in one waiting room.
     pub tickets_per_room_max: u64,
+    /// Most tickets one waiting room admits per second.
+    pub admissions_per_second_max: u32,
 }
 
 fn seconds_to_ms(seconds: u64) -> i64 {
@@ -255,6 +257,7 @@ impl Default for BookingConfig {
             admission_factor_percent: rules.admission_factor_percent,
             ticket_idle_ttl_seconds: (rules.ticket_idle_ttl_ms / 1000) as u64,
             tickets_per_room_max: rules.tickets_per_room_max,
+            admissions_per_second_max: rules.admissions_per_second_max,
         }
     }
 }
@@ -409,6 +412,12 @@ impl Config {
         if booking.request_retention_seconds == 0 || booking.requests_max == 0 || booking.bookings_max == 0 {
             return invalid("booking.request_retention_seconds", "retention and maxima must be at least 1");
         }
+        if !(1..=WAITING_ROOM_ADMISSIONS_PER_SECOND_MAX).contains(&booking.admissions_per_second_max) {
+            return invalid(
+                "booking.admissions_per_second_max",
+                format!("must be between 1 and {WAITING_ROOM_ADMISSIONS_PER_SECOND_MAX}"),
+            );
+        }
         if !(1..=1000).contains(&booking.admission_factor_percent) {
             return invalid("booking.admission_factor_percent", "must be between 1 and 1000");
         }
@@ -486,6 +495,7 @@ impl Config {
             admission_factor_percent: booking.admission_factor_percent,
             ticket_idle_ttl_ms: seconds_to_ms(booking.ticket_idle_ttl_seconds),
             tickets_per_room_max: booking.tickets_per_room_max,
+            admissions_per_second_max: booking.admissions_per_second_max,
         }
     }
 

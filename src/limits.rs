@@ -73,6 +73,10 @@ pub const PAID_AT_AHEAD_MS_MAX: i64 = 30_000;
 /// (a step is one log record; 2,000 ticket ids keep it far below `LOG_RECORD_BYTES_MAX`).
 pub const WAITING_ROOM_STEP_TICKETS_MAX: usize = 2_000;
 
+/// The largest `booking.admissions_per_second_max` accepted: ten steps a second (the default tick) of
+/// [`WAITING_ROOM_STEP_TICKETS_MAX`] each.
+pub const WAITING_ROOM_ADMISSIONS_PER_SECOND_MAX: u32 = 10 * WAITING_ROOM_STEP_TICKETS_MAX as u32;
+
 /// Most tickets checked for idleness per pass (about once a second, each a look-up under the rooms lock), so one pass
 /// stays short however many tickets went quiet at once; the rest are checked on later passes. Ten lines' steps worth.
 pub const IDLE_CHECK_TICKETS_MAX: usize = 10 * WAITING_ROOM_STEP_TICKETS_MAX;

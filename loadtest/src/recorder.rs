@@ -1,5 +1,6 @@
 //! Records every measured call: an HDR latency histogram and outcome counts per RPC, a per-second series of
-//! completions and latencies for the plot, and named scenario counters.
+//! completions and latencies for the plot (all calls, and each RPC's own, so a burst shows which calls waited), and
+//! named scenario counters.
 //!
 //! Recording is sharded by worker thread so tasks on different threads do not contend on one lock; shards are
 //! merged only when the run is summarised. This module must not talk to the server.
@@ -102,6 +103,33 @@ impl SecondStats {
 struct Shard {
     rpcs: BTreeMap<&'static str, RpcStats>,
     series: Vec<Option<SecondStats>>,
+    rpc_series: BTreeMap<&'static str, Vec<Option<SecondStats>>>,
+}
+
+/// Notes a completion in `second` of `series`, growing it as needed.
+fn note_second(series: &mut Vec<Option<SecondStats>>, second: usize, ok: bool, latency_us: u64) {
+    if series.len() <= second {
+        series.resize_with(second + 1, || None);
+    }
+    let point = series[second].get_or_insert_with(SecondStats::new);
+    point.calls += 1;
+    point.errors += u64::from(!ok);
+    point.latency_us.saturating_record(latency_us);
+}
+
+/// Adds the seconds of `shard` to `merged`.
+fn merge_series(merged: &mut Vec<SecondStats>, shard: &[Option<SecondStats>]) {
+    if merged.len() < shard.len() {
+        merged.resize_with(shard.len(), SecondStats::new);
+    }
+    for (second, point) in shard.iter().enumerate() {
+        if let Some(point) = point {
+            let into = &mut merged[second];
+            into.calls += point.calls;
+            into.errors += point.errors;
+            into.latency_us.add(&point.latency_us).expect("histograms share bounds");
+        }
+    }
 }
 
 /// Shared by all tasks of a run.
@@ -121,6 +149,8 @@ pub struct Summary {
     pub rpcs: BTreeMap<&'static str, RpcStats>,
     /// Per second since the start; seconds without completions are zero.
     pub series: Vec<SecondStats>,
+    /// The same per RPC, by name.
+    pub rpc_series: BTreeMap<&'static str, Vec<SecondStats>>,
     /// Named scenario counters.
     pub counters: BTreeMap<&'static str, u64>,
     /// Open-loop calls that could not be sent because too many were in flight.
@@ -164,13 +194,8 @@ impl Recorder {
             *stats.reasons.entry(format!("{}/{}", outcome.code, reason)).or_default() += 1;
         }
         if second < SERIES_SECONDS_MAX {
-            if shard.series.len() <= second {
-                shard.series.resize_with(second + 1, || None);
-            }
-            let point = shard.series[second].get_or_insert_with(SecondStats::new);
-            point.calls += 1;
-            point.errors += u64::from(!outcome.is_ok());
-            point.latency_us.saturating_record(latency_us);
+            note_second(&mut shard.series, second, outcome.is_ok(), latency_us);
+            note_second(shard.rpc_series.entry(rpc).or_default(), second, outcome.is_ok(), latency_us);
         }
     }
 
@@ -193,26 +218,21 @@ impl Recorder {
     pub fn summary(&self) -> Summary {
         let mut rpcs: BTreeMap<&'static str, RpcStats> = BTreeMap::new();
         let mut series: Vec<SecondStats> = Vec::new();
+        let mut rpc_series: BTreeMap<&'static str, Vec<SecondStats>> = BTreeMap::new();
         for shard in &self.shards {
             let shard = shard.lock().expect("recorder shard poisoned");
             for (name, stats) in &shard.rpcs {
                 rpcs.entry(name).or_insert_with(RpcStats::new).merge(stats);
             }
-            if series.len() < shard.series.len() {
-                series.resize_with(shard.series.len(), SecondStats::new);
-            }
-            for (second, point) in shard.series.iter().enumerate() {
-                if let Some(point) = point {
-                    let merged = &mut series[second];
-                    merged.calls += point.calls;
-                    merged.errors += point.errors;
-                    merged.latency_us.add(&point.latency_us).expect("histograms share bounds");
-                }
+            merge_series(&mut series, &shard.series);
+            for (name, seconds) in &shard.rpc_series {
+                merge_series(rpc_series.entry(name).or_default(), seconds);
             }
         }
         Summary {
             rpcs,
             series,
+            rpc_series,
             counters: self.counters.lock().expect("counters poisoned").clone(),
             dropped: self.dropped.load(Ordering::Relaxed),
         }

@@ -92,6 +92,8 @@ pub struct Report {
     pub server_memory: Option<ServerMemory>,
     /// Per second of the run.
     pub series: Vec<SeriesPoint>,
+    /// Per second of the run for each RPC, seconds in which it completed no call left out.
+    pub rpc_series: BTreeMap<String, Vec<SeriesPoint>>,
 }
 
 /// The server's resident memory (from `/proc/PID/status`) around the load.
@@ -201,16 +203,13 @@ pub fn build(
         };
         rpcs.insert(name.to_string(), report);
     }
-    let series = summary
-        .series
+    let series = summary.series.iter().enumerate().map(|(second, point)| series_point(second, point)).collect();
+    let rpc_series = summary
+        .rpc_series
         .iter()
-        .enumerate()
-        .map(|(second, point)| SeriesPoint {
-            second,
-            calls: point.calls,
-            errors: point.errors,
-            p50_ms: LatencyMs::of(&point.latency_us).p50,
-            p99_ms: LatencyMs::of(&point.latency_us).p99,
+        .map(|(name, seconds)| {
+            let points = seconds.iter().enumerate().filter(|(_, point)| point.calls > 0);
+            (name.to_string(), points.map(|(second, point)| series_point(second, point)).collect())
         })
         .collect();
     Report {
@@ -260,7 +259,13 @@ pub fn build(
         server_args: Vec::new(),
         server_memory: None,
         series,
+        rpc_series,
     }
+}
+
+fn series_point(second: usize, point: &crate::recorder::SecondStats) -> SeriesPoint {
+    let latency = LatencyMs::of(&point.latency_us);
+    SeriesPoint { second, calls: point.calls, errors: point.errors, p50_ms: latency.p50, p99_ms: latency.p99 }
 }
 
 /// The report as a human-readable table.

@@ -8,7 +8,7 @@
 //! once per change of its line instead of polling.
 
 use super::Engine;
-use super::watchers::LineSignal;
+use super::watchers::{LineSignal, TicketSignal};
 use crate::domain::{JoinWish, Presence, Rejection, RequestId, TicketId, TicketView, Timestamp, WaitingRoomKey};
 use crate::limits::{IDLE_CHECK_TICKETS_MAX, WAITING_ROOM_STEP_TICKETS_MAX};
 use crate::metrics as names;
@@ -49,21 +49,31 @@ impl Engine {
         self.book.ticket(ticket_id, self.clock.now())
     }
 
-    /// Starts following a ticket with a Watch stream: the ticket now and its line's signal. The ticket counts as
-    /// watched until [`Engine::unwatch`].
-    pub fn watch(&self, ticket_id: TicketId) -> Option<(TicketView, LineSignal)> {
+    /// A ticket now without the draw's commitment and receipt ([`crate::domain::QuotaBook::ticket_glance`]): cheaper,
+    /// for a Watch stream deciding whether it has news.
+    #[must_use]
+    pub fn glance_ticket(&self, ticket_id: TicketId) -> Option<TicketView> {
+        self.book.ticket_glance(ticket_id, self.clock.now())
+    }
+
+    /// Starts following a ticket with a Watch stream: the ticket now, its line's signal and its own. The ticket counts
+    /// as watched until [`Engine::unwatch`].
+    pub fn watch(&self, ticket_id: TicketId) -> Option<(TicketView, LineSignal, TicketSignal)> {
         let signal = self.line_signal(ticket_id)?;
+        let own = self.watchers.table.lock().open_stream(ticket_id, self.clock.now());
         // Read after subscribing, so no change between the two is missed.
-        let view = self.peek_ticket(ticket_id)?;
-        self.watchers.table.lock().open_stream(ticket_id, self.clock.now());
-        Some((view, signal))
+        let Some(view) = self.peek_ticket(ticket_id) else {
+            self.unwatch(ticket_id);
+            return None;
+        };
+        Some((view, signal, own))
     }
 
     /// The signal of the line that holds `ticket_id` now (it may have moved to another release instant), or `None`
     /// when the ticket is gone.
     pub fn line_signal(&self, ticket_id: TicketId) -> Option<LineSignal> {
         let view = self.peek_ticket(ticket_id)?;
-        Some(self.watchers.signal(&view.room))
+        Some(self.watchers.signal(&view.room, ticket_id))
     }
 
     /// A Watch stream of `ticket_id` ended.
@@ -85,6 +95,7 @@ impl Engine {
         self.adopt_present_tickets();
         let log = self.events();
         let mut last_position = None;
+        let mut changed_tickets = Vec::new();
         let mut idle = if check_idle { self.idle_tickets(now) } else { HashMap::new() };
         if check_idle {
             for key in self.book.finished_waiting_rooms(now) {
@@ -122,6 +133,7 @@ impl Engine {
             let supply = self.book.supply(&key, now);
             if let Some(advanced) = self.book.advance_waiting_room(&key, supply, &idle, now, &log) {
                 last_position = Some(advanced.position);
+                changed_tickets.extend(advanced.changed);
                 let office = key.office_id.to_string();
                 let admissions = advanced.waited_ms.len() as u64;
                 metrics::counter!(names::WAITING_ROOM_ADMISSIONS_TOTAL, "office" => office.clone())
@@ -136,7 +148,8 @@ impl Engine {
             self.await_durable(position).await;
         }
         // Only once the changes are durable may a stream show them (an admission token, for one).
-        self.watchers.notify(&self.book.waiting_room_changes());
+        self.watchers.wake_tickets(&changed_tickets);
+        self.watchers.notify(&self.book.waiting_room_changes()).await;
     }
 
     /// Registers, once after start-up, every ticket still in line as seen when it joined or at start-up, whichever is

@@ -11,7 +11,7 @@ use super::status::overload_status;
 use crate::auth::Access;
 use crate::domain::{Date, JoinWish, Nik, Rejection, TicketId, TicketState, TicketView};
 use crate::engine::Engine;
-use crate::engine::watchers::LineSignal;
+use crate::engine::watchers::{LineSignal, TicketSignal};
 use crate::limits::{GROUP_APPLICANTS_MAX, WATCH_COUNTDOWN_INTERVAL_MS, WATCH_STREAMS_MAX};
 use crate::proto::{self, waiting_room_service_server::WaitingRoomService};
 use std::sync::Arc;
@@ -120,13 +120,28 @@ impl Drop for Following {
 
 type WatchSender = mpsc::Sender<Result<proto::WatchResponse, Status>>;
 
-/// Follows a ticket until it ends or the caller goes away: waits for its line to change, reads it, sends the news.
-async fn follow(engine: &Engine, ticket_id: TicketId, first: TicketView, mut signal: LineSignal, sender: &WatchSender) {
+/// Follows a ticket until it ends or the caller goes away: waits for its own news or its line's (the engine wakes the
+/// line's streams at most once a second, the ticket's at once when a step changed its state; `watchers.rs`), reads
+/// it, sends what is new.
+///
+/// A wake-up is kept cheap: it compares a glance of the ticket (no draw commitment or receipt, whose hashes are made
+/// only for a message) with what was last sent, and the countdown's timer is one per stream, reset after each message,
+/// not made anew at every wake-up.
+async fn follow(
+    engine: &Engine,
+    ticket_id: TicketId,
+    first: TicketView,
+    (mut signal, mut own): (LineSignal, TicketSignal),
+    sender: &WatchSender,
+) {
+    let mut own_open = true;
     let countdown = Duration::from_millis(WATCH_COUNTDOWN_INTERVAL_MS);
     if sender.send(Ok(proto::WatchResponse { ticket: Some(ticket(&first)) })).await.is_err() {
         return;
     }
-    let (mut shown, mut shown_at, mut countdown_pending) = (first, Instant::now(), false);
+    let (mut shown, mut shown_at, mut countdown_pending) = (without_proofs(first), Instant::now(), false);
+    let countdown_due = tokio::time::sleep_until((shown_at + countdown).into());
+    tokio::pin!(countdown_due);
     while !shown.ticket.state.has_ended() {
         tokio::select! {
             () = sender.closed() => return,
@@ -137,9 +152,14 @@ async fn follow(engine: &Engine, ticket_id: TicketId, first: TicketView, mut sig
                     signal = moved;
                 }
             }
-            () = tokio::time::sleep_until((shown_at + countdown).into()), if countdown_pending => {}
+            changed = own.changed(), if own_open => {
+                // Closed when the ticket is forgotten (it ended, or its line did): look at it once more, then rely on
+                // the line's signal.
+                own_open = changed.is_ok();
+            }
+            () = &mut countdown_due, if countdown_pending => {}
         }
-        let Some(now) = engine.peek_ticket(ticket_id) else { break };
+        let Some(now) = engine.glance_ticket(ticket_id) else { break };
         if now == shown {
             countdown_pending = false;
             continue;
@@ -148,14 +168,22 @@ async fn follow(engine: &Engine, ticket_id: TicketId, first: TicketView, mut sig
             countdown_pending = true;
             continue;
         }
+        // Something to send: the ticket whole, with its proofs.
+        let Some(now) = engine.peek_ticket(ticket_id) else { break };
         if sender.send(Ok(proto::WatchResponse { ticket: Some(ticket(&now)) })).await.is_err() {
             return;
         }
-        (shown, shown_at, countdown_pending) = (now, Instant::now(), false);
+        (shown, shown_at, countdown_pending) = (without_proofs(now), Instant::now(), false);
+        countdown_due.as_mut().reset((shown_at + countdown).into());
     }
     if !shown.ticket.state.has_ended() {
         let _ = sender.send(Err(Status::from(Rejection::TicketNotFound(ticket_id)))).await;
     }
+}
+
+/// `view` as a glance shows it (no commitment or receipt), to compare with glances.
+fn without_proofs(view: TicketView) -> TicketView {
+    TicketView { draw_commitment: None, receipt: None, ..view }
 }
 
 /// Whether `now` differs from `shown` in more than the countdown (`ahead`, `estimated_wait`).
@@ -195,13 +223,13 @@ impl WaitingRoomService for WaitingRoomApi {
             return Err(overload_status("watch_streams"));
         }
         let place = WatchPlace(Arc::clone(&self.watch_streams));
-        let (first, signal) =
+        let (first, signal, own) =
             engine.watch(ticket_id).ok_or_else(|| Status::from(Rejection::TicketNotFound(ticket_id)))?;
         let following = Following { engine: Arc::clone(&engine), ticket_id };
         let (sender, receiver) = mpsc::channel(2);
         tokio::spawn(async move {
             let (_place, _following) = (place, following);
-            follow(&engine, ticket_id, first, signal, &sender).await;
+            follow(&engine, ticket_id, first, (signal, own), &sender).await;
         });
         Ok(Response::new(ReceiverStream::new(receiver)))
     }

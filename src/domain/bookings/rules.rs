@@ -31,6 +31,8 @@ pub struct BookRules {
     pub ticket_idle_ttl_ms: i64,
     /// Most tickets in one waiting room.
     pub tickets_per_room_max: u64,
+    /// Most tickets one waiting room admits per second, paced over its steps (see `waiting_room::step`).
+    pub admissions_per_second_max: u32,
 }
 
 impl Default for BookRules {
@@ -49,6 +51,7 @@ impl Default for BookRules {
             admission_factor_percent: 100,
             ticket_idle_ttl_ms: 2 * 60_000,
             tickets_per_room_max: 2_000_000,
+            admissions_per_second_max: 1_000,
         }
     }
 }

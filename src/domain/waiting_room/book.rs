@@ -4,7 +4,7 @@
 //! Lock order: the rooms lock is taken after shard locks (holds, joins) or alone (everything here); the supply figures
 //! a line needs are read from the shards first, one at a time, and passed in.
 
-use super::decide::{JoinWish, has_finished, waiting_room_of};
+use super::decide::{JoinWish, has_finished};
 use super::draw::RECEIPT_BYTES;
 use super::event::WaitingRoomEvent;
 use super::room::{Ticket, TicketId, TicketState, WaitingRoom, WaitingRoomKey, WaitingRooms};
@@ -46,6 +46,8 @@ pub struct Advanced {
     /// For each ticket admitted, how long it waited in line (since it joined or since the release instant, whichever
     /// is later), in milliseconds.
     pub waited_ms: Vec<i64>,
+    /// The tickets whose own state the step changed (admitted, expired, taken back): their holders have news now.
+    pub changed: Vec<TicketId>,
 }
 
 /// Where a ticket is, for the engine's idle check.
@@ -117,8 +119,18 @@ impl QuotaBook {
     #[must_use]
     pub fn ticket(&self, ticket_id: TicketId, now: Timestamp) -> Option<TicketView> {
         let rooms = self.waiting_rooms.lock();
-        let key = waiting_room_of(&rooms, ticket_id)?;
-        view(&rooms[&key], ticket_id, now)
+        let room = rooms.values().find(|room| room.tickets.contains_key(&ticket_id))?;
+        view(room, ticket_id, now, Proofs::Included)
+    }
+
+    /// A ticket as [`QuotaBook::ticket`] shows it, but without the draw's commitment and the ticket's receipt (two
+    /// SHA-256 hashes, both `None` here): what a Watch stream compares on each wake-up of its line, to read the whole
+    /// ticket only when it has something to send.
+    #[must_use]
+    pub fn ticket_glance(&self, ticket_id: TicketId, now: Timestamp) -> Option<TicketView> {
+        let rooms = self.waiting_rooms.lock();
+        let room = rooms.values().find(|room| room.tickets.contains_key(&ticket_id))?;
+        view(room, ticket_id, now, Proofs::Left)
     }
 
     /// The slots behind a line at `now`: bookable now, awaiting payment, and free but bookable only later, over its
@@ -203,8 +215,14 @@ impl QuotaBook {
             return None;
         }
         let step = decide_step(room, &supply, idle, now, self.rules())?;
+        let changed = match &step.event {
+            WaitingRoomEvent::Stepped { admitted, expired, revoked, .. } => {
+                admitted.iter().map(|(ticket_id, _)| *ticket_id).chain(expired.iter().chain(revoked).copied()).collect()
+            }
+            _ => Vec::new(),
+        };
         let position = self.commit_waiting_room_event(&mut rooms, &Event::WaitingRoom(step.event), log);
-        Some(Advanced { position, waited_ms: step.waited_ms })
+        Some(Advanced { position, waited_ms: step.waited_ms, changed })
     }
 
     /// Lines that are over at `now`: none of their dates can be booked through them any more.
@@ -245,10 +263,11 @@ impl QuotaBook {
         rooms.iter().map(|(key, room)| (key.clone(), room.waiting(), room.admitted.len() as u32)).collect()
     }
 
-    /// Each line's count of changes its ticket holders can see, so watchers are woken once per change of the line.
+    /// Each line's count of changes its ticket holders can see, and whether its draw is made, so watchers are woken
+    /// once per change of the line (at once after the draw, and at most about once a second otherwise).
     #[must_use]
-    pub fn waiting_room_changes(&self) -> Vec<(WaitingRoomKey, u64)> {
-        self.waiting_rooms.lock().iter().map(|(key, room)| (key.clone(), room.changes.0)).collect()
+    pub fn waiting_room_changes(&self) -> Vec<(WaitingRoomKey, u64, bool)> {
+        self.waiting_rooms.lock().iter().map(|(key, room)| (key.clone(), room.changes.0, room.drawn)).collect()
     }
 
     /// Where each of `ticket_ids` is at `now`, for the engine's idle check.
@@ -294,8 +313,15 @@ impl QuotaBook {
     }
 }
 
+/// Whether a view carries the draw's commitment and the ticket's receipt.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Proofs {
+    Included,
+    Left,
+}
+
 /// A ticket of `room` as its holder sees it at `now`.
-fn view(room: &WaitingRoom, ticket_id: TicketId, now: Timestamp) -> Option<TicketView> {
+fn view(room: &WaitingRoom, ticket_id: TicketId, now: Timestamp, proofs: Proofs) -> Option<TicketView> {
     let mut ticket = room.tickets.get(&ticket_id)?.clone();
     let waiting = ticket.state == TicketState::Waiting;
     ticket.state = room.shown_state(&ticket);
@@ -307,7 +333,8 @@ fn view(room: &WaitingRoom, ticket_id: TicketId, now: Timestamp) -> Option<Ticke
     } else {
         0
     };
-    let draw_commitment = room.draw.secret.map(|secret| secret.commitment());
-    let receipt = room.draw.secret.map(|secret| secret.receipt(ticket_id.0));
+    let secret = room.draw.secret.filter(|_| proofs == Proofs::Included);
+    let draw_commitment = secret.map(|secret| secret.commitment());
+    let receipt = secret.map(|secret| secret.receipt(ticket_id.0));
     Some(TicketView { ticket, room: room.key.clone(), ahead, estimated_wait_ms, draw_commitment, receipt })
 }

@@ -6,6 +6,12 @@
 //! Budget: admitted-and-not-yet-booked slots stay within the slots bookable now times the admission factor (invariant
 //! 5). Order: admissions go strictly from the front of the line; when the party at the front needs more than the
 //! budget allows, nobody behind it is admitted instead.
+//!
+//! Pace: a line admits at most `admissions_per_second_max` tickets a second, spread over its steps (a step admits that
+//! rate over the time since the line's last admitting step, at most [`ADMISSION_PACE_WINDOW_MS`] of it). Every
+//! admission is a hold and a payment a moment later: admitting 10,000 tickets in the half second after a draw sent
+//! 20,000 calls at the server at once, and every Join behind them waited a second for its answer. Paced, the holds
+//! come at a rate the server absorbs while it answers the arrivals, and each step stays small.
 
 use super::event::WaitingRoomEvent;
 use super::room::{TicketId, TicketState, WaitingRoom};
@@ -13,6 +19,10 @@ use crate::domain::bookings::rules::BookRules;
 use crate::domain::values::time::Timestamp;
 use crate::limits::WAITING_ROOM_STEP_TICKETS_MAX;
 use std::collections::BTreeSet;
+
+/// The longest time one step's admissions are paced for, in milliseconds: a line that admitted nobody for a while (or
+/// whose ticker fell behind) admits one window's worth at once, never a backlog of seconds.
+pub const ADMISSION_PACE_WINDOW_MS: i64 = 100;
 
 /// What a line needs to know about the slots behind it, at the instant of the step.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -100,7 +110,8 @@ pub fn decide_step(
         &drawn_copy
     };
     let admitted = if revoked.is_empty() {
-        next_admissions(ordered, &idle, budget.saturating_sub(kept), kept)
+        let paced = admission_allowance(room, now, rules.admissions_per_second_max);
+        next_admissions(ordered, &idle, budget.saturating_sub(kept), kept, paced)
     } else {
         Vec::new()
     };
@@ -155,11 +166,28 @@ fn over_budget(room: &WaitingRoom, lapsed: &[TicketId], excess: u64) -> Vec<Tick
     revoked
 }
 
-/// The next tickets to admit from the front of the line for `wanted` slots, `kept` being claimed already. A party
-/// larger than everything the line can offer now, at the front with nobody else admitted, takes what there is.
-fn next_admissions(room: &WaitingRoom, idle: &BTreeSet<TicketId>, mut wanted: u64, kept: u64) -> Vec<(TicketId, u8)> {
+/// Tickets a step of `room` at `now` may admit at most: `per_second` over the time since the line's last admitting
+/// step, at most [`ADMISSION_PACE_WINDOW_MS`] of it (a whole window when it never admitted anyone), rounded up.
+#[must_use]
+pub fn admission_allowance(room: &WaitingRoom, now: Timestamp, per_second: u32) -> usize {
+    let since_last = room.recent_admissions.back().map_or(ADMISSION_PACE_WINDOW_MS, |(at, _)| now.ms_since(*at));
+    let paced_ms = since_last.clamp(0, ADMISSION_PACE_WINDOW_MS) as u64;
+    let allowance = (u64::from(per_second) * paced_ms).div_ceil(1000);
+    usize::try_from(allowance).unwrap_or(usize::MAX).min(WAITING_ROOM_STEP_TICKETS_MAX)
+}
+
+/// The next tickets to admit from the front of the line for `wanted` slots, `kept` being claimed already, at most
+/// `tickets_max` of them. A party larger than everything the line can offer now, at the front with nobody else
+/// admitted, takes what there is.
+fn next_admissions(
+    room: &WaitingRoom,
+    idle: &BTreeSet<TicketId>,
+    mut wanted: u64,
+    kept: u64,
+    tickets_max: usize,
+) -> Vec<(TicketId, u8)> {
     let mut admitted = Vec::new();
-    if wanted == 0 {
+    if wanted == 0 || tickets_max == 0 {
         return admitted;
     }
     for ticket_id in room.waiting_in_order().filter(|ticket_id| !idle.contains(ticket_id)) {
@@ -173,7 +201,7 @@ fn next_admissions(room: &WaitingRoom, idle: &BTreeSet<TicketId>, mut wanted: u6
             }
             break;
         }
-        if wanted == 0 || admitted.len() >= WAITING_ROOM_STEP_TICKETS_MAX {
+        if wanted == 0 || admitted.len() >= tickets_max {
             break;
         }
     }

@@ -1291,11 +1291,40 @@ fn op(random_supply: bool) -> impl Strategy<Value = Op> {
     ]
 }
 
+#[test]
+fn a_line_admits_at_its_pace_however_many_slots_are_free() {
+    let rules = BookRules { admissions_per_second_max: 1_000, ..room_rules(100) };
+    let line = Line::new(rules, Capacities { regular: 1, priority: 0 });
+    for serial in 0..400 {
+        line.join(&person(serial), release().plus_ms(-1_000));
+    }
+    // Slots enough for everyone: only the pace holds admissions back.
+    let plenty = Supply { remaining: 10_000, ..Supply::default() };
+    let admitted_at = |after_release_ms: i64| {
+        let step = line.advance_with(plenty, &[], release().plus_ms(after_release_ms));
+        step.map_or(0, |advanced| advanced.waited_ms.len())
+    };
+    assert_eq!(admitted_at(0), 100, "the draw's step admits one window's worth (1,000 a second for 100 ms)");
+    assert_eq!(admitted_at(100), 100, "the next tick as much again");
+    assert_eq!(admitted_at(130), 30, "a step 30 ms after the last admits 30 ms' worth");
+    assert_eq!(admitted_at(130), 0, "a second step in the same millisecond admits nobody");
+    assert_eq!(admitted_at(5_000), 100, "a quiet spell is not made up in one burst");
+    assert_eq!(admitted(&line.room()).len(), 330);
+    let mut order: Vec<u64> = admitted(&line.room()).iter().map(|ticket| ticket.order).collect();
+    order.sort_unstable();
+    assert_eq!(order, (1..=330).collect::<Vec<u64>>(), "from the front of the line, in order");
+    line.assert_rebuilds();
+}
+
 /// A line over Thursday and Friday run side by side with its reference model.
 struct ModelRun {
     line: Line,
     clock: Timestamp,
     factor_percent: u32,
+    /// The line's admissions per second, low enough that the pace decides some steps.
+    pace_per_second: u32,
+    /// When a step last admitted someone.
+    last_admitting_step: Option<Timestamp>,
     release_at: Timestamp,
     tickets: BTreeMap<TicketId, Expected>,
     latest: BTreeMap<crate::domain::values::nik::Nik, TicketId>,
@@ -1305,11 +1334,15 @@ struct ModelRun {
 
 impl ModelRun {
     fn new(capacities: Capacities, factor_percent: u32) -> ModelRun {
-        let line = Line::with_dates(room_rules(factor_percent), capacities, thursday(), friday());
+        let pace_per_second = 30;
+        let rules = BookRules { admissions_per_second_max: pace_per_second, ..room_rules(factor_percent) };
+        let line = Line::with_dates(rules, capacities, thursday(), friday());
         ModelRun {
             line,
             clock: release().plus_ms(-30 * 60_000),
             factor_percent,
+            pace_per_second,
+            last_admitting_step: None,
             release_at: release(),
             tickets: BTreeMap::new(),
             latest: BTreeMap::new(),
@@ -1579,8 +1612,14 @@ impl ModelRun {
         waiting.sort_by_key(order);
         let mut admitted: Vec<(TicketId, u8)> = Vec::new();
         let mut wanted = budget.saturating_sub(kept);
-        if revoked.is_empty() && wanted > 0 {
+        // The pace: the rate over the time since the last admitting step, a tenth of a second at most.
+        let paced_ms = self.last_admitting_step.map_or(100, |last| at.ms_since(last).clamp(0, 100));
+        let allowance = (u64::from(self.pace_per_second) * paced_ms as u64).div_ceil(1000) as usize;
+        if revoked.is_empty() && wanted > 0 && allowance > 0 {
             for ticket_id in waiting.iter().filter(|ticket_id| !revoked.contains(ticket_id)) {
+                if admitted.len() == allowance {
+                    break;
+                }
                 let party = self.tickets[ticket_id].party;
                 if u64::from(party) <= wanted {
                     admitted.push((*ticket_id, party));
@@ -1630,6 +1669,9 @@ impl ModelRun {
             let expected = self.tickets.get_mut(ticket_id).expect("modelled");
             (expected.state, expected.claim) = (TicketState::Admitted, *party);
             expected.expires_at = at.plus_ms(ADMISSION_TTL_MS);
+        }
+        if !admitted.is_empty() {
+            self.last_admitting_step = Some(at);
         }
         // Invariant 5: what is admitted and not yet booked fits the slots bookable now, times the factor.
         assert!(u64::from(after.admitted_slots) <= budget, "{} admitted slots, budget {budget}", after.admitted_slots);
