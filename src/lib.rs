@@ -21,8 +21,8 @@
 //!   group commit, snapshots and recovery, over opaque bytes. Neither knows the other.
 //! - [`limits`]: named maxima, importable by all; [`call_layer`]: the tower plumbing every layer of the server shares.
 
-// One audited `unsafe` call remains (`engine::waiting_room::release_freed_memory`, glibc `malloc_trim`), allowed
-// there alone; ARCHITECTURE.md names it.
+// One audited `unsafe` call remains in the library (`engine::waiting_room::release_freed_memory`, glibc
+// `malloc_trim`), allowed there alone; ARCHITECTURE.md names it (and the bench allocator outside the library).
 #![deny(unsafe_code)]
 
 pub mod auth;
