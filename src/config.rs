@@ -447,12 +447,21 @@ impl Config {
     }
 
     /// A node that forwards calls must be reachable: with `server.listen` on an unspecified address (`0.0.0.0`) the
-    /// address other nodes use has to be given.
+    /// address other nodes use has to be given; and it must not serve TLS, which forwarding does not speak yet.
     fn validate_advertised(&self) -> Result<(), ConfigError> {
         let Some(cluster) = &self.cluster else { return Ok(()) };
         let unspecified = self.server.listen.parse::<SocketAddr>().is_ok_and(|address| address.ip().is_unspecified());
         if cluster.forward_calls && cluster.advertise_address.is_none() && unspecified {
             return invalid("cluster.advertise_address", "must be set when server.listen is 0.0.0.0 or [::]");
+        }
+        if cluster.forward_calls && self.server.tls.is_some() {
+            // Forwarding dials other nodes in plain HTTP/2, which a node serving TLS would refuse: every forwarded
+            // call would fail at run time. Say so at start instead.
+            return invalid(
+                "cluster.forward_calls",
+                "cannot be used with [server.tls] yet (nodes forward in plain HTTP/2): set forward_calls = false, \
+                 and callers are told which node owns an office (OFFICE_NOT_IN_PARTITION)",
+            );
         }
         Ok(())
     }
@@ -584,6 +593,15 @@ mod tests {
         assert!(error.to_string().contains("cluster.advertise_address"), "{error}");
         Config::parse(&format!("{open}advertise_address = \"10.0.0.7:50051\"\n")).expect("advertised");
         Config::parse(&format!("{open}forward_calls = false\n")).expect("not forwarding");
+    }
+
+    #[test]
+    fn a_node_serving_tls_cannot_forward_yet() {
+        let tls = "[server.tls]\ncert_path = \"/etc/antrean/cert.pem\"\nkey_path = \"/etc/antrean/key.pem\"\n";
+        let cluster = "[cluster]\nnode_name = \"node-1\"\nnats_urls = [\"nats://127.0.0.1:4222\"]\noffices = \"all\"\n";
+        let error = Config::parse(&format!("{tls}{cluster}")).expect_err("forwarding is on by default");
+        assert!(error.to_string().contains("cluster.forward_calls"), "{error}");
+        Config::parse(&format!("{tls}{cluster}forward_calls = false\n")).expect("not forwarding");
     }
 
     #[test]
