@@ -56,6 +56,21 @@ async fn append_within(writer: &mut OfficeWriter, records: &[Vec<u8>], within: D
     }
 }
 
+/// Opens `office`'s writer, retrying while JetStream is unavailable (a new stream electing its leader on a loaded
+/// machine) until `within` has passed. Not a speed assertion: a bound on waiting.
+async fn open_within(log: OfficeLog, office: &OfficeId, epoch: u64, within: Duration) -> OfficeWriter {
+    let deadline = Instant::now() + within;
+    loop {
+        match OfficeWriter::open(log.clone(), office.clone(), epoch).await {
+            Ok(writer) => return writer,
+            Err(error) if error.is_retryable() && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(error) => panic!("open failed: {error}"),
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_replay_in_order_and_a_retried_append_is_stored_once() {
     let nats = NatsCluster::start(true);
@@ -63,7 +78,7 @@ async fn batches_replay_in_order_and_a_retried_append_is_stored_once() {
     assert_eq!(connection.server_version, "2.15.1");
     let log = OfficeLog::new(&connection, log_options());
     let batam = office("kanim-batam");
-    let mut writer = OfficeWriter::open(log.clone(), batam.clone(), 7).await.expect("open an empty office");
+    let mut writer = open_within(log.clone(), &batam, 7, Duration::from_secs(45)).await;
     assert_eq!((writer.fence(), writer.next_position()), (0, LogPosition(1)));
 
     let batches = [payloads(1, 3, 200), payloads(2, 1, 0), payloads(3, 5, 64 * 1024)];
@@ -93,7 +108,7 @@ async fn batches_replay_in_order_and_a_retried_append_is_stored_once() {
 
     // Another office in the same streams has its own log and its own fence.
     let medan = office("kanim-medan");
-    let mut other = OfficeWriter::open(log.clone(), medan.clone(), 1).await.expect("open");
+    let mut other = open_within(log.clone(), &medan, 1, Duration::from_secs(45)).await;
     append_within(&mut other, &payloads(9, 1, 10), Duration::from_secs(30)).await; // binds its subject: may wait
     assert_eq!(log.replay(&medan, 0).await.expect("replay").len(), 1);
     assert_eq!(log.end(&batam).await.expect("end").next_position(), LogPosition(10));
@@ -163,9 +178,8 @@ async fn a_deposed_lease_holder_is_fenced_once_another_node_took_the_office() {
     let batam = office("kanim-batam");
 
     let mut lease_a = leases_a.acquire(&batam).await.expect("node a takes the office");
-    let mut writer_a = OfficeWriter::open(OfficeLog::new(&connection_a, log_options()), batam.clone(), lease_a.epoch)
-        .await
-        .expect("open");
+    let log_a = OfficeLog::new(&connection_a, log_options());
+    let mut writer_a = open_within(log_a, &batam, lease_a.epoch, Duration::from_secs(45)).await;
     append_within(&mut writer_a, &payloads(1, 2, 50), Duration::from_secs(30)).await; // a new stream may be electing
     leases_a.renew(&mut lease_a).await.expect("the holder renews");
     let refused = leases_b.acquire(&batam).await.expect_err("the office is held");
@@ -184,9 +198,8 @@ async fn a_deposed_lease_holder_is_fenced_once_another_node_took_the_office() {
     };
     assert!(lease_b.epoch > lease_a.epoch, "a new owner has a higher epoch");
     assert!(!leases_a.may_serve(&lease_a, Instant::now()), "node a must have stopped serving before b could take over");
-    let mut writer_b = OfficeWriter::open(OfficeLog::new(&connection_b, log_options()), batam.clone(), lease_b.epoch)
-        .await
-        .expect("open");
+    let log_b = OfficeLog::new(&connection_b, log_options());
+    let mut writer_b = open_within(log_b, &batam, lease_b.epoch, Duration::from_secs(45)).await;
     assert_eq!(writer_b.next_position(), LogPosition(3));
     writer_b.append(&payloads(2, 1, 30)).await.expect("the new owner appends (its OwnerChanged record)");
 
@@ -215,7 +228,7 @@ async fn after_the_stream_leader_is_killed_appends_succeed_once_a_new_leader_is_
     let connection = connect_to(nats.urls(), "node-a").await;
     let log = OfficeLog::new(&connection, log_options());
     let batam = office("kanim-batam");
-    let mut writer = OfficeWriter::open(log.clone(), batam.clone(), 1).await.expect("open");
+    let mut writer = open_within(log.clone(), &batam, 1, Duration::from_secs(45)).await;
     append_within(&mut writer, &payloads(1, 2, 200), Duration::from_secs(10)).await;
 
     let stream_name = cluster::stream_name(cluster::stream_index(&batam, log_options().stream_count));
@@ -244,7 +257,7 @@ async fn fenced_append_latency() {
         let log = OfficeLog::new(&connection, log_options());
         for (label, bytes, appends) in [("200 B", 200, 2000), ("64 KiB", 64 * 1024, 500)] {
             let id = office(&format!("bench-{bytes}"));
-            let mut writer = OfficeWriter::open(log.clone(), id, 1).await.expect("open");
+            let mut writer = open_within(log.clone(), &id, 1, Duration::from_secs(45)).await;
             let records = vec![vec![7u8; bytes - 16]];
             let mut latencies = Vec::with_capacity(appends);
             for _ in 0..appends {
