@@ -86,7 +86,14 @@ async fn an_applicant_booked_at_one_office_is_refused_at_another_partitions_offi
     assert!(keys.iter().all(|key| key.len() == 64 && key.bytes().all(|byte| byte.is_ascii_hexdigit())), "{keys:?}");
 
     // Once the west booking is cancelled, east may book the applicant (and west no longer may).
-    api::cancel(&mut booking_west, &held.booking_id).await.expect("cancel in west");
+    // A call by booking id needs the node's directory (it may be elsewhere): until the node has read it once the
+    // answer is UNAVAILABLE with a retry hint, which a client retries.
+    let deadline = Instant::now() + PATIENCE;
+    while let Err(status) = api::cancel(&mut booking_west, &held.booking_id).await {
+        assert_eq!(status.code(), Code::Unavailable, "cancel in west: {status:?}");
+        assert!(Instant::now() < deadline, "cancel in west: no answer within {PATIENCE:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let moved = api::hold(&mut booking_east, hold_request(EAST, 4, applicant(1))).await;
     assert_eq!(moved.office_id, EAST);
     let back = booking_west.hold(hold_request(WEST, 5, applicant(1))).await.expect_err("booked in east now");
