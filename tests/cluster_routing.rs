@@ -91,6 +91,22 @@ where
 async fn create_office_through(admin: &mut AdminServiceClient<Channel>, office_id: &str) {
     let request =
         proto::UpsertOfficeRequest { request_id: request_id("office"), office: Some(test_office(office_id, 6, 3_600)) };
+    // The node may have read the directory before the owner's node published its card (both start at once): until
+    // that card arrives the office is in no partition it knows of. Wait for it, then create.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let status = match admin.clone().upsert_office(request.clone()).await {
+            Ok(_) => return,
+            Err(status) => status,
+        };
+        let card_missing =
+            status.code() == Code::FailedPrecondition && reason(&status).as_deref() == Some("OFFICE_NOT_IN_CLUSTER");
+        if !card_missing {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{office_id} never found its partition: {status:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     until_answered("create the office (the directory may still be learning)", || {
         let mut admin = admin.clone();
         let request = request.clone();
