@@ -95,10 +95,7 @@ async fn create_office_through(admin: &mut AdminServiceClient<Channel>, office_i
     // that card arrives the office is in no partition it knows of. Wait for it, then create.
     let deadline = Instant::now() + PATIENCE;
     loop {
-        let status = match admin.clone().upsert_office(request.clone()).await {
-            Ok(_) => return,
-            Err(status) => status,
-        };
+        let Err(status) = admin.clone().upsert_office(request.clone()).await else { return };
         let card_missing =
             status.code() == Code::FailedPrecondition && reason(&status).as_deref() == Some("OFFICE_NOT_IN_CLUSTER");
         if !card_missing {
